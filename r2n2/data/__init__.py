@@ -1,0 +1,3 @@
+"""Data stages: sources, validation, windowing, text batching."""
+
+from .batching import collate_fn

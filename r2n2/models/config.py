@@ -1,0 +1,87 @@
+"""ModelConfig: everything needed to rebuild a model; stored inside every checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+__all__ = ["ModelConfig"]
+
+CELLS = ("rnn", "gru", "lstm", "rmc")
+POOLINGS = ("last", "attention", "mean")
+TASKS = ("regression", "classification")
+
+
+@dataclass
+class ModelConfig:
+    input_size: int = 5                 # features per step (ignored when vocab_size is set)
+    output_size: int = 1                # regression targets or number of classes
+    hidden_size: int = 64               # recurrent width (per direction); rmc derives its own width
+    cell: str = "rnn"                   # rnn | gru | lstm | rmc
+    num_layers: int = 1                 # stacked recurrent layers
+    bidirectional: bool = False         # run a second recurrence backwards (not for rmc)
+    dropout: float = 0.0                # between recurrent layers and before the head
+    relational: bool = True             # slide-2 pairwise relational module on the recurrent states
+    pooling: str = "last"               # last | attention | mean: how a sequence becomes one vector
+    task: str = "regression"            # regression | classification (only changes predict_proba / losses)
+    vocab_size: int | None = None       # token ids as input through an embedding (slide 7) when set
+    embed_size: int = 100               # embedding width when vocab_size is set
+    entities: bool = False              # input (B, E, T, F): encode each entity, relate entities (slide 9)
+    encoder_name: str = "rnn"           # attribute name of the recurrence ("rnn", "gru", "birnn") for
+    #                                     state_dict compatibility with the slide classes
+    relational_chunk: int = 32          # queries per chunk in the all-pairs relational case (peak memory)
+    # Relational Memory Core (cell = "rmc"), Santoro et al. 2018
+    mem_slots: int = 4                  # memory rows
+    head_size: int = 16                 # width of one attention head; a row is head_size * num_heads
+    num_heads: int = 2                  # attention heads
+    num_blocks: int = 1                 # attention + MLP blocks per step
+    gate_style: str | None = "unit"     # unit | memory | None
+    attention_mlp_layers: int = 2       # depth of the row-wise MLP
+    forget_bias: float = 1.0            # added to the forget gate pre-activation
+    input_bias: float = 0.0             # added to the input gate pre-activation
+
+    def __post_init__(self) -> None:
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"model.{name} must be a positive integer, got {value!r}.")
+
+        for name in ("input_size", "output_size", "hidden_size", "num_layers", "embed_size",
+                     "relational_chunk", "mem_slots", "head_size", "num_heads", "num_blocks",
+                     "attention_mlp_layers"):
+            positive(name)
+        if self.vocab_size is not None:
+            positive("vocab_size")
+        if self.cell not in CELLS:
+            raise ValueError(f"model.cell must be one of {', '.join(CELLS)}, got {self.cell!r}.")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"model.pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}.")
+        if self.task not in TASKS:
+            raise ValueError(f"model.task must be one of {', '.join(TASKS)}, got {self.task!r}.")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
+        if self.cell == "rmc" and self.bidirectional:
+            raise ValueError("model.bidirectional is not supported with cell 'rmc'.")
+        if self.gate_style not in ("unit", "memory", None):
+            raise ValueError(f"model.gate_style must be 'unit', 'memory' or null, got {self.gate_style!r}.")
+        if self.entities and self.vocab_size is not None:
+            raise ValueError("model.entities cannot be combined with model.vocab_size.")
+        if not self.encoder_name.isidentifier():
+            raise ValueError(f"model.encoder_name must be a Python identifier, got {self.encoder_name!r}.")
+
+    @property
+    def encoder_size(self) -> int:
+        """Width of the per-step recurrent output that the relational module and head see."""
+        if self.cell == "rmc":
+            return self.mem_slots * self.head_size * self.num_heads
+        return self.hidden_size * (2 if self.bidirectional else 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config key(s): {', '.join(unknown)}.")
+        return cls(**data)

@@ -1,0 +1,197 @@
+"""One configurable relational recurrent network behind every slide class.
+
+Pipeline: [embedding] -> recurrence (rnn | gru | lstm | rmc) -> [relational module] -> pooling -> head.
+Variable-length batches are right-padded and described by ``lengths`` (B,) or ``mask`` (B, T); padding
+never changes a sequence's output: recurrences run packed (or carry state over pads, for rmc), the
+relational module ignores padded keys and queries, and pooling ignores padded steps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+import torch.nn as nn
+
+from .config import ModelConfig
+from .relational import RelationalModule
+from .rmc import RelationalMemoryRNN
+
+__all__ = ["RelationalRNN", "build_model", "lengths_to_mask"]
+
+
+def lengths_to_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B,) lengths -> (B, T) bool mask, True on the first ``length`` steps."""
+    lengths = torch.as_tensor(lengths)
+    if lengths.dim() != 1:
+        raise ValueError(f"lengths must be 1-D (batch,), got shape {tuple(lengths.shape)}.")
+    if len(lengths) and (int(lengths.min()) < 1 or int(lengths.max()) > steps):
+        raise ValueError(f"lengths must lie in [1, {steps}] (the padded length), got min {int(lengths.min())}, "
+                         f"max {int(lengths.max())}.")
+    return torch.arange(steps, device=lengths.device) < lengths.unsqueeze(1)  # (T,) < (B, 1) -> (B, T)
+
+
+def _make_encoder(cfg: ModelConfig, input_size: int) -> nn.Module:
+    if cfg.cell == "rmc":
+        return RelationalMemoryRNN(
+            input_size, cfg.mem_slots, cfg.head_size, cfg.num_heads, num_layers=cfg.num_layers,
+            dropout=cfg.dropout, num_blocks=cfg.num_blocks, gate_style=cfg.gate_style,
+            attention_mlp_layers=cfg.attention_mlp_layers, forget_bias=cfg.forget_bias, input_bias=cfg.input_bias)
+    rnn_cls = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}[cfg.cell]
+    return rnn_cls(input_size, cfg.hidden_size, cfg.num_layers, batch_first=True,
+                   bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
+
+
+class RelationalRNN(nn.Module):
+    """The configurable core model (see ``ModelConfig``); every slide class is a preset of it.
+
+    Submodule names follow the slides (``embedding``, ``rnn``/``gru``/``birnn``, ``relational``,
+    ``attention``, ``fc``), so state_dicts move between the slide code and this library unchanged.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        cfg = config
+        if cfg.vocab_size is not None:
+            self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_size)
+        in_size = cfg.embed_size if cfg.vocab_size is not None else cfg.input_size
+        self.add_module(cfg.encoder_name, _make_encoder(cfg, in_size))
+        width = cfg.encoder_size
+        if cfg.relational:
+            self.relational = RelationalModule(width, chunk_size=cfg.relational_chunk)
+        if cfg.pooling == "attention":
+            self.attention = nn.Linear(width, 1)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.fc = nn.Linear(width, cfg.output_size)
+
+    # -- parts -------------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> nn.Module:
+        return getattr(self, self.config.encoder_name)
+
+    def encode(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-step recurrent states: (B, T, F) or token ids (B, T) -> (B, T, encoder_size)."""
+        if self.config.vocab_size is not None:
+            if x.dtype not in (torch.int32, torch.int64):
+                raise ValueError(f"token-id input must be an integer tensor, got {x.dtype}.")
+            x = self.embedding(x)  # (B, T) -> (B, T, E)
+        elif x.dim() != 3 or x.size(-1) != self.config.input_size:
+            raise ValueError(f"expected input of shape (batch, steps, {self.config.input_size}), "
+                             f"got {tuple(x.shape)}.")
+        if self.config.cell == "rmc":
+            out, _ = self.encoder(x, mask=mask)
+            return out
+        if mask is None or bool(mask.all()):
+            out, _ = self.encoder(x)
+            return out
+        lengths = mask.sum(1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.encoder(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.size(1))
+        return out  # (B, T, D), zeros at padded steps
+
+    def pool(self, h: torch.Tensor, mask: torch.Tensor | None,
+             relational: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, T, D) states -> (B, D) summary (+ (B, T, 1) attention weights for attention pooling)."""
+        B, T, _ = h.shape
+        pooling = self.config.pooling
+        if pooling == "last":
+            last = (mask.sum(1) - 1) if mask is not None else torch.full((B,), T - 1, device=h.device)
+            if relational:  # only the last step's relations are needed: O(T·D²), not O(T²·D²)
+                return self.relational(h, mask, query=last), None
+            return h[torch.arange(B, device=h.device), last], None  # (B, T, D) -> (B, D)
+        if relational:
+            h = self.relational(h, mask)  # (B, T, D), all pairs, chunked
+        if pooling == "mean":
+            if mask is None:
+                return h.mean(1), None
+            m = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
+            return (h * m).sum(1) / m.sum(1), None
+        scores = self.attention(h)  # (B, T, 1)
+        if mask is not None:
+            scores = scores.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+        weights = torch.softmax(scores, dim=1)  # over time
+        return (weights * h).sum(1), weights  # (B, T, 1) * (B, T, D) -> (B, D)
+
+    def _mask(self, x: torch.Tensor, lengths, mask, steps: int) -> torch.Tensor | None:
+        if lengths is not None and mask is not None:
+            raise ValueError("pass either lengths or mask, not both.")
+        if lengths is not None:
+            return lengths_to_mask(torch.as_tensor(lengths, device=x.device), steps)
+        if mask is None:
+            return None
+        mask = mask.to(device=x.device, dtype=torch.bool)
+        if mask.shape != x.shape[:mask.dim()] or mask.size(-1) != steps:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match the input's leading dimensions "
+                             f"{tuple(x.shape[:mask.dim()])}.")
+        flat = mask.reshape(-1, steps)
+        if not torch.equal(flat, lengths_to_mask(flat.sum(1), steps)):
+            raise ValueError("mask must be right-padded: True on a prefix of each sequence, at least one step.")
+        return mask
+
+    # -- forward -----------------------------------------------------------------------------------
+    def forward_with_attention(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Like ``forward`` but also returns the attention-pooling weights (None for other poolings)."""
+        cfg = self.config
+        if cfg.entities:
+            if x.dim() != 4:
+                raise ValueError(f"multi-entity input must be (batch, entities, steps, features), "
+                                 f"got {tuple(x.shape)}.")
+            B, E, T, F = x.shape
+            mask = self._mask(x, None, mask, T)  # (B, E, T) or None
+            flat_mask = None if mask is None else mask.reshape(B * E, T)
+            h = self.encode(x.reshape(B * E, T, F), flat_mask)  # (B*E, T, D)
+            z, weights = self.pool(h, flat_mask, relational=False)  # (B*E, D)
+            z = z.view(B, E, -1)  # (B*E, D) -> (B, E, D)
+            if cfg.relational:
+                z = self.relational(z)  # every entity related to every other: (B, E, D)
+            if weights is not None:
+                weights = weights.view(B, E, T, 1)
+            return self.fc(self.dropout(z)), weights  # (B, E, out)
+        steps = x.size(1)
+        mask = self._mask(x, lengths, mask, steps)
+        h = self.encode(x, mask)
+        z, weights = self.pool(h, mask, relational=cfg.relational)
+        return self.fc(self.dropout(z)), weights
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, F) features or (B, T) token ids [or (B, E, T, F) entities] -> (B, out) [(B, E, out)].
+
+        ``lengths`` (B,) or ``mask`` (B, T) mark right-padded variable-length sequences.
+        Classification models return logits (use ``predict_proba`` for probabilities).
+        """
+        return self.forward_with_attention(x, lengths, mask=mask)[0]
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                      mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Class probabilities (softmax of the logits); classification models only."""
+        if self.config.task != "classification":
+            raise ValueError("predict_proba needs a classification model (model.task = 'classification').")
+        return torch.softmax(self.forward(x, lengths, mask=mask), dim=-1)
+
+    # -- transfer ----------------------------------------------------------------------------------
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) everything but the head ``fc``: embedding, recurrence, relational, attention."""
+        for name, module in self.named_children():
+            if name != "fc":
+                module.requires_grad_(not frozen)
+
+    def with_new_head(self, output_size: int, *, task: str | None = None) -> "RelationalRNN":
+        """A model sharing this one's encoder modules with a freshly initialised head (slide 14)."""
+        cfg = replace(self.config, output_size=output_size, task=task or self.config.task)
+        model = RelationalRNN(cfg)
+        for name, module in self.named_children():
+            if name != "fc":
+                setattr(model, name, module)
+        return model
+
+
+def build_model(config: ModelConfig | dict) -> RelationalRNN:
+    """Config (dataclass or dict) -> model."""
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return RelationalRNN(config)

@@ -1,0 +1,181 @@
+"""Equivalence with the slides' formulas, mask invariance, state_dict compatibility, bad arguments."""
+
+import pytest
+import torch
+
+import r2n2
+from r2n2 import ModelConfig, RelationalModule, build_model, lengths_to_mask
+
+from . import slide_reference as ref
+
+torch.set_default_dtype(torch.float32)
+
+SLIDE_PAIRS = [
+    ("R2N2", (5, 8, 2), lambda: torch.randn(3, 9, 5)),
+    ("EnhancedR2N2", (5, 8, 2), lambda: torch.randn(3, 9, 5)),
+    ("AttentionR2N2", (5, 8, 2), lambda: torch.randn(3, 9, 5)),
+    ("StockPriceR2N2", (5, 8, 1, 2), lambda: torch.randn(3, 9, 5)),
+    ("GRUR2N2", (5, 8, 2), lambda: torch.randn(3, 9, 5)),
+    ("BidirectionalR2N2", (5, 8, 2), lambda: torch.randn(3, 9, 5)),
+    ("VisualizableAttentionR2N2", (5, 8, 2), lambda: torch.randn(3, 9, 5)),
+    ("SentimentR2N2", (50, 6, 8, 3), lambda: torch.randint(0, 50, (3, 9))),
+]
+
+
+@pytest.mark.parametrize("name,args,make_x", SLIDE_PAIRS, ids=[p[0] for p in SLIDE_PAIRS])
+def test_slide_state_dict_loads_strict_and_outputs_match(name, args, make_x):
+    torch.manual_seed(0)
+    slide = getattr(ref, name)(*args).eval()
+    ours = getattr(r2n2, name)(*args).eval()
+    ours.load_state_dict(slide.state_dict(), strict=True)
+    slide.load_state_dict(ours.state_dict(), strict=True)  # and back
+    x = make_x()
+    expected, got = slide(x), ours(x)
+    if name == "SentimentR2N2":  # the slide returns softmax from forward; we return logits
+        got = ours.predict_proba(x)
+    if name == "VisualizableAttentionR2N2":
+        torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=1e-5)
+        expected, got = expected[0], got[0]
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_masked_matches_slide_formula():
+    torch.manual_seed(0)
+    slide, ours = ref.MaskedR2N2(4, 8, 2), r2n2.MaskedR2N2(4, 8, 2)
+    ours.load_state_dict(slide.state_dict(), strict=True)
+    x, lengths = torch.randn(4, 7, 4), torch.tensor([3, 7, 5, 2])
+    torch.testing.assert_close(ours(x, lengths), slide(x, lengths), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("T", [1, 5, 40])
+def test_relational_all_pairs_equals_slide(T):
+    torch.manual_seed(1)
+    slide, ours = ref.RelationalModule(8), RelationalModule(8, chunk_size=7)
+    ours.load_state_dict(slide.state_dict(), strict=True)
+    h = torch.randn(3, T, 8, requires_grad=True)
+    h2 = h.detach().clone().requires_grad_(True)
+    expected, got = slide(h), ours(h2)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # gradients through the chunked, checkpointed path equal the slide's too
+    expected.sum().backward()
+    got.sum().backward()
+    torch.testing.assert_close(h2.grad, h.grad, atol=1e-5, rtol=1e-5)
+    for (n, p), q in zip(ours.named_parameters(), slide.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, atol=1e-4, rtol=1e-4, msg=n)
+
+
+def test_relational_single_query_equals_row_of_all_pairs():
+    torch.manual_seed(2)
+    mod = RelationalModule(6)
+    h = torch.randn(4, 10, 6)
+    query = torch.tensor([9, 0, 4, 7])
+    full = mod(h)
+    torch.testing.assert_close(mod(h, query=query), full[torch.arange(4), query])
+
+
+def _padded_vs_alone(model, xs, *, tokens=False):
+    """Output of each sequence alone vs inside a right-padded batch (pad values are garbage on purpose)."""
+    lengths = torch.tensor([len(x) for x in xs])
+    T = int(lengths.max())
+    if tokens:
+        batch = torch.randint(0, 20, (len(xs), T))
+    else:
+        batch = torch.randn(len(xs), T, xs[0].shape[-1]) * 100
+    for i, x in enumerate(xs):
+        batch[i, :len(x)] = x
+    together = model(batch, lengths)
+    alone = torch.cat([model(x.unsqueeze(0)) for x in xs])
+    return together, alone
+
+
+CONFIGS = [
+    dict(cell="rnn", relational=True, pooling="last"),
+    dict(cell="gru", relational=True, pooling="mean"),
+    dict(cell="lstm", relational=True, pooling="attention", num_layers=2),
+    dict(cell="rnn", relational=False, pooling="attention", bidirectional=True),
+    dict(cell="gru", relational=True, pooling="last", bidirectional=True),
+    dict(cell="rmc", relational=True, pooling="last", mem_slots=2, head_size=4, num_heads=2),
+    dict(cell="rmc", relational=False, pooling="mean", mem_slots=3, head_size=4, num_heads=1, num_layers=2),
+]
+
+
+@pytest.mark.parametrize("kw", CONFIGS, ids=lambda kw: "-".join(str(v) for v in kw.values()))
+def test_padding_never_changes_output(kw):
+    torch.manual_seed(3)
+    model = build_model(ModelConfig(input_size=3, hidden_size=8, output_size=2, **kw)).eval()
+    xs = [torch.randn(n, 3) for n in (5, 1, 8, 3)]
+    together, alone = _padded_vs_alone(model, xs)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_never_changes_output_tokens():
+    torch.manual_seed(4)
+    model = build_model(ModelConfig(vocab_size=20, embed_size=4, hidden_size=8, output_size=3,
+                                    task="classification", pooling="attention")).eval()
+    xs = [torch.randint(0, 20, (n,)) for n in (6, 2, 9)]
+    together, alone = _padded_vs_alone(model, xs, tokens=True)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_relational_mask_ignores_padded_keys_and_queries():
+    torch.manual_seed(5)
+    mod = RelationalModule(4)
+    h = torch.randn(2, 6, 4)
+    mask = lengths_to_mask(torch.tensor([4, 6]), 6)
+    out = mod(h, mask)
+    torch.testing.assert_close(out[0, :4], mod(h[:1, :4])[0])
+    assert torch.all(out[0, 4:] == 0)
+
+
+def test_multi_entity_relates_entities():
+    torch.manual_seed(6)
+    model = r2n2.MultiEntityR2N2(3, 4, 8, 2).eval()
+    x = torch.randn(2, 3, 10, 4)
+    y = model(x)
+    x2 = x.clone()
+    x2[:, 2] = torch.randn(2, 10, 4)  # change entity 2 only
+    y2 = model(x2)
+    assert not torch.allclose(y[:, 0], y2[:, 0])  # entity 0's output depends on entity 2: relation happened
+    perm = torch.tensor([2, 0, 1])
+    torch.testing.assert_close(model(x[:, perm]), y[:, perm])  # permutation-equivariant across entities
+    with pytest.raises(ValueError, match="built for 3 entities, got input with 2"):
+        model(x[:, :2])
+
+
+def test_transfer_shares_encoder_and_freeze():
+    model = build_model(ModelConfig(input_size=3, hidden_size=8, output_size=1))
+    new = model.with_new_head(4, task="classification")
+    assert new.rnn is model.rnn and new.fc.out_features == 4
+    new.freeze_encoder()
+    trainable = {n for n, p in new.named_parameters() if p.requires_grad}
+    assert trainable == {"fc.weight", "fc.bias"}
+    new.freeze_encoder(False)
+    assert all(p.requires_grad for p in new.parameters())
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(cell="transformer"), "model.cell must be one of rnn, gru, lstm, rmc, got 'transformer'."),
+    (dict(hidden_size=0), "model.hidden_size must be a positive integer, got 0."),
+    (dict(pooling="max"), "model.pooling must be one of last, attention, mean, got 'max'."),
+    (dict(dropout=1.5), "model.dropout must be in [0, 1), got 1.5."),
+    (dict(cell="rmc", bidirectional=True), "model.bidirectional is not supported with cell 'rmc'."),
+])
+def test_bad_config(kw, msg):
+    with pytest.raises(ValueError) as err:
+        ModelConfig(**kw)
+    assert str(err.value) == msg
+
+
+def test_unknown_config_key():
+    with pytest.raises(ValueError, match="unknown model config key\\(s\\): hiden_size."):
+        ModelConfig.from_dict({"hiden_size": 3})
+
+
+def test_bad_inputs():
+    model = build_model(ModelConfig(input_size=3, hidden_size=4))
+    with pytest.raises(ValueError, match=r"expected input of shape \(batch, steps, 3\), got \(2, 5, 4\)"):
+        model(torch.randn(2, 5, 4))
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, 5\]"):
+        model(torch.randn(2, 5, 3), torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match="mask must be right-padded"):
+        model(torch.randn(2, 5, 3), mask=torch.tensor([[1, 0, 1, 0, 0], [1, 1, 1, 1, 1]]).bool())

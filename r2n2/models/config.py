@@ -28,7 +28,7 @@ class ModelConfig:
     entities: bool = False              # input (B, E, T, F): encode each entity, relate entities (slide 9)
     encoder_name: str = "rnn"           # attribute name of the recurrence ("rnn", "gru", "birnn") for
     #                                     state_dict compatibility with the slide classes
-    relational_chunk: int = 32          # queries per chunk in the all-pairs relational case (peak memory)
+    relational_chunk: int = 0           # queries per chunk in the all-pairs relational case (0 = automatic)
     # Relational Memory Core (cell = "rmc"), Santoro et al. 2018
     mem_slots: int = 4                  # memory rows
     head_size: int = 16                 # width of one attention head; a row is head_size * num_heads
@@ -45,8 +45,10 @@ class ModelConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"model.{name} must be a positive integer, got {value!r}.")
 
-        for name in ("input_size", "output_size", "hidden_size", "num_layers", "embed_size",
-                     "relational_chunk", "mem_slots", "head_size", "num_heads", "num_blocks",
+        if isinstance(self.relational_chunk, bool) or not isinstance(self.relational_chunk, int) \
+                or self.relational_chunk < 0:
+            raise ValueError(f"model.relational_chunk must be an integer >= 0, got {self.relational_chunk!r}.")
+        for name in ("input_size", "output_size", "hidden_size", "num_layers", "embed_size", "mem_slots", "head_size", "num_heads", "num_blocks",
                      "attention_mlp_layers"):
             positive(name)
         if self.vocab_size is not None:

@@ -8,8 +8,9 @@ by materialising the (B, T, T, 2H) concatenation. Because fc1 is linear, it spli
 ``W_a h_i + W_b h_j + b`` (W_a, W_b the two halves of fc1.weight), so the concatenation is never built:
 each h is projected once (O(T·H²)) and only the (queries × keys) sum, relu and fc2 remain. Callers that
 need few queries (the last step of a sequence) pay O(T·H²), not O(T²·H²). The all-pairs case runs in
-query chunks, each under activation checkpointing during training, so peak memory is bounded by the
-chunk size rather than T².
+query chunks, so peak memory is bounded by the chunk size rather than T². Backward exploits the max: each
+output unit's gradient reaches one key only, so it needs no second pairwise matrix product and stores
+nothing pairwise (see ``_RelateMax``).
 
 Parameter names and shapes (``fc1``: 2H -> H, ``fc2``: H -> H) are the slide's, so a state_dict saved
 from the slide's class loads into this one with ``strict=True``.
@@ -19,23 +20,55 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch.utils.checkpoint import checkpoint
 
 __all__ = ["RelationalModule"]
 
 
-def _relate(a_q: torch.Tensor, c: torch.Tensor, key_mask: torch.Tensor | None,
-            fc2_weight: torch.Tensor, fc2_bias: torch.Tensor) -> torch.Tensor:
-    """max over keys of fc2(relu(a_q + c)); a_q (B, Q, H) already holds fc1's bias.
+class _RelateMax(torch.autograd.Function):
+    """max over keys of fc2(relu(a_q + c)), with a backward that never stores or re-multiplies the pairs.
 
-    c is (B, T, H); key_mask (B, T) is True on real steps. Returns (B, Q, H).
+    The max routes each output unit's gradient to a single key, so the gradient w.r.t. the (B, Q, T, H)
+    pair tensor is sparse: fc2's weight gradient is a gather at the argmax, and the input gradient a
+    scatter of ``g * W2`` rows. Backward costs elementwise work only (no second pairwise GEMM), and only
+    the (B, Q, H) argmax indices are kept between forward and backward.
     """
-    pre = torch.relu(a_q.unsqueeze(2) + c.unsqueeze(1))  # (B, Q, 1, H) + (B, 1, T, H) -> (B, Q, T, H)
-    rel = torch.nn.functional.linear(pre, fc2_weight, fc2_bias)  # (B, Q, T, H)
-    if key_mask is not None:
-        # Padded keys must never win the max: push them to -inf.
-        rel = rel.masked_fill(~key_mask[:, None, :, None], float("-inf"))  # (B, 1, T, 1) broadcast
-    return rel.amax(dim=2)  # (B, Q, T, H) -> (B, Q, H)
+
+    @staticmethod
+    def forward(ctx, a_q, c, key_mask, w2, b2):
+        pre = torch.relu(a_q.unsqueeze(2) + c.unsqueeze(1))  # (B, Q, 1, H) + (B, 1, T, H) -> (B, Q, T, H)
+        rel = torch.nn.functional.linear(pre, w2, b2)  # (B, Q, T, H)
+        if key_mask is not None:  # padded keys must never win the max
+            rel.masked_fill_(~key_mask[:, None, :, None], float("-inf"))
+        out, idx = rel.max(dim=2)  # (B, Q, T, H) -> (B, Q, H), argmax key per output unit
+        ctx.save_for_backward(a_q, c, w2, idx)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g):
+        a_q, c, w2, idx = ctx.saved_tensors
+        pre = torch.relu(a_q.unsqueeze(2) + c.unsqueeze(1))  # recomputed, (B, Q, T, H)
+        B, Q, T, H = pre.shape
+        index = idx.unsqueeze(-1).expand(B, Q, H, H)  # [b, q, h, k] -> argmax key of output unit h
+        grad_w2 = grad_b2 = None
+        if ctx.needs_input_grad[3]:
+            picked = pre.gather(2, index)  # (B, Q, H, H): pre at the winning key, one row per output unit
+            grad_w2 = torch.einsum("bqh,bqhk->hk", g, picked)
+        if ctx.needs_input_grad[4]:
+            grad_b2 = g.sum((0, 1))
+        grad_pre = torch.zeros_like(pre).scatter_add_(2, index, g.unsqueeze(-1) * w2)  # (B, Q, T, H)
+        grad_pre.mul_(pre > 0)  # through the relu
+        return grad_pre.sum(2), grad_pre.sum(1), None, grad_w2, grad_b2
+
+
+def _relate(a_q, c, key_mask, w2, b2):
+    """(B, Q, H) queries (fc1 bias included) x (B, T, H) keys -> (B, Q, H)."""
+    return _RelateMax.apply(a_q, c, key_mask, w2, b2)
+
+
+def _auto_chunk(batch: int, steps: int, width: int, budget: int = 1 << 22) -> int:
+    """Queries per chunk so one (B, q, T, H) tensor holds about ``budget`` floats (16 MB in fp32)."""
+    return max(1, budget // max(1, batch * steps * width))
 
 
 class RelationalModule(nn.Module):
@@ -43,21 +76,18 @@ class RelationalModule(nn.Module):
 
     Args:
         hidden_size: width H of the states it relates.
-        chunk_size: queries computed at once in the all-pairs case; bounds peak memory at
-            about ``B * chunk_size * T * H`` floats per live tensor.
-        checkpoint_chunks: recompute each chunk in backward instead of storing its (B, q, T, H)
-            activations; trades about one extra forward for a T-fold smaller training footprint.
+        chunk_size: queries computed at once in the all-pairs case (0 = automatic: about 4M floats per
+            (B, q, T, H) tensor); bounds peak memory, forward and backward alike.
     """
 
-    def __init__(self, hidden_size: int, *, chunk_size: int = 32, checkpoint_chunks: bool = True):
+    def __init__(self, hidden_size: int, *, chunk_size: int = 0):
         super().__init__()
         if hidden_size < 1:
             raise ValueError(f"RelationalModule: hidden_size must be >= 1, got {hidden_size}.")
-        if chunk_size < 1:
-            raise ValueError(f"RelationalModule: chunk_size must be >= 1, got {chunk_size}.")
+        if chunk_size < 0:
+            raise ValueError(f"RelationalModule: chunk_size must be >= 0 (0 = automatic), got {chunk_size}.")
         self.hidden_size = hidden_size
         self.chunk_size = chunk_size
-        self.checkpoint_chunks = checkpoint_chunks
         self.fc1 = nn.Linear(hidden_size * 2, hidden_size)
         self.fc2 = nn.Linear(hidden_size, hidden_size)
 
@@ -95,16 +125,9 @@ class RelationalModule(nn.Module):
             return _relate(a_q.unsqueeze(1), c, mask, self.fc2.weight, self.fc2.bias).squeeze(1)
 
         a, c = self._project(h)  # 2 x (B, T, H)
-        outs = []
-        needs_grad = h.requires_grad or self.fc2.weight.requires_grad or self.fc1.weight.requires_grad
-        use_ckpt = self.checkpoint_chunks and torch.is_grad_enabled() and needs_grad
-        for start in range(0, T, self.chunk_size):
-            a_q = a[:, start:start + self.chunk_size]  # (B, q, H)
-            if use_ckpt:
-                out = checkpoint(_relate, a_q, c, mask, self.fc2.weight, self.fc2.bias, use_reentrant=False)
-            else:
-                out = _relate(a_q, c, mask, self.fc2.weight, self.fc2.bias)
-            outs.append(out)
+        chunk = self.chunk_size or _auto_chunk(B, T, H)
+        outs = [_relate(a[:, s:s + chunk], c, mask, self.fc2.weight, self.fc2.bias)  # (B, q, H) each
+                for s in range(0, T, chunk)]
         rel = torch.cat(outs, dim=1)  # (B, T, H)
         if mask is not None:
             rel = rel.masked_fill(~mask.unsqueeze(-1), 0.0)  # padded queries are ignored: zero, never -inf

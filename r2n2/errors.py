@@ -1,0 +1,25 @@
+"""Expected errors: each carries a one-paragraph message for the user; the CLI prints it without a traceback."""
+
+from __future__ import annotations
+
+__all__ = ["R2N2Error", "ConfigError", "DataError", "ValidationFailed"]
+
+
+class R2N2Error(Exception):
+    """Base class of every error a user can cause (bad params, bad data, missing inputs)."""
+
+
+class ConfigError(R2N2Error, ValueError):
+    """params.yaml or an override is wrong; the message names the key."""
+
+
+class DataError(R2N2Error, ValueError):
+    """An input file is missing, unreadable, or does not fit the expected schema."""
+
+
+class ValidationFailed(R2N2Error):
+    """Great Expectations validation failed; ``.result`` holds the summary written to validation.json."""
+
+    def __init__(self, message: str, result: dict):
+        super().__init__(message)
+        self.result = result

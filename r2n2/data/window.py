@@ -25,7 +25,7 @@ from .sources import LABELS, read_parquet, write_parquet_atomic
 from .validate import write_json_atomic
 
 __all__ = ["window", "stock_features", "StockWindows", "load_stock_split", "train_tokenizer",
-           "load_text_split", "TextBatches", "FEATURE_NAMES"]
+           "load_text_split", "TextBatches", "StockBatches", "FEATURE_NAMES", "scale_features"]
 
 FEATURE_NAMES = {"open": "ret_open", "high": "ret_high", "low": "ret_low", "close": "ret_close",
                  "volume": "dlog_volume"}
@@ -240,8 +240,38 @@ def load_text_split(table: pd.DataFrame, domain: str, split: str) -> pd.DataFram
 
 
 @dataclass
+class StockBatches:
+    """Mini-batches of stock windows: ``iter_epoch(e)`` yields (x (B, L, F), None, y (B, 1)).
+
+    Shuffling is seeded by (seed, epoch) alone, so a resumed run sees exactly the batches it would have."""
+
+    windows: StockWindows
+    batch_size: int
+    shuffle: bool = False
+    seed: int = 0
+
+    def __len__(self) -> int:
+        return (len(self.windows) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.windows)
+
+    def targets(self) -> np.ndarray:
+        return self.windows.targets[self.windows.ends]
+
+    def iter_epoch(self, epoch: int = 0):
+        n = len(self.windows)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        for i in range(0, n, self.batch_size):
+            x, y = self.windows.batch(order[i:i + self.batch_size])
+            yield x, None, y
+
+
+@dataclass
 class TextBatches:
-    """Length-bucketed, right-padded batches of token ids: yields (ids (B, T), lengths (B,), labels (B,))."""
+    """Length-bucketed, right-padded batches of token ids: ``iter_epoch(e)`` yields
+    (ids (B, T), lengths (B,), labels (B,)); shuffled per (seed, epoch) when ``shuffle``."""
 
     ids: list
     labels: np.ndarray
@@ -252,22 +282,35 @@ class TextBatches:
     def __len__(self) -> int:
         return (len(self.ids) + self.batch_size - 1) // self.batch_size
 
-    def __iter__(self):
+    @property
+    def n_examples(self) -> int:
+        return len(self.ids)
+
+    def targets(self) -> np.ndarray:
+        return np.asarray(self.labels)[self.order()]
+
+    def iter_epoch(self, epoch: int = 0):
         import torch
 
         lengths = np.array([len(x) for x in self.ids])
-        order = np.argsort(lengths, kind="stable")  # similar lengths together: little padding
+        if self.shuffle:  # shuffle, then sort stably by length within chunks of 50 batches: random yet padded little
+            rng = np.random.default_rng([self.seed, epoch])
+            perm = rng.permutation(len(lengths))
+            chunk = self.batch_size * 50
+            order = np.concatenate([perm[i:i + chunk][np.argsort(lengths[perm[i:i + chunk]], kind="stable")]
+                                    for i in range(0, len(perm), chunk)]) if len(perm) else perm
+        else:
+            order = self.order()
         batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         if self.shuffle:
-            rng = np.random.default_rng(self.seed)
             batches = [batches[i] for i in rng.permutation(len(batches))]
-            self.seed += 1
+        labels = np.asarray(self.labels)
         for b in batches:
             T = int(lengths[b].max())
             out = np.zeros((len(b), T), dtype=np.int64)
             for row, i in enumerate(b):
                 out[row, :lengths[i]] = self.ids[i]
-            yield torch.from_numpy(out), torch.from_numpy(lengths[b]), torch.from_numpy(self.labels[b])
+            yield torch.from_numpy(out), torch.from_numpy(lengths[b]), torch.from_numpy(labels[b])
 
     def order(self) -> np.ndarray:
         """Row order in which an unshuffled iteration yields examples (to map predictions back)."""

@@ -1,0 +1,88 @@
+"""PNG plots (matplotlib's object API: no pyplot, nothing blocks) and the CSV/JSON data DVC plots read."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["save_figure", "write_csv", "plot_forecast", "plot_cumulative", "plot_confusion",
+           "plot_learning_curves"]
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path
+
+
+def _figure(w=10, h=4.5):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h))
+    return fig, fig.subplots()
+
+
+def plot_forecast(dates, actual, predicted, path, *, title: str, ylabel: str = "next-day log return") -> Path:
+    fig, ax = _figure()
+    ax.plot(pd.to_datetime(dates), actual, lw=0.7, color="0.55", label="actual")
+    ax.plot(pd.to_datetime(dates), predicted, lw=1.1, color="C1", label="forecast")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(title=title, ylabel=ylabel)
+    ax.legend(loc="upper left")
+    return save_figure(fig, path)
+
+
+def plot_cumulative(dates, actual, predicted, path, *, title: str) -> Path:
+    """Cumulative log return of trading the forecast's sign vs buy-and-hold (no costs)."""
+    fig, ax = _figure()
+    d = pd.to_datetime(dates)
+    ax.plot(d, np.cumsum(actual), label="buy and hold", color="0.4")
+    ax.plot(d, np.cumsum(np.sign(predicted) * actual), label="sign of forecast", color="C0")
+    ax.set(title=title, ylabel="cumulative log return")
+    ax.legend(loc="upper left")
+    return save_figure(fig, path)
+
+
+def plot_confusion(cm, labels, path, *, title: str) -> Path:
+    fig, ax = _figure(5.5, 4.5)
+    cm = np.asarray(cm)
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set(title=title, xlabel="predicted", ylabel="actual")
+    return save_figure(fig, path)
+
+
+def plot_learning_curves(histories: dict[str, list[dict]], path, *, title: str) -> Path:
+    fig, ax = _figure(8, 4.5)
+    for name, hist in histories.items():
+        if not hist:
+            continue
+        epochs = [r["epoch"] for r in hist]
+        ax.plot(epochs, [r["train_loss"] for r in hist], "--", label=f"{name} train")
+        ax.plot(epochs, [r["val_loss"] for r in hist], "-", label=f"{name} validation")
+    ax.set(title=title, xlabel="epoch", ylabel="loss")
+    ax.legend()
+    return save_figure(fig, path)

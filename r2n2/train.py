@@ -1,0 +1,205 @@
+"""One trainer for every model: device choice, AMP on CUDA, AdamW, clipping, LR schedule, early stopping,
+class weights, per-epoch metrics, and atomic per-epoch state so a killed run resumes to the same result.
+
+Batches come from any object with ``iter_epoch(epoch)`` yielding ``(x, lengths | None, y)`` and ``len()``
+(``StockBatches``, ``TextBatches``); shuffling is seeded by epoch, and the torch RNG state is saved with
+each epoch, so a resumed run replays exactly the batches and dropout masks of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .checkpoint import atomic_torch_save
+from .config import TrainConfig
+from .errors import ConfigError
+from .models.core import RelationalRNN
+
+__all__ = ["train_model", "TrainResult", "resolve_device", "predict_batches", "seed_everything", "fingerprint"]
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)  # one row per epoch
+    best_epoch: int = -1
+    best_metric: float = float("nan")
+    metric_name: str = ""
+    resumed_from: int | None = None                    # epoch a killed run was resumed after
+    seconds: float = 0.0
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fingerprint(*parts) -> str:
+    """Stable hash of configs / metadata: a resumed run must be the same run."""
+    blob = json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts], sort_keys=True,
+                      default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _to(batch, device, non_blocking):
+    x, lengths, y = batch
+    return (x.to(device, non_blocking=non_blocking), None if lengths is None else lengths,
+            y.to(device, non_blocking=non_blocking))
+
+
+@torch.no_grad()
+def predict_batches(model: RelationalRNN, batches, device: torch.device | str = "cpu", epoch: int = 0) -> np.ndarray:
+    """Model outputs for every example of an unshuffled batch source, in its iteration order."""
+    device = torch.device(device)
+    model.eval().to(device)
+    outs = []
+    for x, lengths, _ in batches.iter_epoch(epoch):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = model(x.to(device), lengths)
+        outs.append(out.float().cpu())
+    return torch.cat(outs).numpy() if outs else np.zeros((0, model.config.output_size))
+
+
+def _val_metric(model, val, device, task) -> tuple[float, float]:
+    """(validation loss, selection metric): regression MSE / MSE; classification CE / macro-F1."""
+    from sklearn.metrics import f1_score
+
+    out = predict_batches(model, val, device)
+    y = val.targets()
+    if task == "classification":
+        logits = torch.from_numpy(out)
+        loss = nn.functional.cross_entropy(logits, torch.from_numpy(y).long()).item()
+        return loss, float(f1_score(y, out.argmax(1), average="macro"))
+    mse = float(np.mean((out.reshape(-1) - y.reshape(-1)) ** 2))
+    return mse, mse
+
+
+def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_path: str | Path | None = None,
+                run_id: str = "", epochs: int | None = None, lr: float | None = None,
+                log: Callable[[str], None] | None = None, progress: bool = True) -> TrainResult:
+    """Train ``model`` in place (ends holding the best validation weights) and return its history.
+
+    ``state_path``: where per-epoch state is written atomically; if it exists with the same ``run_id`` the
+    run resumes after its last finished epoch. It is removed once training completes.
+    """
+    from tqdm.auto import tqdm
+
+    log = log or (lambda msg: None)
+    device = resolve_device(cfg.device)
+    task = model.config.task
+    epochs = cfg.epochs if epochs is None else epochs
+    lr = cfg.lr if lr is None else lr
+    seed_everything(cfg.seed)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("nothing to train: every parameter of the model is frozen.")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+    if cfg.scheduler == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max" if task == "classification" else "min",
+                                                           factor=0.5, patience=max(1, cfg.patience // 2))
+    elif cfg.scheduler == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+    else:
+        sched = None
+    if task == "classification":
+        y = train.targets()
+        counts = np.bincount(y, minlength=model.config.output_size).astype(float)
+        weights = counts.sum() / np.maximum(counts, 1) / len(counts) if cfg.class_weights else np.ones(len(counts))
+        loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
+    else:
+        loss_fn = nn.MSELoss()
+    higher_better = task == "classification"
+
+    result = TrainResult(metric_name="val_macro_f1" if higher_better else "val_mse")
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best, bad_epochs, start = (-float("inf") if higher_better else float("inf")), 0, 0
+    state_path = Path(state_path) if state_path else None
+    if state_path and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state.get("run_id") == run_id:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            if sched is not None and state.get("scheduler"):
+                sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"].cpu())
+            best_state, best, bad_epochs = state["best_state"], state["best"], state["bad_epochs"]
+            result.best_epoch = state["best_epoch"]
+            result.history = json.loads(state["history"])
+            start = state["epoch"] + 1
+            result.resumed_from = state["epoch"]
+            log(f"resuming after epoch {state['epoch']} from {state_path}")
+        else:
+            log(f"ignoring {state_path}: it belongs to another configuration")
+
+    t0 = time.perf_counter()
+    pin = device.type == "cuda"
+    for epoch in range(start, epochs):
+        if bad_epochs >= cfg.patience:
+            break
+        model.train()
+        total, seen = 0.0, 0
+        limit = cfg.max_batches_per_epoch or len(train)
+        bar = tqdm(train.iter_epoch(epoch), total=min(limit, len(train)), desc=f"epoch {epoch + 1}/{epochs}",
+                   disable=not progress or None, leave=False)
+        for i, batch in enumerate(bar):
+            if i >= limit:
+                break
+            x, lengths, y = _to(batch, device, pin)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                out = model(x, lengths)
+            loss = loss_fn(out.float(), y.long() if higher_better else y)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            total += loss.item() * len(y)
+            seen += len(y)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        val_loss, metric = _val_metric(model, val, device, task)
+        improved = metric > best if higher_better else metric < best
+        if improved:
+            best, bad_epochs = metric, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            result.best_epoch = epoch
+        else:
+            bad_epochs += 1
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step(metric)
+        elif sched is not None:
+            sched.step()
+        row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss,
+               result.metric_name: metric, "lr": opt.param_groups[0]["lr"]}
+        result.history.append(row)
+        log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if state_path:
+            atomic_torch_save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
+                               "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
+                               "torch_rng": torch.get_rng_state(), "best_state": best_state, "best": best,
+                               "bad_epochs": bad_epochs, "best_epoch": result.best_epoch,
+                               "history": json.dumps(result.history)}, state_path)
+    model.load_state_dict(best_state)
+    result.best_metric = float(best)
+    result.seconds = time.perf_counter() - t0
+    if state_path:
+        state_path.unlink(missing_ok=True)
+    return result

@@ -1,0 +1,140 @@
+"""Trainer, fine-tuning and evaluation on small real-shaped data: determinism, resume after kill, frozen
+encoder, metrics side by side with baselines."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from flows.cli import main
+from r2n2 import load_checkpoint
+
+from .conftest import make_prices, make_texts
+
+SMALL = ["--set", "stocks.data.source=prices.csv", "--set", "stocks.data.columns.close=Price",
+         "--set", "stocks.validate.min_rows=100", "--set", "stocks.window.lookback=10",
+         "--set", "stocks.window.pretrain_entity=alpha", "--set", "stocks.window.finetune_entity=beta",
+         "--set", "stocks.model.hidden_size=8", "--set", "stocks.train.epochs=3", "--set", "stocks.finetune.epochs=2",
+         "--set", "stocks.train.batch_size=32"]
+TEXT = ["--set", "sentiment.data.source=tweets.csv", "--set", "sentiment.data.columns.text=body",
+        "--set", "sentiment.data.columns.label=sentiment", "--set", "sentiment.validate.min_rows=100",
+        "--set", "sentiment.window.vocab_size=200", "--set", "sentiment.model.hidden_size=8",
+        "--set", "sentiment.model.embed_size=8", "--set", "sentiment.train.epochs=2",
+        "--set", "sentiment.finetune.epochs=2", "--set", "sentiment.window.finetune_pattern=iphone"]
+
+
+def two_entities(n=400):
+    a, b = make_prices(n, seed=1), make_prices(n, seed=2)
+    a.insert(0, "Entity", "alpha")
+    b.insert(0, "Entity", "beta")
+    return pd.concat([a, b], ignore_index=True)
+
+
+def stages(capsys, case, args, names):
+    for stage in names:
+        code = main([stage, case, *args])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+    return out
+
+
+@pytest.fixture
+def stocks_windows(project, capsys):
+    two_entities().to_csv("prices.csv", index=False)
+    stages(capsys, "stocks", SMALL, ["ingest", "validate", "window"])
+    return project
+
+
+@pytest.mark.slow
+def test_stocks_train_finetune_evaluate(stocks_windows, capsys):
+    out = stages(capsys, "stocks", SMALL, ["train", "finetune", "evaluate"])
+    assert "Diebold" in out
+    m = json.load(open("data/reports/stocks/metrics.json"))
+    assert set(m) >= {"model", "finetuned", "scratch", "baselines", "tests", "target_baselines"}
+    assert set(m["baselines"]) == {"random_walk", "historical_mean", "gru_no_relational"}
+    for name in ("mae", "rmse", "mase", "directional_accuracy", "rel_rmse_random_walk"):
+        assert isinstance(m["model"][name], float)
+    assert m["baselines"]["random_walk"]["rel_rmse_random_walk"] == 1.0
+    assert 0 <= m["tests"]["diebold_mariano_pvalue"] <= 1
+    for png in ("forecast", "cumulative", "learning_curves"):
+        assert (stocks_windows / f"data/reports/stocks/plots/{png}.png").read_bytes()[:4] == b"\x89PNG"
+    # the frozen encoder of the fine-tuned model is exactly the pretrained one
+    pre, _ = load_checkpoint("data/models/stocks/model.pt")
+    ft, _ = load_checkpoint("data/models/stocks-finetuned/model.pt")
+    for k, v in pre.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(v, ft.state_dict()[k]), k
+    assert not torch.equal(pre.fc.weight, ft.fc.weight)
+
+
+def test_training_is_deterministic(stocks_windows, capsys):
+    stages(capsys, "stocks", SMALL, ["train"])
+    first = Path("data/models/stocks/model.pt")
+    a, meta_a = load_checkpoint(first)
+    first.unlink()
+    stages(capsys, "stocks", SMALL, ["train"])
+    b, meta_b = load_checkpoint(first)
+    assert meta_a["history"] == meta_b["history"]
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+
+
+@pytest.mark.slow
+def test_resume_after_kill_matches_uninterrupted(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    args = [*SMALL, "--set", "stocks.train.epochs=6", "--set", "stocks.train.patience=10",
+            "--set", "stocks.model.hidden_size=24", "--set", "stocks.model.dropout=0.2"]
+    env = dict(os.environ, PYTHONPATH=str(root))
+    cli = [sys.executable, "-m", "flows.cli"]
+    runs = {}
+    for name in ("killed", "clean"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "params.yaml").write_text((root / "params.yaml").read_text())
+        two_entities(1500).to_csv(d / "prices.csv", index=False)
+        for stage in ("ingest", "validate", "window"):
+            subprocess.run([*cli, stage, "stocks", *args], cwd=d, env=env, check=True, capture_output=True)
+        runs[name] = d
+    state = runs["killed"] / "data/state/stocks/model.pt"
+    proc = subprocess.Popen([*cli, "train", "stocks", *args], cwd=runs["killed"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)  # well inside epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "the run finished before it could be killed"
+    assert not (runs["killed"] / "data/models/stocks/model.pt").exists()
+    resumed = subprocess.run([*cli, "train", "stocks", *args], cwd=runs["killed"], env=env, capture_output=True,
+                             text=True, check=True)
+    assert "resuming after epoch" in resumed.stderr
+    subprocess.run([*cli, "train", "stocks", *args], cwd=runs["clean"], env=env, check=True, capture_output=True)
+    a, meta_a = load_checkpoint(runs["killed"] / "data/models/stocks/model.pt")
+    b, meta_b = load_checkpoint(runs["clean"] / "data/models/stocks/model.pt")
+    assert json.loads(meta_a["history"]) == json.loads(meta_b["history"])
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]), k
+    assert not state.exists()
+
+
+@pytest.mark.slow
+def test_sentiment_train_finetune_evaluate(project, capsys):
+    make_texts(900).to_csv("tweets.csv", index=False)
+    out = stages(capsys, "sentiment", TEXT, ["ingest", "validate", "window", "train", "finetune", "evaluate"])
+    m = json.load(open("data/reports/sentiment/metrics.json"))
+    assert set(m["baselines"]) == {"majority", "tfidf_logreg", "gru_no_relational"}
+    assert {"finetuned", "scratch", "target_baselines"} <= set(m)
+    assert m["model"]["confusion_matrix"] and len(m["model"]["confusion_matrix"]) == 3
+    majority = m["baselines"]["majority"]
+    assert majority["accuracy"] == pytest.approx(max(sum(r) for r in m["model"]["confusion_matrix"]) / majority["n"])
+    for png in ("confusion", "learning_curves", "attention"):
+        assert (project / f"data/reports/sentiment/plots/{png}.png").is_file()
+    assert "TF-IDF" in out

@@ -4,11 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED = false
 export DVC_NO_ANALYTICS = 1
 export GX_ANALYTICS_ENABLED = false
 
-.PHONY: setup run test bench ui
+.PHONY: setup init run test bench ui
 
 setup: $(STAMP)
 
@@ -19,12 +20,22 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
-	for c in stocks sentiment; do for s in ingest validate window; do $(VENV)/bin/r2n2 $$s $$c || exit 1; done; done
-	$(VENV)/bin/r2n2 demo
+# git / dvc repositories and a default local DVC remote outside the repo, only where missing.
+init: $(STAMP)
+	git rev-parse --git-dir >/dev/null 2>&1 || git init -q
+	test -d .dvc || dvc init -q
+	dvc remote list | grep -q . || dvc remote add --local -d local "$$HOME/.cache/r2n2/dvc-remote"
+
+run: init
+	dvc repro
+	dvc metrics show
+
+ui: $(STAMP)
+	r2n2 ui
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/relational.py
+	$(PY) benchmarks/predict.py

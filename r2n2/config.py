@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .models.config import ModelConfig
 
 __all__ = ["DataConfig", "ValidateConfig", "WindowConfig", "TrainConfig", "FinetuneConfig", "EvaluateConfig",
-           "MonitorConfig", "CaseConfig", "Params", "load_params", "apply_overrides", "CASES"]
+           "MonitorConfig", "ServeConfig", "TuneConfig", "CaseConfig", "Params", "load_params", "apply_overrides", "CASES"]
 
 CASES = ("stocks", "sentiment")
 
@@ -92,9 +92,27 @@ class EvaluateConfig:
 
 @dataclass
 class MonitorConfig:
-    recent_days: int = 60                # stocks: the most recent window scored by `monitor`
+    recent_days: int = 60                # the newest windows (stocks) or 30x as many texts scored by `monitor`
     psi_threshold: float = 0.2           # population-stability index above which drift is flagged
     error_ratio_threshold: float = 1.1   # stocks: model RMSE / random-walk RMSE that triggers retraining
+
+
+@dataclass
+class ServeConfig:
+    retrain_cron: str = "0 22 * * 1-5"   # scheduled retraining: weekdays 22:00 (after the US close)
+    monitor_cron: str = "30 21 * * 1-5"  # monitoring shortly before it
+    timezone: str = "UTC"
+    cases: list[str] = field(default_factory=lambda: ["stocks", "sentiment"])  # what retrain / monitor cover
+
+
+@dataclass
+class TuneConfig:
+    n_trials: int = 20                   # Optuna trials per study
+    timeout: int = 1800                  # seconds for the whole study (0 = no limit)
+    workers: int = 1                     # trials run concurrently (Prefect task runner workers)
+    dask_address: str | None = None      # run trials on this Dask scheduler (prefect-dask) when set
+    epochs: int = 6                      # per trial; the median pruner stops bad trials earlier
+    seed: int = 0
 
 
 @dataclass
@@ -112,7 +130,8 @@ class CaseConfig:
 @dataclass
 class Params:
     cases: dict[str, CaseConfig]
-    extra: dict[str, Any]                # top-level blocks for the orchestration layer (serve, tune, ...)
+    serve: ServeConfig
+    tune: TuneConfig
     raw: dict[str, Any]                  # the merged mapping, for hashing and reports
 
     def case(self, name: str) -> CaseConfig:
@@ -241,18 +260,22 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
 def parse_params(raw: dict) -> Params:
     if not isinstance(raw, dict):
         raise ConfigError("params must be a mapping with one block per case (stocks, sentiment).")
-    cases, extra = {}, {}
+    cases = {}
     for key, value in raw.items():
         if key in CASES:
             case = _build(CaseConfig, value, key)
             _check_case(key, case)
             cases[key] = case
-        elif key in ("serve", "tune", "remote"):
-            extra[key] = value
-        else:
-            raise ConfigError(f"unknown top-level key {key!r} in params; allowed: "
-                              f"{', '.join(CASES)}, serve, tune, remote.")
-    return Params(cases=cases, extra=extra, raw=raw)
+        elif key not in ("serve", "tune"):
+            raise ConfigError(f"unknown top-level key {key!r} in params; allowed: {', '.join(CASES)}, serve, tune.")
+    serve = _build(ServeConfig, raw.get("serve"), "serve")
+    bad = [c for c in serve.cases if c not in CASES]
+    if bad:
+        raise ConfigError(f"serve.cases has unknown case(s) {', '.join(bad)}; allowed: {', '.join(CASES)}.")
+    tune = _build(TuneConfig, raw.get("tune"), "tune")
+    if tune.n_trials < 1 or tune.workers < 1 or tune.epochs < 1:
+        raise ConfigError("tune.n_trials, tune.workers and tune.epochs must be >= 1.")
+    return Params(cases=cases, serve=serve, tune=tune, raw=raw)
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:

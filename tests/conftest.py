@@ -1,5 +1,6 @@
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,9 @@ import pytest
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# One Prefect home per test session, never the user's; no server per test (see the prefect_server fixture).
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="r2n2-prefect-")
+os.environ.pop("PREFECT_API_URL", None)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,3 +51,39 @@ def project(tmp_path, monkeypatch):
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect server for the whole session (startup can take over a minute)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield
+
+
+TINY_PARAMS = {
+    "stocks": {"data": {"source": "prices.csv", "columns": {"close": "Price"}},
+               "validate": {"min_rows": 100},
+               "window": {"lookback": 10, "pretrain_entity": "alpha", "finetune_entity": "beta"},
+               "model": {"hidden_size": 8}, "train": {"epochs": 2, "batch_size": 32},
+               "finetune": {"epochs": 1}},
+    "sentiment": {"data": {"source": "tweets.csv", "columns": {"text": "body", "label": "sentiment"}},
+                  "validate": {"min_rows": 100},
+                  "window": {"vocab_size": 200, "finetune_pattern": "iphone"},
+                  "model": {"cell": "gru", "vocab_size": 200, "embed_size": 8, "hidden_size": 8,
+                            "task": "classification", "output_size": 3},
+                  "train": {"epochs": 2}, "finetune": {"epochs": 1}},
+}
+
+
+def write_tiny_project(folder: Path) -> None:
+    """A project folder with small user data for both cases and fast params."""
+    import yaml
+
+    a, b = make_prices(400, seed=1), make_prices(400, seed=2)
+    a.insert(0, "Entity", "alpha")
+    b.insert(0, "Entity", "beta")
+    pd.concat([a, b], ignore_index=True).to_csv(folder / "prices.csv", index=False)
+    make_texts(900).to_csv(folder / "tweets.csv", index=False)
+    (folder / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))

@@ -75,7 +75,7 @@ class RelationalRNN(nn.Module):
         if self.config.vocab_size is not None:
             if x.dtype not in (torch.int32, torch.int64):
                 raise ValueError(f"token-id input must be an integer tensor, got {x.dtype}.")
-            x = self.embedding(x)  # (B, T) -> (B, T, E)
+            x = self.dropout(self.embedding(x))  # (B, T) -> (B, T, E); dropout regularises the embedding
         elif x.dim() != 3 or x.size(-1) != self.config.input_size:
             raise ValueError(f"expected input of shape (batch, steps, {self.config.input_size}), "
                              f"got {tuple(x.shape)}.")

@@ -1,0 +1,35 @@
+"""Scheduled deployments: `retrain` (cron from params.serve.retrain_cron) and `monitor` (monitor_cron).
+
+`r2n2 serve` runs them in-process with `prefect.serve` against the server in PREFECT_API_URL
+(start one with `r2n2 ui` / `make ui`)."""
+
+from __future__ import annotations
+
+from prefect.schedules import Cron
+
+from r2n2.config import Params
+
+RETRAIN_DEPLOYMENT = "r2n2-retrain"
+MONITOR_DEPLOYMENT = "r2n2-monitor"
+
+
+def build_deployments(params: Params, params_path: str = "params.yaml") -> list:
+    from .monitor import monitor_flow
+    from .retrain import retrain_flow
+
+    s = params.serve
+    retrain = retrain_flow.to_deployment(
+        name=RETRAIN_DEPLOYMENT, schedules=[Cron(s.retrain_cron, timezone=s.timezone)],
+        parameters={"cases": list(s.cases)}, tags=["r2n2", "retrain"],
+        description="ingest newest data -> dvc repro -> champion/challenger -> dvc push")
+    monitor = monitor_flow.to_deployment(
+        name=MONITOR_DEPLOYMENT, schedules=[Cron(s.monitor_cron, timezone=s.timezone)],
+        parameters={"case": "all", "params_path": params_path}, tags=["r2n2", "monitor"],
+        description="score the champion on the newest data; trigger retrain on drift")
+    return [retrain, monitor]
+
+
+def serve(params: Params, params_path: str = "params.yaml") -> None:
+    from prefect import serve as prefect_serve
+
+    prefect_serve(*build_deployments(params, params_path))

@@ -223,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     except R2N2Error as exc:
         print(f"r2n2 {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():  # launched by torchrun
+            dist.destroy_process_group()
     print(message)
     return 0
 

@@ -17,7 +17,7 @@ from .data.validate import write_json_atomic
 from .errors import DataError
 from .models.core import RelationalRNN, build_model
 from .paths import CasePaths
-from .train import TrainResult, fingerprint, seed_everything, train_model
+from .train import TrainResult, fingerprint, is_main_process, seed_everything, train_model
 
 __all__ = ["train_stage", "finetune_stage", "evaluate_stage", "fit", "state_path"]
 
@@ -42,6 +42,8 @@ def fit(case: str, cfg: CaseConfig, data: CaseData, model: RelationalRNN, role: 
 
 
 def _save(model: RelationalRNN, path: Path, data: CaseData, result: TrainResult, **extra) -> None:
+    if not is_main_process():  # DDP: rank 0 alone writes checkpoints and metrics
+        return
     meta = data.checkpoint_metadata()
     meta.update({"history": json.dumps(result.history), "best_epoch": result.best_epoch,
                  "best_metric": result.best_metric, "metric_name": result.metric_name, **extra})

@@ -25,7 +25,8 @@ from .config import TrainConfig
 from .errors import ConfigError
 from .models.core import RelationalRNN
 
-__all__ = ["train_model", "TrainResult", "resolve_device", "predict_batches", "seed_everything", "fingerprint"]
+__all__ = ["train_model", "TrainResult", "resolve_device", "predict_batches", "seed_everything", "fingerprint",
+           "distributed", "is_main_process"]
 
 
 @dataclass
@@ -44,6 +45,28 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device is 'cuda' but no CUDA device is available; use 'auto' or 'cpu'.")
     return torch.device(name)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun (WORLD_SIZE > 1):
+    gloo on CPU, nccl on CUDA."""
+    import os
+
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        use_cuda = torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def is_main_process() -> bool:
+    return distributed()[0] == 0
 
 
 def seed_everything(seed: int) -> None:
@@ -103,7 +126,12 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
     from tqdm.auto import tqdm
 
     log = log or (lambda msg: None)
+    rank, world = distributed()
+    if world > 1:
+        log = log if rank == 0 else (lambda msg: None)
     device = resolve_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
     task = model.config.task
     epochs = cfg.epochs if epochs is None else epochs
     lr = cfg.lr if lr is None else lr
@@ -152,21 +180,26 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
 
     t0 = time.perf_counter()
     pin = device.type == "cuda"
+    net = model
+    if world > 1:  # gradients are averaged across ranks; every rank holds the same weights
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     for epoch in range(start, epochs):
         if bad_epochs >= cfg.patience:
             break
         model.train()
         total, seen = 0.0, 0
         limit = cfg.max_batches_per_epoch or len(train)
-        bar = tqdm(train.iter_epoch(epoch), total=min(limit, len(train)), desc=f"epoch {epoch + 1}/{epochs}",
-                   disable=not progress or None, leave=False)
+        bar = tqdm(train.iter_epoch(epoch, rank=rank, world=world), total=min(limit, len(train)),
+                   desc=f"epoch {epoch + 1}/{epochs}", disable=(not progress or rank > 0) or None, leave=False)
         for i, batch in enumerate(bar):
             if i >= limit:
                 break
             x, lengths, y = _to(batch, device, pin)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out = model(x, lengths)
+                out = net(x, lengths)
             loss = loss_fn(out.float(), y.long() if higher_better else y)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -175,7 +208,13 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
             total += loss.item() * len(y)
             seen += len(y)
             bar.set_postfix(loss=f"{total / seen:.4f}")
-        val_loss, metric = _val_metric(model, val, device, task)
+        if world > 1:  # the epoch's mean loss over all ranks' examples
+            import torch.distributed as dist
+
+            sums = torch.tensor([total, seen], dtype=torch.float64, device=device)
+            dist.all_reduce(sums)
+            total, seen = float(sums[0]), int(sums[1])
+        val_loss, metric = _val_metric(model, val, device, task)  # every rank: same weights, same answer
         improved = metric > best if higher_better else metric < best
         if improved:
             best, bad_epochs = metric, 0
@@ -191,7 +230,7 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
                result.metric_name: metric, "lr": opt.param_groups[0]["lr"]}
         result.history.append(row)
         log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-        if state_path:
+        if state_path and rank == 0:
             atomic_torch_save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
                                "torch_rng": torch.get_rng_state(), "best_state": best_state, "best": best,
@@ -200,6 +239,6 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
     model.load_state_dict(best_state)
     result.best_metric = float(best)
     result.seconds = time.perf_counter() - t0
-    if state_path:
+    if state_path and rank == 0:
         state_path.unlink(missing_ok=True)
     return result

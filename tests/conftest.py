@@ -86,4 +86,8 @@ def write_tiny_project(folder: Path) -> None:
     b.insert(0, "Entity", "beta")
     pd.concat([a, b], ignore_index=True).to_csv(folder / "prices.csv", index=False)
     make_texts(900).to_csv(folder / "tweets.csv", index=False)
-    (folder / "params.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for case, sections in TINY_PARAMS.items():  # the full params.yaml (DVC needs every key) + tiny settings
+        for section, values in sections.items():
+            params[case][section].update(values)
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))

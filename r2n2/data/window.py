@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import CaseConfig
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .sources import LABELS, read_parquet, write_parquet_atomic
 from .validate import write_json_atomic
 
@@ -260,11 +260,22 @@ class StockBatches:
     def targets(self) -> np.ndarray:
         return self.windows.targets[self.windows.ends]
 
-    def iter_epoch(self, epoch: int = 0):
+    def iter_epoch(self, epoch: int = 0, *, rank: int = 0, world: int = 1):
+        """This rank's batches. The epoch order comes from ``DistributedSampler`` (seeded by seed and epoch);
+        with ``world`` ranks each takes ``batch_size // world`` windows per step, so the union of the ranks'
+        k-th batches is exactly the single-process k-th batch."""
+        from torch.utils.data import DistributedSampler
+
         n = len(self.windows)
-        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
-        for i in range(0, n, self.batch_size):
-            x, y = self.windows.batch(order[i:i + self.batch_size])
+        if world > 1 and self.batch_size % world:
+            raise ConfigError(f"train.batch_size {self.batch_size} must be divisible by the {world} processes.")
+        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=self.shuffle, seed=self.seed,
+                                     drop_last=False)
+        sampler.set_epoch(epoch)
+        order = np.fromiter(iter(sampler), dtype=np.int64) if n else np.zeros(0, dtype=np.int64)
+        local = self.batch_size // world
+        for i in range(0, len(order), local):
+            x, y = self.windows.batch(order[i:i + local])
             yield x, None, y
 
 
@@ -289,7 +300,9 @@ class TextBatches:
     def targets(self) -> np.ndarray:
         return np.asarray(self.labels)[self.order()]
 
-    def iter_epoch(self, epoch: int = 0):
+    def iter_epoch(self, epoch: int = 0, *, rank: int = 0, world: int = 1):
+        """This rank's batches; with ``world`` ranks every global batch is split rank::world (global
+        batches smaller than ``world`` are skipped so all ranks take the same number of steps)."""
         import torch
 
         lengths = np.array([len(x) for x in self.ids])
@@ -305,6 +318,8 @@ class TextBatches:
         if self.shuffle:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         labels = np.asarray(self.labels)
+        if world > 1:
+            batches = [b[rank::world] for b in batches if len(b) >= world]
         for b in batches:
             T = int(lengths[b].max())
             out = np.zeros((len(b), T), dtype=np.int64)

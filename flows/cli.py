@@ -34,6 +34,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a params key, value parsed as YAML (repeatable): --set stocks.train.epochs=2")
+    p.add_argument("--set-file", dest="set_files", action="append", default=[], metavar="YAML",
+                   help="overrides from a YAML mapping of dotted keys, e.g. data/tuning/stocks-best.yaml")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -211,11 +213,31 @@ def dispatch(args) -> str:
     return demo(params)
 
 
+def _file_overrides(files: list[str]) -> list[str]:
+    import yaml
+
+    from r2n2.errors import ConfigError
+
+    out = []
+    for f in files:
+        path = Path(f)
+        if not path.is_file():
+            raise ConfigError(f"--set-file {f} does not exist.")
+        data = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"--set-file {f} must hold a mapping of dotted keys to values.")
+        out += [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+                for k, v in data.items()]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from r2n2.errors import R2N2Error, ValidationFailed
 
     try:
+        if getattr(args, "set_files", None):
+            args.overrides = _file_overrides(args.set_files) + args.overrides  # explicit --set wins
         message = dispatch(args)
     except ValidationFailed as exc:
         print(f"r2n2 {args.command}: {exc}", file=sys.stderr)

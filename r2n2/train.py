@@ -117,11 +117,13 @@ def _val_metric(model, val, device, task) -> tuple[float, float]:
 
 def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_path: str | Path | None = None,
                 run_id: str = "", epochs: int | None = None, lr: float | None = None,
-                log: Callable[[str], None] | None = None, progress: bool = True) -> TrainResult:
+                log: Callable[[str], None] | None = None, progress: bool = True,
+                epoch_callback: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train ``model`` in place (ends holding the best validation weights) and return its history.
 
     ``state_path``: where per-epoch state is written atomically; if it exists with the same ``run_id`` the
     run resumes after its last finished epoch. It is removed once training completes.
+    ``epoch_callback(epoch, val_metric)`` runs after each epoch (Optuna pruning raises from it).
     """
     from tqdm.auto import tqdm
 
@@ -230,6 +232,8 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
                result.metric_name: metric, "lr": opt.param_groups[0]["lr"]}
         result.history.append(row)
         log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        if epoch_callback is not None:
+            epoch_callback(epoch, metric)
         if state_path and rank == 0:
             atomic_torch_save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,

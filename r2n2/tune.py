@@ -1,0 +1,77 @@
+"""Hyper-parameter search space and objective for Optuna (TPE sampler, median pruner).
+
+The objective trains one configuration on the case's training split and returns its validation metric
+(stocks: MSE, minimised; sentiment: macro-F1, maximised), reporting it after every epoch so the median
+pruner can stop unpromising trials. The test split is never touched."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from .cases import CaseData
+from .config import CaseConfig
+from .models.core import build_model
+from .paths import CasePaths
+from .train import seed_everything, train_model
+
+__all__ = ["DIRECTION", "suggest", "objective", "overrides_from"]
+
+DIRECTION = {"stocks": "minimize", "sentiment": "maximize"}
+
+
+def suggest(trial, case: str) -> dict[str, object]:
+    """The search space, as dotted params keys -> values."""
+    p = {
+        "model.cell": trial.suggest_categorical("cell", ["rnn", "gru", "lstm", "rmc"]),
+        "model.hidden_size": trial.suggest_categorical("hidden_size", [16, 32, 64, 128]),
+        "model.relational": trial.suggest_categorical("relational", [True, False]),
+        "model.dropout": trial.suggest_float("dropout", 0.0, 0.5),
+        "train.lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
+    }
+    if case == "stocks":
+        p["window.lookback"] = trial.suggest_categorical("lookback", [10, 20, 30, 60])
+    return p
+
+
+def overrides_from(case: str, values: dict[str, object]) -> dict[str, object]:
+    return {f"{case}.{k}": v for k, v in values.items()}
+
+
+def _apply(cfg: CaseConfig, values: dict[str, object]) -> CaseConfig:
+    sections: dict[str, dict] = {}
+    for key, value in values.items():
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = value
+    return replace(cfg, **{s: replace(getattr(cfg, s), **kv) for s, kv in sections.items()})
+
+
+def objective(trial, case: str, cfg: CaseConfig, *, epochs: int, root: str | Path = ".",
+              log=None) -> float:
+    """Train the trial's configuration; return the best validation metric. Raises ``optuna.TrialPruned``."""
+    import optuna
+
+    values = suggest(trial, case)
+    cfg = _apply(cfg, values)
+    paths = CasePaths(case, Path(root))
+    windows = paths.windows
+    if case == "stocks" and cfg.window.lookback != CaseData(case, cfg, windows).meta["lookback"]:
+        from .data.window import window
+
+        windows = paths.root / "data" / "tuning" / f"{case}-windows" / f"lookback-{cfg.window.lookback}"
+        if not (windows / "meta.json").is_file():
+            window(case, cfg, paths.validated, windows)
+    data = CaseData(case, cfg, windows)
+    seed_everything(cfg.train.seed)
+    model = build_model(data.model_config())
+    train = data.batches("pretrain", "train", batch_size=cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
+    val = data.batches("pretrain", "val", batch_size=256)
+
+    def report(epoch: int, metric: float) -> None:
+        trial.report(metric, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} (validation {metric:.5g})")
+
+    result = train_model(model, train, val, replace(cfg.train, epochs=epochs), progress=False, log=log,
+                         epoch_callback=report)
+    return result.best_metric

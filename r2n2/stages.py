@@ -46,7 +46,9 @@ def _save(model: RelationalRNN, path: Path, data: CaseData, result: TrainResult,
         return
     meta = data.checkpoint_metadata()
     meta.update({"history": json.dumps(result.history), "best_epoch": result.best_epoch,
-                 "best_metric": result.best_metric, "metric_name": result.metric_name, **extra})
+                 "best_metric": result.best_metric, "metric_name": result.metric_name,
+                 "epoch_seconds": json.dumps(result.epoch_seconds), "train_examples": result.train_examples,
+                 **extra})
     save_checkpoint(path, model, metadata=meta)
     write_json_atomic(result.history, path.with_name("train_log.json"))
 

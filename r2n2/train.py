@@ -37,6 +37,8 @@ class TrainResult:
     metric_name: str = ""
     resumed_from: int | None = None                    # epoch a killed run was resumed after
     seconds: float = 0.0
+    epoch_seconds: list[float] = field(default_factory=list)  # training time of each epoch run here
+    train_examples: int = 0                            # examples per epoch, all ranks together
 
 
 def resolve_device(name: str) -> torch.device:
@@ -192,6 +194,7 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
             break
         model.train()
         total, seen = 0.0, 0
+        epoch_t0 = time.perf_counter()
         limit = cfg.max_batches_per_epoch or len(train)
         bar = tqdm(train.iter_epoch(epoch, rank=rank, world=world), total=min(limit, len(train)),
                    desc=f"epoch {epoch + 1}/{epochs}", disable=(not progress or rank > 0) or None, leave=False)
@@ -216,6 +219,8 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
             sums = torch.tensor([total, seen], dtype=torch.float64, device=device)
             dist.all_reduce(sums)
             total, seen = float(sums[0]), int(sums[1])
+        result.epoch_seconds.append(time.perf_counter() - epoch_t0)
+        result.train_examples = seen
         val_loss, metric = _val_metric(model, val, device, task)  # every rank: same weights, same answer
         improved = metric > best if higher_better else metric < best
         if improved:

@@ -155,10 +155,10 @@ def test_transfer_shares_encoder_and_freeze():
 
 @pytest.mark.parametrize("kw,msg", [
     (dict(cell="transformer"), "model.cell must be one of rnn, gru, lstm, rmc, got 'transformer'."),
+    (dict(cell="rmc", bidirectional=True), "model.bidirectional is not supported with cell 'rmc'."),
     (dict(hidden_size=0), "model.hidden_size must be a positive integer, got 0."),
     (dict(pooling="max"), "model.pooling must be one of last, attention, mean, got 'max'."),
     (dict(dropout=1.5), "model.dropout must be in [0, 1), got 1.5."),
-    (dict(cell="rmc", bidirectional=True), "model.bidirectional is not supported with cell 'rmc'."),
 ])
 def test_bad_config(kw, msg):
     with pytest.raises(ValueError) as err:
@@ -179,3 +179,34 @@ def test_bad_inputs():
         model(torch.randn(2, 5, 3), torch.tensor([0, 5]))
     with pytest.raises(ValueError, match="mask must be right-padded"):
         model(torch.randn(2, 5, 3), mask=torch.tensor([[1, 0, 1, 0, 0], [1, 1, 1, 1, 1]]).bool())
+
+
+def test_custom_cell_plugs_in(monkeypatch):
+    import torch.nn as nn
+
+    from r2n2.models import config as config_module
+
+    class Leaky(nn.Module):
+        """A tiny custom cell: an exponential moving average of a projection, masked steps keep state."""
+
+        def __init__(self, cfg, input_size):
+            super().__init__()
+            self.proj, self.output_size = nn.Linear(input_size, 6), 6
+
+        def forward(self, x, state=None, mask=None):
+            h = torch.zeros(x.size(0), 6) if state is None else state
+            outs = []
+            for t in range(x.size(1)):
+                new = 0.5 * h + 0.5 * torch.tanh(self.proj(x[:, t]))
+                h = new if mask is None else torch.where(mask[:, t:t + 1], new, h)
+                outs.append(h)
+            return torch.stack(outs, 1), h
+
+    monkeypatch.setattr(config_module, "CUSTOM_CELLS", {})
+    monkeypatch.setattr("r2n2.models.core.CUSTOM_CELLS", config_module.CUSTOM_CELLS)
+    r2n2.register_cell("leaky", Leaky)
+    model = build_model(ModelConfig(input_size=3, cell="leaky", output_size=2)).eval()
+    assert model(torch.randn(4, 7, 3)).shape == (4, 2)
+    xs = [torch.randn(n, 3) for n in (5, 2, 7)]
+    together, alone = _padded_vs_alone(model, xs)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["ModelConfig"]
+__all__ = ["ModelConfig", "register_cell", "CUSTOM_CELLS"]
 
 CELLS = ("rnn", "gru", "lstm", "rmc")
+# name -> factory(config, input_size) returning a module with forward(x, state=None, mask=None) -> (out, state)
+# and an ``output_size`` attribute; padded steps (mask False) must leave the state unchanged.
+CUSTOM_CELLS: dict = {}
+
+
+def register_cell(name: str, factory) -> None:
+    """Plug in a custom recurrent cell, usable as ``ModelConfig(cell=name)`` (and ``model.cell`` in params)."""
+    if name in CELLS:
+        raise ValueError(f"cell name {name!r} is built in; choose another name.")
+    CUSTOM_CELLS[name] = factory
 POOLINGS = ("last", "attention", "mean")
 TASKS = ("regression", "classification")
 
@@ -53,16 +63,16 @@ class ModelConfig:
             positive(name)
         if self.vocab_size is not None:
             positive("vocab_size")
-        if self.cell not in CELLS:
-            raise ValueError(f"model.cell must be one of {', '.join(CELLS)}, got {self.cell!r}.")
+        if self.cell not in CELLS and self.cell not in CUSTOM_CELLS:
+            raise ValueError(f"model.cell must be one of {', '.join((*CELLS, *CUSTOM_CELLS))}, got {self.cell!r}.")
         if self.pooling not in POOLINGS:
             raise ValueError(f"model.pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}.")
         if self.task not in TASKS:
             raise ValueError(f"model.task must be one of {', '.join(TASKS)}, got {self.task!r}.")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1), got {self.dropout!r}.")
-        if self.cell == "rmc" and self.bidirectional:
-            raise ValueError("model.bidirectional is not supported with cell 'rmc'.")
+        if self.cell not in ("rnn", "gru", "lstm") and self.bidirectional:
+            raise ValueError(f"model.bidirectional is not supported with cell {self.cell!r}.")
         if self.gate_style not in ("unit", "memory", None):
             raise ValueError(f"model.gate_style must be 'unit', 'memory' or null, got {self.gate_style!r}.")
         if self.entities and self.vocab_size is not None:

@@ -13,7 +13,7 @@ from dataclasses import replace
 import torch
 import torch.nn as nn
 
-from .config import ModelConfig
+from .config import CUSTOM_CELLS, ModelConfig
 from .relational import RelationalModule
 from .rmc import RelationalMemoryRNN
 
@@ -32,6 +32,8 @@ def lengths_to_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 def _make_encoder(cfg: ModelConfig, input_size: int) -> nn.Module:
+    if cfg.cell in CUSTOM_CELLS:
+        return CUSTOM_CELLS[cfg.cell](cfg, input_size)
     if cfg.cell == "rmc":
         return RelationalMemoryRNN(
             input_size, cfg.mem_slots, cfg.head_size, cfg.num_heads, num_layers=cfg.num_layers,
@@ -56,8 +58,11 @@ class RelationalRNN(nn.Module):
         if cfg.vocab_size is not None:
             self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_size)
         in_size = cfg.embed_size if cfg.vocab_size is not None else cfg.input_size
-        self.add_module(cfg.encoder_name, _make_encoder(cfg, in_size))
-        width = cfg.encoder_size
+        encoder = _make_encoder(cfg, in_size)
+        self.add_module(cfg.encoder_name, encoder)
+        width = getattr(encoder, "output_size", None) if cfg.cell in CUSTOM_CELLS else cfg.encoder_size
+        if not isinstance(width, int):
+            raise ValueError(f"custom cell {cfg.cell!r} must expose an integer output_size attribute.")
         if cfg.relational:
             self.relational = RelationalModule(width, chunk_size=cfg.relational_chunk)
         if cfg.pooling == "attention":
@@ -79,7 +84,7 @@ class RelationalRNN(nn.Module):
         elif x.dim() != 3 or x.size(-1) != self.config.input_size:
             raise ValueError(f"expected input of shape (batch, steps, {self.config.input_size}), "
                              f"got {tuple(x.shape)}.")
-        if self.config.cell == "rmc":
+        if self.config.cell not in ("rnn", "gru", "lstm"):  # rmc and plug-in cells take the mask themselves
             out, _ = self.encoder(x, mask=mask)
             return out
         if mask is None or bool(mask.all()):

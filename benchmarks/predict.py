@@ -1,0 +1,96 @@
+"""Batch-prediction throughput on CPU, feature preparation included.
+
+stocks:    windows/s of the default stocks model (params.yaml) over the built-in S&P 500 + NASDAQ prices:
+           log-return features, scaling, lazy windowing and the forward pass (target >= 10,000 windows/s).
+sentiment: texts/s of the default sentiment model over the 38k built-in tweets: cleaning, BPE tokenisation,
+           length-bucketed batching and the forward pass.
+
+Uses the trained checkpoints under data/models/ when they exist, else freshly initialised models of the
+same configuration (throughput does not depend on the weights).
+
+    python benchmarks/predict.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _best_of(fn, reps=3):
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def main() -> None:
+    import torch
+
+    from r2n2.cases import CaseData
+    from r2n2.checkpoint import load_checkpoint
+    from r2n2.config import load_params
+    from r2n2.data.sources import load_builtin_sentiment, load_builtin_stocks
+    from r2n2.data.window import window
+    from r2n2.data.sources import write_parquet_atomic
+    from r2n2.models.core import build_model
+    from r2n2.predict import predict_stocks_frame, predict_texts
+
+    params = load_params(ROOT / "params.yaml")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # -- stocks
+        prices = load_builtin_stocks()
+        ckpt = ROOT / "data/models/stocks/model.pt"
+        if ckpt.is_file():
+            model, meta = load_checkpoint(ckpt)
+            wmeta, source = json.loads(meta["window_meta"]), "trained checkpoint"
+        else:
+            write_parquet_atomic(prices, tmp / "stocks.parquet")
+            cfg = params.case("stocks")
+            wmeta = window("stocks", cfg, tmp / "stocks.parquet", tmp / "w-stocks")
+            model = build_model(CaseData("stocks", cfg, tmp / "w-stocks").model_config()).eval()
+            source = "untrained model, default config"
+        seconds, out = _best_of(lambda: predict_stocks_frame(model, wmeta, prices))
+        rows.append(("stocks", source, len(out), "windows", seconds))
+        # -- sentiment
+        texts = load_builtin_sentiment()["text"].tolist()
+        ckpt = ROOT / "data/models/sentiment/model.pt"
+        if ckpt.is_file():
+            model, meta = load_checkpoint(ckpt)
+            wmeta, tok, source = json.loads(meta["window_meta"]), meta["tokenizer"], "trained checkpoint"
+        else:
+            from r2n2.data.sources import clean_text
+            from r2n2.data.window import train_tokenizer
+
+            cfg = params.case("sentiment")
+            tokenizer = train_tokenizer([clean_text(t) for t in texts[:20000]], cfg.window.vocab_size)
+            tok = tokenizer.to_str()
+            wmeta = {"labels": ["negative", "neutral", "positive"], "max_tokens": cfg.window.max_tokens,
+                     "vocab_size": tokenizer.get_vocab_size()}
+            from dataclasses import replace
+
+            model = build_model(replace(cfg.model, vocab_size=tokenizer.get_vocab_size())).eval()
+            source = "untrained model, default config"
+        seconds, out = _best_of(lambda: predict_texts(model, tok, wmeta, texts), reps=2)
+        rows.append(("sentiment", source, len(out), "texts", seconds))
+
+    print(f"{'case':10s} {'model':32s} {'items':>8s} {'seconds':>8s} {'throughput':>16s}")
+    for case, source, n, unit, s in rows:
+        print(f"{case:10s} {source:32s} {n:8d} {s:8.2f} {n / s:10.0f} {unit}/s")
+    w = rows[0][2] / rows[0][4]
+    print(f"\nstocks target >= 10,000 windows/s: {'met' if w >= 10_000 else 'NOT met'} ({w:,.0f} windows/s)")
+
+
+if __name__ == "__main__":
+    main()

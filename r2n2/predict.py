@@ -111,8 +111,8 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, output_path: st
         out = predict_stocks_frame(model, wmeta, prices, progress=progress)
     else:
         df = read_user_file(input_path, na_values=data_cfg.na_values, encoding=data_cfg.encoding)
-        df = _map_columns(df, data_cfg.columns, ("text", "label", "confidence"), ("text",), str(input_path),
-                          "sentiment")
+        text_only = {k: v for k, v in data_cfg.columns.items() if k == "text"}  # labels are not needed here
+        df = _map_columns(df, text_only, ("text",), ("text",), str(input_path), "sentiment")
         out = predict_texts(model, meta["tokenizer"], wmeta, df["text"].fillna("").astype(str).tolist(),
                             progress=progress)
     write_parquet_atomic(out, output_path)

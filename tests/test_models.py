@@ -210,3 +210,16 @@ def test_custom_cell_plugs_in(monkeypatch):
     xs = [torch.randn(n, 3) for n in (5, 2, 7)]
     together, alone = _padded_vs_alone(model, xs)
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_focus_shares_sum_to_one_and_skip_padding():
+    torch.manual_seed(7)
+    model = build_model(ModelConfig(input_size=3, hidden_size=8, output_size=2)).eval()
+    x, lengths = torch.randn(3, 6, 3), torch.tensor([6, 2, 4])
+    w, kind = model.focus(x, lengths)
+    assert kind.startswith("relational focus") and w.shape == (3, 6)
+    torch.testing.assert_close(w.sum(1), torch.ones(3))
+    assert torch.all(w[1, 2:] == 0) and torch.all(w[2, 4:] == 0)
+    attn = build_model(ModelConfig(input_size=3, hidden_size=8, pooling="attention", relational=False)).eval()
+    w, kind = attn.focus(x, lengths)
+    assert kind == "attention weights" and torch.all(w[1, 2:] == 0)

@@ -72,6 +72,13 @@ def test_stocks_train_finetune_evaluate(stocks_windows, capsys):
         if not k.startswith("fc."):
             assert torch.equal(v, ft.state_dict()[k]), k
     assert not torch.equal(pre.fc.weight, ft.fc.weight)
+    # batch prediction for a new file of the same schema, from the checkpoint alone
+    two_entities(60).to_csv("new.csv", index=False)
+    assert main(["predict", "stocks", "--input", "new.csv", "--output", "pred.parquet", *SMALL]) == 0
+    pred = pd.read_parquet("pred.parquet")
+    assert list(pred.columns) == ["entity", "date", "forecast_return_1d"]
+    assert pred.groupby("entity").size().to_dict() == {"alpha": 60 - 10, "beta": 60 - 10}  # one per full window
+    assert pred["forecast_return_1d"].notna().all()
 
 
 def test_training_is_deterministic(stocks_windows, capsys):
@@ -138,3 +145,8 @@ def test_sentiment_train_finetune_evaluate(project, capsys):
     for png in ("confusion", "learning_curves", "attention"):
         assert (project / f"data/reports/sentiment/plots/{png}.png").is_file()
     assert "TF-IDF" in out
+    pd.DataFrame({"body": ["I love my new iphone", "worst flight ever", "meeting at noon"]}).to_csv("new.csv")
+    assert main(["predict", "sentiment", "--input", "new.csv", "--output", "pred.parquet", *TEXT]) == 0
+    pred = pd.read_parquet("pred.parquet")
+    assert list(pred.columns) == ["text", "predicted", "prob_negative", "prob_neutral", "prob_positive"]
+    assert pred[["prob_negative", "prob_neutral", "prob_positive"]].sum(axis=1).round(5).eq(1).all()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..checkpoint import load_checkpoint
 from ..data.validate import write_json_atomic
@@ -236,13 +237,11 @@ def evaluate_sentiment(cfg, data, paths: CasePaths, *, log) -> dict:
                   plots / "confusion.csv")
         write_json_atomic([{"model": k, **r} for k, h in histories.items() for r in h], plots / "learning_curves.json")
         plot_learning_curves(histories, plots / "learning_curves.png", title="sentiment: learning curves (CE loss)")
-        if model.config.pooling == "attention":
-            x, lengths, _ = next(iter(data.batches("pretrain", "test", batch_size=24).iter_epoch(0)))
-            import torch
-
-            with torch.no_grad():
-                _, w = model.forward_with_attention(x, lengths)
-            visualize_attention(x, w, plots / "attention.png", title="attention over tokens (24 test tweets)")
+        if model.config.pooling == "attention" or (model.config.relational and model.config.pooling == "last"):
+            x, lengths, _ = next(iter(data.batches("pretrain", "test", batch_size=256).iter_epoch(0)))
+            pick = torch.linspace(0, len(x) - 1, 24).long()  # 24 test tweets across the length range
+            w, kind = model.focus(x[pick, :int(lengths[pick].max())], lengths[pick])
+            visualize_attention(x, w, plots / "attention.png", title=f"{kind} over tokens (24 test tweets)")
     _write_text(_sentiment_report(metrics, data), paths.reports / "report.md")
     return metrics
 

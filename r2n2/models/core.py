@@ -171,6 +171,23 @@ class RelationalRNN(nn.Module):
         return self.forward_with_attention(x, lengths, mask=mask)[0]
 
     @torch.no_grad()
+    def focus(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
+              mask: torch.Tensor | None = None) -> tuple[torch.Tensor, str]:
+        """What the model looks at, (B, T) per sequence: attention-pooling weights, or for the relational
+        last-step model the share of relation units whose max comes from each step. Returns (weights, kind)."""
+        if self.config.entities:
+            raise ValueError("focus is defined for single-sequence models, not multi-entity ones.")
+        if self.config.pooling == "attention":
+            return self.forward_with_attention(x, lengths, mask=mask)[1].squeeze(-1), "attention weights"
+        if not (self.config.relational and self.config.pooling == "last"):
+            raise ValueError("focus needs attention pooling or a relational module with last-step pooling.")
+        mask = self._mask(x, lengths, mask, x.size(1))
+        h = self.encode(x, mask)
+        B, T, _ = h.shape
+        last = (mask.sum(1) - 1) if mask is not None else torch.full((B,), T - 1, device=h.device)
+        return self.relational.key_shares(h, mask, query=last), "relational focus (share of max-winning units)"
+
+    @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
                       mask: torch.Tensor | None = None) -> torch.Tensor:
         """Class probabilities (softmax of the logits); classification models only."""

@@ -134,3 +134,20 @@ class RelationalModule(nn.Module):
         if mask is not None:
             rel = rel.masked_fill(~mask.unsqueeze(-1), 0.0)  # padded queries are ignored: zero, never -inf
         return rel
+
+    @torch.no_grad()
+    def key_shares(self, h: torch.Tensor, mask: torch.Tensor | None = None, *,
+                   query: torch.Tensor) -> torch.Tensor:
+        """Where the relations of each row's ``query`` step come from: (B, T), the share of the H output
+        units whose max is attained at each key step (sums to 1 per row; padded steps get 0)."""
+        B, T, H = h.shape
+        h_q = h[torch.arange(B, device=h.device), query]  # (B, H)
+        a_q = torch.nn.functional.linear(h_q, self.fc1.weight[:, :H], self.fc1.bias).unsqueeze(1)  # (B, 1, H)
+        c = torch.nn.functional.linear(h, self.fc1.weight[:, H:])  # (B, T, H)
+        rel = torch.nn.functional.linear(torch.relu(a_q.unsqueeze(2) + c.unsqueeze(1)), self.fc2.weight,
+                                         self.fc2.bias)[:, 0]  # (B, T, H)
+        if mask is not None:
+            rel = rel.masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
+        winners = rel.argmax(dim=1)  # (B, H): key step of each unit's max
+        return torch.nn.functional.one_hot(winners, T).float().mean(1)  # (B, H, T) -> (B, T)
+

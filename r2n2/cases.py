@@ -16,7 +16,7 @@ import pandas as pd
 
 from .config import CaseConfig
 from .data.sources import read_parquet
-from .data.window import StockBatches, TextBatches, load_stock_split
+from .data.window import StockBatches, TextBatches, load_entity_split, load_stock_split
 from .errors import DataError
 from .models.config import ModelConfig
 
@@ -61,7 +61,10 @@ class CaseData:
     def batches(self, role: str, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0,
                 fraction: float = 1.0):
         if self.case == "stocks":
-            windows = load_stock_split(self.table, self.meta, self.key(role), split)
+            if self.cfg.model.entities:  # all entities at once, aligned on dates; the role picks the split labels
+                windows = load_entity_split(self.table, self.meta, split, split_entity=self.key(role))
+            else:
+                windows = load_stock_split(self.table, self.meta, self.key(role), split)
             if fraction < 1.0:  # the most recent share of the training windows (a small target set)
                 keep = max(1, int(round(len(windows.ends) * fraction)))
                 windows.ends = windows.ends[-keep:]
@@ -80,7 +83,7 @@ class CaseData:
         base = base or self.cfg.model
         if self.case == "stocks":
             return replace(base, input_size=len(self.meta["features"]), vocab_size=None, output_size=1,
-                           task="regression")
+                           task="regression", entities=self.cfg.model.entities)
         return replace(base, vocab_size=int(self.meta["vocab_size"]), output_size=len(self.meta["labels"]),
                        task="classification")
 

@@ -150,3 +150,24 @@ def test_sentiment_train_finetune_evaluate(project, capsys):
     pred = pd.read_parquet("pred.parquet")
     assert list(pred.columns) == ["text", "predicted", "prob_negative", "prob_neutral", "prob_positive"]
     assert pred[["prob_negative", "prob_neutral", "prob_positive"]].sum(axis=1).round(5).eq(1).all()
+
+
+def test_multi_entity_mode_trains_on_aligned_windows(stocks_windows, capsys):
+    args = [*SMALL, "--set", "stocks.model.entities=true", "--set", "stocks.evaluate.ablation=false"]
+    stages(capsys, "stocks", args, ["train", "evaluate"])
+    model, _ = load_checkpoint("data/models/stocks/model.pt")
+    assert model.config.entities is True
+    x = torch.randn(2, 2, 10, 4)
+    assert model(x).shape == (2, 2, 1)  # (batch, entities, output)
+    m = json.load(open("data/reports/stocks/metrics.json"))
+    assert m["model"]["n"] == m["baselines"]["random_walk"]["n"] > 0
+
+
+def test_volatility_target_has_garch_baseline(stocks_windows, capsys):
+    args = [*SMALL, "--set", "stocks.window.target=volatility", "--set", "stocks.window.horizon=5",
+            "--set", "stocks.evaluate.ablation=false"]
+    stages(capsys, "stocks", args, ["window", "train", "evaluate"])
+    m = json.load(open("data/reports/stocks/metrics.json"))
+    assert set(m["baselines"]) == {"random_walk", "historical_mean", "garch_1_1"}
+    assert "directional_accuracy" not in m["model"] and m["baselines"]["garch_1_1"]["rmse"] > 0
+    assert "pesaran_timmermann_pvalue" not in m["tests"]

@@ -25,7 +25,8 @@ from .sources import LABELS, read_parquet, write_parquet_atomic
 from .validate import write_json_atomic
 
 __all__ = ["window", "stock_features", "StockWindows", "load_stock_split", "train_tokenizer",
-           "load_text_split", "TextBatches", "StockBatches", "FEATURE_NAMES", "scale_features"]
+           "load_text_split", "TextBatches", "StockBatches", "FEATURE_NAMES", "scale_features",
+           "EntityWindows", "load_entity_split"]
 
 FEATURE_NAMES = {"open": "ret_open", "high": "ret_high", "low": "ret_low", "close": "ret_close",
                  "volume": "dlog_volume"}
@@ -166,6 +167,49 @@ def load_stock_split(table: pd.DataFrame, meta: dict, entity: str, split: str) -
     return StockWindows(scale_features(part, meta), y, ends, meta["lookback"])
 
 
+class EntityWindows:
+    """Multi-entity windows aligned on the dates every entity shares (for ``MultiEntityR2N2``):
+    ``batch(idx)`` -> x (n, E, lookback, F) and y (n, E, 1). ``dates[ends]`` are the windows' last days."""
+
+    def __init__(self, features: np.ndarray, targets: np.ndarray, ends: np.ndarray, lookback: int, dates,
+                 entities: list[str]):
+        self.features = np.ascontiguousarray(features, dtype=np.float32)  # (E, N, F)
+        self.targets = np.ascontiguousarray(np.asarray(targets, dtype=np.float32).T)  # (N, E)
+        self.ends, self.lookback = np.asarray(ends, dtype=np.int64), lookback
+        self.dates, self.entities = np.asarray(dates), list(entities)
+        self._offsets = np.arange(-lookback + 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def batch(self, idx: np.ndarray):
+        import torch
+
+        rows = self.ends[idx][:, None] + self._offsets  # (n, L)
+        x = self.features[:, rows]  # (E, n, L, F)
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2, 3))), \
+            torch.from_numpy(self.targets[self.ends[idx]][:, :, None])  # (n, E, L, F), (n, E, 1)
+
+
+def load_entity_split(table: pd.DataFrame, meta: dict, split: str, *, split_entity: str | None = None) -> EntityWindows:
+    """Align every entity on their common dates; a window's split is that of ``split_entity``'s row."""
+    entities = meta["entities"]
+    split_entity = split_entity or meta["pretrain_entity"]
+    parts = {e: table[table["entity"] == e].set_index("date") for e in entities}
+    common = sorted(set.intersection(*(set(p.index) for p in parts.values())))
+    if len(common) < meta["lookback"]:
+        raise DataError(f"the entities share only {len(common)} dates, fewer than one window of "
+                        f"{meta['lookback']} days; multi-entity mode needs aligned series.")
+    ts = meta["target_scaler"]
+    feats = np.stack([scale_features(parts[e].loc[common], meta) for e in entities])  # (E, N, F)
+    targets = np.stack([(parts[e].loc[common, "target"].to_numpy(float) - ts["mean"]) / ts["scale"]
+                        for e in entities])  # (E, N)
+    labels = parts[split_entity].loc[common, "split"].to_numpy()
+    ends = np.flatnonzero(labels == split)
+    ends = ends[ends >= meta["lookback"] - 1]
+    return EntityWindows(feats, targets, ends, meta["lookback"], common, entities)
+
+
 # ---------------------------------------------------------------------------------------------- text
 def _group_split(keys: pd.Series, labels: pd.Series, val: float, test: float, seed: int) -> pd.Series:
     """Stratified split of unique texts; every duplicate of a text follows its first occurrence."""
@@ -186,11 +230,13 @@ def _group_split(keys: pd.Series, labels: pd.Series, val: float, test: float, se
 
 
 def train_tokenizer(texts, vocab_size: int):
-    """BPE tokenizer (Hugging Face ``tokenizers``), lower-cased, [PAD]=0 and [UNK]=1."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """BPE tokenizer (Hugging Face ``tokenizers``), lower-cased, links replaced by one " url " word,
+    [PAD]=0 and [UNK]=1."""
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase(),
+                                           normalizers.Replace(Regex(r"https?://\S+"), " url ")])
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]"], min_frequency=2,
                                   show_progress=False)
@@ -258,7 +304,7 @@ class StockBatches:
         return len(self.windows)
 
     def targets(self) -> np.ndarray:
-        return self.windows.targets[self.windows.ends]
+        return self.windows.targets[self.windows.ends]  # (n,) or, for entity windows, (n, E)
 
     def iter_epoch(self, epoch: int = 0, *, rank: int = 0, world: int = 1):
         """This rank's batches. The epoch order comes from ``DistributedSampler`` (seeded by seed and epoch);

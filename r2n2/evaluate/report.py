@@ -61,8 +61,15 @@ def _stock_predictions(model, data, role: str, split: str) -> tuple[np.ndarray, 
     """(actual, forecast) on the evaluation scale (returns; volatility for a volatility target) + rows."""
     batches = data.batches(role, split, batch_size=512)
     ts = data.meta["target_scaler"]
-    pred = predict_batches(model, batches).reshape(-1) * ts["scale"] + ts["mean"]
+    out = predict_batches(model, batches)
     rows = data.rows(role, split)
+    if model.config.entities:  # (n, E, 1) aligned windows: keep this role's entity, matched by date
+        w = batches.windows
+        col = w.entities.index(data.key(role))
+        by_date = pd.Series(out[:, col, 0], index=pd.DatetimeIndex(w.dates[w.ends]))
+        rows = rows[rows["date"].isin(by_date.index)].reset_index(drop=True)
+        out = by_date.loc[rows["date"]].to_numpy()
+    pred = out.reshape(-1) * ts["scale"] + ts["mean"]
     actual = rows["target"].to_numpy(float)
     if data.meta["target"] == "close":  # a log-price forecast, evaluated as the return it implies
         pred = pred - rows["base_log_close"].to_numpy(float)

@@ -114,6 +114,15 @@ def test_dvc_repro_then_retrain_promotes_and_second_repro_is_noop(prefect_server
     assert second.returncode == 0 and "up to date" in second.stdout, second.stdout
     metrics = _run(["dvc", "metrics", "show", "--json"], tmp_path)
     assert "gru_no_relational" in metrics.stdout
+    # an experiment with one changed param reruns only what depends on it
+    git = ["git", "-c", "user.name=r2n2", "-c", "user.email=r2n2@localhost"]
+    assert _run([*git, "add", "-A"], tmp_path).returncode == 0
+    assert _run([*git, "commit", "-qm", "baseline"], tmp_path).returncode == 0
+    exp = _run(["dvc", "exp", "run", "-S", "stocks.train.epochs=3"], tmp_path)
+    assert exp.returncode == 0, exp.stderr[-3000:]
+    assert "Running stage 'train@stocks'" in exp.stdout and "Running stage 'train@sentiment'" not in exp.stdout
+    diff = _run(["dvc", "metrics", "diff", "--json"], tmp_path)
+    assert diff.returncode == 0 and "data/reports/stocks/metrics.json" in diff.stdout
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", f"{Path(shutil.which('r2n2') or ROOT / '.venv/bin/r2n2').parent}:{os.environ['PATH']}")

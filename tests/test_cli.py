@@ -1,0 +1,49 @@
+"""CLI contract: params overrides, unknown keys, exit codes, and the library/orchestration boundary."""
+
+import subprocess
+import sys
+
+import pytest
+
+from flows.cli import main
+
+from .conftest import ROOT
+
+
+@pytest.mark.parametrize("override,message", [
+    ("stocks.train.epocs=2", "unknown key stocks.train.epocs; allowed: epochs, batch_size"),
+    ("stocks.model.hiden_size=8", "unknown key stocks.model.hiden_size"),
+    ("stocks.train.epochs=two", "stocks.train.epochs must be an integer, got 'two'."),
+    ("stocks.data.missing=sometimes", "stocks.data.missing must be one of fail, drop, ffill, got 'sometimes'."),
+    ("stocks.model.cell=transformer", "stocks.model.cell must be one of rnn, gru, lstm, rmc, got 'transformer'."),
+    ("stock.train.epochs=2", "unknown top-level key 'stock' in params"),
+    ("stocks.train.epochs", "must look like key.path=value"),
+])
+def test_bad_overrides_name_the_key(project, capsys, override, message):
+    assert main(["ingest", "stocks", "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_yaml_values_and_set_file(project, capsys):
+    (project / "best.yaml").write_text("stocks.window.lookback: 12\n")
+    from r2n2.config import load_params
+
+    p = load_params("params.yaml", ['stocks.data.na_values=[".", "NA"]', "stocks.data.entity=null"])
+    assert p.case("stocks").data.na_values == [".", "NA"] and p.case("stocks").data.entity is None
+    from flows.cli import _file_overrides
+
+    assert _file_overrides([str(project / "best.yaml")]) == ["stocks.window.lookback=12"]
+
+
+def test_missing_params_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["ingest", "stocks"]) == 2
+    assert "params file params.yaml does not exist" in capsys.readouterr().err
+
+
+def test_library_never_imports_prefect():
+    code = ("import sys, r2n2, r2n2.stages, r2n2.monitor, r2n2.predict, r2n2.tune, r2n2.champion; "
+            "print('prefect' in sys.modules or any(m.startswith('flows') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -55,7 +55,7 @@ class WindowConfig:
     max_tokens: int = 64                 # sentiment: longer texts are truncated
     pretrain_entity: str = "sp500"       # stocks transfer: pretrain on this entity ...
     finetune_entity: str = "nasdaq"      # ... and fine-tune on this one
-    finetune_pattern: str = r"apple|aapl|iphone|ipad|\bmac\b|itunes|ios"  # sentiment transfer target
+    finetune_pattern: str = r"\bapple|aapl|iphone|ipad|\bmac(?:book)?\b|itunes|\bios\b"  # sentiment transfer target ("ios", not "curious")
     seed: int = 0                        # split seed (sentiment)
 
 

@@ -245,9 +245,13 @@ def evaluate_sentiment(cfg, data, paths: CasePaths, *, log) -> dict:
         write_json_atomic([{"model": k, **r} for k, h in histories.items() for r in h], plots / "learning_curves.json")
         plot_learning_curves(histories, plots / "learning_curves.png", title="sentiment: learning curves (CE loss)")
         if model.config.pooling == "attention" or (model.config.relational and model.config.pooling == "last"):
-            x, lengths, _ = next(iter(data.batches("pretrain", "test", batch_size=256).iter_epoch(0)))
-            pick = torch.linspace(0, len(x) - 1, 24).long()  # 24 test tweets across the length range
-            w, kind = model.focus(x[pick, :int(lengths[pick].max())], lengths[pick])
+            from ..data.window import TextBatches
+
+            order = test_b.order()  # 24 test tweets spread over the whole length range
+            pick = order[np.linspace(0, len(order) - 1, 24).round().astype(int)]
+            sample = TextBatches([test_b.ids[i] for i in pick], test_b.labels[pick], 24)
+            x, lengths, _ = next(iter(sample.iter_epoch(0)))
+            w, kind = model.focus(x, lengths)
             visualize_attention(x, w, plots / "attention.png", title=f"{kind} over tokens (24 test tweets)")
     _write_text(_sentiment_report(metrics, data), paths.reports / "report.md")
     return metrics

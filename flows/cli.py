@@ -69,8 +69,6 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
     p.add_argument("case", choices=CASES)
     _common(p)
-    p = sub.add_parser("demo", help="a short real training run on the S&P 500 windows (after the data stages)")
-    _common(p)
     return ap
 
 
@@ -108,40 +106,6 @@ def run_stage(command: str, case: str, params) -> str:
                 f"-> {paths.finetuned_dir / 'model.pt'}")
     stages.evaluate_stage(case, cfg, log=log)
     return f"evaluated {case} -> {paths.reports / 'metrics.json'}\n" + (paths.reports / "report.md").read_text()
-
-
-def demo(params) -> str:
-    import json
-
-    import numpy as np
-    import pandas as pd
-    import torch
-
-    from r2n2 import StockPriceR2N2
-    from r2n2.data.window import load_stock_split
-    from r2n2.paths import CasePaths
-
-    paths = CasePaths("stocks")
-    table = pd.read_parquet(paths.windows / "features.parquet")
-    meta = json.loads((paths.windows / "meta.json").read_text())
-    entity = meta["pretrain_entity"]
-    train, val = (load_stock_split(table, meta, entity, s) for s in ("train", "val"))
-    torch.manual_seed(0)
-    model = StockPriceR2N2(input_size=len(meta["features"]), hidden_size=32, output_size=1, num_layers=2)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    rng = np.random.default_rng(0)
-    for _ in range(2):
-        for idx in np.array_split(rng.permutation(len(train)), max(1, len(train) // 64)):
-            x, y = train.batch(idx)
-            opt.zero_grad()
-            torch.nn.functional.mse_loss(model(x), y).backward()
-            opt.step()
-    x, y = val.batch(np.arange(len(val)))
-    with torch.no_grad():
-        mse = torch.nn.functional.mse_loss(model.eval()(x), y).item()
-    zero = float(((y - (0 - meta["target_scaler"]["mean"]) / meta["target_scaler"]["scale"]) ** 2).mean())
-    return (f"demo: StockPriceR2N2 on {entity}, 2 epochs: validation MSE {mse:.4f} vs random walk {zero:.4f} "
-            f"(ratio {mse / zero:.3f}; below 1 would beat the random walk)")
 
 
 def _ui(port: int) -> int:
@@ -210,7 +174,7 @@ def dispatch(args) -> str:
 
         best = tune_flow(args.case, args.params, args.overrides)
         return f"best {args.case} trial: {best}"
-    return demo(params)
+    raise SystemExit(f"unknown command {args.command}")
 
 
 def _file_overrides(files: list[str]) -> list[str]:

@@ -25,7 +25,7 @@ from .sources import LABELS, read_parquet, write_parquet_atomic
 from .validate import write_json_atomic
 
 __all__ = ["window", "stock_features", "StockWindows", "load_stock_split", "train_tokenizer",
-           "load_text_split", "TextBatches", "StockBatches", "FEATURE_NAMES", "scale_features",
+           "TextBatches", "StockBatches", "FEATURE_NAMES", "scale_features",
            "EntityWindows", "load_entity_split"]
 
 FEATURE_NAMES = {"open": "ret_open", "high": "ret_high", "low": "ret_low", "close": "ret_close",
@@ -278,11 +278,6 @@ def _window_sentiment(cfg: CaseConfig, df: pd.DataFrame, out_dir: Path) -> dict:
             "label_counts": df.groupby("split")["label"].value_counts().unstack(fill_value=0).to_dict("index")}
     write_json_atomic(meta, out_dir / "meta.json")
     return meta
-
-
-def load_text_split(table: pd.DataFrame, domain: str, split: str) -> pd.DataFrame:
-    part = table[(table["domain"] == domain) & (table["split"] == split)].reset_index(drop=True)
-    return part
 
 
 @dataclass

@@ -294,10 +294,6 @@ class StockBatches:
     def __len__(self) -> int:
         return (len(self.windows) + self.batch_size - 1) // self.batch_size
 
-    @property
-    def n_examples(self) -> int:
-        return len(self.windows)
-
     def targets(self) -> np.ndarray:
         return self.windows.targets[self.windows.ends]  # (n,) or, for entity windows, (n, E)
 
@@ -333,10 +329,6 @@ class TextBatches:
 
     def __len__(self) -> int:
         return (len(self.ids) + self.batch_size - 1) // self.batch_size
-
-    @property
-    def n_examples(self) -> int:
-        return len(self.ids)
 
     def targets(self) -> np.ndarray:
         return np.asarray(self.labels)[self.order()]

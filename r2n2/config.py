@@ -72,6 +72,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"                 # auto | cpu | cuda
     max_batches_per_epoch: int = 0       # 0 = all; small values make smoke runs fast
+    label_smoothing: float = 0.0         # classification: cross-entropy label smoothing in [0, 1)
+    ema_decay: float = 0.0               # > 0: validate and keep an exponential moving average of the
+    #                                      weights (updated every step), e.g. 0.999; 0 = off
 
 
 @dataclass
@@ -225,6 +228,10 @@ def _check_case(name: str, case: CaseConfig) -> None:
     if not (0 < w.val_fraction < 1 and 0 < w.test_fraction < 1 and w.val_fraction + w.test_fraction < 0.9):
         raise ConfigError(f"{name}.window.val_fraction and test_fraction must be in (0, 1) and sum below 0.9, "
                           f"got {w.val_fraction} and {w.test_fraction}.")
+    for key, value in (("train.label_smoothing", case.train.label_smoothing),
+                       ("train.ema_decay", case.train.ema_decay)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"{name}.{key} must be in [0, 1), got {value}.")
     if not 0 < case.finetune.train_fraction <= 1:
         raise ConfigError(f"{name}.finetune.train_fraction must be in (0, 1], got {case.finetune.train_fraction}.")
 

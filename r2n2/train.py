@@ -156,13 +156,22 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
         y = train.targets()
         counts = np.bincount(y, minlength=model.config.output_size).astype(float)
         weights = counts.sum() / np.maximum(counts, 1) / len(counts) if cfg.class_weights else np.ones(len(counts))
-        loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
+        loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device),
+                                      label_smoothing=float(cfg.label_smoothing))
     else:
         loss_fn = nn.MSELoss()
     higher_better = task == "classification"
 
+    # EMA of the weights: validated, kept and returned instead of the raw weights when ema_decay > 0
+    ema = None
+    if cfg.ema_decay > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(cfg.ema_decay)), use_buffers=True)
+    scored = ema.module if ema is not None else model  # the weights that are validated and kept
+
     result = TrainResult(metric_name="val_macro_f1" if higher_better else "val_mse")
-    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
     best, bad_epochs, start = (-float("inf") if higher_better else float("inf")), 0, 0
     state_path = Path(state_path) if state_path else None
     if state_path and state_path.is_file():
@@ -172,6 +181,8 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
             opt.load_state_dict(state["optimizer"])
             if sched is not None and state.get("scheduler"):
                 sched.load_state_dict(state["scheduler"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
             torch.set_rng_state(state["torch_rng"].cpu())
             best_state, best, bad_epochs = state["best_state"], state["best"], state["bad_epochs"]
             result.best_epoch = state["best_epoch"]
@@ -210,6 +221,8 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
             if cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             total += loss.item() * len(y)
             seen += len(y)
             bar.set_postfix(loss=f"{total / seen:.4f}")
@@ -221,11 +234,11 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
             total, seen = float(sums[0]), int(sums[1])
         result.epoch_seconds.append(time.perf_counter() - epoch_t0)
         result.train_examples = seen
-        val_loss, metric = _val_metric(model, val, device, task)  # every rank: same weights, same answer
+        val_loss, metric = _val_metric(scored, val, device, task)  # every rank: same weights, same answer
         improved = metric > best if higher_better else metric < best
         if improved:
             best, bad_epochs = metric, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
             result.best_epoch = epoch
         else:
             bad_epochs += 1
@@ -242,6 +255,7 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
         if state_path and rank == 0:
             atomic_torch_save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
                                "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
+                               "ema": ema.state_dict() if ema is not None else None,
                                "torch_rng": torch.get_rng_state(), "best_state": best_state, "best": best,
                                "bad_epochs": bad_epochs, "best_epoch": result.best_epoch,
                                "history": json.dumps(result.history)}, state_path)

@@ -96,6 +96,9 @@ CONFIGS = [
     dict(cell="gru", relational=True, pooling="last", bidirectional=True),
     dict(cell="rmc", relational=True, pooling="last", mem_slots=2, head_size=4, num_heads=2),
     dict(cell="rmc", relational=False, pooling="mean", mem_slots=3, head_size=4, num_heads=1, num_layers=2),
+    dict(cell="gru", relational=True, pooling="max"),
+    dict(cell="lstm", relational=True, pooling="concat", bidirectional=True),
+    dict(cell="rnn", relational=False, pooling="concat"),
 ]
 
 
@@ -157,7 +160,8 @@ def test_transfer_shares_encoder_and_freeze():
     (dict(cell="transformer"), "model.cell must be one of rnn, gru, lstm, rmc, got 'transformer'."),
     (dict(cell="rmc", bidirectional=True), "model.bidirectional is not supported with cell 'rmc'."),
     (dict(hidden_size=0), "model.hidden_size must be a positive integer, got 0."),
-    (dict(pooling="max"), "model.pooling must be one of last, attention, mean, got 'max'."),
+    (dict(pooling="sum"), "model.pooling must be one of last, attention, mean, max, concat, got 'sum'."),
+    (dict(pooling="concat", entities=True), "model.pooling 'concat' cannot be combined with model.entities."),
     (dict(dropout=1.5), "model.dropout must be in [0, 1), got 1.5."),
 ])
 def test_bad_config(kw, msg):
@@ -223,3 +227,50 @@ def test_focus_shares_sum_to_one_and_skip_padding():
     attn = build_model(ModelConfig(input_size=3, hidden_size=8, pooling="attention", relational=False)).eval()
     w, kind = attn.focus(x, lengths)
     assert kind == "attention weights" and torch.all(w[1, 2:] == 0)
+
+
+def test_concat_pooling_is_last_max_mean_of_the_states():
+    torch.manual_seed(8)
+    model = build_model(ModelConfig(input_size=3, hidden_size=5, output_size=2, pooling="concat")).eval()
+    x, lengths = torch.randn(3, 7, 3), torch.tensor([7, 2, 4])
+    mask = lengths_to_mask(lengths, 7)
+    h = model.encode(x, mask)
+    z, _ = model.pool(h, mask, relational=True)
+    for b, n in enumerate(lengths.tolist()):
+        real = h[b, :n]
+        torch.testing.assert_close(z[b, :5], model.relational(h[b:b + 1, :n], query=torch.tensor([n - 1]))[0])
+        torch.testing.assert_close(z[b, 5:10], real.max(0).values)
+        torch.testing.assert_close(z[b, 10:], real.mean(0))
+    assert model.fc.in_features == 15
+
+
+def test_max_pooling_focus_counts_winning_steps():
+    torch.manual_seed(9)
+    model = build_model(ModelConfig(input_size=3, hidden_size=8, output_size=2, pooling="max",
+                                    relational=False)).eval()
+    x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 3])
+    w, kind = model.focus(x, lengths)
+    assert kind.startswith("max-pooling focus")
+    torch.testing.assert_close(w.sum(1), torch.ones(2))
+    assert torch.all(w[1, 3:] == 0)
+
+
+@pytest.mark.parametrize("pooling", ["last", "max"])
+def test_relational_backward_under_bf16_autocast(pooling):
+    """Mixed precision (bf16 activations, fp32 weights), as the trainer runs on CUDA: gradients come back in
+    the parameters' dtype and point where the fp32 gradients point."""
+    torch.manual_seed(10)
+    model = build_model(ModelConfig(vocab_size=30, embed_size=8, hidden_size=8, output_size=3,
+                                    task="classification", pooling=pooling))
+    x, lengths = torch.randint(0, 30, (6, 9)), torch.tensor([9, 4, 1, 7, 9, 2])
+    model(x, lengths).square().sum().backward()
+    reference = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x, lengths)
+    assert out.dtype == torch.bfloat16
+    out.float().square().sum().backward()
+    for n, p in model.named_parameters():
+        assert p.grad.dtype == p.dtype == torch.float32, n
+        cosine = torch.nn.functional.cosine_similarity(p.grad.flatten(), reference[n].flatten(), dim=0)
+        assert cosine > 0.98, (n, float(cosine))

@@ -17,7 +17,7 @@ def register_cell(name: str, factory) -> None:
     if name in CELLS:
         raise ValueError(f"cell name {name!r} is built in; choose another name.")
     CUSTOM_CELLS[name] = factory
-POOLINGS = ("last", "attention", "mean")
+POOLINGS = ("last", "attention", "mean", "max", "concat")
 TASKS = ("regression", "classification")
 
 
@@ -31,7 +31,9 @@ class ModelConfig:
     bidirectional: bool = False         # run a second recurrence backwards (not for rmc)
     dropout: float = 0.0                # between recurrent layers and before the head
     relational: bool = True             # slide-2 pairwise relational module on the recurrent states
-    pooling: str = "last"               # last | attention | mean: how a sequence becomes one vector
+    pooling: str = "last"               # last | attention | mean | max | concat: how a sequence becomes one
+    #                                     vector; concat = [last, max, mean] (3x wide); with relational, last
+    #                                     and concat relate the last step only, O(T), the others all pairs, O(T^2)
     task: str = "regression"            # regression | classification (only changes predict_proba / losses)
     vocab_size: int | None = None       # token ids as input through an embedding (slide 7) when set
     embed_size: int = 100               # embedding width when vocab_size is set
@@ -75,6 +77,8 @@ class ModelConfig:
             raise ValueError(f"model.bidirectional is not supported with cell {self.cell!r}.")
         if self.gate_style not in ("unit", "memory", None):
             raise ValueError(f"model.gate_style must be 'unit', 'memory' or null, got {self.gate_style!r}.")
+        if self.entities and self.pooling == "concat":
+            raise ValueError("model.pooling 'concat' cannot be combined with model.entities.")
         if self.entities and self.vocab_size is not None:
             raise ValueError("model.entities cannot be combined with model.vocab_size.")
         if not self.encoder_name.isidentifier():

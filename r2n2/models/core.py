@@ -68,7 +68,7 @@ class RelationalRNN(nn.Module):
         if cfg.pooling == "attention":
             self.attention = nn.Linear(width, 1)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.fc = nn.Linear(width, cfg.output_size)
+        self.fc = nn.Linear(width * (3 if cfg.pooling == "concat" else 1), cfg.output_size)
 
     # -- parts -------------------------------------------------------------------------------------
     @property
@@ -101,6 +101,15 @@ class RelationalRNN(nn.Module):
         """(B, T, D) states -> (B, D) summary (+ (B, T, 1) attention weights for attention pooling)."""
         B, T, _ = h.shape
         pooling = self.config.pooling
+        if pooling == "concat":  # [last step (relational), max over steps, mean over steps] (ULMFiT-style)
+            last, _ = self._pool_as("last", h, mask, relational)
+            return torch.cat([last, self._pool_as("max", h, mask, False)[0],
+                              self._pool_as("mean", h, mask, False)[0]], dim=-1), None  # (B, 3D)
+        return self._pool_as(pooling, h, mask, relational)
+
+    def _pool_as(self, pooling: str, h: torch.Tensor, mask: torch.Tensor | None,
+                 relational: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        B, T, _ = h.shape
         if pooling == "last":
             last = (mask.sum(1) - 1) if mask is not None else torch.full((B,), T - 1, device=h.device)
             if relational:  # only the last step's relations are needed: O(T·D²), not O(T²·D²)
@@ -113,6 +122,10 @@ class RelationalRNN(nn.Module):
                 return h.mean(1), None
             m = mask.unsqueeze(-1).to(h.dtype)  # (B, T, 1)
             return (h * m).sum(1) / m.sum(1), None
+        if pooling == "max":  # per unit, the largest value over the real steps
+            if mask is not None:
+                h = h.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+            return h.amax(1), None  # (B, T, D) -> (B, D)
         scores = self.attention(h)  # (B, T, 1)
         if mask is not None:
             scores = scores.masked_fill(~mask.unsqueeze(-1), float("-inf"))
@@ -173,14 +186,24 @@ class RelationalRNN(nn.Module):
     @torch.no_grad()
     def focus(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, str]:
-        """What the model looks at, (B, T) per sequence: attention-pooling weights, or for the relational
-        last-step model the share of relation units whose max comes from each step. Returns (weights, kind)."""
+        """What the model looks at, (B, T) per sequence: attention-pooling weights; for max pooling the share
+        of units whose max comes from each step; for the relational last-step model the share of relation
+        units whose max comes from each step. Returns (weights, kind)."""
         if self.config.entities:
             raise ValueError("focus is defined for single-sequence models, not multi-entity ones.")
         if self.config.pooling == "attention":
             return self.forward_with_attention(x, lengths, mask=mask)[1].squeeze(-1), "attention weights"
-        if not (self.config.relational and self.config.pooling == "last"):
-            raise ValueError("focus needs attention pooling or a relational module with last-step pooling.")
+        if self.config.pooling == "max":
+            mask = self._mask(x, lengths, mask, x.size(1))
+            h = self.encode(x, mask)
+            if self.config.relational:
+                h = self.relational(h, mask)
+            if mask is not None:
+                h = h.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+            winners = nn.functional.one_hot(h.argmax(1), h.size(1)).to(h.dtype)  # (B, D, T)
+            return winners.mean(1), "max-pooling focus (share of units whose max comes from each step)"
+        if not (self.config.relational and self.config.pooling in ("last", "concat")):
+            raise ValueError("focus needs attention or max pooling, or a relational module with last-step pooling.")
         mask = self._mask(x, lengths, mask, x.size(1))
         h = self.encode(x, mask)
         B, T, _ = h.shape

@@ -46,6 +46,7 @@ class _RelateMax(torch.autograd.Function):
             return rel.amax(dim=2)  # inference: values only, ~10x cheaper than max-with-indices on CPU
         out, idx = rel.max(dim=2)  # (B, Q, T, H) -> (B, Q, H), argmax key per output unit
         ctx.save_for_backward(a_q, c, w2, idx)
+        ctx.b2_dtype = b2.dtype
         return out
 
     @staticmethod
@@ -55,11 +56,14 @@ class _RelateMax(torch.autograd.Function):
         B, Q, H = g.shape
         rows = idx.reshape(B, Q * H, 1).expand(B, Q * H, c.size(-1))  # (B, Q*H, H): key row of each unit
         picked = torch.add(a_q.unsqueeze(2), c.gather(1, rows).view(B, Q, H, -1)).relu_()  # (B, Q, H_out, H_in)
-        grad_w2 = torch.einsum("bqh,bqhk->hk", g, picked) if ctx.needs_input_grad[3] else None
-        grad_b2 = g.sum((0, 1)) if ctx.needs_input_grad[4] else None
+        # Under autocast the activations (a_q, c, g) are bf16/fp16 while w2 stays fp32: every gradient is
+        # computed in the promoted dtype and returned in its own input's dtype.
+        grad_w2 = (torch.einsum("bqh,bqhk->hk", g, picked.to(g.dtype)).to(w2.dtype)
+                   if ctx.needs_input_grad[3] else None)
+        grad_b2 = g.sum((0, 1)).to(ctx.b2_dtype) if ctx.needs_input_grad[4] else None
         contrib = (g.unsqueeze(-1) * w2).mul_(picked > 0)  # (B, Q, H_out, H_in): d pre at (q, j*), relu'd
-        grad_a = contrib.sum(2)  # (B, Q, H_in)
-        grad_c = torch.zeros_like(c).scatter_add_(1, rows, contrib.view(B, Q * H, -1))  # (B, T, H_in)
+        grad_a = contrib.sum(2).to(a_q.dtype)  # (B, Q, H_in)
+        grad_c = torch.zeros_like(c).scatter_add_(1, rows, contrib.view(B, Q * H, -1).to(c.dtype))  # (B, T, H_in)
         return grad_a, grad_c, None, grad_w2, grad_b2
 
 

@@ -22,10 +22,15 @@ DIRECTION = {"stocks": "minimize", "sentiment": "maximize"}
 
 def suggest(trial, case: str) -> dict[str, object]:
     """The search space, as dotted params keys -> values."""
+    cell = trial.suggest_categorical("cell", ["rnn", "gru", "lstm", "rmc"])
     p = {
-        "model.cell": trial.suggest_categorical("cell", ["rnn", "gru", "lstm", "rmc"]),
+        "model.cell": cell,
+        # the RMC runs one way only; for the other cells a backward pass over the sequence is a choice
+        "model.bidirectional": trial.suggest_categorical("bidirectional", [True, False]) if cell != "rmc" else False,
         "model.hidden_size": trial.suggest_categorical("hidden_size", [16, 32, 64, 128]),
         "model.relational": trial.suggest_categorical("relational", [True, False]),
+        # both O(T) with the relational module (last step only); mean / max / attention relate all pairs
+        "model.pooling": trial.suggest_categorical("pooling", ["last", "concat"]),
         "model.dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "train.lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
     }

@@ -9,7 +9,7 @@ import yaml
 
 from flows.cli import main
 
-from .conftest import write_tiny_project
+from .conftest import ROOT, write_tiny_project
 
 
 @pytest.fixture
@@ -82,8 +82,9 @@ def test_tune_flow_resumes_and_writes_usable_best_params(prefect_server, tiny, c
     args = ["--set", "tune.n_trials=2", "--set", "tune.epochs=1", "--set", "tune.workers=2"]
     assert main(["tune", "stocks", *args]) == 0, capsys.readouterr().err
     best = yaml.safe_load((tiny / "data/tuning/stocks-best.yaml").read_text())
-    assert set(best) == {"stocks.model.cell", "stocks.model.hidden_size", "stocks.model.relational",
-                         "stocks.model.dropout", "stocks.train.lr", "stocks.window.lookback"}
+    assert set(best) == {"stocks.model.cell", "stocks.model.bidirectional", "stocks.model.hidden_size",
+                         "stocks.model.relational", "stocks.model.pooling", "stocks.model.dropout",
+                         "stocks.train.lr", "stocks.window.lookback"}
     storage = f"sqlite:///{tiny / 'data/tuning/stocks.db'}"
     assert len(load_study(study_name="stocks", storage=storage).trials) == 2
     # a second run with a larger budget only adds the missing trial (the study resumes from SQLite)
@@ -94,3 +95,20 @@ def test_tune_flow_resumes_and_writes_usable_best_params(prefect_server, tiny, c
     assert main(["window", "stocks", "--set-file", "data/tuning/stocks-best.yaml"]) == 0, capsys.readouterr().err
     meta = json.loads((tiny / "data/windows/stocks/meta.json").read_text())
     assert meta["lookback"] == best["stocks.window.lookback"]
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm", "rmc"])
+@pytest.mark.parametrize("case", ["stocks", "sentiment"])
+def test_every_suggested_cell_makes_a_valid_config(case, cell):
+    """The sentiment defaults are bidirectional; an RMC trial must not inherit that (it would crash)."""
+    from optuna.trial import FixedTrial
+
+    from r2n2.config import load_params
+    from r2n2.tune import _apply, suggest
+
+    fixed = {"cell": cell, "hidden_size": 16, "relational": True, "pooling": "concat", "dropout": 0.1,
+             "lr": 1e-3, "lookback": 10}
+    if cell != "rmc":
+        fixed["bidirectional"] = True
+    cfg = _apply(load_params(ROOT / "params.yaml").case(case), suggest(FixedTrial(fixed), case))
+    assert cfg.model.cell == cell and cfg.model.bidirectional == (cell != "rmc")

@@ -244,7 +244,7 @@ def evaluate_sentiment(cfg, data, paths: CasePaths, *, log) -> dict:
                   plots / "confusion.csv")
         write_json_atomic([{"model": k, **r} for k, h in histories.items() for r in h], plots / "learning_curves.json")
         plot_learning_curves(histories, plots / "learning_curves.png", title="sentiment: learning curves (CE loss)")
-        if model.config.pooling in ("attention", "max") or (model.config.relational and model.config.pooling in ("last", "concat")):
+        if model.has_focus:
             from ..data.window import TextBatches
 
             order = test_b.order()  # 24 test tweets spread over the whole length range

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from .config import CUSTOM_CELLS, ModelConfig
-from .relational import RelationalModule
+from .relational import RelationalModule, max_shares
 from .rmc import RelationalMemoryRNN
 
 __all__ = ["RelationalRNN", "build_model", "lengths_to_mask"]
@@ -183,6 +183,14 @@ class RelationalRNN(nn.Module):
         """
         return self.forward_with_attention(x, lengths, mask=mask)[0]
 
+    @property
+    def has_focus(self) -> bool:
+        """Whether ``focus`` can say what the model looks at (it can for single-sequence models with
+        attention or max pooling, or with the relational module on the last step)."""
+        cfg = self.config
+        return not cfg.entities and (cfg.pooling in ("attention", "max")
+                                     or (cfg.relational and cfg.pooling in ("last", "concat")))
+
     @torch.no_grad()
     def focus(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, str]:
@@ -193,19 +201,14 @@ class RelationalRNN(nn.Module):
             raise ValueError("focus is defined for single-sequence models, not multi-entity ones.")
         if self.config.pooling == "attention":
             return self.forward_with_attention(x, lengths, mask=mask)[1].squeeze(-1), "attention weights"
-        if self.config.pooling == "max":
-            mask = self._mask(x, lengths, mask, x.size(1))
-            h = self.encode(x, mask)
-            if self.config.relational:
-                h = self.relational(h, mask)
-            if mask is not None:
-                h = h.masked_fill(~mask.unsqueeze(-1), float("-inf"))
-            winners = nn.functional.one_hot(h.argmax(1), h.size(1)).to(h.dtype)  # (B, D, T)
-            return winners.mean(1), "max-pooling focus (share of units whose max comes from each step)"
-        if not (self.config.relational and self.config.pooling in ("last", "concat")):
+        if not self.has_focus:
             raise ValueError("focus needs attention or max pooling, or a relational module with last-step pooling.")
         mask = self._mask(x, lengths, mask, x.size(1))
         h = self.encode(x, mask)
+        if self.config.pooling == "max":
+            if self.config.relational:
+                h = self.relational(h, mask)
+            return max_shares(h, mask), "max-pooling focus (share of units whose max comes from each step)"
         B, T, _ = h.shape
         last = (mask.sum(1) - 1) if mask is not None else torch.full((B,), T - 1, device=h.device)
         return self.relational.key_shares(h, mask, query=last), "relational focus (share of max-winning units)"

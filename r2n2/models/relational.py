@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["RelationalModule"]
+__all__ = ["RelationalModule", "max_shares"]
 
 
 class _RelateMax(torch.autograd.Function):
@@ -46,7 +46,6 @@ class _RelateMax(torch.autograd.Function):
             return rel.amax(dim=2)  # inference: values only, ~10x cheaper than max-with-indices on CPU
         out, idx = rel.max(dim=2)  # (B, Q, T, H) -> (B, Q, H), argmax key per output unit
         ctx.save_for_backward(a_q, c, w2, idx)
-        ctx.b2_dtype = b2.dtype
         return out
 
     @staticmethod
@@ -60,11 +59,20 @@ class _RelateMax(torch.autograd.Function):
         # computed in the promoted dtype and returned in its own input's dtype.
         grad_w2 = (torch.einsum("bqh,bqhk->hk", g, picked.to(g.dtype)).to(w2.dtype)
                    if ctx.needs_input_grad[3] else None)
-        grad_b2 = g.sum((0, 1)).to(ctx.b2_dtype) if ctx.needs_input_grad[4] else None
+        grad_b2 = g.sum((0, 1)).to(w2.dtype) if ctx.needs_input_grad[4] else None
         contrib = (g.unsqueeze(-1) * w2).mul_(picked > 0)  # (B, Q, H_out, H_in): d pre at (q, j*), relu'd
         grad_a = contrib.sum(2).to(a_q.dtype)  # (B, Q, H_in)
         grad_c = torch.zeros_like(c).scatter_add_(1, rows, contrib.view(B, Q * H, -1).to(c.dtype))  # (B, T, H_in)
         return grad_a, grad_c, None, grad_w2, grad_b2
+
+
+def max_shares(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, T, D) -> (B, T): for each step, the share of the D units whose max over the (unpadded) steps is
+    attained there; sums to 1 per row, padded steps get 0."""
+    if mask is not None:
+        values = values.masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
+    winners = values.argmax(dim=1)  # (B, D): step of each unit's max
+    return torch.nn.functional.one_hot(winners, values.size(1)).to(values.dtype).mean(1)  # (B, D, T) -> (B, T)
 
 
 def _relate(a_q, c, key_mask, w2, b2):
@@ -150,8 +158,5 @@ class RelationalModule(nn.Module):
         c = torch.nn.functional.linear(h, self.fc1.weight[:, H:])  # (B, T, H)
         rel = torch.nn.functional.linear(torch.relu(a_q.unsqueeze(2) + c.unsqueeze(1)), self.fc2.weight,
                                          self.fc2.bias)[:, 0]  # (B, T, H)
-        if mask is not None:
-            rel = rel.masked_fill(~mask.bool().unsqueeze(-1), float("-inf"))
-        winners = rel.argmax(dim=1)  # (B, H): key step of each unit's max
-        return torch.nn.functional.one_hot(winners, T).float().mean(1)  # (B, H, T) -> (B, T)
+        return max_shares(rel, mask)
 

@@ -19,15 +19,12 @@ for _var, _val in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DVC_NO_ANALY
 
 EXIT_ERROR = 2
 EXIT_VALIDATION = 3
-CASES = ["stocks", "sentiment"]
-STAGE_HELP = {
-    "ingest": "read the source into data/raw/<case>.parquet",
-    "validate": "Great Expectations gate -> data/validated/<case>.parquet",
-    "window": "features, splits, scalers / tokenizer -> data/windows/<case>/",
-    "train": "train the main model -> data/models/<case>/model.pt",
-    "finetune": "transfer: new head on the pretrained encoder -> data/models/<case>-finetuned/",
-    "evaluate": "model vs baselines -> data/reports/<case>/metrics.json, report.md, plots/",
-}
+
+
+def _cases() -> list[str]:
+    from r2n2.cases import REGISTRY
+
+    return list(REGISTRY)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -39,126 +36,136 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from r2n2.stages import STAGES
+
+    cases = _cases()
     ap = argparse.ArgumentParser(prog="r2n2", description="Relational RNN pipeline: stages, flows, serving.")
     sub = ap.add_subparsers(dest="command", required=True)
-    for name, help_ in STAGE_HELP.items():
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("case", choices=CASES)
+    for st in STAGES:
+        p = sub.add_parser(st.name, help=st.help)
+        p.add_argument("case", choices=cases)
         p.add_argument("--prefect", action="store_true", help="run as a Prefect flow even without PREFECT_API_URL")
         _common(p)
-    p = sub.add_parser("pipeline", help="all stages as one Prefect flow")
-    p.add_argument("case", choices=[*CASES, "all"])
+    p = sub.add_parser("pipeline", help="every stage as one Prefect flow")
+    p.add_argument("case", choices=[*cases, "all"])
     _common(p)
     p = sub.add_parser("predict", help="batch predictions for a new CSV / Parquet file")
-    p.add_argument("case", choices=CASES)
+    p.add_argument("case", choices=cases)
     p.add_argument("--input", required=True, help="CSV or Parquet with the training data's schema")
-    p.add_argument("--output", required=True, help="Parquet file to write")
+    p.add_argument("--output", required=True, help="output file: .parquet or .csv")
     p.add_argument("--model", help="checkpoint (default: the champion, else data/models/<case>/model.pt)")
     _common(p)
-    p = sub.add_parser("monitor", help="score the champion on the newest data; retrain on drift")
-    p.add_argument("case", choices=[*CASES, "all"])
-    p.add_argument("--no-retrain", action="store_true", help="report drift only")
+    p = sub.add_parser("monitor", help="score the champion on data after its training cut-off; alarm on real change")
+    p.add_argument("case", choices=[*cases, "all"])
+    p.add_argument("--no-retrain", action="store_true", help="report only; never trigger a retrain")
     _common(p)
-    p = sub.add_parser("retrain", help="ingest newest data, dvc repro, promote if not worse, dvc push")
+    p = sub.add_parser("retrain", help="ingest newest data, reproduce only these cases' stages, promote on fresh data")
+    p.add_argument("cases", nargs="*", metavar="case", help=f"cases to retrain ({', '.join(cases)}; default: serve.cases)")
     p.add_argument("--no-push", action="store_true")
+    _common(p)
+    p = sub.add_parser("replay", help="a simulated calendar over real history: monitor, retrain, promote")
+    p.add_argument("case", choices=cases)
+    p.add_argument("--start", required=True, help="first simulated date (stocks) or arrival index (texts)")
+    p.add_argument("--end", required=True, help="last simulated date or arrival index")
+    p.add_argument("--retrain-every", type=int, default=21, help="steps between scheduled retrains")
+    p.add_argument("--monitor-every", type=int, default=5, help="steps between monitor checks")
+    p.add_argument("--warm-start", action="store_true", help="retrain from the champion's weights")
     _common(p)
     p = sub.add_parser("serve", help="serve the scheduled retrain and monitor deployments (needs `r2n2 ui`)")
     _common(p)
     p = sub.add_parser("ui", help="start the Prefect server and UI on 127.0.0.1:4200")
     p.add_argument("--port", type=int, default=4200)
     p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
-    p.add_argument("case", choices=CASES)
+    p.add_argument("case", choices=cases)
+    _common(p)
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it differs)")
+    p.add_argument("--check", action="store_true")
     _common(p)
     return ap
 
 
-def run_stage(command: str, case: str, params) -> str:
-    """Run one stage's pure function and describe its result in one line."""
+def _log(case: str, command: str):
+    return lambda msg: print(f"[{case} {command}] {msg}", file=sys.stderr, flush=True)
+
+
+def _predict(args, params) -> str:
+    import json
+
+    from r2n2.cases import get_case
+    from r2n2.cases.base import WindowMeta
+    from r2n2.checkpoint import load_checkpoint
+    from r2n2.errors import CheckpointError, DataError
+    from r2n2.io import write_parquet_atomic, write_text_atomic
     from r2n2.paths import CasePaths
 
-    cfg = params.case(case)
-    paths = CasePaths(case)
-    if command == "ingest":
-        from r2n2.data.sources import ingest
-
-        df = ingest(case, cfg, paths.raw)
-        return f"ingested {len(df)} {case} rows -> {paths.raw}"
-    if command == "validate":
-        from r2n2.data.validate import validate
-
-        s = validate(case, cfg, paths.raw, paths.validated, paths.reports)
-        return f"validated {s['rows']} {case} rows: {s['expectations']} expectations passed -> {paths.validated}"
-    if command == "window":
-        from r2n2.data.window import window
-
-        meta = window(case, cfg, paths.validated, paths.windows)
-        return f"windowed {case} -> {paths.windows} ({', '.join(meta.get('entities', [])) or meta.get('splits')})"
-    from r2n2 import stages
-
-    log = lambda msg: print(f"[{case} {command}] {msg}", file=sys.stderr, flush=True)  # noqa: E731
-    if command == "train":
-        r = stages.train_stage(case, cfg, log=log)
-        return (f"trained {case} model: best {r.metric_name} {r.best_metric:.5g} at epoch {r.best_epoch + 1} "
-                f"({r.seconds:.0f} s) -> {paths.model_dir / 'model.pt'}")
-    if command == "finetune":
-        r = stages.finetune_stage(case, cfg, log=log)
-        return (f"fine-tuned {case}: {r['metric']} finetuned {r['finetuned']:.5g} vs scratch {r['scratch']:.5g} "
-                f"-> {paths.finetuned_dir / 'model.pt'}")
-    stages.evaluate_stage(case, cfg, log=log)
-    return f"evaluated {case} -> {paths.reports / 'metrics.json'}\n" + (paths.reports / "report.md").read_text()
-
-
-def _ui(port: int) -> int:
-    import subprocess
-
-    env = {**os.environ, "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port)}
-    print(f"Prefect UI on http://127.0.0.1:{port} — in other shells: export PREFECT_API_URL="
-          f"http://127.0.0.1:{port}/api", file=sys.stderr)
-    return subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                            "--port", str(port)], env=env)
+    out_path = Path(args.output)
+    if out_path.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        raise DataError(f"--output {str(args.output)[:80]} must end in .parquet or .csv (the format follows the "
+                        "suffix).")
+    paths = CasePaths(args.case)
+    model_path = Path(args.model) if args.model else paths.champion_dir / "model.pt"
+    if not args.model and not model_path.is_file():
+        model_path = paths.model_dir / "model.pt"
+    model, ck = load_checkpoint(model_path)
+    if ck.get("case") != args.case:
+        raise CheckpointError(f"checkpoint {model_path} is a {ck.get('case') or 'non-r2n2'} model, not {args.case}.")
+    meta = WindowMeta.from_dict(json.loads(ck["window_meta"]))
+    out = get_case(args.case).predict(model, meta, ck, args.input, params.case(args.case))
+    if out_path.suffix.lower() == ".csv":
+        write_text_atomic(out.to_csv(index=False), out_path)
+    else:
+        write_parquet_atomic(out, out_path)
+    return f"wrote {len(out)} predictions from {model_path} -> {out_path}"
 
 
 def dispatch(args) -> str:
     from r2n2.config import load_params
+    from r2n2.stages import STAGE_NAMES
 
     if args.command == "ui":
-        raise SystemExit(_ui(args.port))
+        from .ui import run_ui
+
+        raise SystemExit(run_ui(args.port))
+    if args.command == "retrain":  # the lock first: a second retrain exits before anything slow starts
+        from .retrain import LOCK_PATH, hold_lock
+
+        with hold_lock(LOCK_PATH):
+            params = load_params(Path(args.params), args.overrides)
+            for c in args.cases:
+                params.case(c)
+            from .retrain import run_retrain
+
+            decisions = run_retrain(args.cases or params.serve.cases, args.params, args.overrides,
+                                    push=not args.no_push)
+        return "\n".join(f"{d['case']}: {d['reason']}" for d in decisions)
     params = load_params(Path(args.params), args.overrides)
-    if args.command in STAGE_HELP:
+    if args.command in STAGE_NAMES:
+        params.case(args.case)
         if args.prefect or os.environ.get("PREFECT_API_URL"):
-            from .stages import stage_flow
+            from .stages import run_stage_flow
 
-            result = stage_flow(args.command, args.case, args.params, args.overrides)
-            return f"{args.command} {args.case}: {result}"
-        return run_stage(args.command, args.case, params)
+            return run_stage_flow(args.command, args.case, args.params, args.overrides)
+        from r2n2.stages import run_stage
+
+        return run_stage(args.command, args.case, params.case(args.case), log=_log(args.case, args.command))
     if args.command == "pipeline":
-        from .stages import pipeline_flow
+        from .stages import run_pipeline
 
-        pipeline_flow(args.case, args.params, args.overrides)
+        run_pipeline(args.case, args.params, args.overrides)
         return f"pipeline {args.case} finished; reports under data/reports/"
     if args.command == "predict":
-        from r2n2.champion import champion_dir
-        from r2n2.paths import CasePaths
-        from r2n2.predict import predict_file
-
-        paths = CasePaths(args.case)
-        model = Path(args.model) if args.model else (champion_dir(paths) / "model.pt")
-        if not args.model and not model.is_file():
-            model = paths.model_dir / "model.pt"
-        out = predict_file(model, args.input, args.output, params.case(args.case))
-        return f"wrote {len(out)} predictions from {model} -> {args.output}"
+        return _predict(args, params)
     if args.command == "monitor":
-        from .monitor import monitor_flow
+        from .monitor import run_monitor
 
-        result = monitor_flow(args.case, args.params, trigger_retrain=not args.no_retrain)
-        results = result if args.case == "all" else {args.case: result}
-        return "\n".join(f"{c}: {'DRIFT: ' + '; '.join(r['reasons']) if r['drift'] else 'no drift'}"
-                         for c, r in results.items())
-    if args.command == "retrain":
-        from .retrain import retrain_flow
+        results = run_monitor(args.case, args.params, args.overrides, trigger_retrain=not args.no_retrain)
+        return "\n".join(f"{c}: {r['verdict']}" for c, r in results.items())
+    if args.command == "replay":
+        from .replay import run_replay
 
-        decisions = retrain_flow(cases=params.serve.cases, push=not args.no_push)
-        return "\n".join(f"{d['case']}: {d['reason']}" for d in decisions)
+        return run_replay(args.case, args.params, args.overrides, start=args.start, end=args.end,
+                          retrain_every=args.retrain_every, monitor_every=args.monitor_every,
+                          warm_start=args.warm_start)
     if args.command == "serve":
         if not os.environ.get("PREFECT_API_URL"):
             from r2n2.errors import ConfigError
@@ -174,6 +181,10 @@ def dispatch(args) -> str:
 
         best = tune_flow(args.case, args.params, args.overrides)
         return f"best {args.case} trial: {best}"
+    if args.command == "dvc-yaml":
+        from .dvcgen import check_or_write
+
+        return check_or_write(params, check=args.check)
     raise SystemExit(f"unknown command {args.command}")
 
 
@@ -209,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     except R2N2Error as exc:
         print(f"r2n2 {args.command}: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"r2n2 {args.command}: interrupted; finished outputs were kept, a rerun resumes.", file=sys.stderr)
+        return 130
     finally:
         import torch.distributed as dist
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .errors import CheckpointError
+from .io import atomic_path
 from .models.config import ModelConfig
 from .models.core import RelationalRNN, build_model
 
@@ -17,25 +18,14 @@ __all__ = ["save_checkpoint", "load_checkpoint", "read_checkpoint", "atomic_torc
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, or does not match the model it is loaded into."""
-
-
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """torch.save to a temp file in the target folder, fsync, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def save_checkpoint(path: str | Path, model: RelationalRNN, *, metadata: dict | None = None,

@@ -1,14 +1,16 @@
-"""Configuration: one dataclass per params.yaml section, loaded with `--set` overrides and strict keys.
+"""Configuration: the shared params sections as dataclasses, and the strict loader.
 
-params.yaml holds one block per use case (``stocks``, ``sentiment``), each with the sections below, plus
-optional top-level ``serve`` and ``monitor`` blocks read by the orchestration layer. Unknown or mistyped
-keys are an error that names the full dotted key.
+params.yaml holds one block per use case (each case's module declares its own sections: see
+``r2n2/cases``), plus the top-level ``serve`` and ``tune`` blocks read by the orchestration layer. Unknown or
+mistyped keys are an error that names the full dotted key; a case's block lists only that case's keys.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,43 +22,8 @@ import yaml
 from .errors import ConfigError
 from .models.config import ModelConfig
 
-__all__ = ["DataConfig", "ValidateConfig", "WindowConfig", "TrainConfig", "FinetuneConfig", "EvaluateConfig",
-           "MonitorConfig", "ServeConfig", "TuneConfig", "CaseConfig", "Params", "load_params", "apply_overrides", "CASES"]
-
-CASES = ("stocks", "sentiment")
-
-
-@dataclass
-class DataConfig:
-    source: str = "builtin"              # "builtin" or a path to a CSV / Parquet file
-    columns: dict[str, str] = field(default_factory=dict)  # canonical name -> column in the file
-    na_values: list[str] = field(default_factory=list)     # strings that mean "missing", e.g. "."
-    missing: str = "fail"                # fail | drop | ffill: what to do with missing values
-    encoding: str = "utf-8"              # text encoding of a user CSV
-    entity: str | None = None            # entity name for a single-series user file (default: file stem)
-
-
-@dataclass
-class ValidateConfig:
-    min_rows: int = 100                  # fewer rows (per entity) fail validation
-    min_text_length: int = 1             # sentiment: characters, after normalisation
-    max_text_length: int = 1000          # sentiment: characters
-    max_duplicate_share: float = 0.05    # sentiment: share of duplicated texts allowed
-
-
-@dataclass
-class WindowConfig:
-    lookback: int = 30                   # stocks: steps per window (slide 8)
-    horizon: int = 1                     # stocks: predict this many days ahead
-    target: str = "return"               # stocks: return | close | volatility
-    val_fraction: float = 0.15           # chronological (stocks) / stratified (sentiment) validation share
-    test_fraction: float = 0.15          # held-out test share
-    vocab_size: int = 8000               # sentiment: tokenizer vocabulary
-    max_tokens: int = 64                 # sentiment: longer texts are truncated
-    pretrain_entity: str = "sp500"       # stocks transfer: pretrain on this entity ...
-    finetune_entity: str = "nasdaq"      # ... and fine-tune on this one
-    finetune_pattern: str = r"\bapple|aapl|iphone|ipad|\bmac(?:book)?\b|itunes|\bios\b"  # sentiment transfer target ("ios", not "curious")
-    seed: int = 0                        # split seed (sentiment)
+__all__ = ["TrainConfig", "FinetuneConfig", "MonitorConfig", "ServeConfig", "TuneConfig", "Params", "load_params",
+           "apply_overrides", "parse_params", "build_section"]
 
 
 @dataclass
@@ -69,7 +36,7 @@ class TrainConfig:
     patience: int = 4                    # epochs without validation improvement before stopping
     scheduler: str = "plateau"           # plateau | cosine | none
     class_weights: bool = True           # classification: weight classes by inverse frequency
-    seed: int = 0
+    seed: int = 0                        # the first seed; evaluate.seeds adds seed + 1, seed + 2, ...
     device: str = "auto"                 # auto | cpu | cuda
     max_batches_per_epoch: int = 0       # 0 = all; small values make smoke runs fast
     label_smoothing: float = 0.0         # classification: cross-entropy label smoothing in [0, 1)
@@ -88,24 +55,11 @@ class FinetuneConfig:
 
 
 @dataclass
-class EvaluateConfig:
-    ablation: bool = True                # train a GRU without the relational module on the same budget
-    plots: bool = True
-
-
-@dataclass
-class MonitorConfig:
-    recent_days: int = 60                # the newest windows (stocks) or 30x as many texts scored by `monitor`
-    psi_threshold: float = 0.2           # population-stability index above which drift is flagged
-    error_ratio_threshold: float = 1.1   # stocks: model RMSE / random-walk RMSE that triggers retraining
-
-
-@dataclass
 class ServeConfig:
     retrain_cron: str = "0 22 * * 1-5"   # scheduled retraining: weekdays 22:00 (after the US close)
     monitor_cron: str = "30 21 * * 1-5"  # monitoring shortly before it
     timezone: str = "UTC"
-    cases: list[str] = field(default_factory=lambda: ["stocks", "sentiment"])  # what retrain / monitor cover
+    cases: list[str] = field(default_factory=lambda: ["stocks", "sentiment", "panel"])  # what retrain / monitor cover
 
 
 @dataclass
@@ -119,28 +73,29 @@ class TuneConfig:
 
 
 @dataclass
-class CaseConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    validate: ValidateConfig = field(default_factory=ValidateConfig)
-    window: WindowConfig = field(default_factory=WindowConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+class MonitorConfig:
+    window: int = 60                     # newest post-cut-off windows (stocks: days) or texts x 30 per check
+    quantile: float = 0.99               # alarm above this quantile of a statistic's null distribution,
+    #                                      calibrated on the training history (Bonferroni over the signals)
+    min_samples: int = 20                # never alarm on fewer post-cut-off samples than this
+    retrain_on_alarm: bool = True        # `monitor` triggers a retrain of this case when it alarms
 
 
 @dataclass
 class Params:
-    cases: dict[str, CaseConfig]
+    cases: dict[str, Any]                # case name -> that case's config dataclass
     serve: ServeConfig
     tune: TuneConfig
-    raw: dict[str, Any]                  # the merged mapping, for hashing and reports
 
-    def case(self, name: str) -> CaseConfig:
+    def case(self, name: str) -> Any:
         if name not in self.cases:
-            raise ConfigError(f"unknown case {name!r}: params define {', '.join(sorted(self.cases))}.")
+            raise ConfigError(f"unknown case {str(name)[:80]!r}: params define {', '.join(sorted(self.cases))}.")
         return self.cases[name]
+
+
+def _hint_name(hint: Any) -> str:
+    return " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in typing.get_args(hint)) \
+        or getattr(hint, "__name__", str(hint))
 
 
 def _check_type(key: str, value: Any, hint: Any) -> Any:
@@ -156,7 +111,7 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
                 return _check_type(key, value, arg)
             except ConfigError:
                 pass
-        raise ConfigError(f"{key} must be {hint}, got {value!r}.")
+        raise ConfigError(f"{key} must be {_hint_name(hint)}, got {str(value)[:80]!r}.")
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key} must be a mapping, got {value!r}.")
@@ -178,62 +133,69 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
             raise ConfigError(f"{key} must be true or false, got {value!r}.")
         return value
     if hint is str:
+        if isinstance(value, datetime.date):  # YAML reads 2016-01-04 as a date
+            return value.isoformat()
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}.")
         return value
     return value
 
 
-def _build(cls, data: Any, prefix: str):
+def _build(cls, data: Any, prefix: str, base: Any = None):
+    """``data`` over ``base`` (default: the class defaults); nested sections start from their field's default
+    factory, so a case's own defaults (e.g. its model section) hold for the keys params leave out."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix} must be a mapping, got {data!r}.")
+        raise ConfigError(f"{prefix} must be a mapping, got {str(data)[:80]!r}.")
     hints = typing.get_type_hints(cls)
     names = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
             close = [n for n in names if n.replace("_", "") == str(key).replace("_", "")]
             hint = f" (did you mean {prefix}.{close[0]}?)" if close else ""
-            raise ConfigError(f"unknown key {prefix}.{key}{hint}; allowed: {', '.join(names)}.")
+            raise ConfigError(f"unknown key {prefix}.{str(key)[:80]}{hint}; allowed: {', '.join(names)}.")
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
         if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value, f"{prefix}.{name}")
+            f = names[name]
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+            kwargs[name] = _build(hint, value, f"{prefix}.{name}", default)
         else:
             kwargs[name] = _check_type(f"{prefix}.{name}", value, hint)
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except ValueError as exc:  # ModelConfig's own validation
         msg = str(exc)
         raise ConfigError(msg.replace("model.", f"{prefix}.", 1) if msg.startswith("model.") else
                           f"{prefix}: {msg}") from None
 
 
-def _check_case(name: str, case: CaseConfig) -> None:
-    choice = {"data.missing": (case.data.missing, ("fail", "drop", "ffill")),
-              "window.target": (case.window.target, ("return", "close", "volatility")),
-              "train.scheduler": (case.train.scheduler, ("plateau", "cosine", "none")),
+def _check_shared(name: str, case: Any) -> None:
+    choice = {"train.scheduler": (case.train.scheduler, ("plateau", "cosine", "none")),
               "train.device": (case.train.device, ("auto", "cpu", "cuda"))}
     for key, (value, allowed) in choice.items():
         if value not in allowed:
             raise ConfigError(f"{name}.{key} must be one of {', '.join(allowed)}, got {value!r}.")
-    for key, value in (("window.lookback", case.window.lookback), ("window.horizon", case.window.horizon),
-                       ("train.epochs", case.train.epochs), ("train.batch_size", case.train.batch_size),
-                       ("validate.min_rows", case.validate.min_rows)):
+    for key, value in (("train.epochs", case.train.epochs), ("train.batch_size", case.train.batch_size),
+                       ("evaluate.seeds", getattr(case.evaluate, "seeds", 1)),
+                       ("monitor.window", case.monitor.window), ("monitor.min_samples", case.monitor.min_samples)):
         if value < 1:
             raise ConfigError(f"{name}.{key} must be >= 1, got {value}.")
-    w = case.window
-    if not (0 < w.val_fraction < 1 and 0 < w.test_fraction < 1 and w.val_fraction + w.test_fraction < 0.9):
-        raise ConfigError(f"{name}.window.val_fraction and test_fraction must be in (0, 1) and sum below 0.9, "
-                          f"got {w.val_fraction} and {w.test_fraction}.")
     for key, value in (("train.label_smoothing", case.train.label_smoothing),
                        ("train.ema_decay", case.train.ema_decay)):
         if not 0 <= value < 1:
             raise ConfigError(f"{name}.{key} must be in [0, 1), got {value}.")
+    if not 0.5 < case.monitor.quantile < 1:
+        raise ConfigError(f"{name}.monitor.quantile must be in (0.5, 1), got {case.monitor.quantile}.")
     if not 0 < case.finetune.train_fraction <= 1:
         raise ConfigError(f"{name}.finetune.train_fraction must be in (0, 1], got {case.finetune.train_fraction}.")
+
+
+def build_section(cls, data: Any, prefix: str):
+    """A params mapping -> dataclass ``cls``, strictly (unknown keys and wrong types name the dotted key)."""
+    return _build(cls, data, prefix)
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -244,6 +206,14 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
             node[part] = {}
         node = node[part]
     node[parts[-1]] = value
+
+
+# YAML 1.1 (PyYAML) reads "1e-3" as a string; YAML 1.2 and every user read it as a number.
+_YAML12_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _yaml12_number(text: str) -> float:
+    return float(text.strip())
 
 
 def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
@@ -257,7 +227,8 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
         if not key or any(not p for p in key.split(".")):
             raise ConfigError(f"override {item!r} has an empty key part.")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = _yaml12_number(text) if _YAML12_FLOAT.fullmatch(text.strip()) else \
+                (yaml.safe_load(text) if text.strip() else "")
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: the value is not valid YAML ({exc.problem}).") from None
         _set_dotted(raw, key, value)
@@ -265,24 +236,29 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
 
 
 def parse_params(raw: dict) -> Params:
+    from .cases import REGISTRY
+
     if not isinstance(raw, dict):
-        raise ConfigError("params must be a mapping with one block per case (stocks, sentiment).")
+        raise ConfigError(f"params must be a mapping with one block per case ({', '.join(REGISTRY)}).")
     cases = {}
     for key, value in raw.items():
-        if key in CASES:
-            case = _build(CaseConfig, value, key)
-            _check_case(key, case)
-            cases[key] = case
+        if key in REGISTRY:
+            case = REGISTRY[key]
+            cfg = _build(case.config_cls, value, key)
+            _check_shared(key, cfg)
+            case.check_config(cfg, key)
+            cases[key] = cfg
         elif key not in ("serve", "tune"):
-            raise ConfigError(f"unknown top-level key {key!r} in params; allowed: {', '.join(CASES)}, serve, tune.")
+            raise ConfigError(f"unknown top-level key {str(key)[:80]!r} in params; allowed: {', '.join(REGISTRY)}, "
+                              "serve, tune.")
     serve = _build(ServeConfig, raw.get("serve"), "serve")
-    bad = [c for c in serve.cases if c not in CASES]
+    bad = [c for c in serve.cases if c not in REGISTRY]
     if bad:
-        raise ConfigError(f"serve.cases has unknown case(s) {', '.join(bad)}; allowed: {', '.join(CASES)}.")
+        raise ConfigError(f"serve.cases has unknown case(s) {', '.join(bad)}; allowed: {', '.join(REGISTRY)}.")
     tune = _build(TuneConfig, raw.get("tune"), "tune")
     if tune.n_trials < 1 or tune.workers < 1 or tune.epochs < 1:
         raise ConfigError("tune.n_trials, tune.workers and tune.epochs must be >= 1.")
-    return Params(cases=cases, serve=serve, tune=tune, raw=raw)
+    return Params(cases=cases, serve=serve, tune=tune)
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["R2N2Error", "ConfigError", "DataError", "ValidationFailed"]
+__all__ = ["R2N2Error", "ConfigError", "DataError", "ValidationFailed", "CheckpointError", "truncate"]
 
 
 class R2N2Error(Exception):
@@ -23,3 +23,13 @@ class ValidationFailed(R2N2Error):
     def __init__(self, message: str, result: dict):
         super().__init__(message)
         self.result = result
+
+
+class CheckpointError(R2N2Error, ValueError):
+    """A checkpoint file is missing, truncated, or does not match the model it is loaded into."""
+
+
+def truncate(value, limit: int = 80) -> str:
+    """A value as quoted in a message: at most ``limit`` characters."""
+    text = str(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -1,4 +1,4 @@
-"""The data contract: where each stage reads and writes, relative to a project root (default: cwd)."""
+"""The data contract: every path a stage reads or writes, once, relative to a project root (default: cwd)."""
 
 from __future__ import annotations
 
@@ -14,25 +14,51 @@ class CasePaths:
     root: Path = Path(".")
 
     @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
     def raw(self) -> Path:
-        return self.root / "data" / "raw" / f"{self.case}.parquet"
+        return self.data / "raw" / f"{self.case}.parquet"
 
     @property
     def validated(self) -> Path:
-        return self.root / "data" / "validated" / f"{self.case}.parquet"
+        return self.data / "validated" / f"{self.case}.parquet"
 
     @property
     def reports(self) -> Path:
-        return self.root / "data" / "reports" / self.case
+        return self.data / "reports" / self.case
 
     @property
     def windows(self) -> Path:
-        return self.root / "data" / "windows" / self.case
+        return self.data / "windows" / self.case
 
     @property
     def model_dir(self) -> Path:
-        return self.root / "data" / "models" / self.case
+        return self.data / "models" / self.case
+
+    @property
+    def baselines_dir(self) -> Path:
+        return self.data / "models" / f"{self.case}-baselines"
 
     @property
     def finetuned_dir(self) -> Path:
-        return self.root / "data" / "models" / f"{self.case}-finetuned"
+        return self.data / "models" / f"{self.case}-finetuned"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.data / "models" / f"{self.case}-scratch"
+
+    @property
+    def champion_dir(self) -> Path:
+        """The promoted model: outside every DVC output, so `dvc repro` never deletes it."""
+        return self.data / "champion" / self.case
+
+    @property
+    def state_dir(self) -> Path:
+        """Per-epoch training state (resume after a kill): outside every DVC output."""
+        return self.data / "state" / self.case
+
+    def rel(self, path: Path) -> str:
+        """``path`` relative to the root, with forward slashes (for dvc.yaml and messages)."""
+        return Path(path).relative_to(self.root).as_posix()

@@ -23,7 +23,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..config import CaseConfig
 from ..errors import DataError
 
 __all__ = ["ingest", "load_builtin_stocks", "load_builtin_sentiment", "read_user_file", "clean_text",
@@ -197,7 +196,7 @@ def _handle_missing(df: pd.DataFrame, cols, policy: str, source: str, case: str,
     return df.dropna(subset=list(cols)).reset_index(drop=True)
 
 
-def _ingest_stocks(cfg: CaseConfig) -> pd.DataFrame:
+def _ingest_stocks(cfg) -> pd.DataFrame:
     d = cfg.data
     if d.source == "builtin":
         return load_builtin_stocks()
@@ -219,7 +218,7 @@ def _ingest_stocks(cfg: CaseConfig) -> pd.DataFrame:
     return df[["entity", "date", *present]]
 
 
-def _ingest_sentiment(cfg: CaseConfig) -> pd.DataFrame:
+def _ingest_sentiment(cfg) -> pd.DataFrame:
     d = cfg.data
     if d.source == "builtin":
         df = load_builtin_sentiment()
@@ -236,7 +235,7 @@ def _ingest_sentiment(cfg: CaseConfig) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def ingest(case: str, cfg: CaseConfig, out_path: str | Path) -> pd.DataFrame:
+def ingest(case: str, cfg, out_path: str | Path) -> pd.DataFrame:
     """Read the configured source for ``case`` and write canonical Parquet to ``out_path`` atomically."""
     df = _ingest_stocks(cfg) if case == "stocks" else _ingest_sentiment(cfg)
     if df.empty:
@@ -250,3 +249,52 @@ def ingest(case: str, cfg: CaseConfig, out_path: str | Path) -> pd.DataFrame:
             fields.append(pa.field("confidence", pa.float64()))
     write_parquet_atomic(df, out_path, pa.schema(fields))
     return df
+
+
+# ---------------------------------------------------------------------------------------------- (interim API)
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+
+@dataclass
+class DataConfig:
+    source: str = "builtin"              # "builtin" or a path to a CSV / Parquet file
+    columns: dict[str, str] = field(default_factory=dict)  # canonical name -> column in the file
+    na_values: list[str] = field(default_factory=list)     # strings that mean "missing", e.g. "."
+    missing: str = "fail"                # fail | drop | ffill: what to do with missing values
+    encoding: str = "utf-8"              # text encoding of a user CSV
+    entity: str | None = None            # entity name for a single-series user file (default: file stem)
+    until: str | None = None             # ISO date: rows after it are not ingested
+
+
+map_columns = _map_columns
+
+
+def read_prices(d, *, name: str, builtin) -> pd.DataFrame:
+    df = builtin() if d.source == "builtin" else _ingest_stocks(SimpleNamespace(data=d))
+    if d.until:
+        df = df[df["date"] <= pd.Timestamp(d.until)].reset_index(drop=True)
+    return df
+
+
+def read_texts(d, *, name: str, builtin) -> pd.DataFrame:
+    df = _ingest_sentiment(SimpleNamespace(data=d))
+    if "time" not in df:
+        rng = np.random.default_rng(0)
+        df["time"] = rng.permutation(len(df)).astype("int64")
+    return df
+
+
+def append_new(held, new, *, time_col, group_col, key_cols):
+    if held is None:
+        return new.reset_index(drop=True), len(new)
+    return held, 0
+
+
+def source_fingerprint(d) -> str:
+    """Identity of a source (the data section less ``until``): increments append only to the same source."""
+    import hashlib
+    import json
+
+    ident = {k: v for k, v in asdict(d).items() if k != "until"}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]

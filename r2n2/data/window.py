@@ -1,32 +1,23 @@
-"""Window: validated data -> model-ready arrays without leakage.
+"""Windowing primitives, free of any use case: price-series features and calendar splits, lazy windows over
+one feature array (``StockWindows``) or over entities aligned on dates (``EntityWindows``), the batch sources
+the trainer consumes (``StockBatches``, ``TextBatches``) and the BPE tokenizer.
 
-Stocks: per-entity log-return features (open/high/low/close against the previous close, log volume change;
-whatever columns exist), a target ``horizon`` days ahead, chronological train/val/test splits separated by a
-gap of one lookback, and a scaler fitted on training rows only. Windows are never materialised: a window is
-``features[end - lookback + 1 : end + 1]`` of one feature array, produced on demand by ``StockWindows``.
-
-Sentiment: texts split per domain (source = tweets not matching ``finetune_pattern``, target = matching
-ones, e.g. Apple), stratified by label; duplicate texts always land in the same split; a Hugging Face
-``tokenizers`` BPE tokenizer is trained on training texts only.
+A window is ``features[end - lookback + 1 : end + 1]`` of one feature array, produced on demand, never
+materialised. Splits are calendar periods shared by every entity (see ``window_splits``).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..config import CaseConfig
 from ..errors import ConfigError, DataError
-from .sources import LABELS, read_parquet, write_parquet_atomic
-from .validate import write_json_atomic
 
-__all__ = ["window", "stock_features", "StockWindows", "load_stock_split", "train_tokenizer",
-           "TextBatches", "StockBatches", "FEATURE_NAMES", "scale_features",
-           "EntityWindows", "load_entity_split"]
+__all__ = ["series_features", "window_splits", "series_table", "split_summary", "fit_scalers", "StockWindows",
+           "load_stock_split", "train_tokenizer", "TextBatches", "StockBatches", "FEATURE_NAMES", "scale_features",
+           "EntityWindows", "load_entity_split", "SPLITS"]
 
 FEATURE_NAMES = {"open": "ret_open", "high": "ret_high", "low": "ret_low", "close": "ret_close",
                  "volume": "dlog_volume"}
@@ -34,7 +25,7 @@ SPLITS = ("train", "val", "test")
 
 
 # ---------------------------------------------------------------------------------------------- stocks
-def stock_features(df: pd.DataFrame, *, horizon: int, target: str) -> pd.DataFrame:
+def series_features(df: pd.DataFrame, *, horizon: int, target: str) -> pd.DataFrame:
     """One entity's prices (sorted by date) -> features and target per day (first day and last
     ``horizon`` days have NaN and are dropped by the caller)."""
     close = df["close"].to_numpy(float)
@@ -66,63 +57,74 @@ def stock_features(df: pd.DataFrame, *, horizon: int, target: str) -> pd.DataFra
     return out
 
 
-def _split_ends(n_rows: int, lookback: int, val_fraction: float, test_fraction: float) -> dict[str, list[int]]:
-    """Window end rows per split; the first window ends at row lookback - 1, one lookback separates splits."""
-    ends = np.arange(lookback - 1, n_rows)
-    n = len(ends)
-    n_test, n_val = int(round(n * test_fraction)), int(round(n * val_fraction))
-    n_train = n - n_val - n_test - 2 * lookback
-    if n_train < 1 or n_val < 1 or n_test < 1:
-        raise DataError(f"the series has {n_rows} usable rows, too short for train/val/test windows of lookback "
-                        f"{lookback} with a gap of one lookback between splits; provide more rows or lower "
-                        f"window.lookback.")
-    train = ends[:n_train]
-    val = ends[n_train + lookback:n_train + lookback + n_val]
-    test = ends[n_train + 2 * lookback + n_val:]
-    return {"train": train.tolist(), "val": val.tolist(), "test": test.tolist()}
+def window_splits(first: np.ndarray, last: np.ndarray, cuts: dict) -> np.ndarray:
+    """The split of each window from the time of its first input row and of its target.
+
+    A window belongs to a split only if its whole span, first input to target, lies inside that split's period
+    [start, next start); the windows that straddle a cut belong to none. So consecutive splits are separated by
+    ``lookback + horizon - 1`` window ends and nothing of a later period reaches a training window."""
+    bounds = [cuts["val_start"], cuts["test_start"]]
+    first_period = np.searchsorted(np.asarray(bounds, dtype=first.dtype), first, side="right")
+    last_period = np.searchsorted(np.asarray(bounds, dtype=last.dtype), last, side="right")
+    out = np.full(len(first), "", dtype=object)
+    for i, name in enumerate(SPLITS):
+        out[(first_period == i) & (last_period == i)] = name
+    return out
 
 
-def _window_stocks(cfg: CaseConfig, df: pd.DataFrame, out_dir: Path) -> dict:
-    from sklearn.preprocessing import StandardScaler
-
-    w = cfg.window
-    frames, meta_entities = [], {}
+def series_table(df: pd.DataFrame, *, lookback: int, horizon: int, target: str, cuts: dict) -> pd.DataFrame:
+    """Long prices -> one row per entity and day with features, the target ``horizon`` days ahead and the split
+    of the window that ends on that day (calendar ``cuts`` shared by every entity)."""
+    frames = []
     for entity, part in df.groupby("entity", sort=False):
         part = part.sort_values("date").reset_index(drop=True)
-        feats = stock_features(part, horizon=w.horizon, target=w.target)
-        feats = feats.iloc[1:len(feats) - w.horizon].reset_index(drop=True)  # drop rows without features/target
-        if len(feats) <= 3 * w.lookback:
-            raise DataError(f"entity {entity!r} has {len(part)} rows: too short for one window of lookback "
-                            f"{w.lookback} per split (needs more than {3 * w.lookback + w.horizon + 1}).")
-        feats.insert(0, "entity", str(entity))
-        ends = _split_ends(len(feats), w.lookback, w.val_fraction, w.test_fraction)
-        split = np.full(len(feats), "", dtype=object)
-        for name, idx in ends.items():
-            split[idx] = name
+        feats = series_features(part, horizon=horizon, target=target)
+        dates = feats["date"].to_numpy()
+        feats["target_date"] = pd.Series(dates).shift(-horizon).to_numpy()
+        feats = feats.iloc[1:len(feats) - horizon].reset_index(drop=True)  # rows with features and a target
+        if feats.empty:
+            continue
+        first = pd.Series(feats["date"].to_numpy()).shift(lookback - 1).to_numpy()
+        split = window_splits(first, feats["target_date"].to_numpy(), _cut_values(cuts, dates.dtype))
+        split[:lookback - 1] = ""  # no full window behind these rows
         feats["split"] = split
+        feats.insert(0, "entity", str(entity))
         frames.append(feats)
-        meta_entities[str(entity)] = {
-            name: {"windows": len(idx), "first_date": str(feats["date"].iloc[idx[0]].date()),
-                   "last_date": str(feats["date"].iloc[idx[-1]].date())} for name, idx in ends.items()}
-    table = pd.concat(frames, ignore_index=True)
-    feature_cols = [c for c in FEATURE_NAMES.values() if c in table]
-    # Scalers see training rows only: every row that a training window covers, and nothing later.
-    train_rows = np.zeros(len(table), dtype=bool)
-    for entity, part in table.groupby("entity", sort=False):
-        train_idx = part.index[part["split"] == "train"]
-        if len(train_idx):
-            train_rows[part.index[0]:train_idx[-1] + 1] = True
-    x_scaler = StandardScaler().fit(table.loc[train_rows, feature_cols].to_numpy())
-    y_scaler = StandardScaler().fit(table.loc[(table["split"] == "train").to_numpy(), ["target"]].to_numpy())
-    write_parquet_atomic(table, out_dir / "features.parquet")
-    meta = {"case": "stocks", "lookback": w.lookback, "horizon": w.horizon, "target": w.target,
-            "features": feature_cols, "entities": list(meta_entities), "splits": meta_entities,
-            "scaler": {"mean": x_scaler.mean_.tolist(), "scale": x_scaler.scale_.tolist()},
-            "target_scaler": {"mean": float(y_scaler.mean_[0]), "scale": float(y_scaler.scale_[0])},
-            "pretrain_entity": w.pretrain_entity if w.pretrain_entity in meta_entities else list(meta_entities)[0],
-            "finetune_entity": w.finetune_entity if w.finetune_entity in meta_entities else None}
-    write_json_atomic(meta, out_dir / "meta.json")
-    return meta
+    if not frames:
+        raise DataError("no entity has enough rows for one window.")
+    return pd.concat(frames, ignore_index=True)
+
+
+def _cut_values(cuts: dict, dtype) -> dict:
+    return {k: np.datetime64(pd.Timestamp(v), "us").astype(dtype) for k, v in cuts.items()}
+
+
+def split_summary(table: pd.DataFrame, by: str, time: str) -> dict[str, dict]:
+    """{group: {split: {"n", "first", "last"}}} of window ends (ISO dates or arrival indices)."""
+    out: dict[str, dict] = {}
+    for key, part in table.groupby(by, sort=False):
+        out[str(key)] = {}
+        for name in SPLITS:
+            t = part.loc[part["split"] == name, time]
+            out[str(key)][name] = {"n": int(len(t)), "first": _time_str(t.min()) if len(t) else None,
+                                   "last": _time_str(t.max()) if len(t) else None}
+    return out
+
+
+def _time_str(v):
+    return str(pd.Timestamp(v).date()) if isinstance(v, (pd.Timestamp, np.datetime64)) else int(v)
+
+
+def fit_scalers(table: pd.DataFrame, features: list[str], val_start) -> tuple[dict, dict]:
+    """Feature scaler on every row before the validation period, target scaler on training windows' targets:
+    nothing of the validation or test period is seen."""
+    from sklearn.preprocessing import StandardScaler
+
+    before = (table["date"] < pd.Timestamp(val_start)).to_numpy()
+    x = StandardScaler().fit(table.loc[before, features].to_numpy())
+    y = StandardScaler().fit(table.loc[(table["split"] == "train").to_numpy(), ["target"]].to_numpy())
+    return ({"mean": x.mean_.tolist(), "scale": x.scale_.tolist()},
+            {"mean": float(y.mean_[0]), "scale": float(y.scale_[0])})
 
 
 class StockWindows:
@@ -152,19 +154,19 @@ class StockWindows:
         return torch.from_numpy(self.features[rows]), torch.from_numpy(self.targets[self.ends[idx]][:, None])
 
 
-def scale_features(table: pd.DataFrame, meta: dict) -> np.ndarray:
-    x = table[meta["features"]].to_numpy(float)
-    return (x - np.asarray(meta["scaler"]["mean"])) / np.asarray(meta["scaler"]["scale"])
+def scale_features(table: pd.DataFrame, meta) -> np.ndarray:
+    x = table[meta.features].to_numpy(float)
+    return (x - np.asarray(meta.scaler["mean"])) / np.asarray(meta.scaler["scale"])
 
 
-def load_stock_split(table: pd.DataFrame, meta: dict, entity: str, split: str) -> StockWindows:
+def load_stock_split(table: pd.DataFrame, meta, entity: str, split: str) -> StockWindows:
     part = table[table["entity"] == entity].reset_index(drop=True)
     if part.empty:
-        raise DataError(f"no stock windows for entity {entity!r}; entities: {', '.join(meta['entities'])}.")
-    ts = meta["target_scaler"]
+        raise DataError(f"no windows for entity {entity!r}; entities: {', '.join(meta.entities)}.")
+    ts = meta.target_scaler
     y = (part["target"].to_numpy(float) - ts["mean"]) / ts["scale"]
     ends = np.flatnonzero(part["split"].to_numpy() == split)
-    return StockWindows(scale_features(part, meta), y, ends, meta["lookback"])
+    return StockWindows(scale_features(part, meta), y, ends, meta.lookback)
 
 
 class EntityWindows:
@@ -191,42 +193,23 @@ class EntityWindows:
             torch.from_numpy(self.targets[self.ends[idx]][:, :, None])  # (n, E, L, F), (n, E, 1)
 
 
-def load_entity_split(table: pd.DataFrame, meta: dict, split: str, *, split_entity: str | None = None) -> EntityWindows:
-    """Align every entity on their common dates; a window's split is that of ``split_entity``'s row."""
-    entities = meta["entities"]
-    split_entity = split_entity or meta["pretrain_entity"]
+def load_entity_split(table: pd.DataFrame, meta, split: str | None) -> EntityWindows:
+    """Every entity aligned on the dates they all share; windows of ``split`` (None: every full window).
+    A date's split is the calendar split of the window ending there (the same for every entity)."""
+    entities = meta.entities
     parts = {e: table[table["entity"] == e].set_index("date") for e in entities}
     common = sorted(set.intersection(*(set(p.index) for p in parts.values())))
-    if len(common) < meta["lookback"]:
+    if len(common) < meta.lookback:
         raise DataError(f"the entities share only {len(common)} dates, fewer than one window of "
-                        f"{meta['lookback']} days; multi-entity mode needs aligned series.")
-    ts = meta["target_scaler"]
+                        f"{meta.lookback} days; multi-entity mode needs aligned series.")
+    ts = meta.target_scaler
     feats = np.stack([scale_features(parts[e].loc[common], meta) for e in entities])  # (E, N, F)
     targets = np.stack([(parts[e].loc[common, "target"].to_numpy(float) - ts["mean"]) / ts["scale"]
                         for e in entities])  # (E, N)
-    labels = parts[split_entity].loc[common, "split"].to_numpy()
-    ends = np.flatnonzero(labels == split)
-    ends = ends[ends >= meta["lookback"] - 1]
-    return EntityWindows(feats, targets, ends, meta["lookback"], common, entities)
-
-
-# ---------------------------------------------------------------------------------------------- text
-def _group_split(keys: pd.Series, labels: pd.Series, val: float, test: float, seed: int) -> pd.Series:
-    """Stratified split of unique texts; every duplicate of a text follows its first occurrence."""
-    from sklearn.model_selection import train_test_split
-
-    first = pd.DataFrame({"key": keys, "label": labels}).drop_duplicates("key")
-    strat = first["label"] if first["label"].value_counts().min() >= 3 else None
-    try:
-        rest, test_keys = train_test_split(first, test_size=test, stratify=strat, random_state=seed)
-        strat2 = rest["label"] if strat is not None and rest["label"].value_counts().min() >= 2 else None
-        train_keys, val_keys = train_test_split(rest, test_size=val / (1 - test), stratify=strat2,
-                                                random_state=seed)
-    except ValueError as exc:
-        raise DataError(f"cannot split {len(first)} unique texts into train/val/test: {exc}") from None
-    where = {**{k: "train" for k in train_keys["key"]}, **{k: "val" for k in val_keys["key"]},
-             **{k: "test" for k in test_keys["key"]}}
-    return keys.map(where)
+    labels = parts[entities[0]].loc[common, "split"].to_numpy()
+    ends = np.arange(len(common)) if split is None else np.flatnonzero(labels == split)
+    ends = ends[ends >= meta.lookback - 1]
+    return EntityWindows(feats, targets, ends, meta.lookback, common, entities)
 
 
 def train_tokenizer(texts, vocab_size: int):
@@ -242,42 +225,6 @@ def train_tokenizer(texts, vocab_size: int):
                                   show_progress=False)
     tok.train_from_iterator(list(texts), trainer=trainer)
     return tok
-
-
-def _window_sentiment(cfg: CaseConfig, df: pd.DataFrame, out_dir: Path) -> dict:
-    w = cfg.window
-    try:
-        pattern = re.compile(w.finetune_pattern, re.IGNORECASE)
-    except re.error as exc:
-        raise DataError(f"sentiment.window.finetune_pattern is not a valid regular expression: {exc}.") from None
-    df = df.reset_index(drop=True)
-    df["domain"] = np.where(df["text"].str.contains(pattern), "target", "source")
-    df["label_id"] = df["label"].map({l: i for i, l in enumerate(LABELS)}).astype("int64")
-    key = df["text"].str.lower().str.strip()
-    df["split"] = ""
-    for domain, part in df.groupby("domain"):
-        if len(part) < 30:
-            df.loc[part.index, "split"] = "train"  # too few to split; such a domain is skipped for transfer
-            continue
-        df.loc[part.index, "split"] = _group_split(key[part.index], part["label"], w.val_fraction,
-                                                   w.test_fraction, w.seed).to_numpy()
-    train_texts = df.loc[df["split"] == "train", "text"]
-    tok = train_tokenizer(train_texts, w.vocab_size)
-    encs = tok.encode_batch(df["text"].tolist())
-    df["ids"] = [e.ids[:w.max_tokens] or [1] for e in encs]
-    tok_path = out_dir / "tokenizer.json"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / ".tokenizer.json.tmp"
-    tok.save(str(tmp))
-    tmp.replace(tok_path)
-    write_parquet_atomic(df[["text", "label", "label_id", "domain", "split", "ids"]], out_dir / "texts.parquet")
-    sizes = {d: {s: int(((df["domain"] == d) & (df["split"] == s)).sum()) for s in SPLITS}
-             for d in ("source", "target")}
-    meta = {"case": "sentiment", "labels": list(LABELS), "vocab_size": tok.get_vocab_size(), "pad_id": 0,
-            "max_tokens": w.max_tokens, "splits": sizes, "tokenizer": str(tok_path),
-            "label_counts": df.groupby("split")["label"].value_counts().unstack(fill_value=0).to_dict("index")}
-    write_json_atomic(meta, out_dir / "meta.json")
-    return meta
 
 
 @dataclass
@@ -364,13 +311,3 @@ class TextBatches:
         """Row order in which an unshuffled iteration yields examples (to map predictions back)."""
         lengths = np.array([len(x) for x in self.ids])
         return np.argsort(lengths, kind="stable")
-
-
-# ---------------------------------------------------------------------------------------------- stage
-def window(case: str, cfg: CaseConfig, validated_path: str | Path, out_dir: str | Path) -> dict:
-    """Build the case's windows / tokenised splits under ``out_dir`` (Parquet + meta.json)."""
-    df = read_parquet(validated_path, f"validated {case} data")
-    out_dir = Path(out_dir)
-    if case == "stocks":
-        return _window_stocks(cfg, df, out_dir)
-    return _window_sentiment(cfg, df, out_dir)

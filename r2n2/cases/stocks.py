@@ -1,0 +1,181 @@
+"""Use case ``stocks``: forecast one price series (S&P 500 from ``arch``, or a user's file) from a lookback of
+daily log-return features; transfer to a second series (NASDAQ). Judged against the random walk and the
+historical mean on returns, with Diebold–Mariano, Clark–West and Pesaran–Timmermann tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import FinetuneConfig, MonitorConfig, TrainConfig
+from ..data.sources import DataConfig, load_builtin_stocks, read_prices
+from ..data.validate import PriceChecks
+from ..data.window import (FEATURE_NAMES, StockBatches, fit_scalers, load_entity_split, load_stock_split,
+                           series_table, split_summary)
+from ..errors import DataError
+from ..io import write_parquet_atomic
+from ..models.config import ModelConfig
+from ..train import predict_batches
+from .base import CaseData, Log, WindowMeta, check_choice, read_meta
+from .series import PriceCase, SeriesWindowConfig, calendar_cuts, check_series_window
+
+__all__ = ["StocksCase", "StocksConfig", "SeriesMeta", "StocksData"]
+
+
+@dataclass
+class StocksWindowConfig(SeriesWindowConfig):
+    target: str = "return"               # return | close | volatility (all scored as returns / volatility)
+    pretrain_entity: str = "sp500"       # the main model's series (default: the first entity)
+    finetune_entity: str | None = "nasdaq"  # transfer target (null or absent: no fine-tuning)
+
+
+@dataclass
+class StocksEvaluateConfig:
+    seeds: int = 1                       # models and neural baselines trained with train.seed + 0..seeds-1
+    plots: bool = True
+    cost_bps: float = 1.0                # trading cost per unit of turnover, basis points (sign strategy)
+    bootstrap: int = 2000                # bootstrap resamples of the paired comparisons
+    seed: int = 0                        # bootstrap seed
+
+
+@dataclass
+class StocksConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    validate: PriceChecks = field(default_factory=PriceChecks)
+    window: StocksWindowConfig = field(default_factory=StocksWindowConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(cell="rnn", num_layers=2))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: StocksEvaluateConfig = field(default_factory=StocksEvaluateConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+
+
+@dataclass
+class SeriesMeta(WindowMeta):
+    lookback: int = 30
+    horizon: int = 1
+    target: str = "return"
+    features: list[str] = field(default_factory=list)
+    entities: list[str] = field(default_factory=list)
+    scaler: dict = field(default_factory=dict)          # feature mean / scale, fitted before val_start
+    target_scaler: dict = field(default_factory=dict)   # target mean / scale, fitted on training windows
+    pretrain_entity: str = ""
+    finetune_entity: str | None = None
+
+    kind = "series"
+
+
+class StocksData(CaseData):
+    @property
+    def table(self) -> pd.DataFrame:
+        if not hasattr(self, "_table"):
+            from ..data.sources import read_parquet
+
+            self._table = read_parquet(self.dir / "features.parquet", f"{self.case.name} windows")
+        return self._table
+
+    def key(self, role: str) -> str | None:
+        return self.meta.pretrain_entity if role == "pretrain" else self.meta.finetune_entity
+
+    def rows(self, role: str, split: str) -> pd.DataFrame:
+        t = self.table
+        part = t[t["entity"] == self.key(role)].reset_index(drop=True)
+        return part[part["split"] == split].reset_index(drop=True)
+
+    def batches(self, role: str, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0,
+                fraction: float = 1.0, entities: bool | None = None):
+        entities = self.cfg.model.entities if entities is None else entities
+        if entities:  # every entity at once, aligned on dates (slide 9)
+            windows = load_entity_split(self.table, self.meta, split)
+        else:
+            windows = load_stock_split(self.table, self.meta, self.key(role), split)
+        if fraction < 1.0:  # the most recent share of the training windows (a small target set)
+            keep = max(1, int(round(len(windows.ends) * fraction)))
+            windows.ends = windows.ends[-keep:]
+        return StockBatches(windows, batch_size, shuffle, seed)
+
+    def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
+        base = base or self.cfg.model
+        return replace(base, input_size=len(self.meta.features), vocab_size=None, output_size=1,
+                       task="regression")
+
+
+class StocksCase(PriceCase):
+    name = "stocks"
+    config_cls = StocksConfig
+    metric = ("val_mse", False)
+    code = ("r2n2/cases/series.py", "r2n2/cases/forecast.py")
+
+    def check_config(self, cfg: StocksConfig, prefix: str) -> None:
+        check_series_window(cfg.window, prefix)
+        check_choice(prefix, "window.target", cfg.window.target, ("return", "close", "volatility"))
+
+    def read_source(self, cfg: StocksConfig) -> pd.DataFrame:
+        return read_prices(cfg.data, name=self.name, builtin=load_builtin_stocks)
+
+    # -- windows ---------------------------------------------------------------------------------
+    def build_windows(self, cfg: StocksConfig, df: pd.DataFrame, out_dir: Path, log: Log) -> SeriesMeta:
+        w = cfg.window
+        cuts = calendar_cuts(df["date"], w)
+        table = series_table(df, lookback=w.lookback, horizon=w.horizon, target=w.target, cuts=cuts)
+        entities = list(dict.fromkeys(table["entity"]))
+        pretrain = w.pretrain_entity if w.pretrain_entity in entities else entities[0]
+        splits = split_summary(table, "entity", "date")
+        short = [s for s, v in splits[pretrain].items() if v["n"] == 0]
+        if short:
+            raise DataError(
+                f"entity {pretrain!r} has no {'/'.join(short)} windows between the cut dates {cuts['val_start']} "
+                f"and {cuts['test_start']} (data {cuts['start']} to {cuts['end']}) with lookback {w.lookback} and "
+                f"horizon {w.horizon}; provide more rows, move {self.name}.window.val_start/test_start or lower "
+                f"{self.name}.window.lookback.")
+        features = [c for c in FEATURE_NAMES.values() if c in table]
+        scaler, target_scaler = fit_scalers(table, features, cuts["val_start"])
+        write_parquet_atomic(table, out_dir / "features.parquet")
+        meta = SeriesMeta(case=self.name, time="date", cuts=cuts, splits=splits, lookback=w.lookback,
+                          horizon=w.horizon, target=w.target, features=features, entities=entities, scaler=scaler,
+                          target_scaler=target_scaler, pretrain_entity=pretrain,
+                          finetune_entity=w.finetune_entity if w.finetune_entity in entities
+                          and w.finetune_entity != pretrain else None)
+        meta.save(out_dir / "meta.json")
+        return meta
+
+    def load(self, cfg: StocksConfig, windows_dir: Path) -> StocksData:
+        return StocksData(self, cfg, windows_dir)
+
+    def neural_baselines(self, cfg: StocksConfig) -> dict[str, ModelConfig]:
+        # the ablation toggles the relational module and nothing else (cell, size, pooling, budget unchanged)
+        return {"no_relational": replace(cfg.model, relational=False)}
+
+    # -- evaluate / serve ------------------------------------------------------------------------
+    def evaluate(self, cfg: StocksConfig, data: StocksData, models: dict, paths, log: Log) -> dict:
+        from .forecast import evaluate_forecasts
+
+        return evaluate_forecasts(cfg, data, models, paths, log)
+
+    def predict(self, model, meta: SeriesMeta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
+        from .forecast import predict_prices
+
+        prices = read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
+                             builtin=load_builtin_stocks)
+        return predict_prices(model, meta, prices)
+
+    def monitor(self, cfg, data: StocksData, model, model_meta: dict, paths, log: Log) -> dict:
+        from .forecast import monitor_forecasts
+
+        return monitor_forecasts(cfg, data, model, model_meta, log)
+
+    def promotion_scores(self, cfg, data: StocksData, model, window: dict) -> dict:
+        from .forecast import window_forecasts
+
+        return window_forecasts(data, model, window)
+
+
+def stocks_meta(windows_dir) -> SeriesMeta:
+    return read_meta(windows_dir, "stocks")  # type: ignore[return-value]
+
+
+_ = predict_batches, np

@@ -1,19 +1,22 @@
-"""Prefect wrappers: one task per pipeline stage (a thin call of the pure stage function), one flow per stage,
-the per-case pipeline flow, and the artifacts a user reads in the UI (stable keys per case)."""
+"""Prefect wrappers generated from the stage table (``r2n2.stages.STAGES``): one task per stage and case (a thin
+call of the pure stage function), one flow per stage, the per-case pipeline flow, and the artifacts a user reads
+in the UI (stable keys per case). No math here."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from r2n2.config import Params, load_params
 from r2n2.paths import CasePaths
+from r2n2.stages import STAGE_NAMES, run_stage
 
-STAGES = ("ingest", "validate", "window", "train", "finetune", "evaluate")
+from .naming import fmt4
+from .ui import plot_url
 
 
 def _params(params_path: str, overrides: list[str] | None) -> Params:
@@ -21,9 +24,14 @@ def _params(params_path: str, overrides: list[str] | None) -> Params:
 
 
 # -- artifacts ---------------------------------------------------------------------------------------
-def publish_validation(case: str, summary: dict) -> None:
-    rows = [{"batch": r["batch"], "expectation": r["expectation"], "column": r["column"] or "",
-             "success": r["success"], "unexpected": r["unexpected_count"], "examples": ", ".join(r["examples"][:3])}
+def publish_validation(case: str, paths: CasePaths) -> None:
+    f = paths.reports / "validation.json"
+    if not f.is_file():
+        return
+    summary = json.loads(f.read_text())
+    rows = [{"batch": r.get("batch", ""), "expectation": r["expectation"], "column": r.get("column") or "",
+             "success": r["success"], "unexpected": r.get("unexpected_count"),
+             "examples": ", ".join(str(x)[:80] for x in (r.get("examples") or [])[:3])}
             for r in summary["results"]]
     create_table_artifact(rows, key=f"{case}-validation",
                           description=f"{case}: {summary['expectations'] - summary['failed']}/"
@@ -31,125 +39,70 @@ def publish_validation(case: str, summary: dict) -> None:
 
 
 def metrics_rows(metrics: dict) -> list[dict]:
+    """One row per model, labelled with the test set it was scored on, numbers to 4 significant digits."""
+    test = metrics.get("test_period", {})
+    main_set = f"{test.get('entity', 'test')} test {test.get('start', '')}..{test.get('end', '')}".strip(". ")
     rows = []
-    for group in ("model", "finetuned", "scratch"):
+    for group, label in (("model", main_set), ("finetuned", "transfer target test"), ("scratch", "transfer target test")):
         if group in metrics:
-            rows.append({"model": group, **{k: v for k, v in metrics[group].items() if not isinstance(v, list)}})
-    for group in ("baselines", "target_baselines"):
+            rows.append({"model": group, "test set": label,
+                         **{k: v for k, v in metrics[group].items() if not isinstance(v, (list, dict))}})
+    for group, label in (("baselines", main_set), ("target_baselines", "transfer target test")):
         for name, m in metrics.get(group, {}).items():
-            label = name if group == "baselines" else f"{name} (transfer target)"
-            rows.append({"model": label, **{k: v for k, v in m.items() if not isinstance(v, list)}})
-    return rows
+            rows.append({"model": name, "test set": label,
+                         **{k: v for k, v in m.items() if not isinstance(v, (list, dict))}})
+    return fmt4(rows)
 
 
 def publish_report(case: str, paths: CasePaths) -> None:
     metrics = json.loads((paths.reports / "metrics.json").read_text())
     create_table_artifact(metrics_rows(metrics), key=f"{case}-metrics",
-                          description=f"{case}: model vs baselines on the same test split")
+                          description=f"{case}: model vs baselines (each row says its test set)")
     report = (paths.reports / "report.md").read_text()
     plots = sorted((paths.reports / "plots").glob("*.png"))
-    # Image artifacts need public URLs: local PNGs are listed as file links instead.
-    links = "\n".join(f"- [{p.name}]({p.resolve().as_uri()})" for p in plots)
-    create_markdown_artifact(report + "\n\n## Plot files\n" + links, key=f"{case}-report",
+    images = "\n\n".join(f"![{p.stem}]({plot_url(p)})" for p in plots)
+    create_markdown_artifact(report + "\n\n## Plots\n\n" + images, key=f"{case}-report",
                              description=f"{case}: evaluation report")
 
 
-def _is_io_error(state) -> bool:
-    """Retry only transient I/O failures, never bad data or bad params."""
-    from r2n2.errors import R2N2Error
-
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, OSError) and not isinstance(exc, R2N2Error)
+PUBLISH = {"validate": publish_validation, "evaluate": publish_report}
 
 
-# -- tasks -------------------------------------------------------------------------------------------
-@task(retries=2, retry_delay_seconds=5, retry_condition_fn=lambda t, r, state: _is_io_error(state), task_run_name="ingest-{case}", cache_policy=NONE)
-def ingest_task(case: str, params: Params) -> str:
-    from r2n2.data.sources import ingest
-
-    paths = CasePaths(case)
-    df = ingest(case, params.case(case), paths.raw)
-    return f"{len(df)} rows -> {paths.raw}"
-
-
-@task(task_run_name="validate-{case}", cache_policy=NONE)
-def validate_task(case: str, params: Params) -> str:
-    from r2n2.data.validate import validate
-    from r2n2.errors import ValidationFailed
-
-    paths = CasePaths(case)
-    try:
-        summary = validate(case, params.case(case), paths.raw, paths.validated, paths.reports)
-    except ValidationFailed as exc:
-        publish_validation(case, exc.result)
-        raise
-    publish_validation(case, summary)
-    return f"{summary['expectations']} expectations passed"
-
-
-@task(task_run_name="window-{case}", cache_policy=NONE)
-def window_task(case: str, params: Params) -> str:
-    from r2n2.data.window import window
-
-    paths = CasePaths(case)
-    window(case, params.case(case), paths.validated, paths.windows)
-    return str(paths.windows)
-
-
-def _logger():
-    from prefect import get_run_logger
-
+# -- tasks and flows ---------------------------------------------------------------------------------
+@task(task_run_name="{stage}-{case}", cache_policy=NONE)
+def stage_task(stage: str, case: str, params: Params) -> str:
     log = get_run_logger()
-    return log.info
+    try:
+        msg = run_stage(stage, case, params.case(case), log=log.info)
+    finally:
+        if stage in PUBLISH:  # validation results are published on failure too
+            PUBLISH[stage](case, CasePaths(case))
+    log.info(msg.splitlines()[0])
+    return msg
 
 
-@task(task_run_name="train-{case}", cache_policy=NONE)
-def train_task(case: str, params: Params) -> float:
-    from r2n2.stages import train_stage
-
-    return train_stage(case, params.case(case), log=_logger()).best_metric
-
-
-@task(task_run_name="finetune-{case}", cache_policy=NONE)
-def finetune_task(case: str, params: Params) -> dict:
-    from r2n2.stages import finetune_stage
-
-    return finetune_stage(case, params.case(case), log=_logger())
-
-
-@task(task_run_name="evaluate-{case}", cache_policy=NONE)
-def evaluate_task(case: str, params: Params) -> dict:
-    from r2n2.stages import evaluate_stage
-
-    metrics = evaluate_stage(case, params.case(case), log=_logger())
-    publish_report(case, CasePaths(case))
-    return metrics
-
-
-TASKS = {"ingest": ingest_task, "validate": validate_task, "window": window_task, "train": train_task,
-         "finetune": finetune_task, "evaluate": evaluate_task}
-
-
-# -- flows -------------------------------------------------------------------------------------------
 @flow(name="stage", flow_run_name="{stage}-{case}", persist_result=False)
-def stage_flow(stage: str, case: str, params_path: str = "params.yaml", overrides: list[str] | None = None):
+def stage_flow(stage: str, case: str, params_path: str = "params.yaml", overrides: list[str] | None = None) -> str:
     """One stage of one case as its own flow run (what `r2n2 <stage> <case>` shows in the UI)."""
-    return TASKS[stage](case, _params(params_path, overrides))
+    return stage_task(stage, case, _params(params_path, overrides))
 
 
 @flow(name="pipeline", flow_run_name="pipeline-{case}", persist_result=False)
 def pipeline_flow(case: str = "all", params_path: str = "params.yaml", overrides: list[str] | None = None,
                   stages: list[str] | None = None) -> dict:
-    """ingest -> validate -> window -> train -> finetune -> evaluate for one case or both."""
+    """Every stage of one case (or of every case in params) in table order."""
     params = _params(params_path, overrides)
     cases = list(params.cases) if case == "all" else [case]
-    results = {}
-    for c in cases:
-        for stage in stages or STAGES:
-            if stage == "finetune":
-                from r2n2.cases import CaseData
+    return {f"{c}.{s}": stage_task(s, c, params) for c in cases for s in (stages or STAGE_NAMES)}
 
-                if not CaseData(c, params.case(c), CasePaths(c).windows).has_target():
-                    continue  # a single-series user file has no transfer target
-            results[f"{c}.{stage}"] = TASKS[stage](c, params)
-    return results
+
+def run_stage_flow(stage: str, case: str, params_path: str, overrides: list[str] | None) -> str:
+    from .failures import run_flow_cli
+
+    return run_flow_cli(stage_flow, stage, case, params_path, overrides)
+
+
+def run_pipeline(case: str, params_path: str, overrides: list[str] | None) -> dict:
+    from .failures import run_flow_cli
+
+    return run_flow_cli(pipeline_flow, case, params_path, overrides)

@@ -1,0 +1,65 @@
+"""dvc.yaml from the stage table: every stage of every case in params, with the params sections it reads, the
+source files it runs and its data dependencies and outputs. `r2n2 dvc-yaml` writes it; `--check` (and a test)
+fails when the committed file differs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from r2n2.cases import get_case
+from r2n2.errors import ConfigError
+from r2n2.io import write_text_atomic
+from r2n2.paths import CasePaths
+from r2n2.stages import STAGES, code_deps
+
+HEADER = ("# Generated from the stage table (r2n2/stages.py) by `r2n2 dvc-yaml`; do not edit by hand.\n"
+          "# Each stage lists the params it reads and the source files it runs, so an edit reruns it.\n")
+
+
+def dvc_stages(case_names: list[str]) -> dict:
+    stages = {}
+    for name in case_names:
+        case, paths = get_case(name), CasePaths(name)
+        for st in STAGES:
+            entry: dict = {"cmd": f"r2n2 {st.name} {name}",
+                           "deps": code_deps(st, case) + [paths.rel(p) for p in st.deps(paths)],
+                           "params": [f"{name}.{key}" for key in st.params]}
+            outs = [({paths.rel(p): {"persist": True}} if st.persist else paths.rel(p)) for p in st.outs(paths)]
+            outs += [{paths.rel(p): {"cache": False}} for p in st.uncached(paths)]
+            if outs:
+                entry["outs"] = outs
+            if st.metrics(paths):
+                entry["metrics"] = [{paths.rel(p): {"cache": False}} for p in st.metrics(paths)]
+            stages[f"{st.name}-{name}"] = entry
+    return stages
+
+
+def plots(case_names: list[str]) -> list:
+    out = [{"learning curves": {"template": "linear", "x": "epoch", "y": {
+        f"data/models/{c}/train_log.json": ["train_loss", "val_loss"] for c in case_names}}}]
+    extra = {"stocks": [("data/reports/stocks/plots/forecast.csv", "linear", "date", ["actual", "forecast"]),
+                        ("data/reports/stocks/plots/cumulative.csv", "linear", "date", ["buy_and_hold", "sign_strategy"])],
+             "sentiment": [("data/reports/sentiment/plots/confusion.csv", "confusion", "predicted", "actual")],
+             "panel": [("data/reports/panel/plots/cumulative.csv", "linear", "date", ["model", "reversal_1d",
+                                                                                      "momentum_12_1", "equal_weight"])]}
+    for c in case_names:
+        out += [{f: {"template": t, "x": x, "y": y}} for f, t, x, y in extra.get(c, [])]
+    return out
+
+
+def render(case_names: list[str]) -> str:
+    body = {"stages": dvc_stages(case_names), "plots": plots(case_names)}
+    return HEADER + yaml.safe_dump(body, sort_keys=False, width=120)
+
+
+def check_or_write(params, *, check: bool, path: str | Path = "dvc.yaml") -> str:
+    text = render(list(params.cases))
+    path = Path(path)
+    if check:
+        if not path.is_file() or path.read_text() != text:
+            raise ConfigError(f"{path} is not what the stage table generates; run `r2n2 dvc-yaml` and commit it.")
+        return f"{path} matches the stage table"
+    write_text_atomic(text, path)
+    return f"wrote {path} ({len(STAGES) * len(params.cases)} stages)"

@@ -153,7 +153,7 @@ def test_fast_macro_f1_equals_sklearn():
     rng = np.random.default_rng(0)
     for k in (2, 3, 5):
         y, p = rng.integers(0, k, 50), rng.integers(0, k - 1, 50)  # class k-1 is never predicted
-        assert S._macro_f1(y, p, k) == pytest.approx(f1_score(y, p, average="macro", labels=range(k), zero_division=0))
+        assert S.macro_f1(y, p, k) == pytest.approx(f1_score(y, p, average="macro", labels=range(k), zero_division=0))
 
 
 def test_classifier_bootstrap_matches_arch_and_finds_a_planted_gap():
@@ -165,7 +165,7 @@ def test_classifier_bootstrap_matches_arch_and_finds_a_planted_gap():
     f1 = lambda p: f1_score(y, p, average="macro")  # noqa: E731
     assert c["diff"] == pytest.approx(f1(strong) - f1(weak))
     ref = IIDBootstrap(y, strong, weak, seed=3).conf_int(
-        lambda t, p1, p2: S._macro_f1(t, p1, 3) - S._macro_f1(t, p2, 3), reps=200, method="percentile")
+        lambda t, p1, p2: S.macro_f1(t, p1, 3) - S.macro_f1(t, p2, 3), reps=200, method="percentile")
     assert (c["ci_low"], c["ci_high"]) == pytest.approx((ref[0, 0], ref[1, 0]))
     assert S.verdict(c, higher_is_better=True) == "better"
     acc = S.classifier_bootstrap(y, weak, strong, metric="accuracy", reps=200)

@@ -24,7 +24,7 @@ _NON_WORD = re.compile(r"[\W_]+")  # punctuation, symbols, whitespace (Unicode l
 
 def near_duplicate_key(text: str) -> str:
     """The normalised key of one text (see the module docstring); equal keys mean near-duplicates."""
-    low = str(text).lower()
+    low = "" if text is None or (isinstance(text, float) and text != text) else str(text).lower()  # None/NaN -> ""
     t = _URL.sub(" ", low)  # URLs first: "rt" or "@" inside a link must not be read as a marker
     t = _RT.sub(" ", t)
     t = _MENTION.sub(" ", t)

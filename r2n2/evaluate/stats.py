@@ -22,7 +22,7 @@ from scipy import stats as st
 from ..errors import DataError
 
 __all__ = ["COMPARISON_KEYS", "diebold_mariano", "clark_west", "rmse_ratio_bootstrap", "classifier_bootstrap",
-           "mcnemar_test", "rank_ic_difference", "hac_mean", "verdict", "seed_summary"]
+           "mcnemar_test", "rank_ic_difference", "hac_mean", "macro_f1", "verdict", "seed_summary"]
 
 COMPARISON_KEYS = ("a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "test")
 
@@ -61,7 +61,8 @@ def _default_lags(n: int, horizon: int = 1) -> int:
 
 def hac_mean(x: np.ndarray, *, lags: int | None = None, horizon: int = 1) -> dict:
     """Mean of ``x`` with its Newey-West (Bartlett kernel, ``lags`` lags) standard error, from a statsmodels OLS
-    on a constant. Returns ``{"mean", "se", "tstat", "n", "lags"}``; ``lags`` defaults to
+    on a constant (statsmodels' default: no degrees-of-freedom correction, so with 0 lags
+    ``se = sqrt(sum((x - mean)^2)) / n``). Returns ``{"mean", "se", "tstat", "n", "lags"}``; ``lags`` defaults to
     ``max(horizon - 1, ceil(n ** (1/3)))`` as in statsmodels' Diebold-Mariano test."""
     from statsmodels.regression.linear_model import OLS
 
@@ -179,9 +180,11 @@ def rmse_ratio_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", reps:
     return _comparison(a, b, "rmse_ratio_minus_1", diff, lo, hi, p, f"{method}_bootstrap")
 
 
-def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
-    # Same as sklearn's f1_score(average="macro", labels=range(k), zero_division=0), without its per-call
-    # validation overhead: it runs once per bootstrap replication (tests check the equality).
+def macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """Macro-F1 over class ids ``0..k-1`` for integer arrays: equal to scikit-learn's
+    ``f1_score(average="macro", labels=range(k), zero_division=0)`` (tested), without its per-call validation
+    overhead, for inner loops (a bootstrap replication, a threshold grid)."""
+    y, pred = np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
     cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
     tp = np.diag(cm).astype(float)
     denom = cm.sum(0) + cm.sum(1)  # = 2tp + fp + fn
@@ -201,7 +204,7 @@ def classifier_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", metri
     k = int(max(y.max(), pa.max(), pb.max()) + 1) if n_classes is None else int(n_classes)
     if metric == "macro_f1":
         def score(t, p):
-            return _macro_f1(t, p, k)
+            return macro_f1(t, p, k)
     elif metric == "accuracy":
         def score(t, p):
             return float(np.mean(t == p))

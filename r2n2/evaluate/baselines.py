@@ -1,11 +1,18 @@
-"""Baselines fitted on the same splits as the models: random walk, historical mean, GARCH(1,1) (arch),
-majority class and TF-IDF + logistic regression (scikit-learn)."""
+"""Baselines fitted on the same splits as the models: GARCH(1,1) (arch); majority class, TF-IDF + logistic
+regression (scikit-learn; fixed or tuned on validation) and VADER (vaderSentiment, thresholds tuned on
+validation); panel score matrices (short-term reversal, 12-1 momentum) and the equal-weight buy-and-hold
+portfolio."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["garch_volatility", "majority_baseline", "tfidf_logreg_baseline"]
+from ..errors import DataError
+
+__all__ = ["garch_volatility", "majority_baseline", "tfidf_logreg_baseline", "TFIDF_GRID", "tune_tfidf_logreg",
+           "vader_compound", "vader_classes", "tune_vader_thresholds", "reversal_scores", "momentum_scores",
+           "equal_weight_returns"]
 
 
 def garch_volatility(returns: np.ndarray, train_end: int, ends: np.ndarray, horizon: int) -> np.ndarray:
@@ -23,18 +30,125 @@ def garch_volatility(returns: np.ndarray, train_end: int, ends: np.ndarray, hori
 
 
 def majority_baseline(train_y: np.ndarray, n: int) -> np.ndarray:
+    """The most frequent training class, predicted ``n`` times (scikit-learn DummyClassifier)."""
     from sklearn.dummy import DummyClassifier
 
     clf = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(train_y), 1)), train_y)
     return clf.predict(np.zeros((n, 1)))
 
 
-def tfidf_logreg_baseline(train_texts, train_y, test_texts, *, seed: int = 0) -> np.ndarray:
+def tfidf_logreg_baseline(train_texts, train_y, test_texts, *, seed: int = 0, C: float = 2.0,
+                          ngram_range: tuple[int, int] = (1, 2)) -> np.ndarray:
+    """TF-IDF + class-balanced logistic regression fitted on train, predicting ``test_texts``; pass the ``C``
+    and ``ngram_range`` that :func:`tune_tfidf_logreg` chose to reproduce the tuned baseline."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                         LogisticRegression(max_iter=2000, C=2.0, class_weight="balanced", random_state=seed))
+    pipe = make_pipeline(TfidfVectorizer(ngram_range=tuple(ngram_range), min_df=2, sublinear_tf=True),
+                         LogisticRegression(max_iter=2000, C=float(C), class_weight="balanced", random_state=seed))
     pipe.fit(list(train_texts), np.asarray(train_y))
     return pipe.predict(list(test_texts))
+
+
+# ---- tuned text baselines: every choice made on the validation split only --------------------------------------
+
+TFIDF_GRID = {"C": (0.25, 1.0, 4.0, 16.0), "ngram_range": ((1, 1), (1, 2))}
+
+
+def tune_tfidf_logreg(train_texts, train_y, val_texts, val_y, *, seed: int = 0,
+                      grid: dict | None = None, n_classes: int | None = None):
+    """TF-IDF + logistic regression with ``C`` and the n-gram range chosen by validation macro-F1 (grid in
+    :data:`TFIDF_GRID`, searched in order; the first best wins, so the choice is deterministic). The model is
+    fitted on ``train`` only. Returns ``(fitted sklearn Pipeline, {"C", "ngram_range", "val_macro_f1"})``."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.pipeline import Pipeline
+
+    grid = TFIDF_GRID if grid is None else grid
+    train_texts, val_texts = list(train_texts), list(val_texts)
+    train_y, val_y = np.asarray(train_y), np.asarray(val_y)
+    labels = np.unique(np.concatenate([train_y, val_y])) if n_classes is None else np.arange(n_classes)
+    best = None
+    for ngram in grid["ngram_range"]:
+        vec = TfidfVectorizer(ngram_range=tuple(ngram), min_df=2, sublinear_tf=True)
+        xtr, xva = vec.fit_transform(train_texts), vec.transform(val_texts)
+        for c in grid["C"]:
+            clf = LogisticRegression(max_iter=2000, C=float(c), class_weight="balanced", random_state=seed)
+            clf.fit(xtr, train_y)
+            f1 = float(f1_score(val_y, clf.predict(xva), average="macro", labels=labels, zero_division=0))
+            if best is None or f1 > best[0]:
+                best = (f1, Pipeline([("tfidf", vec), ("logreg", clf)]), float(c), tuple(ngram))
+    f1, pipe, c, ngram = best
+    return pipe, {"C": c, "ngram_range": list(ngram), "val_macro_f1": f1}
+
+
+def vader_compound(texts) -> np.ndarray:
+    """VADER (vaderSentiment, lexicon shipped in the wheel) compound score in [-1, 1] for each text."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    sia = SentimentIntensityAnalyzer()
+    return np.array([sia.polarity_scores(str(t))["compound"] for t in texts], dtype=float)
+
+
+def vader_classes(compound, *, low: float, high: float) -> np.ndarray:
+    """Map compound scores to class ids 0 (negative: ``< low``), 1 (neutral) and 2 (positive: ``> high``),
+    the order of ``r2n2.data.sources.LABELS``."""
+    c = np.asarray(compound, dtype=float)
+    return np.where(c < low, 0, np.where(c > high, 2, 1))
+
+
+def tune_vader_thresholds(val_compound, val_y, *, grid=None) -> dict:
+    """Choose ``low <= high`` for :func:`vader_classes` by validation macro-F1 over a grid of thresholds
+    (default -0.9 ... 0.9 in steps of 0.05; VADER's own convention is +-0.05). Ties go to the pair found first
+    (lowest ``low``, then lowest ``high``). Returns ``{"low", "high", "val_macro_f1"}``."""
+    from .stats import macro_f1  # sklearn's macro-F1 without its per-call overhead: ~700 threshold pairs
+
+    grid = np.round(np.arange(-0.9, 0.9001, 0.05), 2) if grid is None else np.asarray(grid, dtype=float)
+    val_compound, val_y = np.asarray(val_compound, dtype=float), np.asarray(val_y, dtype=np.int64)
+    best = None
+    for i, low in enumerate(grid):
+        for high in grid[i:]:
+            f1 = macro_f1(val_y, vader_classes(val_compound, low=low, high=high), 3)
+            if best is None or f1 > best["val_macro_f1"]:
+                best = {"low": float(low), "high": float(high), "val_macro_f1": f1}
+    return best
+
+
+# ---- panel baselines: score matrices (dates x entities) from closing prices, known at each date's close -------
+
+def _log_close(close: pd.DataFrame) -> pd.DataFrame:
+    c = close.astype(float)
+    if (c <= 0).any().any():
+        bad = c.columns[(c <= 0).any()].tolist()
+        raise DataError(f"panel baselines need positive closing prices; non-positive values in {str(bad)[:80]}.")
+    return np.log(c)
+
+
+def reversal_scores(close: pd.DataFrame, *, days: int = 1) -> pd.DataFrame:
+    """Short-term reversal: minus the log return of the last ``days`` days, ``-log(P_t / P_{t-days})``
+    (1 and 5 are the usual choices). The first ``days`` rows are NaN."""
+    return -(_log_close(close).diff(days))
+
+
+def momentum_scores(close: pd.DataFrame, *, lookback: int = 252, skip: int = 21) -> pd.DataFrame:
+    """12-1 momentum: the log return from ``lookback`` days ago to ``skip`` days ago,
+    ``log(P_{t-skip} / P_{t-lookback})`` (the most recent month is skipped: it reverses)."""
+    if not 0 <= skip < lookback:
+        raise DataError(f"momentum needs 0 <= skip < lookback, got skip={skip}, lookback={lookback}.")
+    lc = _log_close(close)
+    return lc.shift(skip) - lc.shift(lookback)
+
+
+def equal_weight_returns(close: pd.DataFrame) -> pd.Series:
+    """Daily simple returns of an equal-weight buy-and-hold portfolio bought at the first row's close: its value
+    is the mean of ``P_t / P_0`` over the entities priced on the first row (weights drift with prices; a
+    missing later price carries the last one forward). The first row has no return and is dropped."""
+    c = close.astype(float)
+    first = c.iloc[0]
+    held = first.index[first.notna() & (first > 0)]
+    if len(held) == 0:
+        raise DataError("equal_weight_returns: no entity has a positive price on the first date.")
+    value = (c[held].ffill() / first[held]).mean(axis=1)  # (T,) portfolio value, 1 at the start
+    return value.pct_change().iloc[1:].rename("equal_weight")

@@ -1,0 +1,280 @@
+"""Paired comparisons of two models on the same test set, each returned as one plain dict.
+
+Every comparison has the keys of :data:`COMPARISON_KEYS`: ``a`` and ``b`` (names), ``metric`` (what ``diff`` is),
+``diff`` (``metric(a) - metric(b)``, or the mean per-observation difference for loss differentials), a 95 %
+interval ``ci_low``/``ci_high`` of ``diff``, ``p_value`` and ``test`` (the test's name). Whether a lower or a
+higher ``diff`` favours ``a`` depends on the metric; :func:`verdict` takes that as an argument and calls a
+comparison "tie" whenever its interval covers 0.
+
+Tests come from statsmodels (Diebold-Mariano, McNemar, HAC/Newey-West standard errors) and arch (bootstraps).
+Clark-West is written here on top of statsmodels' HAC regression: neither library ships it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as st
+
+from ..errors import DataError
+
+__all__ = ["COMPARISON_KEYS", "diebold_mariano", "clark_west", "rmse_ratio_bootstrap", "classifier_bootstrap",
+           "mcnemar_test", "rank_ic_difference", "hac_mean", "macro_f1", "verdict", "seed_summary"]
+
+COMPARISON_KEYS = ("a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "test")
+
+
+def _num(v) -> float | None:
+    """A JSON-safe float: None for NaN, inf or missing."""
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) or math.isinf(v) else v
+
+
+def _comparison(a: str, b: str, metric: str, diff, lo, hi, p, test: str) -> dict:
+    return dict(zip(COMPARISON_KEYS, (a, b, metric, _num(diff), _num(lo), _num(hi), _num(p), test)))
+
+
+def _vectors(*arrays, names: Sequence[str], min_n: int = 2) -> list[np.ndarray]:
+    """Flatten to 1-D float arrays of one common length, or raise a DataError naming the inputs."""
+    out = [np.asarray(x, dtype=float).reshape(-1) for x in arrays]
+    lengths = {len(x) for x in out}
+    if len(lengths) != 1:
+        shown = ", ".join(f"{n}={len(x)}" for n, x in zip(names, out))
+        raise DataError(f"paired comparison needs equal-length inputs, got {shown[:80]}.")
+    n = lengths.pop()
+    if n < min_n:
+        raise DataError(f"paired comparison needs at least {min_n} observations, got {n}.")
+    if not all(np.isfinite(x).all() for x in out):
+        raise DataError(f"paired comparison inputs ({', '.join(names)[:80]}) contain NaN or inf; drop those rows first.")
+    return out
+
+
+def _default_lags(n: int, horizon: int = 1) -> int:
+    # statsmodels' diebold_mariano_test rule, so every HAC test in a report uses the same bandwidth.
+    return int(max(horizon - 1, math.ceil(n ** (1 / 3))))
+
+
+def hac_mean(x: np.ndarray, *, lags: int | None = None, horizon: int = 1) -> dict:
+    """Mean of ``x`` with its Newey-West (Bartlett kernel, ``lags`` lags) standard error, from a statsmodels OLS
+    on a constant (statsmodels' default: no degrees-of-freedom correction, so with 0 lags
+    ``se = sqrt(sum((x - mean)^2)) / n``). Returns ``{"mean", "se", "tstat", "n", "lags"}``; ``lags`` defaults to
+    ``max(horizon - 1, ceil(n ** (1/3)))`` as in statsmodels' Diebold-Mariano test."""
+    from statsmodels.regression.linear_model import OLS
+
+    x = np.asarray(x, dtype=float).reshape(-1)
+    n = len(x)
+    lags = _default_lags(n, horizon) if lags is None else int(lags)
+    mean = float(x.mean()) if n else float("nan")
+    if n < 2:
+        return {"mean": _num(mean), "se": None, "tstat": None, "n": n, "lags": lags}
+    if np.ptp(x) == 0:  # constant series: zero variance, OLS would divide by zero
+        return {"mean": mean, "se": 0.0, "tstat": None, "n": n, "lags": lags}
+    res = OLS(x, np.ones_like(x)).fit(cov_type="HAC", cov_kwds={"maxlags": lags})
+    se = float(res.bse[0])
+    return {"mean": mean, "se": se, "tstat": mean / se if se > 0 else None, "n": n, "lags": lags}
+
+
+def _interval(mean: float, se: float | None, q: float) -> tuple[float, float]:
+    if se is None:
+        return float("nan"), float("nan")
+    return mean - q * se, mean + q * se
+
+
+def _degenerate_p(mean: float) -> float | None:
+    # Zero variance: identical inputs give p = 1; a constant non-zero difference has no sampling p-value.
+    return 1.0 if mean == 0 else None
+
+
+def diebold_mariano(y, pred_a, pred_b, *, a: str = "a", b: str = "b", horizon: int = 1, lags: int | None = None,
+                    criterion: str = "mse", level: float = 0.95) -> dict:
+    """Diebold-Mariano test of equal accuracy (statsmodels, HAC variance, Harvey-Leybourne-Newbold small-sample
+    adjustment, Student-t p-value). ``diff`` is the mean loss differential ``loss(a) - loss(b)`` (negative: a is
+    more accurate) and the interval is ``diff +- t(n-1) * se`` with the same HAC standard error and Harvey
+    factor as the test, so the interval excludes 0 exactly when p < 1 - level."""
+    from statsmodels.tsa.stattools import diebold_mariano_test
+
+    y, fa, fb = _vectors(y, pred_a, pred_b, names=("y", a, b), min_n=3)
+    n = len(y)
+    lags = _default_lags(n, horizon) if lags is None else int(lags)
+    loss = {"mse": lambda e: e ** 2, "mae": np.abs}[criterion]
+    d = loss(y - fa) - loss(y - fb)
+    h = hac_mean(d, lags=lags)
+    metric = f"{criterion}_loss_differential"
+    if h["tstat"] is None:
+        return _comparison(a, b, metric, h["mean"], h["mean"], h["mean"], _degenerate_p(h["mean"]),
+                           "diebold_mariano")
+    res = diebold_mariano_test(y, fa, fb, criterion=criterion, harvey_adj=True, horizon=horizon, lags=lags)
+    se = h["se"] / float(res.harvey_adj_factor)  # the Harvey factor rescales the statistic, i.e. divides the standard error
+    q = st.t.ppf(0.5 + level / 2, df=n - 1)
+    lo, hi = _interval(h["mean"], se, q)
+    return _comparison(a, b, metric, h["mean"], lo, hi, res.pvalue, "diebold_mariano")
+
+
+def clark_west(y, pred_model, pred_bench, *, a: str = "model", b: str = "benchmark", horizon: int = 1,
+               lags: int | None = None, level: float = 0.95) -> dict:
+    """Clark-West (2007) test for a model ``a`` that nests the benchmark ``b`` (e.g. the zero forecast or the
+    random walk). With ``f_t = (y - b)^2 - [(y - a)^2 - (b - a)^2]``, H0: E[f] = 0 against E[f] > 0 (the model
+    is more accurate); t = mean(f) / HAC se, one-sided normal p-value. ``diff`` is ``-mean(f)``, the
+    adjusted MSPE of ``a`` minus the MSPE of ``b`` (negative: a is better), with a two-sided ``level``
+    normal interval; the one-sided p can thus be below 0.05 while the interval still covers 0 (a "tie")."""
+    y, fa, fb = _vectors(y, pred_model, pred_bench, names=("y", a, b), min_n=3)
+    f = (y - fb) ** 2 - ((y - fa) ** 2 - (fb - fa) ** 2)  # (n,) adjusted MSPE differential
+    h = hac_mean(f, lags=lags, horizon=horizon)
+    diff = -h["mean"]
+    if h["tstat"] is None:
+        return _comparison(a, b, "mse_adjusted", diff, diff, diff, _degenerate_p(diff), "clark_west")
+    p = st.norm.sf(h["tstat"])
+    q = st.norm.ppf(0.5 + level / 2)
+    lo, hi = _interval(diff, h["se"], q)
+    return _comparison(a, b, "mse_adjusted", diff, lo, hi, p, "clark_west")
+
+
+def _bootstrap_summary(bs, func: Callable, *, reps: int, level: float, null: float) -> tuple[float, float, float]:
+    """Percentile interval of arch's bootstrap replications (equal to ``bs.conf_int(method="percentile")``
+    on the same seed; computed from ``apply`` because conf_int does not hand back the replications) and the
+    two-sided p-value that inverts it: twice the smaller share of replications on either side of ``null``
+    (+1 smoothing, at most 1)."""
+    dist = bs.apply(func, reps=reps)[:, 0]
+    dist = dist[np.isfinite(dist)]  # a replication can be undefined (e.g. a zero benchmark error)
+    if len(dist) == 0:
+        return float("nan"), float("nan"), float("nan")
+    alpha = 1 - level
+    lo, hi = np.percentile(dist, [100 * alpha / 2, 100 * (1 - alpha / 2)])
+    m = len(dist)
+    below = (np.sum(dist <= null) + 1) / (m + 1)
+    above = (np.sum(dist >= null) + 1) / (m + 1)
+    return float(lo), float(hi), float(min(1.0, 2 * min(below, above)))
+
+
+def rmse_ratio_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", reps: int = 999, seed: int = 0,
+                         block_size: float | None = None, method: str = "stationary", level: float = 0.95) -> dict:
+    """Paired block bootstrap (arch StationaryBootstrap or CircularBlockBootstrap) of ``rmse(a) / rmse(b)``:
+    the same resampled days for both forecasts, so their correlation is kept. ``diff`` is ``ratio - 1``
+    (negative: a is more accurate), with the percentile interval and the p-value of H0: ratio = 1.
+    ``block_size`` defaults to arch's optimal_block_length of the squared-error differential."""
+    from arch.bootstrap import CircularBlockBootstrap, StationaryBootstrap, optimal_block_length
+
+    y, fa, fb = _vectors(y, pred_a, pred_b, names=("y", a, b), min_n=3)
+    ea, eb = (y - fa) ** 2, (y - fb) ** 2
+    if eb.sum() == 0:
+        return _comparison(a, b, "rmse_ratio_minus_1", None, None, None, None, f"{method}_bootstrap")
+    if block_size is None:
+        d = ea - eb
+        col = "stationary" if method == "stationary" else "circular"
+        block_size = float(optimal_block_length(d)[col].iloc[0]) if np.ptp(d) > 0 else 1.0
+    cls = {"stationary": StationaryBootstrap, "circular": CircularBlockBootstrap}[method]
+    size = block_size if method == "stationary" else max(1, int(round(block_size)))
+    bs = cls(size, ea, eb, seed=seed)
+
+    def ratio(sa, sb):
+        den = sb.mean()
+        return np.sqrt(sa.mean() / den) - 1 if den > 0 else np.nan
+
+    diff = float(ratio(ea, eb))
+    lo, hi, p = _bootstrap_summary(bs, ratio, reps=reps, level=level, null=0.0)
+    return _comparison(a, b, "rmse_ratio_minus_1", diff, lo, hi, p, f"{method}_bootstrap")
+
+
+def macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    """Macro-F1 over class ids ``0..k-1`` for integer arrays: equal to scikit-learn's
+    ``f1_score(average="macro", labels=range(k), zero_division=0)`` (tested), without its per-call validation
+    overhead, for inner loops (a bootstrap replication, a threshold grid)."""
+    y, pred = np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    cm = np.bincount(y * k + pred, minlength=k * k).reshape(k, k)
+    tp = np.diag(cm).astype(float)
+    denom = cm.sum(0) + cm.sum(1)  # = 2tp + fp + fn
+    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
+
+
+def classifier_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", metric: str = "macro_f1",
+                         n_classes: int | None = None, reps: int = 999, seed: int = 0, level: float = 0.95) -> dict:
+    """Paired IID bootstrap (arch IIDBootstrap) of ``metric(a) - metric(b)`` over test examples, for integer
+    class ids. ``metric`` is ``"macro_f1"`` or ``"accuracy"``; positive ``diff``: a is better. Percentile
+    interval and the p-value of H0: diff = 0."""
+    from arch.bootstrap import IIDBootstrap
+
+    y, pa, pb = (np.asarray(v).reshape(-1) for v in (y, pred_a, pred_b))
+    _vectors(y, pa, pb, names=("y", a, b), min_n=2)
+    y, pa, pb = y.astype(np.int64), pa.astype(np.int64), pb.astype(np.int64)
+    k = int(max(y.max(), pa.max(), pb.max()) + 1) if n_classes is None else int(n_classes)
+    if metric == "macro_f1":
+        def score(t, p):
+            return macro_f1(t, p, k)
+    elif metric == "accuracy":
+        def score(t, p):
+            return float(np.mean(t == p))
+    else:
+        raise DataError(f"classifier_bootstrap: metric must be 'macro_f1' or 'accuracy', got {metric!r:.80}.")
+
+    def diff_fn(t, p1, p2):
+        return score(t, p1) - score(t, p2)
+
+    bs = IIDBootstrap(y, pa, pb, seed=seed)
+    lo, hi, p = _bootstrap_summary(bs, diff_fn, reps=reps, level=level, null=0.0)
+    return _comparison(a, b, metric, diff_fn(y, pa, pb), lo, hi, p, "paired_bootstrap")
+
+
+def mcnemar_test(y, pred_a, pred_b, *, a: str = "a", b: str = "b", level: float = 0.95) -> dict:
+    """McNemar test (statsmodels) of equal accuracy on paired predictions; exact binomial when fewer than 25
+    discordant pairs, else chi-square with continuity correction. ``diff`` is ``accuracy(a) - accuracy(b)``
+    with the Wald interval for paired proportions (Agresti 2002, 10.1.2; not in statsmodels)."""
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    y, pa, pb = (np.asarray(v).reshape(-1) for v in (y, pred_a, pred_b))
+    _vectors(y, pa, pb, names=("y", a, b), min_n=1)
+    ca, cb = pa == y, pb == y
+    n = len(y)
+    n10, n01 = int(np.sum(ca & ~cb)), int(np.sum(~ca & cb))  # discordant pairs: only a right, only b right
+    table = [[int(np.sum(ca & cb)), n10], [n01, int(np.sum(~ca & ~cb))]]
+    exact = n10 + n01 < 25
+    res = mcnemar(table, exact=exact, correction=True)
+    diff = (n10 - n01) / n
+    se = math.sqrt(max(n10 + n01 - (n10 - n01) ** 2 / n, 0.0)) / n
+    lo, hi = _interval(diff, se, st.norm.ppf(0.5 + level / 2))
+    p = 1.0 if n10 + n01 == 0 else res.pvalue
+    return _comparison(a, b, "accuracy", diff, lo, hi, p, "mcnemar_exact" if exact else "mcnemar_chi2")
+
+
+def rank_ic_difference(ic_a: pd.Series, ic_b: pd.Series, *, a: str = "a", b: str = "b", horizon: int = 1,
+                       lags: int | None = None, level: float = 0.95) -> dict:
+    """Newey-West t-test of the mean daily rank-IC difference ``ic_a - ic_b`` (two daily IC series, as from
+    :func:`r2n2.evaluate.metrics.daily_rank_ic`, aligned on their common dates with both defined). Positive
+    ``diff``: a ranks better. Normal two-sided p-value and interval; pass ``horizon`` for overlapping
+    multi-day returns (at least ``horizon - 1`` lags)."""
+    both = pd.concat([pd.Series(ic_a), pd.Series(ic_b)], axis=1, join="inner").dropna()
+    if len(both) < 3:
+        raise DataError(f"rank-IC difference of {a!r:.40} and {b!r:.40} needs at least 3 common dates with both "
+                        f"ICs defined, got {len(both)}.")
+    d = both.iloc[:, 0].to_numpy(float) - both.iloc[:, 1].to_numpy(float)
+    h = hac_mean(d, lags=lags, horizon=horizon)
+    if h["tstat"] is None:
+        return _comparison(a, b, "rank_ic", h["mean"], h["mean"], h["mean"], _degenerate_p(h["mean"]),
+                           "newey_west")
+    p = 2 * st.norm.sf(abs(h["tstat"]))
+    lo, hi = _interval(h["mean"], h["se"], st.norm.ppf(0.5 + level / 2))
+    return _comparison(a, b, "rank_ic", h["mean"], lo, hi, p, "newey_west")
+
+
+def verdict(comparison: dict, *, higher_is_better: bool) -> str:
+    """"better" / "worse" when the interval lies wholly on one side of 0, else "tie" (also when there is no
+    interval): never a verdict from the point estimate alone. ``higher_is_better`` says which sign of ``diff``
+    favours ``a`` (False for loss differentials and RMSE ratios, True for F1, accuracy and rank IC)."""
+    lo, hi = comparison.get("ci_low"), comparison.get("ci_high")
+    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 <= hi:
+        return "tie"
+    a_higher = lo > 0
+    return "better" if a_higher == higher_is_better else "worse"
+
+
+def seed_summary(values: Sequence[float]) -> dict:
+    """Mean, sample standard deviation (ddof=1; None for a single seed) and count of per-seed results; None
+    values (undefined metrics) are left out."""
+    x = np.asarray([v for v in values if v is not None], dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    return {"mean": float(x.mean()) if n else None, "sd": float(x.std(ddof=1)) if n > 1 else None, "n": n}

@@ -26,14 +26,7 @@ __all__ = ["DataConfig", "ValidateConfig", "WindowConfig", "TrainConfig", "Finet
 CASES = ("stocks", "sentiment")
 
 
-@dataclass
-class DataConfig:
-    source: str = "builtin"              # "builtin" or a path to a CSV / Parquet file
-    columns: dict[str, str] = field(default_factory=dict)  # canonical name -> column in the file
-    na_values: list[str] = field(default_factory=list)     # strings that mean "missing", e.g. "."
-    missing: str = "fail"                # fail | drop | ffill: what to do with missing values
-    encoding: str = "utf-8"              # text encoding of a user CSV
-    entity: str | None = None            # entity name for a single-series user file (default: file stem)
+from .data.sources import DataConfig  # noqa: E402  (the data section lives beside the code that reads it)
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 import sys
 
@@ -43,6 +44,7 @@ def test_config_is_defined_once():
     assert ConfigDataConfig is DataConfig
     with pytest.raises(ConfigError, match="layout must be one of long, wide, auto, got 'diagonal'"):
         DataConfig(layout="diagonal")
+    assert DataConfig(until=dt.date(2015, 6, 30)).until == "2015-06-30"  # YAML's reading of 2015-06-30
     with pytest.raises(ConfigError, match="until must be an ISO date"):
         DataConfig(until="last tuesday")
     with pytest.raises(ConfigError, match="timezone must be an IANA zone name"):
@@ -190,6 +192,8 @@ def test_wide_panel_to_long(tmp_path):
     assert df["entity"].tolist() == ["AAA", "AAA", "AAA", "NEW", "NEW"]
     assert df["close"].tolist() == [1.0, 2.0, 3.0, 5.0, 6.0]
     assert df.equals(prices(DataConfig(source=str(tmp_path / "wide.csv"), layout="wide"), "panel"))
+    wide.assign(Date=pd.to_datetime(wide["Date"])).set_index("Date").to_parquet(tmp_path / "wide.parquet")
+    assert df.equals(prices(DataConfig(source=str(tmp_path / "wide.parquet")), "panel"))  # dates as the index
     # a hole inside a listed stock's history is missing data, not "not listed"
     wide.assign(AAA=[1.0, np.nan, 3.0]).to_csv(tmp_path / "hole.csv", index=False)
     assert "missing values (close: 1" in error(prices, DataConfig(source=str(tmp_path / "hole.csv")), "panel")

@@ -77,6 +77,8 @@ class DataConfig:
                                     ("layout", self.layout, ("long", "wide", "auto"))):
             if value not in allowed:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {_quote(value)}.")
+        if isinstance(self.until, dt.date):  # YAML reads an unquoted 2015-06-30 as a date
+            self.until = self.until.isoformat()[:10]
         if self.until is not None:
             try:
                 dt.date.fromisoformat(str(self.until))
@@ -259,6 +261,8 @@ def _read_file(path: Path, *, na_values: list[str], encoding: str, name: str) ->
                         "a .duckdb file or a database URL.")
     if DATA_SUFFIXES[suffix] is None:
         df = read_parquet(path, "data source")
+        if not isinstance(df.index, pd.RangeIndex):  # e.g. a wide panel saved with its dates as the index
+            df = df.reset_index()
         return df.replace({v: np.nan for v in na_values}) if na_values else df
     try:
         df = pd.read_csv(path, na_values=na_values or None, encoding=encoding, sep=DATA_SUFFIXES[suffix])
@@ -336,18 +340,20 @@ def _read_url(url: str, query: str | None, name: str) -> pd.DataFrame:
         raise DataError(f"data source {shown}: the SQLite file {_cut(database)} does not exist.")
     try:
         engine = create_engine(parsed)
-        try:
-            with engine.connect() as conn:
-                return pd.read_sql_query(text(query), conn)
-        finally:
-            engine.dispose()
     except ImportError as exc:
         raise DataError(f"data source {shown} needs the database driver {exc.name!r}; install it with pip.") from None
+    except SQLAlchemyError as exc:
+        raise DataError(f"data source {shown} cannot be opened: {_first_line(exc)}.") from None
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql_query(text(query), conn)
     except (SQLAlchemyError, pd.errors.DatabaseError) as exc:  # pandas wraps the SQLAlchemy error
         cause: BaseException = exc
         while (deeper := getattr(cause, "orig", None) or cause.__cause__) is not None:
             cause = deeper  # the driver's own message ("no such table: x") is the useful one
         raise DataError(f"the query {_quote(query)} on {shown} failed: {_first_line(cause)}") from None
+    finally:
+        engine.dispose()
 
 
 def read_source(d: DataConfig, *, name: str) -> pd.DataFrame:

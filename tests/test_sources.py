@@ -275,6 +275,11 @@ def test_append_new_adds_only_newer_rows_and_dedups():
     assert zero == 0 and again.equals(combined)
     first, n = append_new(None, held, time_col="date", group_col="entity", key_cols=["entity", "date"])
     assert n == 3 and first.equals(held)
+    # without a group, against the newest held time; a late row at exactly that time is not newer
+    held_texts = pd.DataFrame({"text": ["a", "b"], "time": [day("2024-01-02 10:00"), day("2024-01-02 11:00")]})
+    new_texts = pd.DataFrame({"text": ["late", "c"], "time": [day("2024-01-02 11:00"), day("2024-01-02 12:00")]})
+    both, n = append_new(held_texts, new_texts, time_col="time", group_col=None, key_cols=["time", "text"])
+    assert n == 1 and both["text"].tolist() == ["a", "b", "c"]
     with pytest.raises(DataError, match="an increment must have the same columns"):
         append_new(held, new.drop(columns="close"), time_col="date", group_col="entity", key_cols=["date"])
 

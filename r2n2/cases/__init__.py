@@ -23,6 +23,8 @@ def get_case(name: str) -> UseCase:
 
 from .stocks import StocksCase  # noqa: E402
 from .sentiment import SentimentCase  # noqa: E402
+from .panel import PanelCase  # noqa: E402
 
 register(StocksCase())
 register(SentimentCase())
+register(PanelCase())

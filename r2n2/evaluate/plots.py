@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["save_figure", "write_csv", "plot_forecast", "plot_cumulative", "plot_confusion",
+from ..io import write_text_atomic, write_with
+
+__all__ = ["save_figure", "write_csv", "plot_lines", "plot_forecast", "plot_cumulative", "plot_confusion",
            "plot_learning_curves"]
 
 
 def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    # no software version or date inside the PNG: equal plots give equal bytes (DVC hashes them)
+    return write_with(lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight",
+                                              metadata={"Software": None}), path)
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(df.to_csv(index=False), path)
 
 
 def _figure(w=10, h=4.5):
@@ -85,4 +78,16 @@ def plot_learning_curves(histories: dict[str, list[dict]], path, *, title: str) 
         ax.plot(epochs, [r["val_loss"] for r in hist], "-", label=f"{name} validation")
     ax.set(title=title, xlabel="epoch", ylabel="loss")
     ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_lines(x, series: dict[str, np.ndarray], path, *, title: str, ylabel: str, xlabel: str = "") -> Path:
+    """Several named series over one x axis (dates or steps)."""
+    fig, ax = _figure()
+    xs = pd.to_datetime(x) if not np.issubdtype(np.asarray(x).dtype, np.number) else x
+    for name, y in series.items():
+        ax.plot(xs, y, lw=1.1, label=name)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(title=title, ylabel=ylabel, xlabel=xlabel)
+    ax.legend(loc="upper left")
     return save_figure(fig, path)

@@ -75,8 +75,9 @@ class TuneConfig:
 @dataclass
 class MonitorConfig:
     window: int = 60                     # newest post-cut-off windows (stocks: days) or texts x 30 per check
-    quantile: float = 0.99               # alarm above this quantile of a statistic's null distribution,
-    #                                      calibrated on the training history (Bonferroni over the signals)
+    family_rate: float = 0.05            # chance of a false alarm per check, all signals together: each signal
+    #                                      alarms above its null quantile 1 - family_rate / signals (Bonferroni),
+    #                                      the null drawn from the model's own training history
     min_samples: int = 20                # never alarm on fewer post-cut-off samples than this
     retrain_on_alarm: bool = True        # `monitor` triggers a retrain of this case when it alarms
 
@@ -168,8 +169,11 @@ def _build(cls, data: Any, prefix: str, base: Any = None):
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except ValueError as exc:  # ModelConfig's own validation
         msg = str(exc)
-        raise ConfigError(msg.replace("model.", f"{prefix}.", 1) if msg.startswith("model.") else
-                          f"{prefix}: {msg}") from None
+        if msg.startswith("model."):
+            raise ConfigError(msg.replace("model.", f"{prefix}.", 1)) from None
+        if msg.split(" ", 1)[0] in names:  # "<field> must be ..." from the section's own checks
+            raise ConfigError(f"{prefix}.{msg}") from None
+        raise ConfigError(f"{prefix}: {msg}") from None
 
 
 def _check_shared(name: str, case: Any) -> None:
@@ -187,8 +191,8 @@ def _check_shared(name: str, case: Any) -> None:
                        ("train.ema_decay", case.train.ema_decay)):
         if not 0 <= value < 1:
             raise ConfigError(f"{name}.{key} must be in [0, 1), got {value}.")
-    if not 0.5 < case.monitor.quantile < 1:
-        raise ConfigError(f"{name}.monitor.quantile must be in (0.5, 1), got {case.monitor.quantile}.")
+    if not 0 < case.monitor.family_rate < 0.5:
+        raise ConfigError(f"{name}.monitor.family_rate must be in (0, 0.5), got {case.monitor.family_rate}.")
     if not 0 < case.finetune.train_fraction <= 1:
         raise ConfigError(f"{name}.finetune.train_fraction must be in (0, 1], got {case.finetune.train_fraction}.")
 

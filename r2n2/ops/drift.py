@@ -6,9 +6,9 @@ positions; the alarm threshold is a high quantile of that null. So the threshold
 the history shows: volatility clustering, ties, runs of exact zeros, a column that changed regime once.
 Fixed thresholds (PSI > 0.2) or nominal p-values (which assume independent draws) do not.
 
-Statistics come from maintained code: ``scipy.stats.ks_2samp`` (default for continuous signals; see
-``CONTINUOUS_TESTS`` for the alternatives measured), ``scipy.stats.chi2_contingency`` for class shares,
-and ``statsmodels.tsa.stattools.diebold_mariano_test`` for the model's error against a benchmark.
+Statistics come from maintained code: ``scipy.stats.ks_2samp`` for continuous signals and
+``scipy.stats.chi2_contingency`` for class shares. The error signal is the model's loss over the window as
+a ratio to a benchmark's (the random walk's squared error), calibrated the same way (see ``ErrorMonitor``).
 
 Several signals are checked at once (inputs, prediction, error). ``fit_monitor`` keeps the chance of
 any false alarm per check at or below ``family_rate`` by Bonferroni: each of the k signals alarms above
@@ -18,7 +18,6 @@ its own ``1 - family_rate / k`` null quantile, and P(any) <= sum of P(each) = fa
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -105,9 +104,10 @@ def _threshold(null: np.ndarray, quantile: float, tail=None) -> float:
     Why both: the history holds few independent windows (1,500 days of 60-day windows with volatility
     clustering hold ~25), so an empirical 99.3 % quantile is about the null's maximum, which a new window
     beats far more often than 0.7 % of the time (measured: ~7 % of calm checks alarmed). The 90th percentile
-    is well estimated; ``tail(q90, quantile)`` carries it out to ``quantile`` with the statistic's own shape
-    (scaled Kolmogorov for KS, scaled chi-square, normal on the log for loss ratios): the scale absorbs the
-    dependence that inflates every statistic. This extrapolation is hand-written: no library offers it."""
+    is well estimated; ``tail(null, quantile)`` carries the median and 90th percentile out to ``quantile``.
+    A log-normal tail was measured against scaled Kolmogorov / chi-square tails (which assume the iid shape):
+    on GARCH-t markets it cut calm-check alarms from ~4.5 % to ~2 % at the same detection delays, because
+    dependence fattens the tail, not only the scale. This extrapolation is hand-written: no library offers it."""
     emp = float(np.quantile(null, quantile, method="higher"))  # "higher": never below an observed null value
     if tail is None or quantile <= 0.9:
         return emp
@@ -161,16 +161,6 @@ class Detector:
                 out.append(self._stat(rest, ref[s:s + size])[0] * self._scale(size, len(rest)))
             self._nulls[size] = np.asarray(out)
         return self._nulls[size]
-
-    def _tail(self, null: np.ndarray, q: float) -> float:
-        from scipy.stats import chi2, kstwobign
-
-        if self.kind == "categorical":
-            df = max(1, int(np.count_nonzero(np.bincount(self.reference, minlength=self.n_classes))) - 1)
-            dist = chi2(df)
-        else:
-            dist = kstwobign  # the limit law of sqrt(n_eff) * D
-        return float(np.quantile(null, 0.9)) / dist.ppf(0.9) * dist.ppf(q)
 
     def threshold_for(self, n: int) -> float:
         """The alarm threshold for a window of ``n`` values against the whole reference."""

@@ -1,0 +1,106 @@
+"""Promotion on fresh data: paired tests decide, a worse challenger is refused, an equal or better one promoted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from r2n2.errors import ConfigError, DataError
+from r2n2.ops.promotion import decide_promotion
+
+WIN = {"start": pd.Timestamp("2016-01-04"), "end": np.datetime64("2016-06-30")}
+
+
+@pytest.fixture(scope="module")
+def series():
+    rng = np.random.default_rng(0)
+    y = 0.01 * rng.standard_t(5, 250)
+    champ = 0.3 * y + 0.008 * rng.standard_normal(250)
+    return y, champ, rng
+
+
+def _forecast(y, champ, chal, **kw):
+    return decide_promotion(actual=y, champion_pred=champ, challenger_pred=chal, kind="forecast", window=WIN,
+                            champion_id="m-2015", challenger_id="m-2016", **kw)
+
+
+def test_forecast_worse_refused_equal_and_better_promoted(series):
+    y, champ, rng = series
+    worse = _forecast(y, champ, champ + 0.01 * rng.standard_normal(len(y)))
+    assert not worse["promoted"] and worse["test"]["p_value"] < 0.05
+    assert worse["challenger"]["rmse"] > worse["champion"]["rmse"]
+    assert worse["reason"].startswith("Kept champion 'm-2015' over challenger 'm-2016' (rmse ")
+    equal = _forecast(y, champ, champ.copy())
+    assert equal["promoted"] and equal["test"]["p_value"] == 1.0
+    better = _forecast(y, champ, 0.9 * y)
+    assert better["promoted"] and better["test"]["statistic"] < 0
+    assert better["reason"].startswith("Promoted challenger 'm-2016' over champion 'm-2015' (rmse ")
+    assert better["window"] == {"start": "2016-01-04", "end": "2016-06-30"}
+
+
+def test_dm_p_value_is_statsmodels_one_sided(series):
+    from statsmodels.tsa.stattools import diebold_mariano_test
+
+    y, champ, rng = series
+    chal = champ + 0.004 * rng.standard_normal(len(y))
+    out = _forecast(y, champ, chal)
+    ref = diebold_mariano_test(y, chal, champ, criterion="mse", harvey_adj=True)
+    assert out["test"]["statistic"] == pytest.approx(ref.statistic)
+    assert out["test"]["p_value"] == pytest.approx(ref.pvalue / 2 if ref.statistic > 0 else 1 - ref.pvalue / 2)
+
+
+def test_tolerance_admits_a_slightly_worse_forecast(series):
+    y, champ, rng = series
+    y2 = np.tile(y, 8)  # a long window: a few % worse MSE is significant at tolerance 0
+    c2 = np.tile(champ, 8)
+    chal = c2 + np.sign(rng.standard_normal(len(y2))) * 0.3 * np.sqrt(np.mean((y2 - c2) ** 2))
+    strict, lenient = _forecast(y2, c2, chal), _forecast(y2, c2, chal, tolerance=0.20)
+    ratio = (strict["challenger"]["rmse"] / strict["champion"]["rmse"]) ** 2
+    assert 1.03 < ratio < 1.15
+    assert not strict["promoted"] and lenient["promoted"]
+    assert "a 20% tolerance on MSE" in lenient["reason"]
+
+
+def test_classifier_bootstrap_on_macro_f1():
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 600)
+    champ = np.where(rng.random(600) < 0.75, y, rng.integers(0, 3, 600))
+    kw = dict(actual=y, champion_pred=champ, kind="classifier", window={"start": 1200, "end": 1799})
+    worse = decide_promotion(challenger_pred=np.where(rng.random(600) < 0.6, y, rng.integers(0, 3, 600)), **kw)
+    assert not worse["promoted"] and worse["test"]["p_value"] < 0.05
+    assert worse["champion"]["macro_f1"] == pytest.approx(f1_score(y, champ, average="macro"))
+    assert worse["test"]["statistic"] == pytest.approx(worse["challenger"]["macro_f1"] - worse["champion"]["macro_f1"])
+    assert decide_promotion(challenger_pred=champ.copy(), **kw)["promoted"]
+    better = decide_promotion(challenger_pred=np.where(rng.random(600) < 0.9, y, champ), **kw)
+    assert better["promoted"] and better["challenger"]["macro_f1"] > better["champion"]["macro_f1"]
+    again = decide_promotion(challenger_pred=np.where(rng.random(600) < 0.9, y, champ), seed=0, **kw)
+    assert again["window"] == {"start": 1200, "end": 1799}
+
+
+def test_no_champion_promotes_and_decision_round_trips_json(series):
+    y, champ, _ = series
+    first = _forecast(y, None, champ)
+    assert first["promoted"] and first["champion"] is None and first["test"]["p_value"] is None
+    assert "no champion to compare it with" in first["reason"]
+    for d in (first, _forecast(y, champ, champ + 0.001)):
+        assert json.loads(json.dumps(d, allow_nan=False)) == d
+        assert {"window", "champion", "challenger", "test", "promoted", "reason"} <= set(d)
+        assert {"name", "p_value"} <= set(d["test"])
+
+
+def test_guards():
+    with pytest.raises(DataError, match=r"^The promotion window 2016-01-04 \.\. 2016-06-30 holds no scored rows"):
+        decide_promotion(actual=[], champion_pred=[], challenger_pred=[], kind="forecast", window=WIN)
+    with pytest.raises(DataError, match=r"starts after it ends \(2016-07-01 > 2016-06-30\)"):
+        decide_promotion(actual=[1.0], champion_pred=[1.0], challenger_pred=[1.0], kind="forecast",
+                         window={"start": "2016-07-01", "end": "2016-06-30"})
+    with pytest.raises(DataError, match=r"The champion's predictions \(2\) and the actual values \(3\)"):
+        decide_promotion(actual=[1.0, 2, 3], champion_pred=[1.0, 2], challenger_pred=[1.0, 2, 3],
+                         kind="forecast", window=WIN)
+    with pytest.raises(ConfigError, match="Promotion kind must be 'forecast' or 'classifier', got 'ranker'"):
+        decide_promotion(actual=[1.0], champion_pred=None, challenger_pred=[1.0], kind="ranker", window=WIN)

@@ -139,36 +139,39 @@ def _report(m: dict, data, cfg) -> str:
     return "\n".join(lines)
 
 
+class _View:
+    """A windows table seen through a model's own window metadata (its scalers, entities and lookback)."""
+
+    def __init__(self, table: pd.DataFrame, meta):
+        self.table, self.meta = table, meta
+
+    def batches(self, role, split, *, batch_size, entities=True, **_):
+        from ..data.window import StockBatches, load_entity_split
+        from .panel import pooled_windows
+
+        w = load_entity_split(self.table, self.meta, split) if entities else pooled_windows(self.table, self.meta, split)
+        return StockBatches(w, batch_size)
+
+
+def model_view(table: pd.DataFrame, meta) -> _View:
+    return _View(table[table["entity"].isin(meta.entities)].reset_index(drop=True), meta)
+
+
 def predict_panel(model, meta, prices: pd.DataFrame) -> pd.DataFrame:
-    """Scores of the newest windows of a price panel (one row per date and stock; higher = expected to do
-    better than the cross-section)."""
-    from .panel import PanelData, panel_table  # noqa: F401
+    """Scores of every full window of a price panel (one row per date and stock; higher = expected to do
+    better than the cross-section), with the same features and scaling as training."""
+    from .panel import panel_table
 
     missing = sorted(set(meta.entities) - set(prices["entity"].astype(str)))
     if model.config.entities and missing:
         raise DataError(f"the model relates the {len(meta.entities)} stocks it was trained on; the file lacks "
                         f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}.")
-    far = pd.Timestamp("2262-01-01")
-    table = panel_table(prices, lookback=meta.lookback, horizon=1, cuts={"start": "1900-01-01", "val_start": far,
-                                                                        "test_start": far, "end": far})
-    table["target"] = table["target"].fillna(0.0)
+    far = "2262-01-01"
+    table = panel_table(prices, lookback=meta.lookback, horizon=1, keep_unlabelled=True,
+                        cuts={"start": "1900-01-01", "val_start": far, "test_start": far, "end": far})
     table["split"] = np.where(table.groupby("entity").cumcount() >= meta.lookback - 1, "all", "")
-
-    class _View:
-        pass
-
-    view = _View()
-    view.table, view.meta = table[table["entity"].isin(meta.entities)].reset_index(drop=True), meta
-    view.batches = lambda role, split, **kw: _batches(view, split, **kw)
-    scores = score_matrix(model, view, "all")
-    out = scores.stack().rename("score").reset_index()
-    return out.rename(columns={"level_1": "entity"})
-
-
-def _batches(view, split, *, batch_size, entities=True, **_):
-    from ..data.window import StockBatches, load_entity_split
-
-    return StockBatches(load_entity_split(view.table, view.meta, split), batch_size)
+    scores = score_matrix(model, model_view(table, meta), None)
+    return scores.stack().rename("score").reset_index()[["date", "entity", "score"]]
 
 
 def window_scores(data, model, window: dict) -> dict:

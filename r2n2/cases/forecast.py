@@ -194,7 +194,8 @@ def window_forecasts(data, model, window: dict) -> dict:
     return {"dates": [str(d.date()) for d in dates.iloc[ends]], "actual": actual, "pred": pred}
 
 
-def monitor_forecasts(cfg, data, model, model_meta: dict, log) -> dict:
+def monitor_forecasts(cfg, data, model, ck: dict, log) -> dict:
+    from ..cases.base import WindowMeta
     from ..ops.monitoring import monitor_series
 
-    return monitor_series(cfg.monitor, data, model, json.loads(model_meta.get("window_meta", "{}")), log)
+    return monitor_series(cfg.monitor, data, model, WindowMeta.from_dict(json.loads(ck["window_meta"])), log)

@@ -78,7 +78,8 @@ class PanelMeta(SeriesMeta):
     kind = "panel"
 
 
-def panel_table(df: pd.DataFrame, *, lookback: int, horizon: int, cuts: dict) -> pd.DataFrame:
+def panel_table(df: pd.DataFrame, *, lookback: int, horizon: int, cuts: dict,
+                keep_unlabelled: bool = False) -> pd.DataFrame:
     """Long prices -> per entity and date: cross-sectionally z-scored features, the forward return, its
     cross-sectional z-score (the training target) and the calendar split of the window ending there."""
     wide = df.pivot(index="date", columns="entity", values="close").sort_index()
@@ -97,7 +98,7 @@ def panel_table(df: pd.DataFrame, *, lookback: int, horizon: int, cuts: dict) ->
     t = pd.DataFrame(long).reset_index()
     dates = wide.index.to_numpy()
     t["target_date"] = pd.Series(dates).shift(-horizon).to_numpy()[np.searchsorted(dates, t["date"].to_numpy())]
-    t = t.dropna(subset=[*PANEL_FEATURES, "target", "close"]).sort_values(["entity", "date"]).reset_index(drop=True)
+    t = t.dropna(subset=[*PANEL_FEATURES, "close", *([] if keep_unlabelled else ["target"])]).sort_values(["entity", "date"]).reset_index(drop=True)
     parts = []
     cut_values = {k: np.datetime64(pd.Timestamp(v), "us").astype(dates.dtype) for k, v in cuts.items()}
     for _, part in t.groupby("entity", sort=False):
@@ -208,9 +209,12 @@ class PanelCase(PriceCase):
         return predict_panel(model, meta, prices)
 
     def monitor(self, cfg, data: PanelData, model, model_meta: dict, paths, log: Log) -> dict:
+        import json
+
+        from ..cases.base import WindowMeta
         from ..ops.monitoring import monitor_panel
 
-        return monitor_panel(cfg.monitor, data, model, log)
+        return monitor_panel(cfg.monitor, data, model, WindowMeta.from_dict(json.loads(model_meta["window_meta"])), log)
 
     def promotion_scores(self, cfg, data: PanelData, model, window: dict) -> dict:
         from .crosssection import window_scores

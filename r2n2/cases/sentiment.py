@@ -223,9 +223,12 @@ class SentimentCase(UseCase):
         return predict_file_texts(model, meta, checkpoint_meta, input_path, cfg)
 
     def monitor(self, cfg, data: TextData, model, model_meta: dict, paths, log: Log) -> dict:
+        import json
+
         from ..ops.monitoring import monitor_texts
 
-        return monitor_texts(cfg.monitor, data, model, log)
+        return monitor_texts(cfg.monitor, data, model, WindowMeta.from_dict(json.loads(model_meta["window_meta"])),
+                             model_meta, log)
 
     def promotion_scores(self, cfg, data: TextData, model, window: dict) -> dict:
         from .classify import window_predictions

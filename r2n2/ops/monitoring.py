@@ -1,0 +1,157 @@
+"""Monitoring the deployed model on data after its training cut-off, with thresholds calibrated on its own
+training history (``r2n2.ops.drift``). Each case's signals:
+
+- stocks: the input features, the forecast, and the squared error as a ratio to the random walk's;
+- sentiment: text length (words) and the share of words unseen in the training period, the predicted classes, and the error rate on texts whose
+  labels have arrived;
+- panel: the input features, the scores, and the squared error of the cross-sectional target vs zero.
+
+References come from before the cut-off only: inputs from the training period, forecasts and errors from the
+validation period (out of sample for the model, so a calm deployment does not look like a jump). The checked
+window is the newest ``monitor.window`` rows whose prediction date is at or after the cut-off (``test_start``
+of the model's own window metadata): rows the model never trained on or was selected on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..cases import get_case
+from ..cases.base import WindowMeta
+from ..checkpoint import load_checkpoint
+from ..errors import DataError
+from ..io import write_json_atomic
+from ..paths import CasePaths
+from ..train import predict_batches
+from .drift import fit_monitor
+
+__all__ = ["deployed_model", "monitor_case", "series_frame", "check_frame", "monitor_series", "monitor_texts",
+           "monitor_panel"]
+
+
+def deployed_model(paths: CasePaths):
+    """(model, checkpoint metadata, window meta, which): the champion, else the latest trained model."""
+    path, which = paths.champion_dir / "model.pt", "champion"
+    if not path.is_file():
+        path, which = paths.model_dir / "model.pt", "latest model (no champion promoted yet)"
+    model, ck = load_checkpoint(path)
+    return model, ck, WindowMeta.from_dict(json.loads(ck["window_meta"])), which
+
+
+def _ts(v):
+    return pd.Timestamp(v)
+
+
+def series_frame(model, mmeta, rows: pd.DataFrame) -> pd.DataFrame:
+    """One entity's rows of a windows table (unscaled features, target) -> per date: features, the model's
+    forecast (scaled with the model's own scalers), the actual target, the model's and the random walk's
+    squared errors."""
+    from ..data.window import StockBatches, StockWindows, scale_features
+
+    rows = rows.sort_values("date").reset_index(drop=True)
+    L = mmeta.lookback
+    if len(rows) < L:
+        raise DataError(f"monitoring needs at least {L} rows of {mmeta.pretrain_entity}, got {len(rows)}.")
+    ts = mmeta.target_scaler
+    ends = np.arange(L - 1, len(rows))
+    w = StockWindows(scale_features(rows, mmeta), np.zeros(len(rows)), ends, L)
+    pred = predict_batches(model, StockBatches(w, 1024)).reshape(-1) * ts["scale"] + ts["mean"]
+    out = rows.iloc[ends][["date", *mmeta.features, "target"]].reset_index(drop=True)
+    out["pred"] = pred
+    out["loss"] = (out["pred"] - out["target"]) ** 2
+    out["bench_loss"] = out["target"] ** 2  # random walk: no change
+    return out
+
+
+def check_frame(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: str = "date",
+                kinds: dict | None = None, n_classes: dict | None = None, bench: bool = True,
+                loss_col: str = "loss", seed: int = 0, val_inputs: tuple[str, ...] = ()) -> dict:
+    """Fit the calibrated monitor on the frame's pre-cut-off rows; check its newest post-cut-off window."""
+    conv = _ts if mmeta.time == "date" else int
+    t = frame[time]
+    train = frame[t < conv(mmeta.cuts["val_start"])]
+    val = frame[(t >= conv(mmeta.cuts["val_start"])) & (t < conv(mmeta.cuts["test_start"]))]
+    post = frame[t >= conv(mmeta.cuts["test_start"])].tail(mcfg.window)
+    # inputs: the training period; signals that the training period defines (e.g. words unseen in it) and the
+    # model's own outputs: the validation period, out of sample like the post-cut-off window
+    refs = {f: (val if f in val_inputs else train)[f].to_numpy() for f in inputs}
+    refs["prediction"] = val["pred"].to_numpy()
+    window = min(mcfg.window, max(mcfg.min_samples, len(val) // 4))
+    mon = fit_monitor(refs, window=window, kinds=kinds, n_classes=n_classes, loss=val[loss_col].to_numpy(),
+                      benchmark_loss=val["bench_loss"].to_numpy() if bench else None,
+                      family_rate=mcfg.family_rate, min_samples=mcfg.min_samples, seed=seed)
+    post = post.tail(window)
+    result = mon.check({**{f: post[f].to_numpy() for f in inputs}, "prediction": post["pred"].to_numpy()},
+                       loss=post[loss_col].to_numpy(), benchmark_loss=post["bench_loss"].to_numpy() if bench else None)
+    span = {"start": str(post[time].min())[:10] if len(post) else None,
+            "end": str(post[time].max())[:10] if len(post) else None, "n": int(len(post))}
+    if mmeta.time != "date" and len(post):
+        span = {"start": int(post[time].min()), "end": int(post[time].max()), "n": int(len(post))}
+    return {"alarm": result["alarm"], "reasons": result["reasons"], "family_rate": result["family_rate"],
+            "per_signal_quantile": result["quantile"], "window": span, "cutoff": mmeta.cuts["test_start"],
+            "signals": {k: {kk: vv for kk, vv in v.items()} for k, v in result["signals"].items()},
+            "verdict": ("ALARM: " + "; ".join(result["reasons"])) if result["alarm"] else
+                       (f"no drift ({len(post)} post-cut-off rows checked)" if len(post) >= mcfg.min_samples else
+                        f"no verdict: {len(post)} rows after the cut-off {mmeta.cuts['test_start']}, fewer than "
+                        f"monitor.min_samples {mcfg.min_samples}")}
+
+
+def monitor_series(mcfg, data, model, mmeta, log) -> dict:
+    rows = data.table[data.table["entity"] == mmeta.pretrain_entity]
+    frame = series_frame(model, mmeta, rows)
+    return check_frame(frame, mmeta, mcfg, inputs=list(mmeta.features))
+
+
+def monitor_texts(mcfg, data, model, mmeta, ck: dict, log) -> dict:
+    from ..cases.classify import predict_texts
+
+    t = data.table[(data.table["domain"] == "source") & (data.table["split"] != "excluded")].reset_index(drop=True)
+    t = t.tail(60000)  # the newest texts are enough for the reference and the window
+    probs = predict_texts(model, ck["tokenizer"], mmeta, t["text"].tolist())
+    import re
+
+    words = [re.findall(r"\w+", x.lower()) for x in t["text"]]
+    before = t["time"] < (_ts(mmeta.cuts["val_start"]) if mmeta.time == "date" else int(mmeta.cuts["val_start"]))
+    vocab = {w for ws, b in zip(words, before) if b for w in ws}  # words of the training period
+    frame = pd.DataFrame({"time": t["time"].to_numpy(), "length": [len(ws) for ws in words],
+                          "new_word_rate": [float(np.mean([w not in vocab for w in ws])) if ws else 0.0 for ws in words],
+                          "pred": probs[[f"prob_{l}" for l in mmeta.labels]].to_numpy().argmax(1)})
+    labelled = t["label_id"].notna().to_numpy()  # accuracy only where the label has arrived
+    frame["loss"] = np.where(labelled, (frame["pred"].to_numpy() != t["label_id"].fillna(-1).to_numpy()), np.nan)
+    frame = frame[labelled].reset_index(drop=True)
+    k = len(mmeta.labels)
+    mc = type(mcfg)(**{**mcfg.__dict__, "window": mcfg.window * 30})
+    return check_frame(frame, mmeta, mc, inputs=["length", "new_word_rate"], time="time",
+                       kinds={"prediction": "categorical"}, n_classes={"prediction": k}, bench=False,
+                       val_inputs=("new_word_rate",))
+
+
+def monitor_panel(mcfg, data, model, mmeta, log) -> dict:
+    from ..cases.crosssection import model_view, score_matrix
+
+    view = model_view(data.table, mmeta)
+    scores = score_matrix(model, view, None)
+    t = data.table.set_index(["date", "entity"])
+    s = scores.stack().rename("pred")
+    frame = t.join(s, how="inner").reset_index()
+    frame["loss"] = (frame["pred"] - frame["target"]) ** 2
+    frame["bench_loss"] = frame["target"] ** 2
+    # one value per date: the cross-sectional means (dates are the unit of time, not stock-days)
+    daily = frame.groupby("date")[[*mmeta.features, "pred", "loss", "bench_loss"]].mean().reset_index()
+    daily["pred"] = frame.groupby("date")["pred"].std().to_numpy()  # dispersion of the scores
+    return check_frame(daily, mmeta, mcfg, inputs=["vol_20d", "ret_20d"])
+
+
+def monitor_case(case_name: str, cfg, root: str | Path = ".", *, log=None) -> dict:
+    """Check the deployed model of a case on its post-cut-off data; writes data/reports/<case>/monitor.json."""
+    paths = CasePaths(case_name, Path(root))
+    case = get_case(case_name)
+    model, ck, mmeta, which = deployed_model(paths)
+    data = case.load(cfg, paths.windows)
+    out = {"case": case_name, "scored": which, **case.monitor(cfg, data, model, ck, paths, log or (lambda m: None))}
+    write_json_atomic(out, paths.reports / "monitor.json")
+    return out

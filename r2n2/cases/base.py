@@ -133,8 +133,9 @@ class UseCase:
     def monitor(self, cfg: Any, data: "CaseData", model, model_meta: dict, paths, log: Log) -> dict:
         raise NotImplementedError
 
-    def promotion_scores(self, cfg: Any, data: "CaseData", model, window: dict) -> dict:
-        """Predictions and actuals of ``model`` on ``window`` (for champion vs challenger)."""
+    def promotion_scores(self, cfg: Any, data: "CaseData", model, ck: dict, window: dict) -> dict:
+        """``{"actual", "pred", "kind", "n_classes", "horizon"}`` of ``model`` (scaled / tokenised with its own
+        checkpoint metadata ``ck``) on the rows whose time lies in ``window`` ({"start", "end"}, inclusive)."""
         raise NotImplementedError
 
 

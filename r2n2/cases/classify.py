@@ -15,7 +15,7 @@ from ..evaluate.report import history, md_table
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
-__all__ = ["evaluate_classifier", "predict_texts", "predict_file_texts", "window_predictions", "class_predictions"]
+__all__ = ["evaluate_classifier", "predict_texts", "predict_file_texts", "class_predictions"]
 
 
 def class_predictions(model, data, role: str, split: str):
@@ -138,18 +138,3 @@ def predict_file_texts(model, meta, checkpoint_meta: dict, input_path: str, cfg)
     text_only = {k: v for k, v in d.columns.items() if k == "text"}  # labels are not needed here
     df = map_columns(df, text_only, ("text",), ("text",), str(input_path), "sentiment")
     return predict_texts(model, checkpoint_meta["tokenizer"], meta, df["text"].fillna("").astype(str).tolist())
-
-
-# ---------------------------------------------------------------------------------------------- windows of time
-def window_predictions(data, model, window: dict) -> dict:
-    """Labels and predictions of every source-domain text whose time lies in [start, end]."""
-    from .sentiment import text_batches
-
-    t = data.table
-    conv = (lambda v: pd.Timestamp(v)) if data.meta.time == "date" else int
-    part = t[(t["domain"] == "source") & (t["split"] != "excluded") & (t["time"] >= conv(window["start"]))
-             & (t["time"] <= conv(window["end"]))].reset_index(drop=True)
-    if part.empty:
-        raise DataError(f"no texts between {window['start']} and {window['end']}.")
-    b = text_batches(part, 256)
-    return {"actual": b.targets(), "pred": predict_batches(model, b).argmax(1), "n": len(part)}

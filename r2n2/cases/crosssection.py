@@ -174,8 +174,12 @@ def predict_panel(model, meta, prices: pd.DataFrame) -> pd.DataFrame:
     return scores.stack().rename("score").reset_index()[["date", "entity", "score"]]
 
 
-def window_scores(data, model, window: dict) -> dict:
-    scores = score_matrix(model, data, None)
+def window_scores(data, model, mmeta, window: dict) -> dict:
+    """Scores and cross-sectional targets of every (date, stock) in ``window``, flattened (for promotion:
+    squared error on the cross-sectional z-score of the forward return)."""
+    scores = score_matrix(model, model_view(data.table, mmeta), None)
     scores = scores.loc[(scores.index >= pd.Timestamp(window["start"])) & (scores.index <= pd.Timestamp(window["end"]))]
-    _, fwd, _ = _matrices(data)
-    return {"scores": scores, "actual": fwd.reindex(scores.index)}
+    target = data.table.pivot(index="date", columns="entity", values="target").reindex_like(scores)
+    ok = np.isfinite(scores.to_numpy()) & np.isfinite(target.to_numpy())
+    return {"actual": target.to_numpy()[ok], "pred": scores.to_numpy()[ok], "kind": "forecast", "n_classes": None,
+            "horizon": mmeta.horizon}

@@ -17,7 +17,7 @@ from ..evaluate.report import fmt, history, md_table
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
-__all__ = ["evaluate_forecasts", "predict_prices", "monitor_forecasts", "window_forecasts", "forecasts"]
+__all__ = ["evaluate_forecasts", "predict_prices", "monitor_forecasts", "forecasts"]
 
 
 def forecasts(model, data, role: str, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -176,24 +176,6 @@ def predict_prices(model, meta, prices: pd.DataFrame, *, batch_size: int = 4096)
 
 
 # ---------------------------------------------------------------------------------------------- monitor
-def window_forecasts(data, model, window: dict) -> dict:
-    """The pretraining entity's forecasts and actuals on every window whose end lies in [start, end]."""
-    t = data.table
-    part = t[t["entity"] == data.key("pretrain")].reset_index(drop=True)
-    from ..data.window import load_stock_split
-
-    full = load_stock_split(t, data.meta, data.key("pretrain"), "train")
-    dates = part["date"]
-    mask = (dates >= pd.Timestamp(window["start"])) & (dates <= pd.Timestamp(window["end"])) & part["target"].notna()
-    ends = np.flatnonzero(mask.to_numpy())
-    ends = ends[ends >= data.meta.lookback - 1]
-    full.ends = ends
-    ts = data.meta.target_scaler
-    pred = predict_batches(model, StockBatches(full, 512)).reshape(-1) * ts["scale"] + ts["mean"]
-    actual = part["target"].to_numpy(float)[ends]
-    return {"dates": [str(d.date()) for d in dates.iloc[ends]], "actual": actual, "pred": pred}
-
-
 def monitor_forecasts(cfg, data, model, ck: dict, log) -> dict:
     from ..cases.base import WindowMeta
     from ..ops.monitoring import monitor_series

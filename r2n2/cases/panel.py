@@ -216,7 +216,10 @@ class PanelCase(PriceCase):
 
         return monitor_panel(cfg.monitor, data, model, WindowMeta.from_dict(json.loads(model_meta["window_meta"])), log)
 
-    def promotion_scores(self, cfg, data: PanelData, model, window: dict) -> dict:
+    def promotion_scores(self, cfg, data: PanelData, model, ck: dict, window: dict) -> dict:
+        import json
+
+        from ..cases.base import WindowMeta
         from .crosssection import window_scores
 
-        return window_scores(data, model, window)
+        return window_scores(data, model, WindowMeta.from_dict(json.loads(ck["window_meta"])), window)

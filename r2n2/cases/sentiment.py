@@ -230,10 +230,21 @@ class SentimentCase(UseCase):
         return monitor_texts(cfg.monitor, data, model, WindowMeta.from_dict(json.loads(model_meta["window_meta"])),
                              model_meta, log)
 
-    def promotion_scores(self, cfg, data: TextData, model, window: dict) -> dict:
-        from .classify import window_predictions
+    def promotion_scores(self, cfg, data: TextData, model, ck: dict, window: dict) -> dict:
+        import json
 
-        return window_predictions(data, model, window)
+        from .classify import predict_texts
+
+        mmeta = WindowMeta.from_dict(json.loads(ck["window_meta"]))
+        t = data.table
+        conv = pd.Timestamp if data.meta.time == "date" else int
+        part = t[(t["domain"] == "source") & (t["split"] != "excluded") & (t["time"] >= conv(window["start"]))
+                 & (t["time"] <= conv(window["end"]))]
+        probs = predict_texts(model, ck["tokenizer"], mmeta, part["text"].tolist()) if len(part) else None
+        pred = (probs[[f"prob_{l}" for l in mmeta.labels]].to_numpy().argmax(1) if probs is not None
+                else np.zeros(0, dtype=int))
+        return {"actual": part["label_id"].to_numpy(), "pred": pred, "kind": "classifier",
+                "n_classes": len(mmeta.labels), "horizon": 1}
 
 
 def _span(times: pd.Series) -> dict:

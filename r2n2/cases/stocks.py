@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..config import FinetuneConfig, MonitorConfig, TrainConfig
@@ -19,8 +18,7 @@ from ..data.window import (FEATURE_NAMES, StockBatches, fit_scalers, load_entity
 from ..errors import DataError
 from ..io import write_parquet_atomic
 from ..models.config import ModelConfig
-from ..train import predict_batches
-from .base import CaseData, Log, WindowMeta, check_choice, read_meta
+from .base import CaseData, Log, WindowMeta, check_choice
 from .series import PriceCase, SeriesWindowConfig, calendar_cuts, check_series_window
 
 __all__ = ["StocksCase", "StocksConfig", "SeriesMeta", "StocksData"]
@@ -168,14 +166,13 @@ class StocksCase(PriceCase):
 
         return monitor_forecasts(cfg, data, model, model_meta, log)
 
-    def promotion_scores(self, cfg, data: StocksData, model, window: dict) -> dict:
-        from .forecast import window_forecasts
+    def promotion_scores(self, cfg, data: StocksData, model, ck: dict, window: dict) -> dict:
+        import json
 
-        return window_forecasts(data, model, window)
+        from ..ops.monitoring import series_frame
 
-
-def stocks_meta(windows_dir) -> SeriesMeta:
-    return read_meta(windows_dir, "stocks")  # type: ignore[return-value]
-
-
-_ = predict_batches, np
+        mmeta = WindowMeta.from_dict(json.loads(ck["window_meta"]))
+        f = series_frame(model, mmeta, data.table[data.table["entity"] == mmeta.pretrain_entity])
+        f = f[(f["date"] >= pd.Timestamp(window["start"])) & (f["date"] <= pd.Timestamp(window["end"]))]
+        return {"actual": f["target"].to_numpy(), "pred": f["pred"].to_numpy(), "kind": "forecast",
+                "n_classes": None, "horizon": mmeta.horizon}

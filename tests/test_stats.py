@@ -409,3 +409,25 @@ def test_long_short_skips_entities_without_a_return():
     out = T.long_short_portfolio(scores, nxt, k=1, log_returns=False)
     assert out["weights"].iloc[0].tolist() == [0.0, -1.0, 1.0]  # A has no return: C is the top
     assert out["returns"].iloc[0] == pytest.approx(0.03)
+
+
+def test_every_comparison_has_the_same_json_ready_keys():
+    import json
+
+    y, good, n1, _ = _noisy(6, n=60)
+    yc, strong, weak = _classes(6, n=60)
+    ic = pd.Series(np.linspace(-0.1, 0.2, 10))
+    comps = [S.diebold_mariano(y, good, n1), S.clark_west(y, good, n1), S.rmse_ratio_bootstrap(y, good, n1, reps=20),
+             S.classifier_bootstrap(yc, strong, weak, reps=20), S.mcnemar_test(yc, strong, weak),
+             S.rank_ic_difference(ic, ic * 0.5)]
+    for c in comps:
+        assert tuple(c) == S.COMPARISON_KEYS
+        json.dumps(c, allow_nan=False)  # plain floats, no NaN
+
+
+def test_forecast_tests_still_report_dm_and_pesaran_timmermann():
+    y, good, _, _ = _noisy(7)
+    t = M.forecast_tests(y, good, np.zeros_like(y))
+    assert t["diebold_mariano_pvalue"] < 1e-6 and t["pesaran_timmermann_pvalue"] < 1e-6
+    flat = M.forecast_tests(y, np.ones_like(y), np.zeros_like(y))  # always "up": no sign test possible
+    assert flat["pesaran_timmermann_stat"] is None

@@ -152,8 +152,8 @@ def daily_rank_ic(scores: pd.DataFrame, returns: pd.DataFrame, *, min_entities: 
 
     s, r = scores.align(returns, join="inner")
     if s.empty:
-        raise DataError("daily_rank_ic: the score and return matrices share no dates and entities; "
-                        f"scores have columns {list(scores.columns)[:5]!s:.80}, returns {list(returns.columns)[:5]!s:.80}.")
+        raise DataError("daily_rank_ic: the score and return matrices share no dates and entities; scores have "
+                        f"columns {list(scores.columns)[:5]!s:.80}, returns {list(returns.columns)[:5]!s:.80}.")
     sv, rv = s.to_numpy(float), r.to_numpy(float)
     bad = ~(np.isfinite(sv) & np.isfinite(rv))
     sv, rv = np.where(bad, np.nan, sv), np.where(bad, np.nan, rv)  # a date's pairs must be complete
@@ -180,5 +180,6 @@ def rank_ic_summary(ic: pd.Series, *, horizon: int = 1, lags: int | None = None)
         return {"mean": None, "tstat": None, "p_value": None, "hit_rate": None, "n": 0}
     h = hac_mean(x, horizon=horizon, lags=lags)
     t = h["tstat"]
-    return {"mean": _clean(h["mean"]), "tstat": _clean(t), "p_value": None if t is None else _clean(2 * norm.sf(abs(t))),
+    p = None if t is None else _clean(2 * norm.sf(abs(t)))
+    return {"mean": _clean(h["mean"]), "tstat": _clean(t), "p_value": p,
             "hit_rate": float(np.mean(x > 0)), "n": int(len(x))}

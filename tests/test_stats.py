@@ -431,3 +431,16 @@ def test_forecast_tests_still_report_dm_and_pesaran_timmermann():
     assert t["diebold_mariano_pvalue"] < 1e-6 and t["pesaran_timmermann_pvalue"] < 1e-6
     flat = M.forecast_tests(y, np.ones_like(y), np.zeros_like(y))  # always "up": no sign test possible
     assert flat["pesaran_timmermann_stat"] is None
+
+
+def test_newey_west_ic_tests_are_calibrated_on_signals_without_information():
+    tstats, diffs = [], []
+    for seed in range(60):
+        score, ret = _panel(100 + seed, t=200, n=10, signal=0.0)
+        other = _panel(500 + seed, t=200, n=10)[0]
+        ic, ic2 = M.daily_rank_ic(score, ret), M.daily_rank_ic(other, ret)
+        tstats.append(M.rank_ic_summary(ic)["tstat"])
+        diffs.append(S.rank_ic_difference(ic, ic2)["p_value"])
+    t = np.array(tstats)
+    assert abs(t.mean()) < 0.35 and 0.7 < t.std() < 1.3
+    assert np.mean(np.abs(t) > 1.96) <= 0.12 and np.mean(np.array(diffs) < 0.05) <= 0.12

@@ -7,6 +7,7 @@ benchmark error) give None for the ratio that is undefined, never a ZeroDivision
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -157,7 +158,8 @@ def daily_rank_ic(scores: pd.DataFrame, returns: pd.DataFrame, *, min_entities: 
     sv, rv = s.to_numpy(float), r.to_numpy(float)
     bad = ~(np.isfinite(sv) & np.isfinite(rv))
     sv, rv = np.where(bad, np.nan, sv), np.where(bad, np.nan, rv)  # a date's pairs must be complete
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN date: that date's IC is NaN
         rs = rankdata(sv, axis=1, nan_policy="omit")  # (T, N) ranks among that date's usable entities
         rr = rankdata(rv, axis=1, nan_policy="omit")
         rs = rs - np.nanmean(rs, axis=1, keepdims=True)

@@ -82,6 +82,8 @@ def test_diebold_mariano_finds_a_planted_gain_and_calls_equals_a_tie():
 def test_comparisons_reject_bad_input_with_a_clear_message():
     with pytest.raises(DataError, match=r"equal-length inputs, got y=4, m=3, z=4"):
         S.diebold_mariano(Y, MODEL[:3], ZERO, a="m", b="z")
+    with pytest.raises(DataError, match="criterion must be 'mse' or 'mae', got 'mape'"):
+        S.diebold_mariano(Y, MODEL, ZERO, criterion="mape")
     with pytest.raises(DataError, match="contain NaN or inf"):
         S.clark_west(Y, np.array([0.5, np.nan, 1, 0]), ZERO)
 

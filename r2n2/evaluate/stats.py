@@ -102,7 +102,9 @@ def diebold_mariano(y, pred_a, pred_b, *, a: str = "a", b: str = "b", horizon: i
     y, fa, fb = _vectors(y, pred_a, pred_b, names=("y", a, b), min_n=3)
     n = len(y)
     lags = _default_lags(n, horizon) if lags is None else int(lags)
-    loss = {"mse": lambda e: e ** 2, "mae": np.abs}[criterion]
+    if criterion not in ("mse", "mae"):
+        raise DataError(f"diebold_mariano: criterion must be 'mse' or 'mae', got {criterion!r:.80}.")
+    loss = {"mse": np.square, "mae": np.abs}[criterion]
     d = loss(y - fa) - loss(y - fb)
     h = hac_mean(d, lags=lags)
     metric = f"{criterion}_loss_differential"

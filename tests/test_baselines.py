@@ -149,3 +149,17 @@ def test_vectorised_keys_equal_the_scalar_key():
     assert keys.index.tolist() == list(range(10, 20))
     assert keys.tolist() == [near_duplicate_key(t) for t in texts]
     assert keys.iloc[6] == "héllo wörld ça va"
+
+
+def test_garch_volatility_rises_after_a_planted_burst():
+    rng = np.random.default_rng(0)
+    r, var = np.zeros(700), 1.0  # a GARCH(1,1) path in percent: 0.05 + 0.1 r^2 + 0.85 var
+    for t in range(700):
+        r[t] = rng.standard_normal() * np.sqrt(var)
+        var = 0.05 + 0.1 * r[t] ** 2 + 0.85 * var
+    r[600:620] = rng.standard_normal(20) * 5  # a volatility burst inside the test period
+    r /= 100
+    ends = np.array([590, 625])
+    vol = B.garch_volatility(r, 500, ends, horizon=5)
+    assert vol.shape == (2,) and (vol > 0).all()
+    assert vol[1] > 1.5 * vol[0]

@@ -82,6 +82,8 @@ def test_diebold_mariano_finds_a_planted_gain_and_calls_equals_a_tie():
 def test_comparisons_reject_bad_input_with_a_clear_message():
     with pytest.raises(DataError, match=r"equal-length inputs, got y=4, m=3, z=4"):
         S.diebold_mariano(Y, MODEL[:3], ZERO, a="m", b="z")
+    with pytest.raises(DataError, match="criterion must be 'mse' or 'mae', got 'mape'"):
+        S.diebold_mariano(Y, MODEL, ZERO, criterion="mape")
     with pytest.raises(DataError, match="contain NaN or inf"):
         S.clark_west(Y, np.array([0.5, np.nan, 1, 0]), ZERO)
 
@@ -409,3 +411,38 @@ def test_long_short_skips_entities_without_a_return():
     out = T.long_short_portfolio(scores, nxt, k=1, log_returns=False)
     assert out["weights"].iloc[0].tolist() == [0.0, -1.0, 1.0]  # A has no return: C is the top
     assert out["returns"].iloc[0] == pytest.approx(0.03)
+
+
+def test_every_comparison_has_the_same_json_ready_keys():
+    import json
+
+    y, good, n1, _ = _noisy(6, n=60)
+    yc, strong, weak = _classes(6, n=60)
+    ic = pd.Series(np.linspace(-0.1, 0.2, 10))
+    comps = [S.diebold_mariano(y, good, n1), S.clark_west(y, good, n1), S.rmse_ratio_bootstrap(y, good, n1, reps=20),
+             S.classifier_bootstrap(yc, strong, weak, reps=20), S.mcnemar_test(yc, strong, weak),
+             S.rank_ic_difference(ic, ic * 0.5)]
+    for c in comps:
+        assert tuple(c) == S.COMPARISON_KEYS
+        json.dumps(c, allow_nan=False)  # plain floats, no NaN
+
+
+def test_forecast_tests_still_report_dm_and_pesaran_timmermann():
+    y, good, _, _ = _noisy(7)
+    t = M.forecast_tests(y, good, np.zeros_like(y))
+    assert t["diebold_mariano_pvalue"] < 1e-6 and t["pesaran_timmermann_pvalue"] < 1e-6
+    flat = M.forecast_tests(y, np.ones_like(y), np.zeros_like(y))  # always "up": no sign test possible
+    assert flat["pesaran_timmermann_stat"] is None
+
+
+def test_newey_west_ic_tests_are_calibrated_on_signals_without_information():
+    tstats, diffs = [], []
+    for seed in range(60):
+        score, ret = _panel(100 + seed, t=200, n=10, signal=0.0)
+        other = _panel(500 + seed, t=200, n=10)[0]
+        ic, ic2 = M.daily_rank_ic(score, ret), M.daily_rank_ic(other, ret)
+        tstats.append(M.rank_ic_summary(ic)["tstat"])
+        diffs.append(S.rank_ic_difference(ic, ic2)["p_value"])
+    t = np.array(tstats)
+    assert abs(t.mean()) < 0.35 and 0.7 < t.std() < 1.3
+    assert np.mean(np.abs(t) > 1.96) <= 0.12 and np.mean(np.array(diffs) < 0.05) <= 0.12

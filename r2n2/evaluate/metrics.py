@@ -7,6 +7,7 @@ benchmark error) give None for the ratio that is undefined, never a ZeroDivision
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -152,12 +153,13 @@ def daily_rank_ic(scores: pd.DataFrame, returns: pd.DataFrame, *, min_entities: 
 
     s, r = scores.align(returns, join="inner")
     if s.empty:
-        raise DataError("daily_rank_ic: the score and return matrices share no dates and entities; "
-                        f"scores have columns {list(scores.columns)[:5]!s:.80}, returns {list(returns.columns)[:5]!s:.80}.")
+        raise DataError("daily_rank_ic: the score and return matrices share no dates and entities; scores have "
+                        f"columns {list(scores.columns)[:5]!s:.80}, returns {list(returns.columns)[:5]!s:.80}.")
     sv, rv = s.to_numpy(float), r.to_numpy(float)
     bad = ~(np.isfinite(sv) & np.isfinite(rv))
     sv, rv = np.where(bad, np.nan, sv), np.where(bad, np.nan, rv)  # a date's pairs must be complete
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of an all-NaN date: that date's IC is NaN
         rs = rankdata(sv, axis=1, nan_policy="omit")  # (T, N) ranks among that date's usable entities
         rr = rankdata(rv, axis=1, nan_policy="omit")
         rs = rs - np.nanmean(rs, axis=1, keepdims=True)
@@ -180,5 +182,6 @@ def rank_ic_summary(ic: pd.Series, *, horizon: int = 1, lags: int | None = None)
         return {"mean": None, "tstat": None, "p_value": None, "hit_rate": None, "n": 0}
     h = hac_mean(x, horizon=horizon, lags=lags)
     t = h["tstat"]
-    return {"mean": _clean(h["mean"]), "tstat": _clean(t), "p_value": None if t is None else _clean(2 * norm.sf(abs(t))),
+    p = None if t is None else _clean(2 * norm.sf(abs(t)))
+    return {"mean": _clean(h["mean"]), "tstat": _clean(t), "p_value": p,
             "hit_rate": float(np.mean(x > 0)), "n": int(len(x))}

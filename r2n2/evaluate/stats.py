@@ -50,7 +50,8 @@ def _vectors(*arrays, names: Sequence[str], min_n: int = 2) -> list[np.ndarray]:
     if n < min_n:
         raise DataError(f"paired comparison needs at least {min_n} observations, got {n}.")
     if not all(np.isfinite(x).all() for x in out):
-        raise DataError(f"paired comparison inputs ({', '.join(names)[:80]}) contain NaN or inf; drop those rows first.")
+        raise DataError(f"paired comparison inputs ({', '.join(names)[:80]}) contain NaN or inf; "
+                        "drop those rows first.")
     return out
 
 
@@ -101,7 +102,9 @@ def diebold_mariano(y, pred_a, pred_b, *, a: str = "a", b: str = "b", horizon: i
     y, fa, fb = _vectors(y, pred_a, pred_b, names=("y", a, b), min_n=3)
     n = len(y)
     lags = _default_lags(n, horizon) if lags is None else int(lags)
-    loss = {"mse": lambda e: e ** 2, "mae": np.abs}[criterion]
+    if criterion not in ("mse", "mae"):
+        raise DataError(f"diebold_mariano: criterion must be 'mse' or 'mae', got {criterion!r:.80}.")
+    loss = {"mse": np.square, "mae": np.abs}[criterion]
     d = loss(y - fa) - loss(y - fb)
     h = hac_mean(d, lags=lags)
     metric = f"{criterion}_loss_differential"
@@ -109,7 +112,7 @@ def diebold_mariano(y, pred_a, pred_b, *, a: str = "a", b: str = "b", horizon: i
         return _comparison(a, b, metric, h["mean"], h["mean"], h["mean"], _degenerate_p(h["mean"]),
                            "diebold_mariano")
     res = diebold_mariano_test(y, fa, fb, criterion=criterion, harvey_adj=True, horizon=horizon, lags=lags)
-    se = h["se"] / float(res.harvey_adj_factor)  # the Harvey factor rescales the statistic, i.e. divides the standard error
+    se = h["se"] / float(res.harvey_adj_factor)  # Harvey's factor scales the statistic: divide the se by it
     q = st.t.ppf(0.5 + level / 2, df=n - 1)
     lo, hi = _interval(h["mean"], se, q)
     return _comparison(a, b, metric, h["mean"], lo, hi, res.pvalue, "diebold_mariano")

@@ -40,7 +40,8 @@ def _simple(returns: np.ndarray, log_returns: bool) -> np.ndarray:
     return np.expm1(returns) if log_returns else returns
 
 
-def net_returns(positions, returns, *, cost_bps: float = 0.0, log_returns: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def net_returns(positions, returns, *, cost_bps: float = 0.0,
+                log_returns: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Daily simple returns of holding ``positions[t]`` units of the asset over ``returns[t]``, minus
     ``cost_bps`` per unit turnover, and the daily turnover ``|positions[t] - positions[t-1]|``."""
     pos = np.asarray(positions, dtype=float).reshape(-1)
@@ -68,7 +69,8 @@ def performance(returns, *, turnover=None, active=None, periods_per_year: int = 
     sd = r.std(ddof=1) if len(r) > 1 else 0.0
     out = {
         "annual_return": _num(empyrical.annual_return(r, annualization=periods_per_year)),
-        "annual_volatility": _num(empyrical.annual_volatility(r, annualization=periods_per_year)) if len(r) > 1 else None,
+        "annual_volatility": (_num(empyrical.annual_volatility(r, annualization=periods_per_year))
+                              if len(r) > 1 else None),
         # empyrical divides by a zero standard deviation (a flat strategy): undefined, so None
         "sharpe": _num(empyrical.sharpe_ratio(r, annualization=periods_per_year)) if sd > 0 else None,
         "max_drawdown": _num(empyrical.max_drawdown(r)),

@@ -1,47 +1,82 @@
-"""Monitoring flow: score the champion on the newest data, publish drift as an artifact, and trigger the
-retrain deployment (or flow) when thresholds from params are exceeded."""
+"""Monitoring flow: check each case's deployed model on data after its cut-off (thresholds calibrated on its
+training history), publish the signals as artifacts, and retrain only the case that alarmed."""
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
 
 from r2n2.config import load_params
+from r2n2.paths import CasePaths
+
+from .naming import fmt4, run_name
 
 
-@flow(name="monitor", persist_result=False)
-def monitor_flow(case: str = "all", params_path: str = "params.yaml", trigger_retrain: bool = True) -> dict:
-    """Monitor one case, or every case of params.serve.cases with case='all'."""
-    params = load_params(params_path)
-    if case == "all":
-        return {c: monitor_one(c, params, trigger_retrain) for c in params.serve.cases}
-    return monitor_one(case, params, trigger_retrain)
+@task(cache_policy=NONE, task_run_name="monitor-{case}")
+def monitor_task(case: str, params_path: str, overrides: list[str] | None) -> dict:
+    from r2n2.ops.monitoring import monitor_case
 
-
-def monitor_one(case: str, params, trigger_retrain: bool) -> dict:
-    from r2n2.monitor import monitor_case
-
-    result = monitor_case(case, params.case(case))
-    rows = [{"signal": k, "value": v} for k, v in result.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    rows += [{"signal": f"psi {f}", "value": v} for f, v in result.get("feature_psi", {}).items()]
-    create_table_artifact(rows, key=f"{case}-monitor", description=f"{case}: champion on the newest data")
-    verdict = ("drift: " + "; ".join(result["reasons"])) if result["drift"] else "no drift above thresholds"
-    create_markdown_artifact(f"# Monitor {case}\n\nScored: {result['scored']}.\n\n**{verdict}**\n",
-                             key=f"{case}-monitor-verdict")
     log = get_run_logger()
-    log.info(verdict)
-    if result["drift"] and trigger_retrain:
+    result = monitor_case(case, load_params(params_path, overrides).case(case), log=log.info)
+    rows = [{"signal": name, "test": s.get("test"), "statistic": s.get("statistic"), "threshold": s.get("threshold"),
+             "calibrated p": s.get("p_value"), "n": s.get("n"), "alarm": s.get("alarm")}
+            for name, s in result["signals"].items()]
+    w = result["window"]
+    create_table_artifact(fmt4(rows), key=f"{case}-monitor",
+                          description=f"{case}: {result['scored']} on {w['n']} post-cut-off rows {w['start']} .. "
+                                      f"{w['end']} (cut-off {result['cutoff']}); family false-alarm rate "
+                                      f"{result['family_rate']}")
+    create_markdown_artifact(f"# Monitor {case}\n\nScored: {result['scored']}, on rows after its cut-off "
+                             f"{result['cutoff']}.\n\n**{result['verdict']}**\n", key=f"{case}-monitor-verdict")
+    log.info(result["verdict"])
+    return result
+
+
+@flow(name="monitor", flow_run_name=lambda: run_name("monitor", _case()), persist_result=False)
+def monitor_flow(case: str = "all", params_path: str = "params.yaml", overrides: list[str] | None = None,
+                 trigger_retrain: bool = True) -> dict:
+    """Monitor one case, or every case of params.serve.cases that has a trained model (case='all')."""
+    params = load_params(params_path, overrides)
+    log = get_run_logger()
+    cases = params.serve.cases if case == "all" else [case]
+    results = {}
+    for c in cases:
+        if not (CasePaths(c).model_dir / "model.pt").is_file():
+            log.info(f"{c}: no trained model yet; skipped")
+            continue
+        results[c] = monitor_task(c, params_path, overrides)
+    alarmed = [c for c, r in results.items() if r["alarm"] and params.case(c).monitor.retrain_on_alarm]
+    if alarmed and trigger_retrain:
         from prefect.runtime import deployment
 
         if deployment.id:  # running as the served deployment: hand retraining to the retrain deployment
             from prefect.deployments import run_deployment
 
-            run_deployment("retrain/r2n2-retrain", parameters={"cases": [case]}, timeout=0)
-            log.info("triggered the retrain deployment")
+            run_deployment("retrain/r2n2-retrain", parameters={"cases": alarmed}, timeout=0)
+            log.info(f"triggered the retrain deployment for {', '.join(alarmed)}")
         else:
-            from .retrain import retrain_flow
+            from .retrain import hold_lock, retrain_flow
 
-            retrain_flow(cases=[case])
-        result["retrain_triggered"] = True
-    return result
+            with hold_lock():
+                retrain_flow(alarmed, params_path, overrides)
+        for c in alarmed:
+            results[c]["retrain_triggered"] = True
+    return results
+
+
+def _case() -> str:
+    from prefect.runtime import flow_run
+
+    return str((flow_run.parameters or {}).get("case", "all"))
+
+
+def run_monitor(case: str, params_path: str, overrides: list[str] | None, *, trigger_retrain: bool) -> dict:
+    from .failures import run_flow_cli
+
+    return run_flow_cli(monitor_flow, case, params_path, overrides, trigger_retrain)
+
+
+__all__ = ["monitor_flow", "run_monitor", "Path"]

@@ -20,13 +20,22 @@ def build_deployments(params: Params, params_path: str = "params.yaml") -> list:
     s = params.serve
     retrain = retrain_flow.to_deployment(
         name=RETRAIN_DEPLOYMENT, schedules=[Cron(s.retrain_cron, timezone=s.timezone)],
-        parameters={"cases": list(s.cases)}, tags=["r2n2", "retrain"],
-        description="ingest newest data -> dvc repro -> champion/challenger -> dvc push")
+        parameters={"cases": [c for c in s.cases if _has_data(c)] or list(s.cases), "params_path": params_path},
+        tags=["r2n2", "retrain"],
+        description="ingest newest data -> dvc repro of each case's stages -> champion/challenger on fresh data "
+                    "-> dvc push")
     monitor = monitor_flow.to_deployment(
         name=MONITOR_DEPLOYMENT, schedules=[Cron(s.monitor_cron, timezone=s.timezone)],
         parameters={"case": "all", "params_path": params_path}, tags=["r2n2", "monitor"],
         description="score the champion on the newest data; trigger retrain on drift")
     return [retrain, monitor]
+
+
+def _has_data(case: str) -> bool:
+    """Deployments cover only the cases whose data exists in this workspace."""
+    from r2n2.paths import CasePaths
+
+    return (CasePaths(case).windows / "meta.json").is_file()
 
 
 def serve(params: Params, params_path: str = "params.yaml") -> None:

@@ -29,7 +29,8 @@ from ..paths import CasePaths
 from ..train import predict_batches
 from .drift import fit_monitor
 
-__all__ = ["deployed_model", "monitor_case", "series_frame", "check_frame", "monitor_series", "monitor_texts",
+__all__ = ["deployed_model", "monitor_case", "series_frame", "check_frame", "fit_frame_monitor", "check_window",
+           "periods", "monitor_series", "monitor_texts",
            "monitor_panel"]
 
 
@@ -67,37 +68,58 @@ def series_frame(model, mmeta, rows: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def check_frame(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: str = "date",
-                kinds: dict | None = None, n_classes: dict | None = None, bench: bool = True,
-                loss_col: str = "loss", seed: int = 0, val_inputs: tuple[str, ...] = ()) -> dict:
-    """Fit the calibrated monitor on the frame's pre-cut-off rows; check its newest post-cut-off window."""
+def periods(frame: pd.DataFrame, mmeta, time: str = "date"):
+    """(training rows, validation rows, post-cut-off rows) of a frame, by the model's own cut dates."""
     conv = _ts if mmeta.time == "date" else int
     t = frame[time]
-    train = frame[t < conv(mmeta.cuts["val_start"])]
-    val = frame[(t >= conv(mmeta.cuts["val_start"])) & (t < conv(mmeta.cuts["test_start"]))]
-    post = frame[t >= conv(mmeta.cuts["test_start"])].tail(mcfg.window)
-    # inputs: the training period; signals that the training period defines (e.g. words unseen in it) and the
-    # model's own outputs: the validation period, out of sample like the post-cut-off window
+    val_start, test_start = conv(mmeta.cuts["val_start"]), conv(mmeta.cuts["test_start"])
+    return frame[t < val_start], frame[(t >= val_start) & (t < test_start)], frame[t >= test_start]
+
+
+def fit_frame_monitor(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: str = "date",
+                      kinds: dict | None = None, n_classes: dict | None = None, bench: bool = True,
+                      seed: int = 0, val_inputs: tuple[str, ...] = (), n_null: int = 300):
+    """The calibrated monitor of a model, from its own pre-cut-off rows: inputs from the training period;
+    signals the training period defines (e.g. words unseen in it) and the model's own outputs and errors from
+    the validation period, out of sample like the post-cut-off window. Returns (monitor, window size)."""
+    train, val, _ = periods(frame, mmeta, time)
     refs = {f: (val if f in val_inputs else train)[f].to_numpy() for f in inputs}
     refs["prediction"] = val["pred"].to_numpy()
     window = min(mcfg.window, max(mcfg.min_samples, len(val) // 4))
-    mon = fit_monitor(refs, window=window, kinds=kinds, n_classes=n_classes, loss=val[loss_col].to_numpy(),
+    mon = fit_monitor(refs, window=window, kinds=kinds, n_classes=n_classes, loss=val["loss"].to_numpy(),
                       benchmark_loss=val["bench_loss"].to_numpy() if bench else None,
-                      family_rate=mcfg.family_rate, min_samples=mcfg.min_samples, seed=seed)
-    post = post.tail(window)
+                      family_rate=mcfg.family_rate, min_samples=mcfg.min_samples, seed=seed, n_null=n_null)
+    return mon, window
+
+
+def check_window(mon, post: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: str = "date",
+                 bench: bool = True) -> dict:
+    """Check the newest post-cut-off rows with a fitted monitor; a JSON-ready result with a one-line verdict."""
     result = mon.check({**{f: post[f].to_numpy() for f in inputs}, "prediction": post["pred"].to_numpy()},
-                       loss=post[loss_col].to_numpy(), benchmark_loss=post["bench_loss"].to_numpy() if bench else None)
-    span = {"start": str(post[time].min())[:10] if len(post) else None,
-            "end": str(post[time].max())[:10] if len(post) else None, "n": int(len(post))}
-    if mmeta.time != "date" and len(post):
+                       loss=post["loss"].to_numpy(), benchmark_loss=post["bench_loss"].to_numpy() if bench else None)
+    if len(post) == 0:
+        span = {"start": None, "end": None, "n": 0}
+    elif mmeta.time == "date":
+        span = {"start": str(post[time].min())[:10], "end": str(post[time].max())[:10], "n": int(len(post))}
+    else:
         span = {"start": int(post[time].min()), "end": int(post[time].max()), "n": int(len(post))}
     return {"alarm": result["alarm"], "reasons": result["reasons"], "family_rate": result["family_rate"],
             "per_signal_quantile": result["quantile"], "window": span, "cutoff": mmeta.cuts["test_start"],
-            "signals": {k: {kk: vv for kk, vv in v.items()} for k, v in result["signals"].items()},
+            "signals": result["signals"],
             "verdict": ("ALARM: " + "; ".join(result["reasons"])) if result["alarm"] else
                        (f"no drift ({len(post)} post-cut-off rows checked)" if len(post) >= mcfg.min_samples else
                         f"no verdict: {len(post)} rows after the cut-off {mmeta.cuts['test_start']}, fewer than "
                         f"monitor.min_samples {mcfg.min_samples}")}
+
+
+def check_frame(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: str = "date",
+                kinds: dict | None = None, n_classes: dict | None = None, bench: bool = True,
+                seed: int = 0, val_inputs: tuple[str, ...] = ()) -> dict:
+    """Fit the calibrated monitor on the frame's pre-cut-off rows; check its newest post-cut-off window."""
+    mon, window = fit_frame_monitor(frame, mmeta, mcfg, inputs=inputs, time=time, kinds=kinds, n_classes=n_classes,
+                                    bench=bench, seed=seed, val_inputs=val_inputs)
+    post = periods(frame, mmeta, time)[2].tail(window)
+    return check_window(mon, post, mmeta, mcfg, inputs=inputs, time=time, bench=bench)
 
 
 def monitor_series(mcfg, data, model, mmeta, log) -> dict:

@@ -185,9 +185,9 @@ class PriceSuite(Suite):
                           "[{entity}] dates not increasing at {date} (after {prev_date})"),
                     Check(_between("_days_since_prev", hi=p.max_gap_days),
                           f"at most {p.max_gap_days} days between consecutive dates of an entity",
-                          "[{entity}] {value:g}-day gap from {prev_date} to {date}"),
+                          "[{entity}] {value:.0f}-day gap from {prev_date} to {date}"),
                     Check(_between("_entity_rows", p.min_rows), f"at least {p.min_rows} rows per entity",
-                          "[{entity}] has only {value:g} rows", "entities")]
+                          "[{entity}] has only {value:.0f} rows", "entities")]
         if "_log_return" in columns:
             out += [Check(_between("_zero_return_share", hi=1, strict_hi=True), "returns not all zero",
                           "[{entity}] close never changes (all returns zero)", "entities"),
@@ -236,9 +236,9 @@ class TextSuite(Suite):
                          "only {observed} rows"))
         if "_text_length" in columns:
             out += [Check(_between("_text_length", p.min_text_length), f"texts of at least {p.min_text_length} "
-                          "characters", "text at row {row} has {value:g} characters"),
+                          "characters", "text at row {row} has {value:.0f} characters"),
                     Check(_between("_text_length", hi=p.max_text_length), f"texts of at most {p.max_text_length} "
-                          "characters", "text at row {row} has {value:g} characters"),
+                          "characters", "text at row {row} has {value:.0f} characters"),
                     Check(E.ExpectColumnProportionOfUniqueValuesToBeBetween(column="text",
                                                                            min_value=1 - p.max_duplicate_share),
                           f"at most {p.max_duplicate_share:.0%} duplicated texts",

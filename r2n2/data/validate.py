@@ -162,7 +162,9 @@ class PriceSuite(Suite):
             zero = pd.Series(np.where(np.isnan(prev), np.nan, (close == prev).astype(float)))
             share = zero.groupby(df["entity"], sort=False).transform("mean").to_numpy()
             out |= {"_log_return": log_ret, "_zero_return_share": np.where(first, share, np.nan)}
-        return df.assign(**out)  # copy-on-write: the raw columns are shared, not copied
+        # GX filters the whole frame once per metric: integer category codes are far cheaper to take than
+        # strings (~15% of the run at 2.5M rows). Copy-on-write: the other raw columns are shared, not copied.
+        return df.assign(**out, entity=df["entity"].astype("category"))
 
     def checks(self, columns: Sequence[str]) -> list[Check]:
         E, p = _gx().expectations, self.params
@@ -343,7 +345,8 @@ def run_suite(df: pd.DataFrame, suite: Suite, *, name: str, docs_dir: str | Path
         name=f"{name}_checkpoint", validation_definitions=[vd], actions=actions,
         # Row positions only: naming index columns here makes GX build the full unexpected-row list
         # (78 s for 500k failing rows); the positions are looked up in the prepared frame instead.
-        result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES}))
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES,
+                       "return_unexpected_index_query": False}))
     run = checkpoint.run(batch_parameters={"dataframe": prepared})
 
     rows: list[dict | None] = [None] * len(checks)

@@ -16,13 +16,11 @@ On failure ``ValidationFailed`` carries the summary and the previous validated o
 from __future__ import annotations
 
 import dataclasses
-import collections
-import html
 import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 

@@ -390,7 +390,9 @@ def _result_row(r, check: Check, df: pd.DataFrame, suite: Suite) -> dict:
         examples.append(_say(check.example, values))
     if not success and not examples and not raised:  # a table-level check: its observed value in words
         examples.append(_say(check.example, {"observed": _plain(res.get("observed_value")), "p": suite.params}))
-    return {"expectation": cfg.type, "kwargs": kwargs, "says": check.says, "success": success,
+    columns = [str(cfg.kwargs[k]) for k in ("column", "column_A", "column_B") if k in cfg.kwargs]
+    return {"expectation": cfg.type, "column": "/".join(columns) or None, "kwargs": kwargs, "says": check.says,
+            "success": success,
             "unexpected_count": res.get("unexpected_count"),
             "unexpected_percent": _plain(res.get("unexpected_percent")),
             "observed_value": _plain(res.get("observed_value")), "unit": check.unit, "examples": examples,

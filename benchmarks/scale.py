@@ -1,9 +1,16 @@
-"""Scale-out on this machine, measured side by side in one run on the built-in stocks data:
+"""Scale on this machine, two benchmarks:
 
+``panel`` (issue 14): synthetic long-form price panels (fixed seed, business days, OHLCV) of 20, 200 and 500
+entities go through ingest, validate and window, each stage in its own subprocess; it prints seconds, peak
+resident memory and rows/s per stage and size, and fits each stage's cost growth exponent (slope of log time
+against log rows; 1 is linear). Target: 500 x 5,000 rows through the three stages in <= 60 s, < 4 GB each.
+
+``workers``, measured side by side on the built-in stocks data:
 - Optuna trials per hour of the stocks study with 1 vs 2 concurrent workers (Prefect thread pool);
 - DDP training throughput (training windows per second) with 1 vs 2 CPU processes (torchrun, gloo).
 
-    python benchmarks/scale.py [--trials 4] [--epochs 2]
+    python benchmarks/scale.py panel [--sizes 20 200 500] [--days 5000] [--repeat 2]
+    python benchmarks/scale.py [workers] [--trials 4] [--epochs 2]
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -28,11 +36,88 @@ def sh(cmd, cwd, env):
     return proc
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=4)
-    ap.add_argument("--epochs", type=int, default=2)
-    args = ap.parse_args()
+PANEL_STAGES = ("ingest", "validate", "window")
+
+
+def make_panel(entities: int, days: int, path: Path, *, seed: int = 0) -> int:
+    """Write a synthetic long-form OHLCV panel (random walks, consistent OHLC) to Parquet; return its rows."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range("2000-01-03", periods=days)
+    close = 50 * np.exp(np.cumsum(rng.normal(0.0002, 0.015, (entities, days)), axis=1))  # (E, T)
+    spread = np.abs(rng.normal(0, 0.005, (2, entities, days)))
+    open_ = close * np.exp(rng.normal(0, 0.005, (entities, days)))
+    high = np.maximum(open_, close) * (1 + spread[0])
+    low = np.minimum(open_, close) * (1 - spread[1])
+    df = pd.DataFrame({"date": np.tile(dates.to_numpy(), entities),
+                       "entity": np.repeat([f"S{i:03d}" for i in range(entities)], days),
+                       "open": open_.ravel(), "high": high.ravel(), "low": low.ravel(), "close": close.ravel(),
+                       "volume": rng.integers(10_000, 5_000_000, entities * days).astype(float)})
+    df.to_parquet(path, index=False)
+    return len(df)
+
+
+def run_stage(stage: str, folder: Path) -> None:
+    """Child process: run one stage on ``folder``'s panel and print its seconds and peak RSS as JSON."""
+    from r2n2.config import CaseConfig, DataConfig
+
+    cfg = CaseConfig(data=DataConfig(source=str(folder / "panel.parquet")))
+    t0 = time.perf_counter()
+    if stage == "ingest":
+        from r2n2.data.sources import ingest
+
+        ingest("stocks", cfg, folder / "raw.parquet")
+    elif stage == "validate":  # includes the lazy Great Expectations import (~3 s)
+        from r2n2.data.validate import PriceChecks, price_suite, validate
+
+        validate("panel", price_suite(PriceChecks()), folder / "raw.parquet", folder / "validated.parquet",
+                 folder / "reports")
+    else:
+        from r2n2.data.window import window
+
+        window("stocks", cfg, folder / "validated.parquet", folder / "windows")
+    seconds = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    print(json.dumps({"seconds": seconds, "peak_bytes": peak}))
+
+
+def panel(sizes: list[int], days: int, repeat: int) -> None:
+    import numpy as np
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GX_ANALYTICS_ENABLED": "false"}
+    table = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for entities in sizes:
+            folder = Path(tmp) / str(entities)
+            folder.mkdir()
+            rows = make_panel(entities, days, folder / "panel.parquet")
+            for stage in PANEL_STAGES:
+                runs = []
+                for _ in range(repeat):  # the fastest of a few runs: the machine is shared, noise only adds time
+                    proc = sh([sys.executable, __file__, "_stage", stage, str(folder)], ROOT, env)
+                    runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                seconds, peak = min(m["seconds"] for m in runs), max(m["peak_bytes"] for m in runs)
+                table.append((entities, rows, stage, seconds, peak))
+                print(f"{entities:>4d} entities {stage:<9s} {seconds:7.1f} s", file=sys.stderr, flush=True)
+    print(f"{'entities':>8s} {'rows':>10s} {'stage':<9s} {'seconds':>8s} {'peak MB':>8s} {'rows/s':>12s}")
+    for entities, rows, stage, seconds, peak in table:
+        print(f"{entities:8d} {rows:10,d} {stage:<9s} {seconds:8.1f} {peak / 2**20:8.0f} {rows / seconds:12,.0f}")
+    print("\ncost growth exponent (slope of log seconds vs log rows; 1 = linear):")
+    for stage in PANEL_STAGES:
+        pts = [(rows, seconds) for _, rows, s, seconds, _ in table if s == stage]
+        if len(pts) > 1:
+            slope = np.polyfit(np.log([r for r, _ in pts]), np.log([t for _, t in pts]), 1)[0]
+            print(f"  {stage:<9s} {slope:5.2f}")
+    big = max(sizes)
+    total = sum(t for e, _, _, t, _ in table if e == big)
+    peak = max(p for e, _, _, _, p in table if e == big)
+    print(f"\n{big} entities x {days} days: ingest + validate + window = {total:.1f} s (target <= 60 s), peak "
+          f"{peak / 2**30:.2f} GB (target < 4 GB); machine: {os.cpu_count()} CPU cores.")
+
+
+def scale_out(args) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
            "GX_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
@@ -78,6 +163,23 @@ def main() -> None:
         print(f"{name:36s} {rate:>18s} {secs:8.1f}")
     print(f"\nmachine: {os.cpu_count()} CPU cores; the wall time of the Optuna rows includes Prefect's temporary "
           "server start, the DDP rows' throughput counts training epochs only.")
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "_stage":  # internal: one stage in a fresh process
+        return run_stage(sys.argv[2], Path(sys.argv[3]))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", nargs="?", choices=("workers", "panel"), default="workers")
+    ap.add_argument("--trials", type=int, default=4, help="workers: Optuna trials per study")
+    ap.add_argument("--epochs", type=int, default=2, help="workers: epochs per trial / DDP run")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[20, 200, 500], help="panel: entities per size")
+    ap.add_argument("--days", type=int, default=5000, help="panel: business days per entity")
+    ap.add_argument("--repeat", type=int, default=2, help="panel: runs per stage and size (the fastest counts)")
+    args = ap.parse_args()
+    if args.what == "panel":
+        panel(args.sizes, args.days, args.repeat)
+    else:
+        scale_out(args)
 
 
 if __name__ == "__main__":

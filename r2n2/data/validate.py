@@ -33,7 +33,7 @@ from ..io import write_json_atomic as write_json_sorted
 from .sources import LABELS, read_parquet
 
 __all__ = ["PriceChecks", "TextChecks", "Check", "Suite", "PriceSuite", "TextSuite", "price_suite", "text_suite",
-           "run_suite", "validate", "render_html", "write_json_atomic"]
+           "run_suite", "validate", "render_html"]
 
 CUT = 80          # quoted values longer than this are cut (a 5 MB text must never be echoed)
 EXAMPLES = 10     # failing rows kept per expectation in validation.json / .html
@@ -427,12 +427,6 @@ def validate(name: str, suite: Suite, raw_path: str | Path, out_path: str | Path
     with atomic_path(out_path) as tmp:
         shutil.copyfile(raw_path, tmp)
     return summary
-
-
-def write_json_atomic(obj: Any, path: str | Path) -> Path:
-    """Deprecated: kept (unchanged: key order as given) only until window, stages, monitor, report and champion
-    import ``r2n2.io.write_json_atomic`` instead of this one."""
-    return write_text_atomic(json.dumps(obj, indent=2, default=str) + "\n", path)
 
 
 # ---------------------------------------------------------------------------------------------- report

@@ -12,8 +12,9 @@ terminal and to the run's logs in the UI. Two mechanisms, both switched on by `e
   records whose exception is an R2N2Error. The task run's message is Prefect's "Task run encountered an
   exception DataError: <paragraph>".
 
-Anything else (a bug) raises as before and keeps its traceback. `hold_retrain_lock` imports nothing slow, so the
-CLI can take it before Prefect is even imported.
+Anything else (a bug) raises as before and keeps its traceback. `hold_retrain_lock` needs only filelock, so the
+CLI can take it before Prefect is even imported (`import r2n2.errors` still imports torch through
+r2n2/__init__.py until that package import is made lazy).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import functools
 import inspect
 import logging
 import os
+import types
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -60,16 +62,50 @@ def hide_expected_tracebacks() -> None:
             logger.addFilter(_DropExpectedTraceback())
 
 
-def _as_failed_state(wrapper: Callable[..., Any], exc: R2N2Error):
-    """Failed(paragraph) when `wrapper` is the function of the current flow run; None otherwise (re-raise)."""
-    from prefect.context import FlowRunContext, TaskRunContext
+def _as_failed_state(fn: Callable[..., Any], exc: R2N2Error):
+    """Failed(paragraph) when `fn` is the function of the current flow run; None otherwise (re-raise)."""
+    from prefect.context import FlowRunContext
     from prefect.states import Failed
 
+    # The innermost flow run is this function's own (also for a subflow) or not: a task, or a plain call.
     flow_ctx = FlowRunContext.get()
-    if TaskRunContext.get() is not None or flow_ctx is None or flow_ctx.flow.fn is not wrapper:
-        return None  # a task, or a plain call: raise as usual
+    if flow_ctx is None or getattr(flow_ctx.flow.fn, "__wrapped__", None) is not fn:
+        return None  # raise as usual
     # data=exc: Prefect raises it again where the run's result is read (the calling flow, or the CLI).
     return Failed(message=str(exc), data=exc)
+
+
+def _sync_wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # Everything the wrapper uses is a closure variable: it runs with `fn`'s module globals (see below).
+    error, failed_state, hide = R2N2Error, _as_failed_state, hide_expected_tracebacks
+
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except error as exc:
+            hide()  # again: logging may have been reconfigured since import
+            state = failed_state(fn, exc)
+            if state is None:
+                raise
+            return state
+
+    return wrapper
+
+
+def _async_wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
+    error, failed_state, hide = R2N2Error, _as_failed_state, hide_expected_tracebacks
+
+    async def wrapper(*args, **kwargs):
+        try:
+            return await fn(*args, **kwargs)
+        except error as exc:
+            hide()
+            state = failed_state(fn, exc)
+            if state is None:
+                raise
+            return state
+
+    return wrapper
 
 
 def expected_failures(fn: F) -> F:
@@ -80,32 +116,11 @@ def expected_failures(fn: F) -> F:
     exceptions propagate unchanged, tracebacks included.
     """
     hide_expected_tracebacks()
-    if inspect.iscoroutinefunction(fn):
-        @functools.wraps(fn)
-        async def async_wrapper(*args, **kwargs):
-            try:
-                return await fn(*args, **kwargs)
-            except R2N2Error as exc:
-                hide_expected_tracebacks()  # again: logging may have been reconfigured since import
-                state = _as_failed_state(async_wrapper, exc)
-                if state is None:
-                    raise
-                return state
-
-        return async_wrapper  # type: ignore[return-value]
-
-    @functools.wraps(fn)  # keeps the signature Prefect reads parameters from
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except R2N2Error as exc:
-            hide_expected_tracebacks()  # again: logging may have been reconfigured since import
-            state = _as_failed_state(wrapper, exc)
-            if state is None:
-                raise
-            return state
-
-    return wrapper  # type: ignore[return-value]
+    inner = (_async_wrapper if inspect.iscoroutinefunction(fn) else _sync_wrapper)(fn)
+    # Prefect validates parameters against string annotations (`from __future__ import annotations`) in the
+    # globals of the function it is given, so the wrapper must carry `fn`'s module globals, not this module's.
+    wrapper = types.FunctionType(inner.__code__, fn.__globals__, fn.__name__, inner.__defaults__, inner.__closure__)
+    return functools.wraps(fn)(wrapper)  # type: ignore[return-value]  # the signature Prefect reads
 
 
 def run_flow_cli(flow_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

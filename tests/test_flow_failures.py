@@ -1,7 +1,10 @@
 """Expected failures end Prefect runs Failed with their paragraph and no traceback (terminal and UI logs), bugs
 keep theirs; the retrain lock refuses a second retrain at once, before Prefect is imported."""
 
+from __future__ import annotations  # string annotations, as in flows/: Prefect must still resolve them
+
 import asyncio
+import dataclasses
 import logging
 import os
 import subprocess
@@ -73,6 +76,17 @@ async def async_flow() -> None:
     raise DataError(PARAGRAPH)
 
 
+@dataclasses.dataclass
+class Settings:  # a parameter type only this module's globals know
+    classes: int = 1
+
+
+@flow(name="demo-settings", persist_result=False)
+@expected_failures
+def settings_flow(settings: Settings) -> int:
+    return check_labels(settings.classes)
+
+
 def run_logs(flow_run_id) -> str:
     """Every log line the server stored for a flow run and its task runs (what the UI shows), tracebacks included."""
     from prefect.client.orchestration import get_client
@@ -100,6 +114,12 @@ def test_run_flow_cli_raises_the_error_itself(prefect_server):
         run_flow_cli(labels_flow, 1)
     assert str(info.value) == PARAGRAPH
     assert run_flow_cli(labels_flow, 3) == 4  # a success returns the flow's value
+
+
+def test_parameters_with_string_annotations_from_the_flows_module(prefect_server):
+    assert run_flow_cli(settings_flow, Settings(3)) == 3
+    with pytest.raises(DataError):
+        run_flow_cli(settings_flow, Settings(1))
 
 
 def test_validation_failed_keeps_its_result(prefect_server):

@@ -115,18 +115,21 @@ def run_ui(port: int = 4200, *, files_port: int = 4201, reports_dir: str | os.Pa
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     env = {**os.environ, "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(port)}
-    # Own session: Ctrl-C reaches only us (we stop the server once, in order), and killpg reaches all of it.
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", HOST,
-                             "--port", str(port)], env=env, start_new_session=True)
     files_url = f"http://{HOST}:{files_port}"
-    print(f"Prefect UI on http://{HOST}:{port}, report files on {files_url} (Ctrl-C stops both). In other "
-          f"shells: export PREFECT_API_URL=http://{HOST}:{port}/api"
-          + ("" if files_port == 4201 else f" R2N2_FILES_URL={files_url}"), file=sys.stderr, flush=True)
+    proc = None
     try:
+        # Own session: Ctrl-C reaches only us (we stop the server once, in order), and killpg reaches all of it.
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", HOST,
+                                 "--port", str(port)], env=env, start_new_session=True)
+        print(f"Prefect UI on http://{HOST}:{port}, report files on {files_url} (Ctrl-C stops both). In other "
+              f"shells: export PREFECT_API_URL=http://{HOST}:{port}/api"
+              + ("" if files_url == DEFAULT_FILES_URL else f" R2N2_FILES_URL={files_url}"), file=sys.stderr,
+              flush=True)
         while not stop.is_set() and proc.poll() is None:
             stop.wait(0.5)
     finally:
-        _stop_group(proc)
+        if proc is not None:
+            _stop_group(proc)
         httpd.shutdown()
         httpd.server_close()
         for sig, handler in previous.items():

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from flows.naming import case_run_name, fmt4, run_name
-from flows.ui import plot_url, serve_files
+from flows.ui import plot_url, run_ui, serve_files
 from r2n2.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +105,17 @@ def test_file_server_serves_reports_on_localhost_only(tmp_path):
         httpd.shutdown()
         httpd.server_close()
     assert _closed(port)
+
+
+def test_ui_refuses_a_busy_port_before_starting_anything(tmp_path):
+    files_port = _free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"Cannot start the Prefect server on 127.0.0.1:{port} "):
+            run_ui(port, files_port=files_port, reports_dir=tmp_path)
+    assert _closed(files_port)  # the file server was never started
 
 
 # -- r2n2 ui: two real servers, one stopped by SIGTERM, one by Ctrl-C ------------------------------------------

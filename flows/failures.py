@@ -142,14 +142,18 @@ def run_flow_cli(flow_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 def hold_retrain_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Hold the workspace's retrain lock for the block, or raise RetrainBusy at once if another process holds it.
 
-    Enter it before importing Prefect or starting a server, so a second retrain costs only Python's start-up.
-    The lock is an OS file lock (filelock): it is released when the block ends or the process dies.
+    Enter it in the CLI before importing Prefect or starting a server, so a second retrain costs only Python's
+    start-up; enter it again in the retrain flow for runs that skip the CLI (deployments, a monitor's trigger).
+    Re-entrant within one process, so the two nest. An OS file lock (filelock): it is released when the
+    outermost block ends or the process dies.
     """
     from filelock import FileLock, Timeout
 
     lock_path = Path(path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lock_path))
+    # One lock object per path and process (singleton, not per thread): nested holds count instead of
+    # contending, while any other process is refused.
+    lock = FileLock(str(lock_path.resolve()), thread_local=False, is_singleton=True)
     try:
         lock.acquire(timeout=0)  # never wait: a second retrain should report and leave
     except Timeout:

@@ -259,12 +259,27 @@ def test_second_retrain_exits_at_once_with_one_paragraph(tmp_path):
         assert held == lock
 
 
-def test_lock_is_busy_inside_the_block_and_released_after(tmp_path):
+PROBE = textwrap.dedent("""
+    import sys
+    from filelock import FileLock, Timeout
+    try:
+        FileLock(sys.argv[1]).acquire(timeout=0)
+    except Timeout:
+        sys.exit(1)
+""")
+
+
+def _free_for_others(lock: Path) -> bool:
+    """Whether another process could take the lock now."""
+    return subprocess.run([sys.executable, "-c", PROBE, str(lock)], timeout=30).returncode == 0
+
+
+def test_lock_nests_in_one_process_and_is_held_until_the_outer_block_ends(tmp_path, monkeypatch):
     lock = tmp_path / "data" / ".retrain.lock"
-    with hold_retrain_lock(lock):
-        with pytest.raises(RetrainBusy, match=r"Another retrain is running .* so this one did nothing\."):
-            with hold_retrain_lock(lock):
-                pass
-    with hold_retrain_lock(lock):  # released: a sequential retrain takes it again
-        pass
+    monkeypatch.chdir(tmp_path)
+    with hold_retrain_lock(lock):  # the CLI
+        with hold_retrain_lock("data/.retrain.lock"):  # the retrain flow in the same process, by a relative path
+            assert not _free_for_others(lock)
+        assert not _free_for_others(lock)  # the inner exit does not release the CLI's hold
+    assert _free_for_others(lock)
     assert issubclass(RetrainBusy, R2N2Error)  # the CLI's `except R2N2Error` -> exit 2

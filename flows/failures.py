@@ -1,6 +1,166 @@
-"""(interim) expected failures under Prefect."""
+"""Expected failures under Prefect: one paragraph, no traceback; and the retrain lock, taken before any server.
+
+An ``R2N2Error`` (bad params, bad data, failed validation) is the user's to fix, so a traceback only hides the
+paragraph that says how. Prefect logs a traceback whenever a task or flow function raises, both to the
+terminal and to the run's logs in the UI. Two mechanisms, both switched on by `expected_failures`:
+
+- A flow function *returns* ``Failed(message=<paragraph>, data=<the error>)`` instead of raising: the flow run
+  ends Failed with exactly the paragraph as its state message, and Prefect raises the error again where the
+  run's result is read (the parent flow, or `run_flow_cli`).
+- A task function still raises (a task that returns a state hands that state to its caller instead of
+  raising, which would let the flow carry on), and a filter on Prefect's run loggers drops the traceback from
+  records whose exception is an R2N2Error. The task run's message is Prefect's "Task run encountered an
+  exception DataError: <paragraph>".
+
+Anything else (a bug) raises as before and keeps its traceback. `hold_retrain_lock` needs only filelock, so the
+CLI can take it before Prefect is even imported (`import r2n2.errors` still imports torch through
+r2n2/__init__.py until that package import is made lazy).
+"""
+
 from __future__ import annotations
 
+import functools
+import inspect
+import logging
+import os
+import types
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, TypeVar
 
-def run_flow_cli(flow_fn, *args, **kwargs):
-    return flow_fn(*args, **kwargs)
+from r2n2.errors import R2N2Error
+
+__all__ = ["RetrainBusy", "expected_failures", "hide_expected_tracebacks", "hold_retrain_lock", "run_flow_cli"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+# The engines log a run's exception on these (the adapters from prefect.logging.loggers).
+RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs")
+
+
+class RetrainBusy(R2N2Error):
+    """Another retrain holds the workspace lock; this one did nothing (exit 2)."""
+
+
+class _DropExpectedTraceback(logging.Filter):
+    """Keep the record, drop its traceback when the exception is an expected R2N2Error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], R2N2Error):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def hide_expected_tracebacks() -> None:
+    """Install the traceback filter on Prefect's task- and flow-run loggers (idempotent; `expected_failures` calls it).
+
+    Logger filters reach every handler, so neither the terminal nor the run's logs in the UI get the traceback.
+    """
+    for name in RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropExpectedTraceback) for f in logger.filters):
+            logger.addFilter(_DropExpectedTraceback())
+
+
+def _as_failed_state(fn: Callable[..., Any], exc: R2N2Error):
+    """Failed(paragraph) when `fn` is the function of the current flow run; None otherwise (re-raise)."""
+    from prefect.context import FlowRunContext
+    from prefect.states import Failed
+
+    # The innermost flow run is this function's own (also for a subflow) or not: a task, or a plain call.
+    flow_ctx = FlowRunContext.get()
+    if flow_ctx is None or getattr(flow_ctx.flow.fn, "__wrapped__", None) is not fn:
+        return None  # raise as usual
+    # data=exc: Prefect raises it again where the run's result is read (the calling flow, or the CLI).
+    return Failed(message=str(exc), data=exc)
+
+
+def _sync_wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # Everything the wrapper uses is a closure variable: it runs with `fn`'s module globals (see below).
+    error, failed_state, hide = R2N2Error, _as_failed_state, hide_expected_tracebacks
+
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except error as exc:
+            hide()  # again: logging may have been reconfigured since import
+            state = failed_state(fn, exc)
+            if state is None:
+                raise
+            return state
+
+    return wrapper
+
+
+def _async_wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
+    error, failed_state, hide = R2N2Error, _as_failed_state, hide_expected_tracebacks
+
+    async def wrapper(*args, **kwargs):
+        try:
+            return await fn(*args, **kwargs)
+        except error as exc:
+            hide()
+            state = failed_state(fn, exc)
+            if state is None:
+                raise
+            return state
+
+    return wrapper
+
+
+def expected_failures(fn: F) -> F:
+    """Decorate a task or flow function (below ``@task``/``@flow``) so an R2N2Error fails the run quietly.
+
+    The run ends Failed (a flow run with exactly the error's paragraph as its message) and no traceback
+    reaches the terminal or the run's logs; calling the task or flow still raises that R2N2Error. Other
+    exceptions propagate unchanged, tracebacks included.
+    """
+    hide_expected_tracebacks()
+    inner = (_async_wrapper if inspect.iscoroutinefunction(fn) else _sync_wrapper)(fn)
+    # Prefect validates parameters against string annotations (`from __future__ import annotations`) in the
+    # globals of the function it is given, so the wrapper must carry `fn`'s module globals, not this module's.
+    wrapper = types.FunctionType(inner.__code__, fn.__globals__, fn.__name__, inner.__defaults__, inner.__closure__)
+    return functools.wraps(fn)(wrapper)  # type: ignore[return-value]  # the signature Prefect reads
+
+
+def run_flow_cli(flow_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a Prefect flow for the CLI: its return value, or its R2N2Error raised again with a clean traceback.
+
+    The CLI catches R2N2Error and prints only the paragraph (exit 2, or 3 for ValidationFailed). A failure
+    that is not an R2N2Error (a bug, a crash) is raised by Prefect as usual, traceback included.
+    """
+    state = flow_fn(*args, return_state=True, **kwargs)
+    if state.is_failed():
+        exc = state.result(raise_on_failure=False)
+        if isinstance(exc, R2N2Error):
+            # The traceback accumulated inside Prefect's engine is noise for an expected failure.
+            raise exc.with_traceback(None)
+    return state.result()
+
+
+@contextmanager
+def hold_retrain_lock(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold the workspace's retrain lock for the block, or raise RetrainBusy at once if another process holds it.
+
+    Enter it in the CLI before importing Prefect or starting a server, so a second retrain costs only Python's
+    start-up; enter it again in the retrain flow for runs that skip the CLI (deployments, a monitor's trigger).
+    Re-entrant within one process, so the two nest. An OS file lock (filelock): it is released when the
+    outermost block ends or the process dies.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_path = Path(path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    # One lock object per path and process (singleton, not per thread): nested holds count instead of
+    # contending, while any other process is refused.
+    lock = FileLock(str(lock_path.resolve()), thread_local=False, is_singleton=True)
+    try:
+        lock.acquire(timeout=0)  # never wait: a second retrain should report and leave
+    except Timeout:
+        raise RetrainBusy(f"Another retrain is running in this workspace (lock {lock_path} is held), so this one "
+                          "did nothing. Wait for it to finish, or if no retrain is running, check for a stuck "
+                          "`r2n2 retrain` process.") from None
+    try:
+        yield lock_path
+    finally:
+        lock.release()

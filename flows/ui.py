@@ -1,17 +1,137 @@
-"""(interim) UI server and plot URLs."""
+"""`r2n2 ui`: the Prefect server and UI, plus a file server for report plots; both stop on SIGTERM and Ctrl-C.
+
+Browsers refuse `file://` links and images on an http page, so report artifacts embed plots by http URL
+(`plot_url`) from a small static server on 127.0.0.1 that serves only `data/reports/`. The Prefect server runs
+in its own process group, which is signalled as a whole on exit: `prefect server start` has children of its
+own, and none of them may keep the port.
+"""
+
 from __future__ import annotations
 
+import functools
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
+
+from r2n2.errors import ConfigError
+
+__all__ = ["DEFAULT_FILES_URL", "REPORTS_DIR", "plot_url", "run_ui", "serve_files"]
+
+HOST = "127.0.0.1"  # never another interface: the file server has no authentication
+REPORTS_DIR = Path("data") / "reports"
+DEFAULT_FILES_URL = f"http://{HOST}:4201"
+STOP_GRACE_S = 10.0  # how long the server's process group gets to exit before SIGKILL
 
 
-def plot_url(path) -> str:
-    base = os.environ.get("R2N2_FILES_URL", "http://127.0.0.1:4201").rstrip("/")
-    rel = Path(path).resolve().relative_to((Path.cwd() / "data" / "reports").resolve()).as_posix()
-    return f"{base}/{rel}"
+def plot_url(path: str | os.PathLike[str], *, reports_dir: str | os.PathLike[str] = REPORTS_DIR,
+             base: str | None = None) -> str:
+    """The http URL under which `r2n2 ui`'s file server serves `path`, a file under `reports_dir`.
+
+    The base comes from `base`, else the env var R2N2_FILES_URL, else http://127.0.0.1:4201. A path outside
+    `reports_dir` is a ValueError (that server would not serve it).
+    """
+    root = Path(reports_dir).resolve()
+    target = Path(path).resolve()
+    try:
+        rel = target.relative_to(root)
+    except ValueError:
+        raise ValueError(f"{path} is not under {reports_dir}, which is all `r2n2 ui` serves.") from None
+    base = (base or os.environ.get("R2N2_FILES_URL") or DEFAULT_FILES_URL).rstrip("/")
+    return f"{base}/{quote(rel.as_posix())}"
 
 
-def run_ui(port: int) -> int:
-    return subprocess.call([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)])
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - one line per image request would drown the terminal
+        pass
+
+
+def _bind_error(what: str, port: int, exc: OSError) -> ConfigError:
+    return ConfigError(f"Cannot start the {what} on {HOST}:{port} ({exc.strerror or exc}): another program, "
+                       f"perhaps an earlier `r2n2 ui`, is using that port. Stop it, or choose another port.")
+
+
+def serve_files(directory: str | os.PathLike[str], port: int) -> ThreadingHTTPServer:
+    """Serve `directory` read-only over http on 127.0.0.1:`port` from a daemon thread; `.shutdown()` stops it."""
+    Path(directory).mkdir(parents=True, exist_ok=True)  # before the first run there are no reports yet
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    try:
+        httpd = ThreadingHTTPServer((HOST, port), handler)
+    except OSError as exc:
+        raise _bind_error("report file server", port, exc) from None
+    threading.Thread(target=httpd.serve_forever, name="r2n2-files", daemon=True).start()
+    return httpd
+
+
+def _check_free(port: int) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError as exc:
+            raise _bind_error("Prefect server", port, exc) from None
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the server's whole process group, SIGKILL what is left after STOP_GRACE_S, and reap the leader."""
+    pgid = proc.pid  # start_new_session: the group id is the leader's pid
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + STOP_GRACE_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None and not _group_alive(pgid):
+            return
+        time.sleep(0.1)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_ui(port: int = 4200, *, files_port: int = 4201, reports_dir: str | os.PathLike[str] = REPORTS_DIR) -> int:
+    """Run the Prefect server/UI on 127.0.0.1:`port` and the report file server on `files_port` until stopped.
+
+    Returns 0 when stopped by SIGTERM or SIGINT (Ctrl-C), else the server's exit status. Either way the
+    server's process group is gone and both ports are free when it returns.
+    """
+    _check_free(port)
+    httpd = serve_files(reports_dir, files_port)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    env = {**os.environ, "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(port)}
+    files_url = f"http://{HOST}:{files_port}"
+    proc = None
+    try:
+        # Own session: Ctrl-C reaches only us (we stop the server once, in order), and killpg reaches all of it.
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", HOST,
+                                 "--port", str(port)], env=env, start_new_session=True)
+        print(f"Prefect UI on http://{HOST}:{port}, report files on {files_url} (Ctrl-C stops both). In other "
+              f"shells: export PREFECT_API_URL=http://{HOST}:{port}/api"
+              + ("" if files_url == DEFAULT_FILES_URL else f" R2N2_FILES_URL={files_url}"), file=sys.stderr,
+              flush=True)
+        while not stop.is_set() and proc.poll() is None:
+            stop.wait(0.5)
+    finally:
+        if proc is not None:
+            _stop_group(proc)
+        httpd.shutdown()
+        httpd.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stop.is_set() else proc.returncode

@@ -1,0 +1,217 @@
+"""What the UI shows: run names, 4-digit tables, plots served over http and rendered in a real browser, and
+`r2n2 ui` leaving nothing behind on SIGTERM or Ctrl-C."""
+
+import datetime as dt
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+
+from flows.naming import case_run_name, fmt4, run_name
+from flows.ui import plot_url, run_ui, serve_files
+from r2n2.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+PLOT_RGB = (31, 119, 180)  # matplotlib's first line colour (#1f77b4): the plot is on screen if these pixels are
+
+
+# -- names and numbers --------------------------------------------------------------------------------------
+def test_run_name():
+    assert run_name("monitor", "stocks", dt.date(2018, 2, 5)) == "monitor-stocks-2018-02-05"
+    assert run_name("replay", "stocks", "2008-09-15") == "replay-stocks-2008-09-15"
+    assert run_name("replay", "stocks", "2008-09-15T16:00:00") == "replay-stocks-2008-09-15"
+    assert run_name("retrain", ["stocks", "sentiment"], dt.datetime(2020, 1, 2, 23, 59)) == \
+        "retrain-stocks+sentiment-2020-01-02"
+    assert run_name("monitor", "all") == f"monitor-all-{dt.date.today().isoformat()}"
+
+
+def test_fmt4_rounds_floats_to_4_significant_digits_everywhere():
+    rows = [{"model": "r2n2", "rmse": 0.012345678901234567, "n": 250, "ok": True, "big": 123456.789,
+             "neg": -2.0000049, "nan": float("nan"), "f32": np.float32(0.333333343), "i64": np.int64(7),
+             "curve": (1.23456, [9.87654321])}]
+    out = fmt4(rows)
+    assert out[0]["rmse"] == 0.01235 and out[0]["big"] == 123500.0 and out[0]["neg"] == -2.0
+    assert out[0]["f32"] == 0.3333 and type(out[0]["f32"]) is float
+    assert out[0]["n"] == 250 and out[0]["ok"] is True and out[0]["i64"] == 7 and out[0]["model"] == "r2n2"
+    assert np.isnan(out[0]["nan"])
+    assert out[0]["curve"] == [1.235, [9.877]]
+    assert rows[0]["rmse"] == 0.012345678901234567  # the input is not modified
+
+
+# -- plot URLs and the file server ---------------------------------------------------------------------------
+def test_plot_url(tmp_path, monkeypatch):
+    reports = tmp_path / "data" / "reports"
+    png = reports / "stocks" / "plots" / "live error.png"
+    monkeypatch.delenv("R2N2_FILES_URL", raising=False)
+    assert plot_url(png, reports_dir=reports) == "http://127.0.0.1:4201/stocks/plots/live%20error.png"
+    monkeypatch.setenv("R2N2_FILES_URL", "http://127.0.0.1:9000/")
+    assert plot_url(png, reports_dir=reports) == "http://127.0.0.1:9000/stocks/plots/live%20error.png"
+    assert plot_url(png, reports_dir=reports, base="http://h:1") == "http://h:1/stocks/plots/live%20error.png"
+    monkeypatch.chdir(tmp_path)  # the default reports_dir is data/reports under the working directory
+    assert plot_url("data/reports/sentiment/plots/cm.png").endswith(":9000/sentiment/plots/cm.png")
+    with pytest.raises(ValueError, match="is not under"):
+        plot_url(tmp_path / "params.yaml", reports_dir=reports)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _closed(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _plot(path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1, 2, 3], [1, 3, 2, 4], linewidth=6)
+    fig.savefig(path, dpi=60)
+    plt.close(fig)
+    return path
+
+
+def test_file_server_serves_reports_on_localhost_only(tmp_path):
+    png = _plot(tmp_path / "stocks" / "plots" / "a b.png")
+    port = _free_port()
+    httpd = serve_files(tmp_path, port)
+    try:
+        assert httpd.server_address[0] == "127.0.0.1"
+        url = plot_url(png, reports_dir=tmp_path, base=f"http://127.0.0.1:{port}")
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.headers["Content-Type"] == "image/png" and r.read() == png.read_bytes()
+        with pytest.raises(ConfigError) as info:  # the port is taken now
+            serve_files(tmp_path, port)
+        assert str(info.value).startswith(f"Cannot start the report file server on 127.0.0.1:{port} (")
+        assert str(info.value).endswith("another program, perhaps an earlier `r2n2 ui`, is using that port. "
+                                        "Stop it, or choose another port.")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert _closed(port)
+
+
+def test_ui_refuses_a_busy_port_before_starting_anything(tmp_path):
+    files_port = _free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"Cannot start the Prefect server on 127.0.0.1:{port} "):
+            run_ui(port, files_port=files_port, reports_dir=tmp_path)
+    assert _closed(files_port)  # the file server was never started
+
+
+# -- r2n2 ui: two real servers, one stopped by SIGTERM, one by Ctrl-C ------------------------------------------
+UI = "import sys; from flows.ui import run_ui; sys.exit(run_ui(int(sys.argv[1]), files_port=int(sys.argv[2])))"
+
+
+def _up(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def uis(tmp_path_factory):
+    """Two `run_ui` processes started together (start-up is slow), each in a project folder of its own."""
+    started = []
+    for name in ("term", "int"):
+        folder = tmp_path_factory.mktemp(f"ui-{name}")
+        _plot(folder / "data" / "reports" / "stocks" / "plots" / "live error.png")
+        port, files_port = _free_port(), _free_port()
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(folder / "prefect-home")}
+        env.pop("PREFECT_API_URL", None)
+        # Own session, like a shell's foreground job: Ctrl-C is a SIGINT to this group only.
+        log = open(folder / "ui.log", "w")  # a file, not a pipe nobody reads, which could fill and block
+        proc = subprocess.Popen([sys.executable, "-c", UI, str(port), str(files_port)], cwd=folder, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        started.append({"proc": proc, "port": port, "files_port": files_port, "folder": folder})
+    deadline = time.monotonic() + 240
+    for ui in started:
+        while not (_up(f"http://127.0.0.1:{ui['port']}/api/health")
+                   and _up(f"http://127.0.0.1:{ui['files_port']}/stocks/plots/live%20error.png")):
+            assert ui["proc"].poll() is None, (ui["folder"] / "ui.log").read_text()
+            assert time.monotonic() < deadline, "r2n2 ui did not answer within 240 s"
+            time.sleep(0.5)
+    yield started
+    for ui in started:  # only if a test failed before stopping it
+        if ui["proc"].poll() is None:
+            for p in psutil.Process(ui["proc"].pid).children(recursive=True):
+                p.kill()
+            os.killpg(ui["proc"].pid, signal.SIGKILL)
+
+
+def test_runs_are_named_and_plots_render_in_the_ui(uis, monkeypatch):
+    from prefect import flow
+    from prefect.artifacts import create_markdown_artifact
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    ui = uis[0]
+    api = f"http://127.0.0.1:{ui['port']}/api"
+    monkeypatch.setenv("R2N2_FILES_URL", f"http://127.0.0.1:{ui['files_port']}")
+    monkeypatch.chdir(ui["folder"])
+
+    @flow(name="monitor", flow_run_name=case_run_name(), persist_result=False)
+    def monitor(case: str = "stocks") -> str:
+        url = plot_url("data/reports/stocks/plots/live error.png")
+        return create_markdown_artifact(f"# {case}\n\n![live error]({url})\n", key=f"{case}-report")
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        state = monitor("stocks", return_state=True)
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(state.state_details.flow_run_id)
+        artifact_id = state.result()
+    assert run.name == f"monitor-stocks-{dt.date.today().isoformat()}"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium to look at the artifact page (Debian: apt-get install chromium)")
+    shot = ui["folder"] / "artifact.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1400,1000", "--virtual-time-budget=15000",
+                    f"http://127.0.0.1:{ui['port']}/artifacts/artifact/{artifact_id}"],
+                   capture_output=True, timeout=120, check=True)
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    plot_pixels = (np.abs(pixels - PLOT_RGB).max(axis=1) <= 12).sum()
+    assert plot_pixels > 200, "the plot's line is not on the artifact page: the image did not load"
+
+
+@pytest.mark.parametrize("index, sig", [(0, signal.SIGTERM), (1, signal.SIGINT)], ids=["SIGTERM", "Ctrl-C"])
+def test_ui_stops_both_servers_and_its_child(uis, index, sig):
+    ui = uis[index]
+    proc = ui["proc"]
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert any("prefect" in " ".join(c.cmdline()) for c in children)
+    t0 = time.monotonic()
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)  # what a terminal's Ctrl-C does to the foreground job
+    else:
+        proc.send_signal(sig)
+    assert proc.wait(timeout=30) == 0
+    seconds = time.monotonic() - t0
+    assert seconds < 15, f"r2n2 ui took {seconds:.1f} s to stop"
+    assert _closed(ui["port"]) and _closed(ui["files_port"])
+    gone, alive = psutil.wait_procs(children, timeout=5)
+    assert not alive, f"left running: {[c.pid for c in alive]}"
+    print(f"{sig.name}: stopped in {seconds:.1f} s")

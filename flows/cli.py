@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("ui", help="start the Prefect server and UI on 127.0.0.1:4200")
     p.add_argument("--port", type=int, default=4200)
+    p.add_argument("--files-port", type=int, default=4201, help="port of the plot file server the UI links to")
     p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
     p.add_argument("case", choices=cases)
     _common(p)
@@ -125,11 +126,11 @@ def dispatch(args) -> str:
     if args.command == "ui":
         from .ui import run_ui
 
-        raise SystemExit(run_ui(args.port))
+        raise SystemExit(run_ui(args.port, files_port=args.files_port))
     if args.command == "retrain":  # the lock first: a second retrain exits before anything slow starts
-        from .retrain import LOCK_PATH, hold_lock
+        from .failures import hold_retrain_lock
 
-        with hold_lock(LOCK_PATH):
+        with hold_retrain_lock(Path("data") / ".retrain.lock"):
             params = load_params(Path(args.params), args.overrides)
             for c in args.cases:
                 params.case(c)
@@ -224,10 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"r2n2 {args.command}: interrupted; finished outputs were kept, a rerun resumes.", file=sys.stderr)
         return 130
     finally:
-        import torch.distributed as dist
+        if "torch" in sys.modules:  # launched by torchrun: leave the process group cleanly
+            import torch.distributed as dist
 
-        if dist.is_available() and dist.is_initialized():  # launched by torchrun
-            dist.destroy_process_group()
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
     print(message)
     return 0
 

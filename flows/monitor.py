@@ -12,10 +12,12 @@ from prefect.cache_policies import NONE
 from r2n2.config import load_params
 from r2n2.paths import CasePaths
 
-from .naming import fmt4, run_name
+from .failures import expected_failures, hold_retrain_lock
+from .naming import case_run_name, fmt4
 
 
 @task(cache_policy=NONE, task_run_name="monitor-{case}")
+@expected_failures
 def monitor_task(case: str, params_path: str, overrides: list[str] | None) -> dict:
     from r2n2.ops.monitoring import monitor_case
 
@@ -35,7 +37,8 @@ def monitor_task(case: str, params_path: str, overrides: list[str] | None) -> di
     return result
 
 
-@flow(name="monitor", flow_run_name=lambda: run_name("monitor", _case()), persist_result=False)
+@flow(name="monitor", flow_run_name=case_run_name(), persist_result=False)
+@expected_failures
 def monitor_flow(case: str = "all", params_path: str = "params.yaml", overrides: list[str] | None = None,
                  trigger_retrain: bool = True) -> dict:
     """Monitor one case, or every case of params.serve.cases that has a trained model (case='all')."""
@@ -58,19 +61,12 @@ def monitor_flow(case: str = "all", params_path: str = "params.yaml", overrides:
             run_deployment("retrain/r2n2-retrain", parameters={"cases": alarmed}, timeout=0)
             log.info(f"triggered the retrain deployment for {', '.join(alarmed)}")
         else:
-            from .retrain import hold_lock, retrain_flow
+            from .retrain import retrain_flow
 
-            with hold_lock():
-                retrain_flow(alarmed, params_path, overrides)
+            retrain_flow(alarmed, params_path, overrides)
         for c in alarmed:
             results[c]["retrain_triggered"] = True
     return results
-
-
-def _case() -> str:
-    from prefect.runtime import flow_run
-
-    return str((flow_run.parameters or {}).get("case", "all"))
 
 
 def run_monitor(case: str, params_path: str, overrides: list[str] | None, *, trigger_retrain: bool) -> dict:
@@ -79,4 +75,4 @@ def run_monitor(case: str, params_path: str, overrides: list[str] | None, *, tri
     return run_flow_cli(monitor_flow, case, params_path, overrides, trigger_retrain)
 
 
-__all__ = ["monitor_flow", "run_monitor", "Path"]
+__all__ = ["monitor_flow", "run_monitor", "Path", "hold_retrain_lock"]

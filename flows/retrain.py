@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -20,31 +19,10 @@ from prefect.cache_policies import NONE
 from r2n2.errors import R2N2Error
 from r2n2.stages import STAGE_NAMES
 
-from .naming import fmt4, run_name
+from .failures import RetrainBusy, expected_failures, hold_retrain_lock
+from .naming import case_run_name, fmt4
 
 LOCK_PATH = Path("data") / ".retrain.lock"
-
-
-class RetrainBusy(R2N2Error):
-    """Another retrain holds the workspace lock."""
-
-
-@contextmanager
-def hold_lock(path: Path = LOCK_PATH):
-    """Hold the workspace's retrain lock (no Prefect, no server: checked first, answered at once)."""
-    from filelock import FileLock, Timeout
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise RetrainBusy(f"another retrain is running in this workspace (lock {path} is held); this run did "
-                          "nothing. Wait for it to finish, or remove the lock file if no retrain is running.") from None
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def _dvc(args: list[str], log) -> str:
@@ -65,12 +43,14 @@ def _dvc(args: list[str], log) -> str:
 
 
 @task(cache_policy=NONE, task_run_name="{stage}-{case}")
+@expected_failures
 def dvc_stage_task(stage: str, case: str, force: bool = False) -> str:
     log = get_run_logger()
     return _dvc(["repro", "--single-item", *(["--force"] if force else []), f"{stage}-{case}"], log.info)
 
 
 @task(cache_policy=NONE, task_run_name="promote-{case}")
+@expected_failures
 def champion_task(case: str, params_path: str, overrides: list[str] | None) -> dict:
     from r2n2.config import load_params
     from r2n2.ops.champion import promote_if_not_worse
@@ -101,7 +81,8 @@ def push_task() -> str:
     return f"pushed to {remotes.splitlines()[0].split()[0]}"
 
 
-@flow(name="retrain", flow_run_name=lambda: run_name("retrain", "+".join(_current_cases())), persist_result=False)
+@flow(name="retrain", flow_run_name=case_run_name(case_param="cases"), persist_result=False)
+@expected_failures
 def retrain_flow(cases: list[str], params_path: str = "params.yaml", overrides: list[str] | None = None,
                  push: bool = True) -> list[dict]:
     """For each case: force a fresh ingest, reproduce only that case's stages, promote on fresh data."""
@@ -109,11 +90,12 @@ def retrain_flow(cases: list[str], params_path: str = "params.yaml", overrides: 
         raise R2N2Error("retrain runs `dvc repro` and needs a DVC project here; run `make init` (git + dvc init) "
                         "first.")
     decisions = []
-    for case in cases:
-        for stage in STAGE_NAMES:
-            dvc_stage_task(stage, case, force=stage == "ingest")  # the source may hold new rows
-        decisions.append(champion_task(case, params_path, overrides))
-    pushed = push_task() if push else "push disabled"
+    with hold_retrain_lock(LOCK_PATH):  # deployments and monitor-triggered retrains hold it too
+        for case in cases:
+            for stage in STAGE_NAMES:
+                dvc_stage_task(stage, case, force=stage == "ingest")  # the source may hold new rows
+            decisions.append(champion_task(case, params_path, overrides))
+        pushed = push_task() if push else "push disabled"
     lines = [f"- **{d['case']}**: {'promoted' if d['promoted'] else 'kept the champion'}: {d['reason']}"
              for d in decisions]
     create_markdown_artifact("# Retrain\n\n" + "\n".join(lines) + f"\n\nDVC: {pushed}\n", key="retrain-decision",
@@ -121,13 +103,10 @@ def retrain_flow(cases: list[str], params_path: str = "params.yaml", overrides: 
     return decisions
 
 
-def _current_cases() -> list[str]:
-    from prefect.runtime import flow_run
-
-    return list((flow_run.parameters or {}).get("cases") or ["all"])
-
-
 def run_retrain(cases: list[str], params_path: str, overrides: list[str] | None, *, push: bool) -> list[dict]:
     from .failures import run_flow_cli
 
     return run_flow_cli(retrain_flow, cases, params_path, overrides, push)
+
+
+__all__ = ["retrain_flow", "run_retrain", "RetrainBusy", "LOCK_PATH", "hold_retrain_lock"]

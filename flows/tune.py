@@ -34,9 +34,9 @@ def _storage(case: str):
 def _study(case: str, seed: int):
     import optuna
 
-    from r2n2.tune import DIRECTION
+    from r2n2.tune import direction
 
-    return optuna.create_study(study_name=case, storage=_storage(case), direction=DIRECTION[case],
+    return optuna.create_study(study_name=case, storage=_storage(case), direction=direction(case),
                                sampler=optuna.samplers.TPESampler(seed=seed),
                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
                                load_if_exists=True)

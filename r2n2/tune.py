@@ -9,15 +9,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from .cases import CaseData
-from .config import CaseConfig
+from typing import Any
+
+from .cases import get_case
 from .models.core import build_model
 from .paths import CasePaths
 from .train import seed_everything, train_model
 
-__all__ = ["DIRECTION", "suggest", "objective", "overrides_from"]
+__all__ = ["direction", "suggest", "objective", "overrides_from"]
 
-DIRECTION = {"stocks": "minimize", "sentiment": "maximize"}
 
 
 def suggest(trial, case: str) -> dict[str, object]:
@@ -34,16 +34,21 @@ def suggest(trial, case: str) -> dict[str, object]:
         "model.dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "train.lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
     }
-    if case == "stocks":
+    if "lookback" in {f.name for f in __import__("dataclasses").fields(get_case(case).config_cls().window)}:
         p["window.lookback"] = trial.suggest_categorical("lookback", [10, 20, 30, 60])
     return p
+
+
+def direction(case: str) -> str:
+    """Optuna's direction for the case's validation metric."""
+    return "maximize" if get_case(case).metric[1] else "minimize"
 
 
 def overrides_from(case: str, values: dict[str, object]) -> dict[str, object]:
     return {f"{case}.{k}": v for k, v in values.items()}
 
 
-def _apply(cfg: CaseConfig, values: dict[str, object]) -> CaseConfig:
+def _apply(cfg: Any, values: dict[str, object]) -> CaseConfig:
     sections: dict[str, dict] = {}
     for key, value in values.items():
         section, name = key.split(".")
@@ -51,7 +56,7 @@ def _apply(cfg: CaseConfig, values: dict[str, object]) -> CaseConfig:
     return replace(cfg, **{s: replace(getattr(cfg, s), **kv) for s, kv in sections.items()})
 
 
-def objective(trial, case: str, cfg: CaseConfig, *, epochs: int, root: str | Path = ".",
+def objective(trial, case: str, cfg: Any, *, epochs: int, root: str | Path = ".",
               log=None) -> float:
     """Train the trial's configuration; return the best validation metric. Raises ``optuna.TrialPruned``."""
     import optuna
@@ -59,18 +64,23 @@ def objective(trial, case: str, cfg: CaseConfig, *, epochs: int, root: str | Pat
     values = suggest(trial, case)
     cfg = _apply(cfg, values)
     paths = CasePaths(case, Path(root))
+    uc = get_case(case)
     windows = paths.windows
-    if case == "stocks" and cfg.window.lookback != CaseData(case, cfg, windows).meta["lookback"]:
-        from .data.window import window
+    data = uc.load(cfg, windows)
+    lookback = getattr(cfg.window, "lookback", None)
+    if lookback is not None and lookback != data.meta.lookback:  # a lookback of its own: windows of its own
+        from .data.sources import read_parquet
 
-        windows = paths.root / "data" / "tuning" / f"{case}-windows" / f"lookback-{cfg.window.lookback}"
+        windows = paths.data / "tuning" / f"{case}-windows" / f"lookback-{lookback}"
         if not (windows / "meta.json").is_file():
-            window(case, cfg, paths.validated, windows)
-    data = CaseData(case, cfg, windows)
+            uc.build_windows(cfg, read_parquet(paths.validated, f"validated {case} data"), windows, log or print)
+        data = uc.load(cfg, windows)
     seed_everything(cfg.train.seed)
     model = build_model(data.model_config())
-    train = data.batches("pretrain", "train", batch_size=cfg.train.batch_size, shuffle=True, seed=cfg.train.seed)
-    val = data.batches("pretrain", "val", batch_size=256)
+    entities = bool(model.config.entities)
+    train = data.batches("pretrain", "train", batch_size=cfg.train.batch_size, shuffle=True, seed=cfg.train.seed,
+                         entities=entities)
+    val = data.batches("pretrain", "val", batch_size=256, entities=entities)
 
     def report(epoch: int, metric: float) -> None:
         trial.report(metric, epoch)

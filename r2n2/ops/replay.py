@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..cases import get_case
-from ..cases.stocks import SeriesMeta, StocksData
+from ..cases.stocks import SeriesMeta, StocksCase, StocksData
 from ..data.sources import read_parquet
 from ..data.window import FEATURE_NAMES, fit_scalers, series_table, window_splits
 from ..errors import DataError
@@ -76,7 +76,7 @@ class SeriesReplay:
 
     def __post_init__(self):
         self.case = get_case(self.case_name)
-        if self.case.name != "stocks":
+        if not isinstance(self.case, StocksCase):  # one series of trading days
             raise DataError(f"replay covers the stocks case (trading days); {self.case_name} is not supported yet.")
         self.paths = CasePaths(self.case_name, Path(self.root))
         w = self.cfg.window

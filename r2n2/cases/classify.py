@@ -8,10 +8,12 @@ import pandas as pd
 
 from ..data.sources import clean_text, read_user_file
 from ..errors import DataError
-from ..evaluate.baselines import majority_baseline, tfidf_logreg_baseline
+from ..evaluate.baselines import (majority_baseline, tune_tfidf_logreg, tune_vader_thresholds, vader_classes,
+                                 vader_compound)
 from ..evaluate.metrics import classification_metrics
 from ..evaluate.plots import plot_confusion, plot_learning_curves, write_csv
-from ..evaluate.report import history, md_table
+from ..evaluate.report import fmt, history, md_table
+from ..evaluate.stats import classifier_bootstrap, mcnemar_test, seed_summary, verdict
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
@@ -25,35 +27,76 @@ def class_predictions(model, data, role: str, split: str):
     return b.targets(), predict_batches(model, b).argmax(1), rows
 
 
+def _compare(y, pa, pb, a: str, b: str, cfg, k: int) -> list[dict]:
+    """Paired bootstrap of the macro-F1 difference and McNemar on accuracy, each with its verdict."""
+    out = [classifier_bootstrap(y, pa, pb, a=a, b=b, metric="macro_f1", n_classes=k, reps=cfg.evaluate.bootstrap,
+                                seed=cfg.evaluate.seed), mcnemar_test(y, pa, pb, a=a, b=b)]
+    for c in out:
+        c["verdict"] = verdict(c, higher_is_better=True)
+    return out
+
+
+def _text_baselines(cfg, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, k: int, *,
+                    extra_train: pd.DataFrame | None = None) -> tuple[dict, dict]:
+    """Predictions of the majority class, TF-IDF + LR (C and n-grams chosen on validation) and VADER (both
+    thresholds chosen on validation) on ``test``; and the chosen settings. ``extra_train``: also a TF-IDF
+    trained on train + extra (source + target for transfer)."""
+    preds, chosen = {}, {}
+    preds["majority"] = majority_baseline(train["label_id"].to_numpy(), len(test))
+    pipe, chosen["tfidf_logreg"] = tune_tfidf_logreg(train["text"], train["label_id"], val["text"], val["label_id"],
+                                                     seed=cfg.train.seed, n_classes=k)
+    preds["tfidf_logreg"] = pipe.predict(list(test["text"]))
+    th = tune_vader_thresholds(vader_compound(val["text"]), val["label_id"].to_numpy())
+    chosen["vader"] = th
+    preds["vader"] = vader_classes(vader_compound(test["text"]), low=th["low"], high=th["high"])
+    if extra_train is not None:
+        both = pd.concat([extra_train, train], ignore_index=True)
+        pipe2, chosen["tfidf_logreg_source_and_target"] = tune_tfidf_logreg(
+            both["text"], both["label_id"], val["text"], val["label_id"], seed=cfg.train.seed, n_classes=k)
+        preds["tfidf_logreg_source_and_target"] = pipe2.predict(list(test["text"]))
+    return preds, chosen
+
+
 def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
     labels = data.meta.labels
+    k = len(labels)
     model, model_meta = models["model"]
     y, pred, test_rows = class_predictions(model, data, "pretrain", "test")
-    train_rows = data.rows("pretrain", "train")
     score = lambda p, yy=y: classification_metrics(yy, p, labels)  # noqa: E731
-    metrics = {"model": score(pred), "baselines": {
-        "majority": score(majority_baseline(train_rows["label_id"].to_numpy(), len(y))),
-        "tfidf_logreg": score(tfidf_logreg_baseline(train_rows["text"], train_rows["label_id"],
-                                                    test_rows["text"].to_numpy(), seed=cfg.train.seed))}}
+    log("baselines: TF-IDF + LR and VADER, tuned on the validation split")
+    bpreds, chosen = _text_baselines(cfg, data.rows("pretrain", "train"), data.rows("pretrain", "val"), test_rows, k)
+    metrics = {"model": score(pred), "baselines": {n: score(p) for n, p in bpreds.items()}, "baseline_settings": chosen,
+               "test_period": {"entity": "source", "start": data.meta.cuts["test_start"], "end": data.meta.cuts["end"],
+                               "n": int(len(y))}}
     histories = {"model": history(model_meta)}
+    comparisons = [c for b in ("tfidf_logreg", "vader") for c in _compare(y, pred, bpreds[b], "model", b, cfg, k)]
     for name, (m, m_meta) in models.get("baselines", {}).items():
-        metrics["baselines"][name] = score(class_predictions(m, data, "pretrain", "test")[1])
+        p = class_predictions(m, data, "pretrain", "test")[1]
+        metrics["baselines"][name] = score(p)
         histories[name] = history(m_meta)
+        comparisons += _compare(y, pred, p, "model", name, cfg, k)
     if "finetuned" in models and "scratch" in models:
         ft, ft_meta = models["finetuned"]
         sc, sc_meta = models["scratch"]
         ty, tpred, ttest = class_predictions(ft, data, "target", "test")
+        spred = class_predictions(sc, data, "target", "test")[1]
         tscore = lambda p: classification_metrics(ty, p, labels)  # noqa: E731
-        metrics["finetuned"] = tscore(tpred)
-        metrics["scratch"] = tscore(class_predictions(sc, data, "target", "test")[1])
-        ttrain = data.rows("target", "train")
-        metrics["target_baselines"] = {
-            "majority": tscore(majority_baseline(ttrain["label_id"].to_numpy(), len(ty))),
-            "tfidf_logreg": tscore(tfidf_logreg_baseline(ttrain["text"], ttrain["label_id"],
-                                                         ttest["text"].to_numpy(), seed=cfg.train.seed))}
+        metrics["finetuned"], metrics["scratch"] = tscore(tpred), tscore(spred)
+        tpreds, tchosen = _text_baselines(cfg, data.rows("target", "train"), data.rows("target", "val"), ttest, k,
+                                          extra_train=data.rows("pretrain", "train"))
+        metrics["target_baselines"] = {n: tscore(p) for n, p in tpreds.items()}
+        metrics["target_baseline_settings"] = tchosen
+        comparisons += _compare(ty, tpred, spred, "finetuned", "scratch", cfg, k)
+        comparisons += _compare(ty, tpred, tpreds["tfidf_logreg"], "finetuned", "tfidf_logreg (target)", cfg, k)
+        comparisons += _compare(ty, tpred, tpreds["tfidf_logreg_source_and_target"], "finetuned",
+                                "tfidf_logreg_source_and_target", cfg, k)
         histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
-    m, b = metrics["model"]["macro_f1"], metrics["baselines"]["tfidf_logreg"]["macro_f1"]
-    metrics["tests"] = {"model_minus_tfidf_macro_f1": m - b}
+    metrics["comparisons"] = comparisons
+    metrics["seeds"] = {name: {key: seed_summary([classification_metrics(
+        y, class_predictions(m, data, "pretrain", "test")[1], labels)[key] for m, _ in family])
+        for key in ("accuracy", "macro_f1")} for name, family in models.get("seeds", {}).items()}
+    m_, b_ = metrics["model"]["macro_f1"], metrics["baselines"]["tfidf_logreg"]["macro_f1"]
+    metrics["tests"] = {"model_minus_tfidf_macro_f1": m_ - b_}
     metrics["near_duplicates"] = data.meta.near_duplicates
     write_json_atomic(metrics, paths.reports / "metrics.json")
 
@@ -63,7 +106,7 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
                        title="sentiment: model confusion matrix (test)")
         write_csv(pd.DataFrame({"actual": [labels[i] for i in y], "predicted": [labels[i] for i in pred]}),
                   plots / "confusion.csv")
-        write_json_atomic([{"model": k, **r} for k, h in histories.items() for r in h], plots / "learning_curves.json")
+        write_json_atomic([{"model": k_, **r} for k_, h in histories.items() for r in h], plots / "learning_curves.json")
         plot_learning_curves(histories, plots / "learning_curves.png", title="sentiment: learning curves (CE loss)")
         if model.has_focus:
             _plot_focus(model, data, plots)
@@ -85,21 +128,35 @@ def _plot_focus(model, data, plots) -> None:
 
 
 def _report(m: dict, data) -> str:
+    from .forecast import comparison_table
+
     cols = ["accuracy", "macro_f1", "macro_recall"]
-    diff = m["tests"]["model_minus_tfidf_macro_f1"]
     cuts = data.meta.cuts
-    verdict = (f"The model's macro-F1 is {abs(diff):.3f} {'above' if diff >= 0 else 'below'} the TF-IDF + "
-               "logistic-regression baseline on the same test split.")
+    by = {(c["b"], c["test"]): c["verdict"] for c in m["comparisons"] if c["a"] == "model"}
+    plain = lambda v: {"better": "better than", "worse": "worse than", "tie": "a tie with"}[v]  # noqa: E731
     nd = m["near_duplicates"]
     lines = ["# Sentiment report", "",
-             f"Test split of the pretraining domain (tweets not about Apple): the newest texts, from "
-             f"{data.meta.time} {cuts['test_start']} on. {nd.get('texts_in_shared_groups', 0)} texts share a "
-             f"near-duplicate group; excluded from later splits: {nd.get('excluded', {})}.", "",
-             md_table({"model": m["model"], **m["baselines"]}, cols), "", verdict, ""]
+             f"Test split of the pretraining domain (tweets not about Apple): the newest texts, {data.meta.time} "
+             f"{cuts['test_start']} on ({m['test_period']['n']} texts). {nd.get('texts_in_shared_groups', 0)} texts "
+             f"share a near-duplicate group (RT prefix, links, mentions, punctuation removed); texts whose group "
+             f"appeared in an earlier split were excluded: {nd.get('excluded', {})}.", "",
+             md_table({"model": m["model"], **m["baselines"]}, cols), "",
+             f"By macro-F1 (paired bootstrap) the model is {plain(by.get(('tfidf_logreg', 'paired_bootstrap'), 'tie'))} "
+             f"TF-IDF + LR and {plain(by.get(('vader', 'paired_bootstrap'), 'tie'))} VADER; baselines tuned on the "
+             f"validation split only ({m['baseline_settings']}).", "",
+             "Paired comparisons (diff = a minus b; positive favours a):", "", comparison_table(m["comparisons"]), ""]
+    if m.get("seeds"):
+        lines += ["Across seeds (mean ± sd):", "", "| model | accuracy | macro-F1 | seeds |", "|---|---|---|---|"]
+        lines += [f"| {n} | {fmt(s['accuracy']['mean'])} ± {fmt(s['accuracy']['sd'])} | {fmt(s['macro_f1']['mean'])} ± "
+                  f"{fmt(s['macro_f1']['sd'])} | {s['macro_f1']['n']} |" for n, s in m["seeds"].items()]
+        lines.append("")
     if "finetuned" in m:
+        v = next((c["verdict"] for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
+                  and c["test"] == "paired_bootstrap"), "tie")
         lines += ["Transfer to Apple tweets (held-out Apple test set): fine-tuned vs trained from scratch on the "
-                  "same Apple training data and budget:", "",
-                  md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols), ""]
+                  "same Apple training data (own early-stopped budget), and the target baselines:", "",
+                  md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols), "",
+                  f"Verdict: fine-tuned vs scratch is a **{v}** by macro-F1.", ""]
     lines += ["Plots: `plots/confusion.png`, `plots/learning_curves.png`, `plots/attention.png`.", ""]
     return "\n".join(lines)
 

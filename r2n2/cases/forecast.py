@@ -11,7 +11,9 @@ import pandas as pd
 from ..data.window import StockBatches, StockWindows, scale_features, series_features
 from ..errors import DataError
 from ..evaluate.baselines import garch_volatility
-from ..evaluate.metrics import forecast_tests, regression_metrics
+from ..evaluate.metrics import expanding_mean_forecast, forecast_tests, regression_metrics
+from ..evaluate.stats import clark_west, diebold_mariano, rmse_ratio_bootstrap, seed_summary, verdict
+from ..evaluate.trading import buy_and_hold, sign_strategy
 from ..evaluate.plots import plot_cumulative, plot_forecast, plot_learning_curves, write_csv
 from ..evaluate.report import fmt, history, md_table
 from ..io import write_json_atomic, write_text_atomic
@@ -48,9 +50,11 @@ def _train_actual(data, role: str) -> np.ndarray:
 
 
 def _benchmarks(data, role: str, split: str, actual: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Forecasts known at each test date: the random walk, the expanding historical mean (every realised
+    target so far), GARCH(1,1) for a volatility target."""
     meta = data.meta
     train_actual = _train_actual(data, role)
-    out = {"historical_mean": np.full_like(actual, train_actual.mean())}
+    out = {"historical_mean": expanding_mean_forecast(train_actual, actual, horizon=meta.horizon)}
     if meta.target == "volatility":
         h = meta.horizon
         t = data.table[data.table["entity"] == data.key(role)].reset_index(drop=True)
@@ -68,12 +72,41 @@ def _benchmarks(data, role: str, split: str, actual: np.ndarray, rows: pd.DataFr
 def _score(data, role, y, pred, bench) -> dict:
     directional = data.meta.target != "volatility"
     return regression_metrics(y, pred, train_y=_train_actual(data, role), directional=directional,
-                              random_walk=bench["random_walk"], hist_mean=float(bench["historical_mean"][0]))
+                              random_walk=bench["random_walk"], benchmark=bench["historical_mean"],
+                              hist_mean=None) | {"rel_rmse_historical_mean": _rel(y, pred, bench["historical_mean"])}
+
+
+def _rel(y, pred, b) -> float | None:
+    d = float(np.sqrt(np.mean((y - b) ** 2)))
+    return None if d == 0 else float(np.sqrt(np.mean((y - pred) ** 2))) / d
+
+
+def _compare(y, a_pred, b_pred, a: str, b: str, cfg, horizon: int, *, nested: bool = False) -> list[dict]:
+    """DM (and Clark–West when ``b`` is nested in ``a``: the zero forecast) plus a block bootstrap of the RMSE
+    ratio; every entry carries its verdict ("tie" whenever the interval covers 0)."""
+    out = [diebold_mariano(y, a_pred, b_pred, a=a, b=b, horizon=horizon)]
+    if nested:
+        out.append(clark_west(y, a_pred, b_pred, a=a, b=b, horizon=horizon))
+    out.append(rmse_ratio_bootstrap(y, a_pred, b_pred, a=a, b=b, reps=cfg.evaluate.bootstrap, seed=cfg.evaluate.seed))
+    for c in out:
+        c["verdict"] = verdict(c, higher_is_better=False)
+    return out
+
+
+def _seed_table(data, models: dict, role: str, split: str, y, bench) -> dict:
+    """Per family with several seeds: mean, sd and n of the headline metrics over seeds."""
+    out = {}
+    for name, family in models.get("seeds", {}).items():
+        scores = [_score(data, role, y, forecasts(m, data, role, split)[1], bench) for m, _ in family]
+        out[name] = {k: seed_summary([s.get(k) for s in scores])
+                     for k in ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")}
+    return out
 
 
 def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
     meta = data.meta
     directional = meta.target != "volatility"
+    h = meta.horizon
     model, model_meta = models["model"]
     y, pred, rows = forecasts(model, data, "pretrain", "test")
     bench = _benchmarks(data, "pretrain", "test", y, rows)
@@ -82,12 +115,20 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
                "test_period": {"entity": data.key("pretrain"), "start": str(rows["date"].min().date()),
                                "end": str(rows["date"].max().date()), "n": int(len(y))}}
     histories = {"model": history(model_meta)}
+    preds = {"model": pred, **bench}
     for name, (m, m_meta) in models.get("baselines", {}).items():
-        _, p, _ = forecasts(m, data, "pretrain", "test")
-        metrics["baselines"][name] = _score(data, "pretrain", y, p, bench)
+        preds[name] = forecasts(m, data, "pretrain", "test")[1]
+        metrics["baselines"][name] = _score(data, "pretrain", y, preds[name], bench)
         histories[name] = history(m_meta)
-    tests = forecast_tests(y, pred, bench["random_walk"], horizon=meta.horizon, directional=directional)
-    metrics["tests"] = tests
+    comparisons = _compare(y, pred, bench["random_walk"], "model", "random_walk", cfg, h, nested=True)
+    comparisons += _compare(y, pred, bench["historical_mean"], "model", "historical_mean", cfg, h)
+    for name in models.get("baselines", {}):
+        comparisons += _compare(y, pred, preds[name], "model", name, cfg, h)
+    metrics["tests"] = forecast_tests(y, pred, bench["random_walk"], horizon=h, directional=directional)
+    if directional and meta.target == "return" and h == 1:
+        c = cfg.evaluate.cost_bps
+        metrics["trading"] = {"sign_strategy": sign_strategy(pred, y, cost_bps=c),
+                              "buy_and_hold": buy_and_hold(y, cost_bps=c), "cost_bps": c}
     if "finetuned" in models and "scratch" in models:
         ft, ft_meta = models["finetuned"]
         sc, sc_meta = models["scratch"]
@@ -97,9 +138,15 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
         metrics["finetuned"] = _score(data, "target", ty, tpred, tbench)
         metrics["scratch"] = _score(data, "target", ty, spred, tbench)
         metrics["target_baselines"] = {name: _score(data, "target", ty, p, tbench) for name, p in tbench.items()}
-        ft_tests = forecast_tests(ty, tpred, tbench["random_walk"], horizon=meta.horizon, directional=directional)
-        tests.update({f"finetuned_{k}": v for k, v in ft_tests.items()})
+        comparisons += _compare(ty, tpred, spred, "finetuned", "scratch", cfg, h)
+        comparisons += _compare(ty, tpred, tbench["random_walk"], "finetuned", "random_walk", cfg, h, nested=True)
+        ft_tests = forecast_tests(ty, tpred, tbench["random_walk"], horizon=h, directional=directional)
+        metrics["tests"].update({f"finetuned_{k}": v for k, v in ft_tests.items()})
+        metrics["target_period"] = {"entity": data.key("target"), "start": str(trows["date"].min().date()),
+                                    "end": str(trows["date"].max().date()), "n": int(len(ty))}
         histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
+    metrics["comparisons"] = comparisons
+    metrics["seeds"] = _seed_table(data, models, "pretrain", "test", y, bench)
 
     write_json_atomic(metrics, paths.reports / "metrics.json")
     ent = data.key("pretrain")
@@ -114,35 +161,63 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
             write_csv(pd.DataFrame({"date": dates, "buy_and_hold": np.cumsum(y),
                                     "sign_strategy": np.cumsum(np.sign(pred) * y)}), plots / "cumulative.csv")
             plot_cumulative(rows["date"], y, pred, plots / "cumulative.png",
-                            title=f"{ent}: trading the forecast's sign vs buy-and-hold (test period)")
-        write_json_atomic([{"model": k, **r} for k, h in histories.items() for r in h], plots / "learning_curves.json")
+                            title=f"{ent}: trading the forecast's sign vs buy-and-hold (test period, before costs)")
+        write_json_atomic([{"model": k, **r} for k, h_ in histories.items() for r in h_], plots / "learning_curves.json")
         plot_learning_curves(histories, plots / "learning_curves.png", title="stocks: learning curves (scaled MSE)")
     write_text_atomic(_report(metrics, data), paths.reports / "report.md")
     return metrics
 
 
+def comparison_table(comps: list[dict]) -> str:
+    lines = ["| a vs b | metric | test | diff | 95 % CI | p | verdict |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| {c['a']} vs {c['b']} | {c['metric']} | {c['test']} | {fmt(c['diff'])} | [{fmt(c['ci_low'])}, "
+              f"{fmt(c['ci_high'])}] | {fmt(c['p_value'])} | {c.get('verdict', '')} |" for c in comps]
+    return "\n".join(lines)
+
+
 def _report(m: dict, data) -> str:
     meta = data.meta
-    cols = ["mae", "rmse", "mase", "rel_rmse_random_walk", "rel_rmse_historical_mean", "directional_accuracy",
+    cols = ["rmse", "rel_rmse_random_walk", "rel_rmse_historical_mean", "oos_r2", "mase", "directional_accuracy",
             "up_rate"]
-    t = m["tests"]
-    p = t.get("diebold_mariano_pvalue")
-    beats = m["model"].get("rel_rmse_random_walk") is not None and m["model"]["rel_rmse_random_walk"] < 1
-    if p is not None and p < 0.05 and beats:
-        verdict = f"The model's squared errors are significantly lower than the random walk's (DM p = {p:.3g})."
+    by = {(c["b"], c["test"]): c for c in m["comparisons"] if c["a"] == "model"}
+    dm = by.get(("random_walk", "diebold_mariano"))
+    cw = by.get(("random_walk", "clark_west"))
+    if dm and dm["verdict"] == "better":
+        verdict_line = f"The model's squared errors are significantly lower than the random walk's (DM p = {fmt(dm['p_value'])})."
     else:
-        verdict = (f"The model does **not** beat the random walk with statistical significance (Diebold–Mariano "
-                   f"p = {fmt(p)}); treat its forecasts as no better than 'no change'.")
+        verdict_line = (f"Against the random walk the model is a **{dm['verdict'] if dm else 'tie'}** (Diebold–Mariano p = "
+                        f"{fmt(dm and dm['p_value'])}, 95 % interval of the loss difference covers 0 unless stated; "
+                        f"Clark–West p = {fmt(cw and cw['p_value'])}): treat its forecasts as no better than 'no change' "
+                        "unless a row below says better.")
     tp = m["test_period"]
     lines = [f"# Stocks report ({meta.target}, horizon {meta.horizon}, lookback {meta.lookback})", "",
              f"Test period of **{tp['entity']}**: {tp['start']} to {tp['end']} ({tp['n']} windows, after the cut "
-             f"date {meta.cuts['test_start']}); every row is scored on the same windows:", "",
-             md_table({"model": m["model"], **m["baselines"]}, cols), "", verdict,
-             f"Pesaran–Timmermann sign test p = {fmt(t.get('pesaran_timmermann_pvalue'))}.", ""]
+             f"date {meta.cuts['test_start']}); every row is scored on the same windows. MASE is scaled by the "
+             "in-sample MAE of the zero-return forecast; OOS R² is against the expanding historical mean.", "",
+             md_table({"model": m["model"], **m["baselines"]}, cols), "", verdict_line, "",
+             "Paired comparisons (diff = a minus b; for DM and Clark–West the mean squared-error difference, for the "
+             "bootstrap the RMSE ratio minus 1; negative favours a):", "", comparison_table(m["comparisons"]), ""]
+    if m.get("seeds"):
+        lines += ["Across seeds (mean ± sd):", "", "| model | RMSE / random walk | OOS R² | directional accuracy | seeds |",
+                  "|---|---|---|---|---|"]
+        for name, s in m["seeds"].items():
+            r, o, d = s["rel_rmse_random_walk"], s["oos_r2"], s["directional_accuracy"]
+            lines.append(f"| {name} | {fmt(r['mean'])} ± {fmt(r['sd'])} | {fmt(o['mean'])} ± {fmt(o['sd'])} | "
+                         f"{fmt(d['mean'])} ± {fmt(d['sd'])} | {r['n']} |")
+        lines.append("")
+    if "trading" in m:
+        t = m["trading"]
+        lines += [f"Trading the forecast's sign vs buy-and-hold, net of {t['cost_bps']:g} bp per unit turnover:", "",
+                  md_table({k: t[k] for k in ("sign_strategy", "buy_and_hold")},
+                           ["annual_return", "annual_volatility", "sharpe", "max_drawdown", "turnover"]), ""]
     if "finetuned" in m:
-        lines += [f"Transfer to **{data.key('target')}** (test period): fine-tuned from {tp['entity']} vs trained "
-                  "from scratch on the same target data and budget:", "",
-                  md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols), ""]
+        tt = m["target_period"]
+        ft = [c for c in m["comparisons"] if c["a"] == "finetuned"]
+        v = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "diebold_mariano"), "tie")
+        lines += [f"Transfer to **{tt['entity']}** ({tt['start']} to {tt['end']}): fine-tuned from {tp['entity']} vs "
+                  "the same architecture trained from scratch on the same target windows (own early-stopped budget):",
+                  "", md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols),
+                  "", f"Verdict: fine-tuned vs scratch is a **{v}** (Diebold–Mariano).", ""]
     lines += ["Plots: `plots/forecast.png`, `plots/cumulative.png`, `plots/learning_curves.png`.", ""]
     return "\n".join(lines)
 

@@ -15,6 +15,10 @@ from .conftest import ROOT
     ("stocks.model.hiden_size=8", "unknown key stocks.model.hiden_size"),
     ("stocks.train.epochs=two", "stocks.train.epochs must be an integer, got 'two'."),
     ("stocks.data.missing=sometimes", "stocks.data.missing must be one of fail, drop, ffill, got 'sometimes'."),
+    ("sentiment.window.lookback=5", "unknown key sentiment.window.lookback; allowed: vocab_size, max_tokens"),
+    ("stocks.window.vocab_size=10", "unknown key stocks.window.vocab_size; allowed: lookback, horizon"),
+    ("panel.evaluate.top_k=0", "panel.evaluate.top_k must be >= 1, got 0."),
+    ("stocks.window.test_start=someday", "stocks.window.test_start must be an ISO date such as 2016-01-04"),
     ("stocks.model.cell=transformer", "stocks.model.cell must be one of rnn, gru, lstm, rmc, got 'transformer'."),
     ("stock.train.epochs=2", "unknown top-level key 'stock' in params"),
     ("stocks.train.epochs", "must look like key.path=value"),
@@ -42,8 +46,39 @@ def test_missing_params_file(tmp_path, monkeypatch, capsys):
     assert "params file params.yaml does not exist" in capsys.readouterr().err
 
 
+def test_yaml12_numbers(project):
+    from r2n2.config import load_params
+
+    p = load_params("params.yaml", ["stocks.train.lr=1e-3", "stocks.train.weight_decay=5E-4"])
+    assert p.case("stocks").train.lr == 0.001 and p.case("stocks").train.weight_decay == 0.0005
+
+
+def test_each_case_lists_only_its_own_keys():
+    """params.yaml: a case's block holds exactly that case's config sections and fields."""
+    import dataclasses
+
+    import yaml
+
+    from r2n2.cases import REGISTRY
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for name, case in REGISTRY.items():
+        fields = {f.name: f for f in dataclasses.fields(case.config_cls)}
+        assert set(raw[name]) == set(fields), name
+        for section, values in raw[name].items():
+            sub = {f.name for f in dataclasses.fields(typing_hint(case.config_cls, section))}
+            assert set(values) <= sub, (name, section, set(values) - sub)
+
+
+def typing_hint(cls, name):
+    import typing
+
+    return typing.get_type_hints(cls)[name]
+
+
 def test_library_never_imports_prefect():
-    code = ("import sys, r2n2, r2n2.stages, r2n2.monitor, r2n2.predict, r2n2.tune, r2n2.champion; "
+    code = ("import sys, r2n2, r2n2.stages, r2n2.cases, r2n2.ops.monitoring, r2n2.ops.champion, r2n2.ops.replay, "
+            "r2n2.tune; "
             "print('prefect' in sys.modules or any(m.startswith('flows') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -12,8 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.stats import chi2_contingency
 
-from r2n2.config import DataConfig as ConfigDataConfig
-from r2n2.data.sources import (LABELS, DataConfig, append_new, ingest, load_builtin_panel, load_builtin_sentiment,
+from r2n2.data.sources import (LABELS, DataConfig, append_new, load_builtin_panel, load_builtin_sentiment,
                                normalise_labels, read_prices, read_texts)
 from r2n2.errors import ConfigError, DataError
 
@@ -41,7 +40,6 @@ def error(fn, *args) -> str:
 
 
 def test_config_is_defined_once():
-    assert ConfigDataConfig is DataConfig
     with pytest.raises(ConfigError, match="layout must be one of long, wide, auto, got 'diagonal'"):
         DataConfig(layout="diagonal")
     assert DataConfig(until=dt.date(2015, 6, 30)).until == "2015-06-30"  # YAML's reading of 2015-06-30
@@ -245,14 +243,12 @@ def test_labels_normalised_and_arrival_index(tmp_path):
     assert df["time"].tolist() == [0, 1, 2] and str(df["time"].dtype) == "int64"
 
 
-def test_ingest_writes_the_canonical_schema(tmp_path):
-    pd.DataFrame({"text": ["x y", "z w"], "label": [1, -1]}).to_csv(tmp_path / "t.csv", index=False)
+def test_ingest_writes_the_canonical_schema(project):
+    from flows.cli import main
 
-    class Case:
-        data = DataConfig(source=str(tmp_path / "t.csv"))
-
-    ingest("sentiment", Case(), tmp_path / "raw.parquet")
-    schema = pq.read_schema(tmp_path / "raw.parquet")
+    pd.DataFrame({"text": ["x y", "z w"], "label": [1, -1]}).to_csv("t.csv", index=False)
+    assert main(["ingest", "sentiment", "--set", "sentiment.data.source=t.csv"]) == 0
+    schema = pq.read_schema("data/raw/sentiment.parquet")
     assert [(f.name, str(f.type)) for f in schema] == [("text", "string"), ("label", "string"), ("time", "int64")]
 
 
@@ -266,10 +262,14 @@ def test_append_new_adds_only_newer_rows_and_dedups():
                                  day("2024-01-03"), day("2024-01-02")],
                         "close": [99.0, 3.0, 9.0, 11.0, 11.5, 7.0]})
     combined, added = append_new(held, new, time_col="date", group_col="entity", key_cols=["entity", "date"])
-    # A's 3 Jan restatement and B's late 1 Jan row are not newer; B's duplicate 3 Jan keeps the first; C is new
-    assert added == 3
-    assert combined["entity"].tolist() == ["A", "A", "A", "B", "B", "C"]
-    assert combined["close"].tolist() == [1.0, 2.0, 3.0, 10.0, 11.0, 7.0]
+    # A's 3 Jan restatement and B's late 1 Jan row are not newer; B's two different 3 Jan rows are both kept
+    # (validation refuses the duplicate date rather than ingest choosing one silently); C is new
+    assert added == 4
+    assert combined["entity"].tolist() == ["A", "A", "A", "B", "B", "B", "C"]
+    assert combined["close"].tolist() == [1.0, 2.0, 3.0, 10.0, 11.0, 11.5, 7.0]
+    exact, n_exact = append_new(held, pd.concat([new, new.iloc[[1]]]), time_col="date", group_col="entity",
+                                key_cols=["entity", "date"])
+    assert n_exact == 4  # an exact repeat of a row (overlapping drops) is dropped
     assert combined.iloc[:2].equals(held.iloc[:2])
     again, zero = append_new(combined, new, time_col="date", group_col="entity", key_cols=["entity", "date"])
     assert zero == 0 and again.equals(combined)

@@ -22,7 +22,8 @@ SMALL = ["--set", "stocks.data.source=prices.csv", "--set", "stocks.data.columns
          "--set", "stocks.validate.min_rows=100", "--set", "stocks.window.lookback=10",
          "--set", "stocks.window.pretrain_entity=alpha", "--set", "stocks.window.finetune_entity=beta",
          "--set", "stocks.model.hidden_size=8", "--set", "stocks.train.epochs=3", "--set", "stocks.finetune.epochs=2",
-         "--set", "stocks.train.batch_size=32"]
+         "--set", "stocks.train.batch_size=32", "--set", "stocks.window.val_start=null",
+         "--set", "stocks.window.test_start=null"]
 TEXT = ["--set", "sentiment.data.source=tweets.csv", "--set", "sentiment.data.columns.text=body",
         "--set", "sentiment.data.columns.label=sentiment", "--set", "sentiment.validate.min_rows=100",
         "--set", "sentiment.window.vocab_size=200", "--set", "sentiment.model.hidden_size=8",

@@ -595,8 +595,8 @@ def read_texts(d: DataConfig, *, name: str, builtin: Callable[[], pd.DataFrame],
 def append_new(held: pd.DataFrame | None, new: pd.DataFrame, *, time_col: str, group_col: str | None,
                key_cols: list[str]) -> tuple[pd.DataFrame, int]:
     """Keep every held row; append only the rows of ``new`` strictly newer than the newest held row of their
-    group (rows of a group not yet held are all new); drop added rows whose ``key_cols`` repeat a held or an
-    earlier added row. Returns (combined, number of rows added).
+    group (rows of a group not yet held are all new); drop added rows that repeat a held or an earlier added row
+    exactly (rows whose ``key_cols`` repeat with other values are kept for validation to refuse). Returns (combined, number of rows added).
 
     Row order is deterministic: held rows in their order, then the added rows in ``new``'s order; with a
     ``group_col`` the result is stably regrouped so that each group's rows stay together (held groups first).
@@ -620,7 +620,10 @@ def append_new(held: pd.DataFrame | None, new: pd.DataFrame, *, time_col: str, g
         threshold = new[group_col].map(newest)
         fresh = (new[time_col] > threshold) | (threshold.isna() & new[time_col].notna())
     combined = pd.concat([held, new[fresh.to_numpy()]], ignore_index=True)
-    combined = combined[~combined.duplicated(subset=key_cols, keep="first")]
+    # an exact repeat of a row (overlapping drops) is dropped; rows whose key repeats with other values are
+    # kept, so that validation sees the conflict (duplicate dates) instead of a silent choice
+    repeat = combined.duplicated(keep="first") & combined.duplicated(subset=key_cols, keep="first")
+    combined = combined[~repeat]
     added = len(combined) - len(held)
     if group_col is not None:  # stable: first-appearance group order, rows within a group untouched
         first_seen = {g: i for i, g in enumerate(pd.unique(combined[group_col]))}
@@ -656,10 +659,15 @@ map_columns = _map_columns
 
 
 def source_fingerprint(d: DataConfig) -> str:
-    """Identity of a source (the data section less ``until``): increments append only to the same source."""
+    """Identity of a source: the data section less ``until``, plus the bytes of a single-file source. A folder
+    of drops or a database table keeps its identity as it grows, so ingest appends its new rows; a single file
+    that changed is a new source and is read whole (a restated history is taken as it now stands)."""
     import hashlib
     import json
     from dataclasses import asdict
 
     ident = {k: v for k, v in asdict(d).items() if k != "until"}
+    path = Path(str(d.source))
+    if d.source != "builtin" and "://" not in str(d.source) and path.is_file():
+        ident["bytes"] = hashlib.sha256(path.read_bytes()).hexdigest()
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]

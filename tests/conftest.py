@@ -65,7 +65,8 @@ def prefect_server():
 TINY_PARAMS = {
     "stocks": {"data": {"source": "prices.csv", "columns": {"close": "Price"}},
                "validate": {"min_rows": 100},
-               "window": {"lookback": 10, "pretrain_entity": "alpha", "finetune_entity": "beta"},
+               "window": {"lookback": 10, "pretrain_entity": "alpha", "finetune_entity": "beta", "val_start": None,
+                          "test_start": None},
                "model": {"hidden_size": 8}, "train": {"epochs": 2, "batch_size": 32},
                "finetune": {"epochs": 1}},
     "sentiment": {"data": {"source": "tweets.csv", "columns": {"text": "body", "label": "sentiment"}},
@@ -73,8 +74,23 @@ TINY_PARAMS = {
                   "window": {"vocab_size": 200, "finetune_pattern": "iphone"},
                   "model": {"cell": "gru", "vocab_size": 200, "embed_size": 8, "hidden_size": 8,
                             "task": "classification", "output_size": 3},
-                  "train": {"epochs": 2}, "finetune": {"epochs": 1}},
+                  "train": {"epochs": 2}, "finetune": {"epochs": 1}, "evaluate": {"bootstrap": 200}},
+    "panel": {"data": {"source": "panel.csv"}, "validate": {"min_rows": 100},
+              "window": {"lookback": 10, "val_start": None, "test_start": None},
+              "model": {"hidden_size": 8}, "train": {"epochs": 2}, "evaluate": {"top_k": 2}},
 }
+
+
+def make_panel(n_entities=8, n=400, seed=0, start="2015-01-01") -> pd.DataFrame:
+    """A long price panel (date, entity, close) of geometric random walks with a common market factor."""
+    rng = np.random.default_rng(seed)
+    market = rng.normal(0, 0.008, n)
+    rows = []
+    dates = pd.bdate_range(start, periods=n).strftime("%Y-%m-%d")
+    for e in range(n_entities):
+        close = 50 * np.exp(np.cumsum(market + rng.normal(0, 0.01, n)))
+        rows.append(pd.DataFrame({"date": dates, "entity": f"S{e:02d}", "close": close}))
+    return pd.concat(rows, ignore_index=True)
 
 
 def write_tiny_project(folder: Path) -> None:
@@ -86,8 +102,16 @@ def write_tiny_project(folder: Path) -> None:
     b.insert(0, "Entity", "beta")
     pd.concat([a, b], ignore_index=True).to_csv(folder / "prices.csv", index=False)
     make_texts(900).to_csv(folder / "tweets.csv", index=False)
+    make_panel().to_csv(folder / "panel.csv", index=False)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for case, sections in TINY_PARAMS.items():  # the full params.yaml (DVC needs every key) + tiny settings
         for section, values in sections.items():
             params[case][section].update(values)
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def copy_code(folder: Path) -> None:
+    """The source files dvc.yaml lists as dependencies, at the same relative paths."""
+    shutil.copytree(ROOT / "r2n2", folder / "r2n2", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", folder / "dvc.yaml")
+    (folder / ".dvcignore").write_text("__pycache__/\n")

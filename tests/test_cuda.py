@@ -10,12 +10,10 @@ import pytest
 import torch
 
 from r2n2 import ModelConfig, RelationalModule, build_model, load_checkpoint
-from r2n2.cases import CaseData
+from r2n2.cases import get_case
 from r2n2.config import load_params
-from r2n2.data.sources import ingest
-from r2n2.data.window import window
 from r2n2.paths import CasePaths
-from r2n2.stages import finetune_stage, train_stage
+from r2n2.stages import run_stage
 from r2n2.train import predict_batches, train_model
 
 from .conftest import write_tiny_project
@@ -25,18 +23,15 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.fixture
 def cuda_project(tmp_path):
-    """Tiny user data for both cases, ingested and windowed (no GX validation: the windows read the raw
-    Parquet, which has the validated schema), with train.device = cuda."""
+    """Tiny user data for both cases, ingested, validated and windowed, with train.device = cuda."""
     write_tiny_project(tmp_path)
     params = load_params(tmp_path / "params.yaml", ["stocks.train.device=cuda", "sentiment.train.device=cuda",
                                                     "sentiment.train.ema_decay=0.9"])
     for case in ("stocks", "sentiment"):
         cfg = params.case(case)
-        paths = CasePaths(case, tmp_path)
-        paths.raw.parent.mkdir(parents=True, exist_ok=True)
         cfg.data.source = str(tmp_path / cfg.data.source)
-        ingest(case, cfg, paths.raw)
-        window(case, cfg, paths.raw, paths.windows)
+        for stage in ("ingest", "validate", "window"):
+            run_stage(stage, case, cfg, tmp_path)
     return tmp_path, params
 
 
@@ -44,14 +39,15 @@ def cuda_project(tmp_path):
 def test_train_and_finetune_on_cuda_then_load_on_cpu(cuda_project, case):
     root, params = cuda_project
     cfg = params.case(case)
-    result = train_stage(case, cfg, root)
-    assert len(result.history) == cfg.train.epochs
-    assert all(math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]) for row in result.history)
-    finetune_stage(case, cfg, root)
+    run_stage("train", case, cfg, root)
+    history = json.loads((root / "data" / "models" / case / "train_log.json").read_text())
+    assert len(history) == cfg.train.epochs
+    assert all(math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]) for row in history)
+    run_stage("finetune", case, cfg, root)
 
     model, meta = load_checkpoint(root / "data" / "models" / case / "model.pt")  # map_location = cpu
     assert all(p.device.type == "cpu" for p in model.parameters())
-    data = CaseData(case, cfg, CasePaths(case, root).windows)
+    data = get_case(case).load(cfg, CasePaths(case, root).windows)
     test = data.batches("pretrain", "test", batch_size=64)
     on_cpu = predict_batches(model, test, "cpu")
     on_gpu = predict_batches(model, test, "cuda")  # bf16 autocast
@@ -68,7 +64,7 @@ def test_train_and_finetune_on_cuda_then_load_on_cpu(cuda_project, case):
 def test_resume_on_cuda_replays_the_finished_epochs(cuda_project):
     root, params = cuda_project
     cfg = params.case("sentiment")
-    data = CaseData("sentiment", cfg, CasePaths("sentiment", root).windows)
+    data = get_case("sentiment").load(cfg, CasePaths("sentiment", root).windows)
 
     def run(callback=None):
         torch.manual_seed(0)

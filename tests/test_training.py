@@ -55,11 +55,21 @@ def stocks_windows(project, capsys):
 
 @pytest.mark.slow
 def test_stocks_train_finetune_evaluate(stocks_windows, capsys):
-    out = stages(capsys, "stocks", SMALL, ["train", "finetune", "evaluate"])
-    assert "Diebold" in out
+    out = stages(capsys, "stocks", SMALL, ["train", "baselines", "finetune", "evaluate"])
+    assert "Diebold" in out and "tie" in out
     m = json.load(open("data/reports/stocks/metrics.json"))
-    assert set(m) >= {"model", "finetuned", "scratch", "baselines", "tests", "target_baselines"}
-    assert set(m["baselines"]) == {"random_walk", "historical_mean", "gru_no_relational"}
+    assert set(m) >= {"model", "finetuned", "scratch", "baselines", "tests", "target_baselines", "comparisons"}
+    assert set(m["baselines"]) == {"random_walk", "historical_mean", "no_relational"}
+    pairs = {(c["a"], c["b"], c["test"]) for c in m["comparisons"]}
+    for b in ("random_walk", "historical_mean", "no_relational"):
+        assert {("model", b, "diebold_mariano"), ("model", b, "stationary_bootstrap")} <= pairs, b
+    assert ("model", "random_walk", "clark_west") in pairs
+    assert {("finetuned", "scratch", "diebold_mariano"), ("finetuned", "scratch", "stationary_bootstrap")} <= pairs
+    for c in m["comparisons"]:
+        assert set(c) >= {"a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "test", "verdict"}
+        if c["ci_low"] is not None and c["ci_low"] <= 0 <= c["ci_high"]:
+            assert c["verdict"] == "tie"
+    assert set(m["trading"]) == {"sign_strategy", "buy_and_hold", "cost_bps"}
     for name in ("mae", "rmse", "mase", "directional_accuracy", "rel_rmse_random_walk"):
         assert isinstance(m["model"][name], float)
     assert m["baselines"]["random_walk"]["rel_rmse_random_walk"] == 1.0
@@ -110,7 +120,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
         for stage in ("ingest", "validate", "window"):
             subprocess.run([*cli, stage, "stocks", *args], cwd=d, env=env, check=True, capture_output=True)
         runs[name] = d
-    state = runs["killed"] / "data/state/stocks/model.pt"
+    state = runs["killed"] / "data/state/stocks/model-0.pt"
     proc = subprocess.Popen([*cli, "train", "stocks", *args], cwd=runs["killed"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
@@ -136,9 +146,16 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
 @pytest.mark.slow
 def test_sentiment_train_finetune_evaluate(project, capsys):
     make_texts(900).to_csv("tweets.csv", index=False)
-    out = stages(capsys, "sentiment", TEXT, ["ingest", "validate", "window", "train", "finetune", "evaluate"])
+    out = stages(capsys, "sentiment", TEXT, ["ingest", "validate", "window", "train", "baselines", "finetune",
+                                             "evaluate"])
     m = json.load(open("data/reports/sentiment/metrics.json"))
-    assert set(m["baselines"]) == {"majority", "tfidf_logreg", "gru_no_relational"}
+    assert set(m["baselines"]) == {"majority", "tfidf_logreg", "vader", "no_relational"}
+    pairs = {(c["a"], c["b"], c["test"]) for c in m["comparisons"]}
+    for b in ("tfidf_logreg", "vader", "no_relational"):
+        assert ("model", b, "paired_bootstrap") in pairs and any(p[:2] == ("model", b) and "mcnemar" in p[2]
+                                                                  for p in pairs), b
+    assert ("finetuned", "scratch", "paired_bootstrap") in pairs
+    assert "tfidf_logreg_source_and_target" in m["target_baselines"]
     assert {"finetuned", "scratch", "target_baselines"} <= set(m)
     assert m["model"]["confusion_matrix"] and len(m["model"]["confusion_matrix"]) == 3
     majority = m["baselines"]["majority"]
@@ -154,8 +171,8 @@ def test_sentiment_train_finetune_evaluate(project, capsys):
 
 
 def test_multi_entity_mode_trains_on_aligned_windows(stocks_windows, capsys):
-    args = [*SMALL, "--set", "stocks.model.entities=true", "--set", "stocks.evaluate.ablation=false"]
-    stages(capsys, "stocks", args, ["train", "evaluate"])
+    args = [*SMALL, "--set", "stocks.model.entities=true"]
+    stages(capsys, "stocks", args, ["train", "baselines", "evaluate"])
     model, _ = load_checkpoint("data/models/stocks/model.pt")
     assert model.config.entities is True
     x = torch.randn(2, 2, 10, 4)
@@ -165,10 +182,39 @@ def test_multi_entity_mode_trains_on_aligned_windows(stocks_windows, capsys):
 
 
 def test_volatility_target_has_garch_baseline(stocks_windows, capsys):
-    args = [*SMALL, "--set", "stocks.window.target=volatility", "--set", "stocks.window.horizon=5",
-            "--set", "stocks.evaluate.ablation=false"]
-    stages(capsys, "stocks", args, ["window", "train", "evaluate"])
+    args = [*SMALL, "--set", "stocks.window.target=volatility", "--set", "stocks.window.horizon=5"]
+    stages(capsys, "stocks", args, ["window", "train", "baselines", "evaluate"])
     m = json.load(open("data/reports/stocks/metrics.json"))
-    assert set(m["baselines"]) == {"random_walk", "historical_mean", "garch_1_1"}
+    assert set(m["baselines"]) == {"random_walk", "historical_mean", "garch_1_1", "no_relational"}
     assert "directional_accuracy" not in m["model"] and m["baselines"]["garch_1_1"]["rmse"] > 0
     assert "pesaran_timmermann_pvalue" not in m["tests"]
+
+
+def test_evaluate_never_trains(stocks_windows, capsys, monkeypatch):
+    """`r2n2 evaluate` loads checkpoints and scores them: not one optimiser step."""
+    stages(capsys, "stocks", SMALL, ["train", "baselines", "finetune"])
+    steps = []
+    monkeypatch.setattr(torch.optim.Optimizer, "step", lambda self, *a, **k: steps.append(1))
+    monkeypatch.setattr(torch.Tensor, "backward", lambda self, *a, **k: steps.append(1))
+    stages(capsys, "stocks", SMALL, ["evaluate"])
+    assert steps == []
+    assert json.load(open("data/reports/stocks/metrics.json"))["baselines"]["no_relational"]["n"] > 0
+
+
+def test_ablations_toggle_only_their_module():
+    """The ablation's config differs from the main model's in `relational` alone (cell, size, pooling and
+    budget are the main model's); the panel's cross-entity ablation differs in `entities` alone."""
+    import dataclasses
+
+    from r2n2.cases import get_case
+    from r2n2.config import load_params
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    for name, expected in (("stocks", {"no_relational": {"relational"}}),
+                           ("sentiment", {"no_relational": {"relational"}}),
+                           ("panel", {"no_cross_entity": {"entities"}, "gru_no_relational": {"relational", "entities"}})):
+        cfg = params.case(name)
+        main_cfg = dataclasses.asdict(cfg.model)
+        for ablation, diff in expected.items():
+            other = dataclasses.asdict(get_case(name).neural_baselines(cfg)[ablation])
+            assert {k for k in main_cfg if main_cfg[k] != other[k]} == diff, (name, ablation)

@@ -96,8 +96,13 @@ class SeriesReplay:
         self.since_retrain = 0
         self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
         first = self.calendar[0]
-        self.log(f"replay {self.case_name} ({entity}) {first.date()} .. {self.calendar[-1].date()}: training the first model")
-        self.champion = self._train(first, None)
+        before = dates[dates < first]
+        if before.empty:
+            raise DataError(f"the replay starts on the first day of the data ({first.date()}); start it later so a "
+                            "first model can be trained on what came before.")
+        self.log(f"replay {self.case_name} ({entity}) {first.date()} .. {self.calendar[-1].date()}: training the "
+                 f"first model on data up to {before.iloc[-1].date()}")
+        self.champion = self._train(before.iloc[-1], None)
         self.never = self.champion
         self.latest = self.champion
 

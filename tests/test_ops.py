@@ -1,0 +1,131 @@
+"""Operations in time: increments that are refused leave the snapshot untouched, promotion never looks at the
+test split, and the replay's monitor alarms on a planted break but not on a calm series, with no look-ahead."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.cli import main
+from r2n2.cases.stocks import SeriesMeta
+from r2n2.config import load_params
+from r2n2.ops.champion import fresh_window
+from r2n2.ops.replay import SeriesReplay
+
+from .conftest import make_prices
+
+TINY = ["--set", "stocks.validate.min_rows=50", "--set", "stocks.window.lookback=10",
+        "--set", "stocks.window.val_start=null", "--set", "stocks.window.test_start=null",
+        "--set", "stocks.model.hidden_size=8", "--set", "stocks.train.epochs=2"]
+
+
+def _meta(val_start, test_start, time="date"):
+    return SeriesMeta(case="stocks", time=time, cuts={"start": "2000-01-03", "val_start": val_start,
+                                                      "test_start": test_start, "end": "2020-01-01"}, splits={})
+
+
+@pytest.mark.parametrize("challenger,champion,expected", [
+    (("2015-01-02", "2017-01-03"), None, {"start": "2015-01-02", "end": "2017-01-02"}),
+    (("2015-01-02", "2017-01-03"), ("2013-01-02", "2016-01-04"), {"start": "2016-01-04", "end": "2017-01-02"}),
+    (("2015-01-02", "2017-01-03"), ("2015-01-02", "2017-01-03"), None),  # nothing after the champion's cut-off
+])
+def test_promotion_window_is_fresh_and_before_the_test_split(challenger, champion, expected):
+    chal = _meta(*challenger)
+    window = fresh_window(chal, None if champion is None else _meta(*champion))
+    assert window == expected
+    if window is not None:
+        assert window["end"] < chal.cuts["test_start"]  # never the test split
+        assert champion is None or window["start"] >= champion[1]  # never what the champion trained on
+
+
+def _stage(capsys, stage, *args):
+    code = main([stage, "stocks", *TINY, *args])
+    return code, capsys.readouterr().err
+
+
+def _bad_rows(df: pd.DataFrame) -> pd.DataFrame:
+    bad = df.copy()
+    bad.loc[bad.index[3], "Price"] = -5.0  # a negative close inside the increment
+    return bad
+
+
+@pytest.mark.parametrize("kind", ["folder", "sqlite"])
+def test_bad_increment_leaves_the_snapshot_byte_identical(project, capsys, kind):
+    prices = make_prices(300)
+    first, good_inc, bad_inc = prices.iloc[:200], prices.iloc[200:250], prices.iloc[250:]
+    if kind == "folder":
+        drops = project / "drops"
+        drops.mkdir()
+        first.to_csv(drops / "2015-01.csv", index=False)
+        source = ["--set", "stocks.data.source=drops", "--set", "stocks.data.entity=spx"]
+
+        def add(df, name):
+            df.to_csv(drops / f"{name}.csv", index=False)
+    else:
+        db = project / "prices.db"
+        with sqlite3.connect(db) as con:
+            first.to_sql("prices", con, index=False)
+        source = ["--set", f"stocks.data.source=sqlite:///{db}", "--set", "stocks.data.query=SELECT * FROM prices",
+                  "--set", "stocks.data.entity=spx"]
+
+        def add(df, name):
+            with sqlite3.connect(db) as con:
+                df.to_sql("prices", con, index=False, if_exists="append")
+    source += ["--set", "stocks.data.columns.close=Price"]
+    for stage in ("ingest", "validate"):
+        assert _stage(capsys, stage, *source)[0] == 0
+    add(good_inc, "2015-02")
+    code, err = _stage(capsys, "ingest", *source)
+    assert code == 0
+    assert _stage(capsys, "validate", *source)[0] == 0
+    snapshot = (project / "data/validated/stocks.parquet").read_bytes()
+    assert len(pd.read_parquet(project / "data/validated/stocks.parquet")) == 250  # the increment was appended
+    add(_bad_rows(bad_inc), "2015-03")
+    assert _stage(capsys, "ingest", *source)[0] == 0
+    code, err = _stage(capsys, "validate", *source)
+    assert code == 3 and "close -5.0 at" in err and "Traceback" not in err
+    assert (project / "data/validated/stocks.parquet").read_bytes() == snapshot
+
+
+def _series_with_break(n=1300, break_at=None, seed=3):
+    """Daily prices of a calm random walk; from ``break_at`` on the volatility is four times higher."""
+    rng = np.random.default_rng(seed)
+    vol = np.full(n, 0.008)
+    if break_at is not None:
+        vol[break_at:] *= 4
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 1, n) * vol))
+    dates = pd.bdate_range("2010-01-01", periods=n)
+    return pd.DataFrame({"Date": dates.strftime("%Y-%m-%d"), "Price": close}), dates
+
+
+def _replay(project, capsys, prices, dates, start):
+    prices.to_csv("prices.csv", index=False)
+    args = ["--set", "stocks.data.source=prices.csv", "--set", "stocks.data.columns.close=Price"]
+    for stage in ("ingest", "validate"):
+        assert _stage(capsys, stage, *args)[0] == 0, capsys.readouterr().err
+    cfg = load_params("params.yaml", [a for a in [*TINY, *args] if a != "--set"]).case("stocks")
+    rp = SeriesReplay("stocks", cfg, Path("."), str(dates[start].date()), str(dates[-1].date()), retrain_every=120,
+                      monitor_every=5, log=lambda m: None)
+    rp.run_until()
+    return rp.timeline()
+
+
+@pytest.mark.slow
+def test_replay_alarms_on_a_planted_break_and_not_on_a_calm_series(project, capsys):
+    calm, dates = _series_with_break()
+    tl = _replay(project, capsys, calm, dates, 900)
+    assert (tl["model_train_end"] < tl["date"]).all()  # every prediction from a model trained before its date
+    checks = len(tl) // 5
+    assert tl["alarm"].sum() <= 0.05 * checks, tl.loc[tl["alarm"], "date"].tolist()
+
+    broken, dates = _series_with_break(break_at=1000)
+    tl = _replay(project, capsys, broken, dates, 900)
+    after = tl[(tl["date"] >= dates[1000]) & tl["alarm"]]
+    before = tl[tl["date"] < dates[1000]]
+    assert before["alarm"].sum() <= max(1, 0.05 * len(before) // 5)  # calm part: within the false-alarm budget
+    assert len(after) and np.searchsorted(dates, after["date"].iloc[0]) - 1000 <= 30  # found within 30 days
+    assert (tl["model_train_end"] < tl["date"]).all()
+    assert json.dumps(tl.astype(str).to_dict("records"))  # a plain table

@@ -39,13 +39,9 @@ def dvc_stages(case_names: list[str]) -> dict:
 def plots(case_names: list[str]) -> list:
     out = [{"learning curves": {"template": "linear", "x": "epoch", "y": {
         f"data/models/{c}/train_log.json": ["train_loss", "val_loss"] for c in case_names}}}]
-    extra = {"stocks": [("data/reports/stocks/plots/forecast.csv", "linear", "date", ["actual", "forecast"]),
-                        ("data/reports/stocks/plots/cumulative.csv", "linear", "date", ["buy_and_hold", "sign_strategy"])],
-             "sentiment": [("data/reports/sentiment/plots/confusion.csv", "confusion", "predicted", "actual")],
-             "panel": [("data/reports/panel/plots/cumulative.csv", "linear", "date", ["model", "reversal_1d",
-                                                                                      "momentum_12_1", "equal_weight"])]}
     for c in case_names:
-        out += [{f: {"template": t, "x": x, "y": y}} for f, t, x, y in extra.get(c, [])]
+        plots_dir = CasePaths(c).reports / "plots"
+        out += [{(plots_dir / f).as_posix(): {"template": t, "x": x, "y": y}} for f, t, x, y in get_case(c).plots]
     return out
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,20 +55,21 @@ def _message(err: str) -> str:
 
 
 def record(what: str, command: str, code: int, message: str) -> None:
+    """One row of docs/bad_inputs.md."""
     TRIED.append({"input": what, "command": command, "code": code, "message": message})
 
 
-def cli(capsys, argv: list[str], *, base: list[str] = (), tried: str | None = None) -> tuple[int, str, str]:
+def cli(capsys, argv: list[str], *, base: Sequence[str] = (), tried: str | None = None) -> tuple[int, str, str]:
     """Run ``r2n2 argv + base`` in-process; with ``tried``, record it for docs/bad_inputs.md (``base``, the
     tiny-data settings, is left out of the command shown)."""
     code = main([*argv, *base])
     out, err = capsys.readouterr()
     if tried:
-        record(tried, "r2n2 " + " ".join(argv), code, _message(err))
+        record(tried, "r2n2 " + " ".join(argv), code, _message(err if code else out))
     return code, out, err
 
 
-def refused(capsys, argv: list[str], code: int, *fragments: str, base: list[str] = (), tried: str) -> str:
+def refused(capsys, argv: list[str], code: int, *fragments: str, base: Sequence[str] = (), tried: str) -> str:
     """The command exits ``code`` with one short paragraph on stderr holding every fragment, and no traceback."""
     got, out, err = cli(capsys, argv, base=base, tried=tried)
     assert got == code, err
@@ -84,8 +86,10 @@ def _cell(text: str) -> str:
 
 
 def write_table(path: Path) -> None:
+    """The Markdown table of every input recorded in this run, in the order the tests tried them."""
     lines = ["# Bad inputs tried, and what `r2n2` answers", "",
-             "Generated from what the tests ran: `R2N2_BAD_INPUTS_DOC=docs/bad_inputs.md pytest tests/test_failures.py`",
+             "Generated from what the tests ran: "
+             "`R2N2_BAD_INPUTS_DOC=docs/bad_inputs.md pytest tests/test_failures.py`",
              "(add `-m 'not slow'` to leave out the DVC fault). Exit 2: bad params, data or checkpoint; 3: failed "
              "validation; 0: handled (the message then is the command's summary). The message column holds the "
              "first 100 characters of the paragraph printed on stderr (the `r2n2 <command>:` prefix left out).", "",
@@ -108,6 +112,7 @@ def bad_inputs_table():
 
 # -- prepared projects (built once per module, copied into each test's own folder) ---------------------------
 def two_series(n: int = 300) -> pd.DataFrame:
+    """Two random-walk price series, alpha and beta, in long form."""
     a, b = make_prices(n, seed=1), make_prices(n, seed=2)
     a.insert(0, "Entity", "alpha")
     b.insert(0, "Entity", "beta")
@@ -115,6 +120,7 @@ def two_series(n: int = 300) -> pd.DataFrame:
 
 
 def _prepare(folder: Path, write_inputs, case: str, stages: list[str], base: list[str]) -> Path:
+    """A project in ``folder``: params.yaml, the inputs ``write_inputs()`` writes there, and ``stages`` run."""
     shutil.copy(ROOT / "params.yaml", folder / "params.yaml")
     old = Path.cwd()
     os.chdir(folder)
@@ -128,6 +134,7 @@ def _prepare(folder: Path, write_inputs, case: str, stages: list[str], base: lis
 
 
 def clone(src: Path, dst: Path) -> None:
+    """A prepared project's files (inputs and data/) into a test's own folder."""
     shutil.copytree(src, dst, dirs_exist_ok=True)
 
 
@@ -154,6 +161,7 @@ def sentiment_model(tmp_path_factory) -> Path:
 
 # -- 1. checkpoint errors -----------------------------------------------------------------------------------
 def _real_checkpoint(path: Path) -> None:
+    """A valid stocks checkpoint (untrained), so that its truncation is a realistic one."""
     from r2n2.checkpoint import save_checkpoint
     from r2n2.models import ModelConfig, build_model
 
@@ -162,6 +170,7 @@ def _real_checkpoint(path: Path) -> None:
 
 
 def _break(path: Path, kind: str) -> None:
+    """Make the checkpoint at ``path`` missing, empty, truncated or garbage."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "missing":
         path.unlink(missing_ok=True)
@@ -216,6 +225,18 @@ def test_predict_model_option_errors(two_series_windows, project, capsys, model,
     assert not Path("out.parquet").exists()
 
 
+def test_the_installed_command_exits_2_without_traceback(project):
+    """The console script itself, in a fresh process: what a user's terminal shows."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([str(Path(sys.executable).parent / "r2n2"), "predict", "stocks", "--input", "new.csv",
+                           "--output", "out.parquet", "--model", "nowhere.pt"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    record("--model: a path that does not exist (fresh process)", "r2n2 predict stocks --input new.csv --output "
+           "out.parquet --model nowhere.pt", proc.returncode, _message(proc.stderr))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == "r2n2 predict: checkpoint nowhere.pt does not exist.\n"
+
+
 # -- 2. timestamps whose UTC offset changes with daylight saving ----------------------------------------------
 def test_dst_changing_offsets_ingest_to_new_york_dates(project, capsys):
     days = pd.bdate_range("2020-02-24", "2020-11-13")  # spans both switches: 8 March and 1 November 2020
@@ -234,6 +255,8 @@ def test_dst_changing_offsets_ingest_to_new_york_dates(project, capsys):
 
 # -- 3-5. degenerate data is refused, and the previous validated output stays byte-identical ------------------
 def _refused_by_validate(capsys, project, case, base, write_bad, tried, *fragments) -> str:
+    """Bad data written by ``write_bad`` ingests, fails validation (exit 3, one paragraph), and the validated
+    file of the earlier good run keeps every byte."""
     validated = project / f"data/validated/{case}.parquet"
     before = validated.read_bytes()
     write_bad()
@@ -413,7 +436,8 @@ def test_predict_output_format_follows_the_suffix(sentiment_model, project, caps
     assert as_csv["text"].tolist() == NEW_TEXTS == as_parquet["text"].tolist()
     assert as_csv["predicted"].tolist() == as_parquet["predicted"].tolist()
     probs = ["prob_negative", "prob_neutral", "prob_positive"]
-    np.testing.assert_allclose(as_csv[probs].to_numpy(), as_parquet[probs].to_numpy(), rtol=0, atol=1e-7)  # float32 as text
+    # float32 probabilities: CSV holds their shortest decimal text
+    np.testing.assert_allclose(as_csv[probs].to_numpy(), as_parquet[probs].to_numpy(), rtol=0, atol=1e-7)
     for name in ("pred.txt", "pred.json", "pred"):
         refused(capsys, ["predict", "sentiment", "--input", "new.csv", "--output", name], 2,
                 "must end in .parquet or .csv", base=TEXTS, tried=f"--output {name}")
@@ -504,6 +528,7 @@ def test_resume_message_and_log_count_epochs_from_1(tmp_path):
 
 # -- a fault: SIGTERM during `dvc repro` of a training stage ---------------------------------------------------
 def _dvc_env() -> dict:
+    """The venv's dvc and r2n2 on PATH, no analytics, no Prefect server."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
@@ -536,6 +561,7 @@ def _dvc_project(folder: Path) -> Path:
 
 
 def _dvc(folder: Path, *args: str, **kw) -> subprocess.CompletedProcess:
+    """Run ``dvc args`` in ``folder``, capturing its output."""
     return subprocess.run(["dvc", *args], cwd=folder, env=_dvc_env(), capture_output=True, text=True, **kw)
 
 
@@ -544,16 +570,34 @@ def test_sigterm_during_dvc_repro_of_training_then_repro_again(tmp_path):
     clean = _dvc_project(tmp_path / "clean")
     killed = _dvc_project(tmp_path / "killed")
     # the uninterrupted reference runs alongside
-    reference = subprocess.Popen(["dvc", "repro"], cwd=clean, env=_dvc_env(), stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True)
+    ref_log = tmp_path / "reference.log"
+    with open(ref_log, "w") as out:  # a file, not a pipe: nobody reads it while the other run is interrupted
+        reference = subprocess.Popen(["dvc", "repro"], cwd=clean, env=_dvc_env(), stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _interrupt_and_repro_again(killed, clean, reference, ref_log)
+    finally:
+        if reference.poll() is None:  # a failed assertion must not leave the reference running
+            os.killpg(reference.pid, signal.SIGKILL)
+            reference.wait()
+
+
+def _interrupt_and_repro_again(killed: Path, clean: Path, reference: subprocess.Popen, ref_log: Path) -> None:
+    """SIGTERM ``dvc repro`` in ``killed`` once train-stocks has finished an epoch; repro again; compare with
+    ``clean``, the uninterrupted ``reference`` run."""
     run = subprocess.Popen(["dvc", "repro"], cwd=killed, env=_dvc_env(), stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     state = killed / "data/state/stocks/model-0.pt"  # written after each finished epoch of train-stocks
     deadline = time.monotonic() + 150
     while not state.exists() and run.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-    os.killpg(run.pid, signal.SIGTERM)  # dvc and the stage it runs, as a terminal, CI or systemd stops a job
+    if run.poll() is None:
+        os.killpg(run.pid, signal.SIGTERM)  # dvc and the stage it runs, as a terminal, CI or systemd stops a job
     log, _ = run.communicate(timeout=60)
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    said = next((line for line in lines if line.startswith("ERROR")), lines[-1] if lines else "")
+    record("SIGTERM to `dvc repro` and its stage during train-stocks (tiny single-series stocks project)",
+           "dvc repro; kill -TERM -<its process group>", run.returncode, said)
     assert state.exists(), f"train-stocks never wrote its per-epoch state:\n{log[-3000:]}"
     assert not (killed / "data/models/stocks/model.pt").exists(), "training finished before SIGTERM"
     assert run.returncode != 0
@@ -562,15 +606,16 @@ def test_sigterm_during_dvc_repro_of_training_then_repro_again(tmp_path):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "resuming after epoch" in again.stdout + again.stderr
     status = _dvc(killed, "status", timeout=120)
-    record("SIGTERM to `dvc repro` (and its stage) during train-stocks, then `dvc repro` again",
-           "dvc repro; kill -TERM -<pgid>; dvc repro; dvc status", again.returncode,
-           f"dvc status: {status.stdout.strip() or status.stderr.strip()}")
+    record("the interrupted project above: `dvc repro` again, then `dvc status`", "dvc repro; dvc status",
+           status.returncode, " ".join((status.stdout or status.stderr).split()))
     assert status.returncode == 0 and "Data and pipelines are up to date." in status.stdout, status.stdout
 
-    ref_log, _ = reference.communicate(timeout=300)
-    assert reference.returncode == 0, ref_log[-3000:]
-    assert (killed / "data/reports/stocks/metrics.json").read_bytes() == \
+    assert reference.wait(timeout=300) == 0, ref_log.read_text()[-3000:]
+    same = (killed / "data/reports/stocks/metrics.json").read_bytes() == \
         (clean / "data/reports/stocks/metrics.json").read_bytes()
+    record("the interrupted project's metrics vs an uninterrupted `dvc repro` of the same project", "cmp metrics.json",
+           int(not same), "data/reports/stocks/metrics.json: " + ("byte-identical" if same else "DIFFERENT"))
+    assert same, "metrics after SIGTERM + repro differ from the uninterrupted run's"
     # every stage's dependencies and outputs hash alike: nothing half-done was kept
     assert yaml.safe_load((killed / "dvc.lock").read_text()) == yaml.safe_load((clean / "dvc.lock").read_text())
     assert json.loads((killed / "data/models/stocks-finetuned/SKIPPED.json").read_text())["skipped"]

@@ -25,9 +25,8 @@ STOCKS_STAGES = {f"{s}-stocks" for s in ("ingest", "validate", "window", "train"
 def _env(project: Path) -> dict:
     """The user's environment, with the venv's ``r2n2`` first and the copy's own code imported (not the checkout's),
     so each copy runs exactly the source DVC hashes for it, at its own absolute path."""
-    env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": str(project),
-           "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    return env
+    return {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}:{os.environ['PATH']}", "PYTHONPATH": str(project),
+            "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -157,3 +156,29 @@ def test_validation_summary_is_identical_across_folders_and_has_no_times(tmp_pat
     for name in ("validation.json", "validation.html"):
         text = outputs[0][name].decode()
         assert str(tmp_path) not in text and not re.search(r"\d{2}:\d{2}(:\d{2})?|run_time|run_id|T\d{2}", text), name
+
+
+def test_checkpoints_and_parquet_are_byte_identical_across_saves_and_folders(tmp_path):
+    """torch.save given a *path* names the zip's inner folder after the file's stem, and the atomic writer's temp
+    name is random: saving through the open file handle keeps the archive name fixed ("archive/")."""
+    import zipfile
+
+    import torch
+
+    from r2n2.checkpoint import save_checkpoint
+    from r2n2.io import write_parquet_atomic
+    from r2n2.models.config import ModelConfig
+    from r2n2.models.core import build_model
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(input_size=4, hidden_size=8))
+    frame = make_prices(50)
+    saved = []
+    for folder in (tmp_path / "one", tmp_path / "a-second" / "folder"):
+        ckpt = save_checkpoint(folder / "model.pt", model, metadata={"history": "[]", "seed": 0})
+        table = write_parquet_atomic(frame, folder / "prices.parquet")
+        saved.append((ckpt.read_bytes(), table.read_bytes()))
+    assert saved[0] == saved[1]
+    names = zipfile.ZipFile(tmp_path / "one" / "model.pt").namelist()
+    assert all(n.startswith("archive/") for n in names), names[:3]
+    assert str(tmp_path).encode() not in saved[0][0] + saved[0][1]

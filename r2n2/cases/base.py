@@ -85,6 +85,7 @@ class UseCase:
     raw_kind: ClassVar[str]                    # "prices" | "texts": the canonical raw table
     metric: ClassVar[tuple[str, bool]]         # (validation metric of training, higher is better)
     code: ClassVar[tuple[str, ...]] = ()       # extra source files its stages run (DVC deps)
+    plots: ClassVar[tuple[tuple, ...]] = ()    # `dvc plots`: (file under reports/<case>/plots, template, x, y)
 
     # -- config ----------------------------------------------------------------------------------
     def check_config(self, cfg: Any, prefix: str) -> None:

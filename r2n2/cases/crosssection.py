@@ -27,7 +27,8 @@ def score_matrix(model, data, split: str | None) -> pd.DataFrame:
         b = data.batches("pretrain", split, batch_size=256, entities=True)
         out = predict_batches(model, b)[:, :, 0]  # (n, E, 1) -> (n, E)
         w = b.windows
-        return pd.DataFrame(out, index=pd.DatetimeIndex(w.dates[w.ends], name="date"), columns=w.entities)
+        return pd.DataFrame(out, index=pd.DatetimeIndex(w.dates[w.ends], name="date"),
+                            columns=pd.Index(w.entities, name="entity"))
     windows = pooled_windows(data.table, data.meta, split)
     from ..data.window import StockBatches
 

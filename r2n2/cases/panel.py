@@ -151,6 +151,7 @@ class PanelCase(PriceCase):
     config_cls = PanelConfig
     metric = ("val_mse", False)
     code = ("r2n2/cases/series.py", "r2n2/cases/crosssection.py")
+    plots = (("cumulative.csv", "linear", "date", ["model", "reversal_1d", "momentum_12_1", "equal_weight"]),)
 
     def check_config(self, cfg: PanelConfig, prefix: str) -> None:
         check_series_window(cfg.window, prefix)

@@ -138,6 +138,7 @@ class SentimentCase(UseCase):
     raw_kind = "texts"
     metric = ("val_macro_f1", True)
     code = ("r2n2/cases/classify.py", "r2n2/data/textkey.py")
+    plots = (("confusion.csv", "confusion", "predicted", "actual"),)
 
     def check_config(self, cfg: SentimentConfig, prefix: str) -> None:
         w = cfg.window

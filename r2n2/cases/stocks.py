@@ -107,6 +107,8 @@ class StocksCase(PriceCase):
     config_cls = StocksConfig
     metric = ("val_mse", False)
     code = ("r2n2/cases/series.py", "r2n2/cases/forecast.py")
+    plots = (("forecast.csv", "linear", "date", ["actual", "forecast"]),
+             ("cumulative.csv", "linear", "date", ["buy_and_hold", "sign_strategy"]))
 
     def check_config(self, cfg: StocksConfig, prefix: str) -> None:
         check_series_window(cfg.window, prefix)

@@ -116,8 +116,13 @@ def check_frame(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: st
                 kinds: dict | None = None, n_classes: dict | None = None, bench: bool = True,
                 seed: int = 0, val_inputs: tuple[str, ...] = ()) -> dict:
     """Fit the calibrated monitor on the frame's pre-cut-off rows; check its newest post-cut-off window."""
-    mon, window = fit_frame_monitor(frame, mmeta, mcfg, inputs=inputs, time=time, kinds=kinds, n_classes=n_classes,
-                                    bench=bench, seed=seed, val_inputs=val_inputs)
+    try:
+        mon, window = fit_frame_monitor(frame, mmeta, mcfg, inputs=inputs, time=time, kinds=kinds,
+                                        n_classes=n_classes, bench=bench, seed=seed, val_inputs=val_inputs)
+    except DataError as exc:  # too little history to calibrate: say so, never alarm on a guess
+        return {"alarm": False, "reasons": [], "family_rate": mcfg.family_rate, "per_signal_quantile": None,
+                "window": {"start": None, "end": None, "n": 0}, "cutoff": mmeta.cuts["test_start"], "signals": {},
+                "verdict": f"no verdict: the model's history is too short to calibrate the monitor ({exc})"}
     post = periods(frame, mmeta, time)[2].tail(window)
     return check_window(mon, post, mmeta, mcfg, inputs=inputs, time=time, bench=bench)
 

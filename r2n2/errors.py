@@ -24,6 +24,9 @@ class ValidationFailed(R2N2Error):
         super().__init__(message)
         self.result = result
 
+    def __reduce__(self):  # picklable (Prefect may persist a failed run's exception)
+        return (type(self), (str(self), self.result))
+
 
 class CheckpointError(R2N2Error, ValueError):
     """A checkpoint file is missing, truncated, or does not match the model it is loaded into."""

@@ -189,7 +189,7 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
             result.history = json.loads(state["history"])
             start = state["epoch"] + 1
             result.resumed_from = state["epoch"]
-            log(f"resuming after epoch {state['epoch']} from {state_path}")
+            log(f"resuming after epoch {state['epoch'] + 1} of {epochs} from {state_path}")  # counted from 1
         else:
             log(f"ignoring {state_path}: it belongs to another configuration")
 

@@ -149,9 +149,7 @@ def visualize_attention(input_sequence, attention_weights, path: str | Path = "a
     ax.set_title(title)
     ax.set_xlabel("Batch Samples")
     ax.set_ylabel("Time Steps")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    tmp.replace(path)
-    return path
+    from ..io import write_with
+
+    # atomically, and without a software-version chunk: equal plots give equal bytes
+    return write_with(lambda tmp: fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None}), path)

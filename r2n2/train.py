@@ -188,7 +188,7 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
             result.best_epoch = state["best_epoch"]
             result.history = json.loads(state["history"])
             start = state["epoch"] + 1
-            result.resumed_from = state["epoch"]
+            result.resumed_from = state["epoch"] + 1  # epochs counted from 1, as in the history
             log(f"resuming after epoch {state['epoch'] + 1} of {epochs} from {state_path}")  # counted from 1
         else:
             log(f"ignoring {state_path}: it belongs to another configuration")

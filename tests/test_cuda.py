@@ -86,7 +86,7 @@ def test_resume_on_cuda_replays_the_finished_epochs(cuda_project):
     assert (root / "state.pt").is_file()
     saved = torch.load(root / "state.pt", map_location="cpu", weights_only=True)
     resumed = run()
-    assert resumed.resumed_from == 1
+    assert resumed.resumed_from == 2  # counted from 1: two epochs were finished
     assert len(resumed.history) == 3
     assert resumed.history[:2] == json.loads(saved["history"])
     assert not (root / "state.pt").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -483,10 +484,12 @@ def test_stage_outputs_are_0644_under_umask_022(one_series, project, capsys):
 
 # -- 8. epochs counted from 1 ----------------------------------------------------------------------------------
 class Interrupted(Exception):
-    pass
+    """Stands for a kill between an epoch's log line and its saved state."""
 
 
-def test_resume_message_and_log_count_epochs_from_1(tmp_path):
+def _interrupted_then_resumed(state: Path):
+    """Train 4 epochs, interrupted in the third (after its log line, before its state is saved), then again:
+    (log lines of the first run, of the resumed run, the resumed run's TrainResult)."""
     import torch
 
     from r2n2.config import TrainConfig
@@ -498,7 +501,6 @@ def test_resume_message_and_log_count_epochs_from_1(tmp_path):
     windows = StockWindows(rng.normal(size=(120, 3)), rng.normal(size=120), np.arange(9, 120), 10)
     train, val = StockBatches(windows, 32, shuffle=True), StockBatches(windows, 64)
     cfg = TrainConfig(epochs=4, patience=10, device="cpu")
-    state = tmp_path / "state.pt"
 
     def run(callback=None):
         logs: list[str] = []
@@ -512,18 +514,29 @@ def test_resume_message_and_log_count_epochs_from_1(tmp_path):
         return logs, result
 
     def stop_in_third_epoch(epoch: int, metric: float) -> None:
-        if epoch == 2:  # 0-based: the third epoch is logged, then "killed" before its state is saved
+        if epoch == 2:  # the callback's epoch is 0-based: this is the third
             raise Interrupted
 
     first, _ = run(stop_in_third_epoch)
-    assert [line.split()[0] for line in first] == ["epoch=1", "epoch=2", "epoch=3"]
     assert state.is_file()
     second, result = run()
-    assert second[0] == f"resuming after epoch 2 from {state}", second[0]  # 2 epochs were finished and saved
+    assert not state.exists()
+    return first, second, result
+
+
+def test_resume_message_and_log_count_epochs_from_1(tmp_path):
+    first, second, result = _interrupted_then_resumed(tmp_path / "state.pt")
+    assert [line.split()[0] for line in first] == ["epoch=1", "epoch=2", "epoch=3"]
+    resumed = re.fullmatch(r"resuming after epoch (\d+)\b.*", second[0])
+    assert resumed and int(resumed.group(1)) == 2, second[0]  # 2 epochs were finished and saved
     assert [line.split()[0] for line in second[1:]] == ["epoch=3", "epoch=4"]
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]
-    assert result.resumed_from == 2, "resumed_from (data/logs) counts finished epochs from 1 too"
-    assert not state.exists()
+
+
+def test_resumed_from_in_the_run_log_counts_from_1(tmp_path):
+    """``resumed_from`` goes to data/logs/<case>/*.json beside the history, whose epochs count from 1."""
+    _, second, result = _interrupted_then_resumed(tmp_path / "state.pt")
+    assert result.resumed_from == 2, f"resumed_from={result.resumed_from}, but the log says {second[0]!r}"
 
 
 # -- a fault: SIGTERM during `dvc repro` of a training stage ---------------------------------------------------

@@ -126,8 +126,11 @@ class PanelData(CaseData):
     def batches(self, role: str, split: str | None, *, batch_size: int, shuffle: bool = False, seed: int = 0,
                 fraction: float = 1.0, entities: bool | None = None):
         entities = self.cfg.model.entities if entities is None else entities
-        windows = load_entity_split(self.table, self.meta, split) if entities else pooled_windows(self.table,
-                                                                                                  self.meta, split)
+        if entities:
+            windows = load_entity_split(self.table, self.meta, split)
+        else:  # each stock alone: one step sees as many stock-windows as a cross-sectional step (the same budget)
+            windows = pooled_windows(self.table, self.meta, split)
+            batch_size *= len(self.meta.entities)
         if len(windows) == 0:
             raise DataError(f"no {self.case.name} windows in the {split} split.")
         return StockBatches(windows, batch_size, shuffle, seed)

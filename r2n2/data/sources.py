@@ -265,7 +265,10 @@ def _read_file(path: Path, *, na_values: list[str], encoding: str, name: str) ->
             df = df.reset_index()
         return df.replace({v: np.nan for v in na_values}) if na_values else df
     try:
-        df = pd.read_csv(path, na_values=na_values or None, encoding=encoding, sep=DATA_SUFFIXES[suffix])
+        df = pd.read_csv(path, na_values=na_values or None, encoding=encoding, sep=DATA_SUFFIXES[suffix],
+                         skip_blank_lines=False)  # a blank text is a row, refused later, never skipped
+        if df.shape[1] > 1:  # in a table of several columns a blank line is not a row
+            df = df.dropna(how="all").reset_index(drop=True)
     except UnicodeDecodeError:
         raise _decode_error(path, encoding, name) from None
     except LookupError:

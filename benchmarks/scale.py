@@ -1,9 +1,11 @@
 """Scale on this machine, two benchmarks:
 
 ``panel`` (issue 14): synthetic long-form price panels (fixed seed, business days, OHLCV) of 20, 200 and 500
-entities go through ingest, validate and window, each stage in its own subprocess; it prints seconds, peak
-resident memory and rows/s per stage and size, and fits each stage's cost growth exponent (slope of log time
-against log rows; 1 is linear). Target: 500 x 5,000 rows through the three stages in <= 60 s, < 4 GB each.
+entities go through every stage of the panel case with its default params (one training epoch): ingest,
+validate, window, train, baselines, evaluate and predict, each stage in its own subprocess; it prints seconds,
+peak resident memory and rows/s per stage and size, fits each stage's cost growth exponent (slope of log time
+against log rows; 1 is linear), and compares training throughput with the built-in indices. Target: 500 x
+5,000 rows through ingest + validate + window in <= 60 s, < 4 GB.
 
 ``workers``, measured side by side on the built-in stocks data:
 - Optuna trials per hour of the stocks study with 1 vs 2 concurrent workers (Prefect thread pool);
@@ -36,7 +38,7 @@ def sh(cmd, cwd, env):
     return proc
 
 
-PANEL_STAGES = ("ingest", "validate", "window")
+PANEL_STAGES = ("ingest", "validate", "window", "train", "baselines", "evaluate", "predict")
 
 
 def make_panel(entities: int, days: int, path: Path, *, seed: int = 0) -> int:
@@ -59,35 +61,68 @@ def make_panel(entities: int, days: int, path: Path, *, seed: int = 0) -> int:
     return len(df)
 
 
+def _panel_params(folder: Path):
+    from r2n2.config import load_params
+
+    overrides = [f"panel.data.source={folder / 'panel.parquet'}", "panel.window.val_start=null",
+                 "panel.window.test_start=null", "panel.train.epochs=1", "panel.train.patience=1"]
+    return load_params(ROOT / "params.yaml", overrides).case("panel")
+
+
 def run_stage(stage: str, folder: Path) -> None:
-    """Child process: run one stage on ``folder``'s panel and print its seconds and peak RSS as JSON."""
-    from r2n2.config import CaseConfig, DataConfig
-
-    cfg = CaseConfig(data=DataConfig(source=str(folder / "panel.parquet")))
+    """Child process: run one stage of the panel case (default params, one training epoch) on ``folder``'s panel
+    and print its seconds, peak RSS and, for training, windows per second as JSON."""
+    cfg = _panel_params(folder)
     t0 = time.perf_counter()
-    if stage == "ingest":
-        from r2n2.data.sources import ingest
+    extra = {}
+    if stage == "predict":
+        import json as _json
 
-        ingest("stocks", cfg, folder / "raw.parquet")
-    elif stage == "validate":  # includes the lazy Great Expectations import (~3 s)
-        from r2n2.data.validate import PriceChecks, price_suite, validate
+        from r2n2.cases import get_case
+        from r2n2.cases.base import WindowMeta
+        from r2n2.checkpoint import load_checkpoint
 
-        validate("panel", price_suite(PriceChecks()), folder / "raw.parquet", folder / "validated.parquet",
-                 folder / "reports")
+        model, ck = load_checkpoint(folder / "data/models/panel/model.pt")
+        out = get_case("panel").predict(model, WindowMeta.from_dict(_json.loads(ck["window_meta"])), ck,
+                                        str(folder / "panel.parquet"), cfg)
+        extra["rows_out"] = len(out)
     else:
-        from r2n2.data.window import window
+        from r2n2.stages import run_stage as run
 
-        window("stocks", cfg, folder / "validated.parquet", folder / "windows")
+        run(stage, "panel", cfg, folder)
+        if stage == "train":
+            meta = _json_load(folder / "data/windows/panel/meta.json")
+            train_windows = max(v["train"]["n"] for v in meta["splits"].values())  # dates with a full window
+            extra["windows_per_s"] = train_windows / (time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    print(json.dumps({"seconds": seconds, "peak_bytes": peak}))
+    print(json.dumps({"seconds": seconds, "peak_bytes": peak, **extra}))
+
+
+def _json_load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def indices_throughput() -> float:
+    """Training windows per second of the stocks case (built-in S&P 500) for one epoch, for comparison."""
+    from r2n2.config import load_params
+    from r2n2.stages import run_stage as run
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_params(ROOT / "params.yaml", ["stocks.train.epochs=1"]).case("stocks")
+        for st in ("ingest", "validate", "window"):
+            run(st, "stocks", cfg, tmp)
+        meta = _json_load(Path(tmp) / "data/windows/stocks/meta.json")
+        t0 = time.perf_counter()
+        run("train", "stocks", cfg, tmp)
+        return meta["splits"][meta["pretrain_entity"]]["train"]["n"] / (time.perf_counter() - t0)
 
 
 def panel(sizes: list[int], days: int, repeat: int) -> None:
     import numpy as np
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GX_ANALYTICS_ENABLED": "false"}
-    table = []
+    table, rates = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for entities in sizes:
             folder = Path(tmp) / str(entities)
@@ -96,10 +131,14 @@ def panel(sizes: list[int], days: int, repeat: int) -> None:
             for stage in PANEL_STAGES:
                 runs = []
                 for _ in range(repeat):  # the fastest of a few runs: the machine is shared, noise only adds time
+                    if stage == "ingest":  # a held snapshot would make a repeat an (instant) empty increment
+                        (folder / "data/raw/panel.parquet").unlink(missing_ok=True)
                     proc = sh([sys.executable, __file__, "_stage", stage, str(folder)], ROOT, env)
                     runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
                 seconds, peak = min(m["seconds"] for m in runs), max(m["peak_bytes"] for m in runs)
                 table.append((entities, rows, stage, seconds, peak))
+                if stage == "train":
+                    rates.append((entities, max(m.get("windows_per_s", 0) for m in runs)))
                 print(f"{entities:>4d} entities {stage:<9s} {seconds:7.1f} s", file=sys.stderr, flush=True)
     print(f"{'entities':>8s} {'rows':>10s} {'stage':<9s} {'seconds':>8s} {'peak MB':>8s} {'rows/s':>12s}")
     for entities, rows, stage, seconds, peak in table:
@@ -110,9 +149,14 @@ def panel(sizes: list[int], days: int, repeat: int) -> None:
         if len(pts) > 1:
             slope = np.polyfit(np.log([r for r, _ in pts]), np.log([t for _, t in pts]), 1)[0]
             print(f"  {stage:<9s} {slope:5.2f}")
+    print("\ntraining throughput (one epoch; a panel window is one date with every stock's lookback):")
+    for entities, rate in rates:
+        print(f"  panel {entities:>4d} entities: {rate:8.1f} dates/s = {rate * entities:10.0f} stock-windows/s")
+    idx = indices_throughput()
+    print(f"  stocks (built-in S&P 500, 2-layer RNN 64): {idx:8.1f} windows/s")
     big = max(sizes)
-    total = sum(t for e, _, _, t, _ in table if e == big)
-    peak = max(p for e, _, _, _, p in table if e == big)
+    total = sum(t for e, _, s, t, _ in table if e == big and s in ("ingest", "validate", "window"))
+    peak = max(p for e, _, s, _, p in table if e == big and s in ("ingest", "validate", "window"))
     print(f"\n{big} entities x {days} days: ingest + validate + window = {total:.1f} s (target <= 60 s), peak "
           f"{peak / 2**30:.2f} GB (target < 4 GB); machine: {os.cpu_count()} CPU cores.")
 

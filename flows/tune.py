@@ -18,7 +18,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
 from r2n2.config import load_params
-from r2n2.errors import ConfigError
+from r2n2.errors import ConfigError, R2N2Error
 
 TUNING_DIR = Path("data") / "tuning"
 
@@ -51,13 +51,16 @@ def trial_task(case: str, trial_id: int, trial_number: int, params_path: str, ov
     from r2n2.tune import objective
 
     os.chdir(root)  # Dask workers may start elsewhere
-    study = _study(case, seed)
+    # a sampler of its own per trial (a fresh one seeded alike would draw the same start-up values every time)
+    study = _study(case, seed + trial_number)
     trial = optuna.trial.Trial(study, trial_id)
     cfg = load_params(params_path, overrides).case(case)
     try:
         return {"value": objective(trial, case, cfg, epochs=epochs), "state": "complete"}
     except optuna.TrialPruned as exc:
         return {"value": None, "state": "pruned", "reason": str(exc)}
+    except R2N2Error as exc:  # a configuration the data cannot hold (e.g. a lookback longer than a split)
+        return {"value": None, "state": "infeasible", "reason": str(exc)}
 
 
 def _task_runner(workers: int, dask_address: str | None):
@@ -103,6 +106,7 @@ def _tune(case: str, params_path: str = "params.yaml", overrides: list[str] | No
     log.info(f"{done} trials already finished; running up to {remaining} more")
     start = time.monotonic()
     root = str(Path.cwd())
+    refunds = 0
     while remaining > 0 and not (t.timeout and time.monotonic() - start > t.timeout):
         wave = [study.ask() for _ in range(min(t.workers, remaining))]
         futures = [trial_task.submit(case, tr._trial_id, tr.number, params_path, list(overrides or []), t.epochs,
@@ -116,6 +120,11 @@ def _tune(case: str, params_path: str = "params.yaml", overrides: list[str] | No
                 continue
             if res["state"] == "pruned":
                 study.tell(tr.number, state=TrialState.PRUNED)
+            elif res["state"] == "infeasible":
+                log.info(f"trial {tr.number} is infeasible for this data: {res['reason'][:300]}")
+                study.tell(tr.number, state=TrialState.FAIL)
+                refunds += 1
+                remaining += refunds <= t.n_trials  # an infeasible configuration does not use up the budget (once)
             else:
                 study.tell(tr.number, res["value"])
         remaining -= len(wave)

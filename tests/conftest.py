@@ -68,7 +68,7 @@ TINY_PARAMS = {
                "window": {"lookback": 10, "pretrain_entity": "alpha", "finetune_entity": "beta", "val_start": None,
                           "test_start": None},
                "model": {"hidden_size": 8}, "train": {"epochs": 2, "batch_size": 32},
-               "finetune": {"epochs": 1}},
+               "finetune": {"epochs": 1}, "monitor": {"min_samples": 10}},
     "sentiment": {"data": {"source": "tweets.csv", "columns": {"text": "body", "label": "sentiment"}},
                   "validate": {"min_rows": 100},
                   "window": {"vocab_size": 200, "finetune_pattern": "iphone"},

@@ -32,12 +32,13 @@ def test_retrain_lock_refuses_second_run_at_once(tmp_path, monkeypatch, capsys):
     assert "Another retrain is running in this workspace" in err and "Traceback" not in err
 
 
-def test_serve_registers_both_deployments_with_schedules(prefect_server, tmp_path):
+def test_serve_registers_both_deployments_with_schedules(prefect_server, tmp_path, monkeypatch):
     from prefect import get_client
 
     from flows.serve import build_deployments
 
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
+    monkeypatch.chdir(tmp_path)  # no case has data here: the deployments cover every case of serve.cases
     params = load_params(tmp_path / "params.yaml", ["serve.retrain_cron=0 21 * * 1-5"])
     deployments = build_deployments(params)
 

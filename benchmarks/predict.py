@@ -35,55 +35,42 @@ def _best_of(fn, reps=3):
 def main() -> None:
     import torch
 
-    from r2n2.cases import CaseData
+    from r2n2.cases import get_case
+    from r2n2.cases.base import WindowMeta
+    from r2n2.cases.classify import predict_texts
+    from r2n2.cases.forecast import predict_prices
     from r2n2.checkpoint import load_checkpoint
     from r2n2.config import load_params
     from r2n2.data.sources import load_builtin_sentiment, load_builtin_stocks
-    from r2n2.data.window import window
-    from r2n2.data.sources import write_parquet_atomic
     from r2n2.models.core import build_model
-    from r2n2.predict import predict_stocks_frame, predict_texts
 
     params = load_params(ROOT / "params.yaml")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        # -- stocks
-        prices = load_builtin_stocks()
-        ckpt = ROOT / "data/models/stocks/model.pt"
-        if ckpt.is_file():
-            model, meta = load_checkpoint(ckpt)
-            wmeta, source = json.loads(meta["window_meta"]), "trained checkpoint"
-        else:
-            write_parquet_atomic(prices, tmp / "stocks.parquet")
-            cfg = params.case("stocks")
-            wmeta = window("stocks", cfg, tmp / "stocks.parquet", tmp / "w-stocks")
-            model = build_model(CaseData("stocks", cfg, tmp / "w-stocks").model_config()).eval()
-            source = "untrained model, default config"
-        seconds, out = _best_of(lambda: predict_stocks_frame(model, wmeta, prices))
-        rows.append(("stocks", source, len(out), "windows", seconds))
-        # -- sentiment
-        texts = load_builtin_sentiment()["text"].tolist()
-        ckpt = ROOT / "data/models/sentiment/model.pt"
-        if ckpt.is_file():
-            model, meta = load_checkpoint(ckpt)
-            wmeta, tok, source = json.loads(meta["window_meta"]), meta["tokenizer"], "trained checkpoint"
-        else:
-            from r2n2.data.sources import clean_text
-            from r2n2.data.window import train_tokenizer
-
-            cfg = params.case("sentiment")
-            tokenizer = train_tokenizer([clean_text(t) for t in texts[:20000]], cfg.window.vocab_size)
-            tok = tokenizer.to_str()
-            wmeta = {"labels": ["negative", "neutral", "positive"], "max_tokens": cfg.window.max_tokens,
-                     "vocab_size": tokenizer.get_vocab_size()}
-            from dataclasses import replace
-
-            model = build_model(replace(cfg.model, vocab_size=tokenizer.get_vocab_size())).eval()
-            source = "untrained model, default config"
-        seconds, out = _best_of(lambda: predict_texts(model, tok, wmeta, texts), reps=2)
-        rows.append(("sentiment", source, len(out), "texts", seconds))
+    # -- stocks
+    prices = load_builtin_stocks()
+    ckpt = ROOT / "data/models/stocks/model.pt"
+    if ckpt.is_file():
+        model, meta = load_checkpoint(ckpt)
+        wmeta, source = WindowMeta.from_dict(json.loads(meta["window_meta"])), "trained checkpoint"
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            case, cfg = get_case("stocks"), params.case("stocks")
+            wmeta = case.build_windows(cfg, prices, Path(tmp), lambda m: None)
+            model = build_model(case.load(cfg, Path(tmp)).model_config()).eval()
+        source = "untrained model, default config"
+    seconds, out = _best_of(lambda: predict_prices(model, wmeta, prices))
+    rows.append(("stocks", source, len(out), "windows", seconds))
+    # -- sentiment
+    texts = load_builtin_sentiment()["text"].tolist()
+    ckpt = ROOT / "data/models/sentiment/model.pt"
+    if not ckpt.is_file():
+        raise SystemExit("train the sentiment model first (r2n2 train sentiment): its tokenizer is needed")
+    model, meta = load_checkpoint(ckpt)
+    wmeta, tok = WindowMeta.from_dict(json.loads(meta["window_meta"])), meta["tokenizer"]
+    texts = [t for t in texts if t.strip()]
+    seconds, out = _best_of(lambda: predict_texts(model, tok, wmeta, texts), reps=2)
+    rows.append(("sentiment", "trained checkpoint", len(out), "texts", seconds))
 
     print(f"{'case':10s} {'model':32s} {'items':>8s} {'seconds':>8s} {'throughput':>16s}")
     for case, source, n, unit, s in rows:

@@ -41,6 +41,24 @@ def test_promotion_window_is_fresh_and_before_the_test_split(challenger, champio
         assert champion is None or window["start"] >= champion[1]  # never what the champion trained on
 
 
+def test_forecast_reference_spans_the_whole_pre_cutoff_history_and_never_the_checked_rows():
+    from r2n2.config import MonitorConfig
+    from r2n2.ops.monitoring import fit_frame_monitor
+
+    dates = pd.bdate_range("2000-01-03", periods=3000)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"date": dates, "x": rng.normal(size=3000), "pred": np.arange(3000.0),
+                          "loss": rng.random(3000), "bench_loss": rng.random(3000)})
+    meta = _meta(str(dates[2000].date()), str(dates[2500].date()))
+    kw = dict(inputs=["x"], n_null=50)
+    history, _ = fit_frame_monitor(frame, meta, MonitorConfig(), prediction_history=True, **kw)
+    validation, _ = fit_frame_monitor(frame, meta, MonitorConfig(), **kw)
+    # the forecast's reference: every row before the cut-off, or only the validation rows; never a checked row
+    assert history.detectors["prediction"].reference.tolist() == list(range(2500))
+    assert validation.detectors["prediction"].reference.tolist() == list(range(2000, 2500))
+    assert len(history.detectors["x"].reference) == len(validation.detectors["x"].reference) == 2000
+
+
 def _stage(capsys, stage, *args):
     code = main([stage, "stocks", *TINY, *args])
     return code, capsys.readouterr().err
@@ -115,11 +133,14 @@ def _replay(project, capsys, prices, dates, start):
 
 @pytest.mark.slow
 def test_replay_alarms_on_a_planted_break_and_not_on_a_calm_series(project, capsys):
-    calm, dates = _series_with_break()
-    tl = _replay(project, capsys, calm, dates, 900)
-    assert (tl["model_train_end"] < tl["date"]).all()  # every prediction from a model trained before its date
-    checks = len(tl) // 5
-    assert tl["alarm"].sum() <= 0.05 * checks, tl.loc[tl["alarm"], "date"].tolist()
+    alarms = checks = 0
+    for seed in (3, 4, 5):  # one calm series has ~80 checks: pooled, the rate is estimated, not a coin flip
+        calm, dates = _series_with_break(seed=seed)
+        tl = _replay(project, capsys, calm, dates, 900)
+        assert (tl["model_train_end"] < tl["date"]).all()  # every prediction from a model trained before its date
+        checks += len(tl) // 5
+        alarms += int(tl["alarm"].sum())
+    assert alarms <= 0.05 * checks, (alarms, checks)
 
     broken, dates = _series_with_break(break_at=1000)
     tl = _replay(project, capsys, broken, dates, 900)

@@ -6,8 +6,12 @@ training history (``r2n2.ops.drift``). Each case's signals:
   labels have arrived;
 - panel: the input features, the scores, and the squared error of the cross-sectional target vs zero.
 
-References come from before the cut-off only: inputs from the training period, forecasts and errors from the
-validation period (out of sample for the model, so a calm deployment does not look like a jump). The checked
+References come from before the cut-off only: inputs from the training period; errors (and the predicted classes
+of a classifier) from the validation period, out of sample for the model, so a calm deployment does not look like
+a jump. A forecast's distribution is a function of its inputs, so the price cases take its reference from the
+whole pre-cut-off history (``prediction_history``): a validation period of three calm years (2013-2015) made the
+Q4-2018 sell-off's forecasts an alarm that the inputs, judged against 2000-2012, did not raise. Measured on the
+calm synthetic replay (6 seeds, 474 checks): 2.3 % alarms with the history reference, 2.1 % with validation only. The checked
 window is the newest ``monitor.window`` rows whose prediction date is at or after the cut-off (``test_start``
 of the model's own window metadata): rows the model never trained on or was selected on.
 """
@@ -78,13 +82,14 @@ def periods(frame: pd.DataFrame, mmeta, time: str = "date"):
 
 def fit_frame_monitor(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: str = "date",
                       kinds: dict | None = None, n_classes: dict | None = None, bench: bool = True,
-                      seed: int = 0, val_inputs: tuple[str, ...] = (), n_null: int = 300):
+                      seed: int = 0, val_inputs: tuple[str, ...] = (), n_null: int = 300,
+                      prediction_history: bool = False):
     """The calibrated monitor of a model, from its own pre-cut-off rows: inputs from the training period;
     signals the training period defines (e.g. words unseen in it) and the model's own outputs and errors from
     the validation period, out of sample like the post-cut-off window. Returns (monitor, window size)."""
     train, val, _ = periods(frame, mmeta, time)
     refs = {f: (val if f in val_inputs else train)[f].to_numpy() for f in inputs}
-    refs["prediction"] = val["pred"].to_numpy()
+    refs["prediction"] = (pd.concat([train, val]) if prediction_history else val)["pred"].to_numpy()
     window = min(mcfg.window, max(mcfg.min_samples, len(val) // 4))
     mon = fit_monitor(refs, window=window, kinds=kinds, n_classes=n_classes, loss=val["loss"].to_numpy(),
                       benchmark_loss=val["bench_loss"].to_numpy() if bench else None,
@@ -114,11 +119,12 @@ def check_window(mon, post: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], tim
 
 def check_frame(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: str = "date",
                 kinds: dict | None = None, n_classes: dict | None = None, bench: bool = True,
-                seed: int = 0, val_inputs: tuple[str, ...] = ()) -> dict:
+                seed: int = 0, val_inputs: tuple[str, ...] = (), prediction_history: bool = False) -> dict:
     """Fit the calibrated monitor on the frame's pre-cut-off rows; check its newest post-cut-off window."""
     try:
         mon, window = fit_frame_monitor(frame, mmeta, mcfg, inputs=inputs, time=time, kinds=kinds,
-                                        n_classes=n_classes, bench=bench, seed=seed, val_inputs=val_inputs)
+                                        n_classes=n_classes, bench=bench, seed=seed, val_inputs=val_inputs,
+                                        prediction_history=prediction_history)
     except DataError as exc:  # too little history to calibrate: say so, never alarm on a guess
         return {"alarm": False, "reasons": [], "family_rate": mcfg.family_rate, "per_signal_quantile": None,
                 "window": {"start": None, "end": None, "n": 0}, "cutoff": mmeta.cuts["test_start"], "signals": {},
@@ -130,7 +136,7 @@ def check_frame(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: st
 def monitor_series(mcfg, data, model, mmeta, log) -> dict:
     rows = data.table[data.table["entity"] == mmeta.pretrain_entity]
     frame = series_frame(model, mmeta, rows)
-    return check_frame(frame, mmeta, mcfg, inputs=list(mmeta.features))
+    return check_frame(frame, mmeta, mcfg, inputs=list(mmeta.features), prediction_history=True)
 
 
 def monitor_texts(mcfg, data, model, mmeta, ck: dict, log) -> dict:
@@ -170,7 +176,7 @@ def monitor_panel(mcfg, data, model, mmeta, log) -> dict:
     # one value per date: the cross-sectional means (dates are the unit of time, not stock-days)
     daily = frame.groupby("date")[[*mmeta.features, "pred", "loss", "bench_loss"]].mean().reset_index()
     daily["pred"] = frame.groupby("date")["pred"].std().to_numpy()  # dispersion of the scores
-    return check_frame(daily, mmeta, mcfg, inputs=["vol_20d", "ret_20d"])
+    return check_frame(daily, mmeta, mcfg, inputs=["vol_20d", "ret_20d"], prediction_history=True)
 
 
 def monitor_case(case_name: str, cfg, root: str | Path = ".", *, log=None) -> dict:

@@ -153,7 +153,8 @@ class SeriesReplay:
         c = self.champion
         frame = series_frame(c.model, c.meta, self._known(day)) if c.monitor is None else None
         if c.monitor is None:
-            c.monitor, c.window = fit_frame_monitor(frame, c.meta, self.cfg.monitor, inputs=self.features, n_null=150)
+            c.monitor, c.window = fit_frame_monitor(frame, c.meta, self.cfg.monitor, inputs=self.features, n_null=150,
+                                                         prediction_history=True)
         known = self._known(day)
         post = known[known["date"] > c.train_end].tail(c.window).copy()
         post["pred"] = c.preds.reindex(post["date"]).to_numpy()

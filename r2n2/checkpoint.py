@@ -45,8 +45,19 @@ def save_checkpoint(path: str | Path, model: RelationalRNN, *, metadata: dict | 
 def read_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint dict safely (no arbitrary pickle code), mapping tensors to ``map_location``."""
     path = Path(path)
+    if path.is_dir():  # a model folder such as data/models/stocks: its checkpoint is model.pt inside
+        hint = f" Did you mean {path / 'model.pt'}?" if (path / "model.pt").is_file() else ""
+        raise CheckpointError(f"checkpoint {path} is a folder, not a checkpoint file.{hint}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist.")
+    if path.stat().st_size == 0:  # torch says only "EOFError" here
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): an interrupted copy or save? Retrain, or "
+                              "restore it with `dvc checkout`.")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):  # torch saves a zip archive; its own error for anything else is cryptic
+        raise CheckpointError(f"checkpoint {path} could not be read: it is not a torch checkpoint archive (a "
+                              "truncated copy, or another kind of file). Retrain, or restore it with `dvc checkout`.")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, wrong format, unsafe pickle

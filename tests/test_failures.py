@@ -184,7 +184,7 @@ def _break(path: Path, kind: str) -> None:
         path.write_bytes(b"this is not a checkpoint\n" * 40)
 
 
-CHECKPOINT_SAYS = {"missing": "does not exist", "empty": "could not be read", "truncated": "could not be read",
+CHECKPOINT_SAYS = {"missing": "does not exist", "empty": "is empty (0 bytes)", "truncated": "could not be read",
                    "garbage": "could not be read"}
 CHECKPOINT_ARGV = {"predict": ["predict", "stocks", "--input", "new.csv", "--output", "out.parquet"],
                    "finetune": ["finetune", "stocks"], "evaluate": ["evaluate", "stocks"]}
@@ -206,7 +206,7 @@ def test_checkpoint_errors_are_one_paragraph_exit_2(two_series_windows, project,
 
 @pytest.mark.parametrize("model,kind,says", [
     ("nowhere.pt", "a path that does not exist", "checkpoint nowhere.pt does not exist"),
-    ("data/models/stocks", "a folder", "data/models/stocks"),
+    ("data/models/stocks", "a folder", "checkpoint data/models/stocks is a folder, not a checkpoint file."),
     ("other.pt", "a sentiment checkpoint", "is a sentiment model, not stocks"),
     ("plain.pt", "a torch file that is not an r2n2 checkpoint", "is not an r2n2 checkpoint"),
 ])

@@ -366,7 +366,7 @@ def write_text_replay_report(rp: TextReplay, out_dir: Path, *, seconds: float) -
                     xlabel="arrival batch", ylabel="error rate",
                     title=f"{rp.case_name}: live error rate per arrival batch of {rp.batch} texts, rolling {_ROLL} "
                           "batches (red: monitor alarms; ticks: promotions)")
-    unit = "ISO time" if rp.dates else "arrival index (simulated order for the built-in corpus)"
+    unit = "ISO times" if rp.dates else "arrival indices; the built-in corpus's order is simulated"
     ev = ["| batch | trigger | window | p | promoted |", "|---|---|---|---|---|"]
     span = lambda w: "none" if w is None else f"{w['start']} .. {w['end']}"  # noqa: E731
     ev += [f"| {e['batch']} | {e['trigger']} | {span(e['window'])} | {fmt(e['p_value'])} | {e['promoted']} |"

@@ -65,11 +65,15 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("replay", help="a simulated calendar over real history: monitor, retrain, promote")
     p.add_argument("case", choices=cases)
-    p.add_argument("--start", required=True, help="first simulated date (stocks) or arrival index (texts)")
-    p.add_argument("--end", required=True, help="last simulated date or arrival index")
-    p.add_argument("--retrain-every", type=int, default=21, help="steps between scheduled retrains")
+    p.add_argument("--start", required=True, help="first simulated time, in the case's time units: a date (prices; "
+                   "texts with a time column) or an arrival index (texts without one, e.g. the built-in corpus)")
+    p.add_argument("--end", required=True, help="last simulated date or arrival index (inclusive)")
+    p.add_argument("--retrain-every", type=int, default=21, help="steps (trading days, or arrival batches for texts) "
+                   "between scheduled retrains")
     p.add_argument("--monitor-every", type=int, default=5, help="steps between monitor checks")
-    p.add_argument("--warm-start", action="store_true", help="retrain from the champion's weights")
+    p.add_argument("--batch", type=int, default=None, help="texts only: texts per arrival batch, the step of a text "
+                   "replay (default 500); an error for price cases, whose step is one trading day")
+    p.add_argument("--warm-start", action="store_true", help="retrain from the champion's weights (and tokenizer)")
     _common(p)
     p = sub.add_parser("serve", help="serve the scheduled retrain and monitor deployments (needs `r2n2 ui`)")
     _common(p)
@@ -166,7 +170,7 @@ def dispatch(args) -> str:
 
         return run_replay(args.case, args.params, args.overrides, start=args.start, end=args.end,
                           retrain_every=args.retrain_every, monitor_every=args.monitor_every,
-                          warm_start=args.warm_start)
+                          warm_start=args.warm_start, batch=args.batch)
     if args.command == "serve":
         if not os.environ.get("PREFECT_API_URL"):
             from r2n2.errors import ConfigError

@@ -134,6 +134,26 @@ class UseCase:
     def monitor(self, cfg: Any, data: "CaseData", model, model_meta: dict, paths, log: Log) -> dict:
         raise NotImplementedError
 
+    def replay_check(self, *, batch: int | None = None) -> None:
+        """Refuse a replay this case cannot run, before anything slow starts (the CLI calls it first).
+        Default: the case has no replay."""
+        from . import REGISTRY
+
+        have = [n for n, c in REGISTRY.items() if type(c).replay is not UseCase.replay]
+        raise DataError(f"`r2n2 replay {self.name}` is not available: the {self.name} case has no replay yet "
+                        f"(cases with one: {', '.join(have) or 'none'}). Use `r2n2 monitor {self.name}` and "
+                        f"`r2n2 retrain {self.name}` for its operations.")
+
+    def replay(self, cfg: Any, root: Path, *, start: str, end: str, retrain_every: int, monitor_every: int,
+               warm_start: bool = False, batch: int | None = None, log: Log = print):
+        """The case's simulated calendar over its real history (``r2n2 replay``): an object with
+        ``period_ends() -> list[str]``, ``run_until(until: str) -> dict`` (one Prefect sub-run each) and
+        ``write_report(out_dir, *, seconds) -> dict`` (the summary, with a one-line ``headline``). ``start``,
+        ``end``: in the units of the case's time axis; ``retrain_every``, ``monitor_every``: steps; ``batch``:
+        texts per step, for cases whose steps are arrival batches (None: the case's default)."""
+        self.replay_check(batch=batch)
+        raise NotImplementedError(f"{type(self).__name__}.replay_check passes but replay is not implemented")
+
     def promotion_scores(self, cfg: Any, data: "CaseData", model, ck: dict, window: dict) -> dict:
         """``{"actual", "pred", "kind", "n_classes", "horizon"}`` of ``model`` (scaled / tokenised with its own
         checkpoint metadata ``ck``) on the rows whose time lies in ``window`` ({"start", "end"}, inclusive)."""

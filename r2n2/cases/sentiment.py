@@ -27,7 +27,8 @@ from ..io import write_parquet_atomic, write_with
 from ..models.config import ModelConfig
 from .base import CaseData, Log, UseCase, WindowMeta, check_range
 
-__all__ = ["SentimentCase", "SentimentConfig", "TextMeta", "TextData"]
+__all__ = ["SentimentCase", "SentimentConfig", "TextMeta", "TextData", "time_splits", "label_ids", "encode_texts",
+           "source_domain"]
 
 
 @dataclass
@@ -107,6 +108,14 @@ class TextData(CaseData):
     def checkpoint_metadata(self) -> dict:
         return {**super().checkpoint_metadata(), "tokenizer": (self.dir / "tokenizer.json").read_text()}
 
+    @classmethod
+    def in_memory(cls, case: UseCase, cfg, meta: "TextMeta", table: pd.DataFrame) -> "TextData":
+        """Windows held in memory, not read from a windows folder (the replay trains on what is known at each
+        step): ``table`` has the columns ``domain``, ``split``, ``ids`` and ``label_id``."""
+        data = cls.__new__(cls)
+        data.case, data.cfg, data.dir, data.meta, data._table = case, cfg, None, meta, table
+        return data
+
 
 def text_batches(rows: pd.DataFrame, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> TextBatches:
     return TextBatches([np.asarray(ids, dtype=np.int64) for ids in rows["ids"]],
@@ -130,6 +139,36 @@ def time_cuts(times: pd.Series, val_fraction: float, test_fraction: float) -> di
         iso = lambda v: pd.Timestamp(v).isoformat()  # noqa: E731
         return {"start": iso(t[0]), "val_start": iso(val), "test_start": iso(test), "end": iso(t[-1])}
     return {"start": int(t[0]), "val_start": int(val), "test_start": int(test), "end": int(t[-1])}
+
+
+def time_splits(times: pd.Series, texts: pd.Series, bounds: list, *, keys: pd.Series | None = None) -> tuple:
+    """The split of each text (sorted by time) from its time: before ``bounds[0]`` train, then validation until
+    ``bounds[1]``, then test; a text whose near-duplicate group (``r2n2.data.textkey``) already appeared in an
+    earlier split is "excluded". Returns (splits, {"texts_in_shared_groups", "excluded": per split}).
+    ``keys``: the texts' near-duplicate keys, when the caller has them already."""
+    period = np.searchsorted(np.asarray(bounds), times.to_numpy(), side="right")
+    key = near_duplicate_keys(texts) if keys is None else keys
+    first_split = pd.Series(period).groupby(key.to_numpy()).transform("min").to_numpy()
+    excluded = period > first_split
+    split = np.asarray(SPLITS, dtype=object)[period]
+    split[excluded] = "excluded"
+    return split, {"texts_in_shared_groups": int(key.duplicated(keep=False).sum()),
+                   "excluded": {s: int((excluded & (period == i)).sum()) for i, s in enumerate(SPLITS)}}
+
+
+def label_ids(labels: pd.Series) -> pd.Series:
+    """Canonical label names -> class ids (the order of ``LABELS``)."""
+    return labels.map({l: i for i, l in enumerate(LABELS)}).astype("int64")
+
+
+def encode_texts(tok, texts: pd.Series, max_tokens: int) -> list[list[int]]:
+    """Token ids of each text, truncated to ``max_tokens`` ([UNK] for a text with no token)."""
+    return [e.ids[:max_tokens] or [1] for e in tok.encode_batch(texts.tolist())]
+
+
+def source_domain(texts: pd.Series, pattern: str) -> np.ndarray:
+    """True for the texts of the pretraining domain: those the transfer target's pattern does not match."""
+    return ~texts.str.contains(re.compile(pattern, re.IGNORECASE)).to_numpy(bool)
 
 
 class SentimentCase(UseCase):
@@ -175,26 +214,18 @@ class SentimentCase(UseCase):
     # -- windows ---------------------------------------------------------------------------------
     def build_windows(self, cfg: SentimentConfig, df: pd.DataFrame, out_dir: Path, log: Log) -> TextMeta:
         w = cfg.window
-        pattern = re.compile(w.finetune_pattern, re.IGNORECASE)
         df = df.sort_values("time", kind="stable").reset_index(drop=True)
         cuts = time_cuts(df["time"], w.val_fraction, w.test_fraction)
         t = df["time"].to_numpy()
         conv = (lambda v: np.datetime64(pd.Timestamp(v))) if np.issubdtype(t.dtype, np.datetime64) else int
-        period = np.searchsorted(np.array([conv(cuts["val_start"]), conv(cuts["test_start"])]), t, side="right")
-        df["split"] = np.asarray(SPLITS, dtype=object)[period]
-        df["domain"] = np.where(df["text"].str.contains(pattern), "target", "source")
-        df["label_id"] = df["label"].map({l: i for i, l in enumerate(LABELS)}).astype("int64")
-        # near-duplicates: a later text whose group already appeared in an earlier split is excluded
-        key = near_duplicate_keys(df["text"])
-        first_split = pd.Series(period).groupby(key.to_numpy()).transform("min").to_numpy()
-        shared = key.duplicated(keep=False)
-        excluded = period > first_split
-        excluded_counts = {s: int((excluded & (period == i)).sum()) for i, s in enumerate(SPLITS)}
-        df.loc[excluded, "split"] = "excluded"
-        log(f"near-duplicates: {int(shared.sum())} texts share a normalised key with another; excluded from "
-            f"later splits: {excluded_counts}")
+        df["split"], nd = time_splits(df["time"], df["text"], [conv(cuts["val_start"]), conv(cuts["test_start"])])
+        df["domain"] = np.where(source_domain(df["text"], w.finetune_pattern), "source", "target")
+        df["label_id"] = label_ids(df["label"])
+        excluded_counts = nd["excluded"]
+        log(f"near-duplicates: {nd['texts_in_shared_groups']} texts share a normalised key with another; excluded "
+            f"from later splits: {excluded_counts}")
         tok = train_tokenizer(df.loc[df["split"] == "train", "text"], w.vocab_size)
-        df["ids"] = [e.ids[:w.max_tokens] or [1] for e in tok.encode_batch(df["text"].tolist())]
+        df["ids"] = encode_texts(tok, df["text"], w.max_tokens)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_with(lambda p: tok.save(str(p)), out_dir / "tokenizer.json")
         cols = ["time", "text", "label", "label_id", "domain", "split", "ids"]
@@ -205,7 +236,7 @@ class SentimentCase(UseCase):
         meta = TextMeta(case=self.name, time="date" if conv is not int else "arrival", cuts=cuts, splits=splits,
                         vocab_size=tok.get_vocab_size(), max_tokens=w.max_tokens,
                         label_counts={s: {k: int(v) for k, v in row.items()} for s, row in counts.iterrows()},
-                        near_duplicates={"texts_in_shared_groups": int(shared.sum()), "excluded": excluded_counts})
+                        near_duplicates=nd)
         meta.save(out_dir / "meta.json")
         return meta
 
@@ -230,6 +261,20 @@ class SentimentCase(UseCase):
 
         return monitor_texts(cfg.monitor, data, model, WindowMeta.from_dict(json.loads(model_meta["window_meta"])),
                              model_meta, log)
+
+    def replay_check(self, *, batch: int | None = None) -> None:
+        if batch is not None and batch < 1:
+            raise ConfigError(f"--batch (texts per arrival batch) must be >= 1, got {batch}.")
+
+    def replay(self, cfg: SentimentConfig, root: Path, *, start: str, end: str, retrain_every: int,
+               monitor_every: int, warm_start: bool = False, batch: int | None = None, log: Log = print):
+        """The text replay (``r2n2.ops.textreplay.TextReplay``): steps are arrival batches of ``batch`` texts."""
+        from ..ops.textreplay import DEFAULT_BATCH, TextReplay
+
+        self.replay_check(batch=batch)
+        return TextReplay(self.name, cfg, Path(root), str(start), str(end), retrain_every=retrain_every,
+                          monitor_every=monitor_every, warm_start=warm_start,
+                          batch=DEFAULT_BATCH if batch is None else batch, log=log)
 
     def promotion_scores(self, cfg, data: TextData, model, ck: dict, window: dict) -> dict:
         import json

@@ -168,6 +168,22 @@ class StocksCase(PriceCase):
 
         return monitor_forecasts(cfg, data, model, model_meta, log)
 
+    def replay_check(self, *, batch: int | None = None) -> None:
+        from ..errors import ConfigError
+
+        if batch is not None:  # a step is one trading day: a batch size would be silently meaningless
+            raise ConfigError(f"--batch applies to texts only (a replay step of arrival batches); a {self.name} "
+                              f"replay steps one trading day at a time, so leave --batch out.")
+
+    def replay(self, cfg: StocksConfig, root: Path, *, start: str, end: str, retrain_every: int,
+               monitor_every: int, warm_start: bool = False, batch: int | None = None, log: Log = print):
+        """The price replay (``r2n2.ops.replay.SeriesReplay``): one step per trading day."""
+        from ..ops.replay import SeriesReplay
+
+        self.replay_check(batch=batch)
+        return SeriesReplay(self.name, cfg, Path(root), str(start), str(end), retrain_every=retrain_every,
+                            monitor_every=monitor_every, warm_start=warm_start, log=log)
+
     def promotion_scores(self, cfg, data: StocksData, model, ck: dict, window: dict) -> dict:
         import json
 

@@ -18,7 +18,9 @@ of the model's own window metadata): rows the model never trained on or was sele
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +37,7 @@ from .drift import fit_monitor
 
 __all__ = ["deployed_model", "monitor_case", "series_frame", "check_frame", "fit_frame_monitor", "check_window",
            "periods", "monitor_series", "monitor_texts",
-           "monitor_panel"]
+           "monitor_panel", "text_frame", "text_vocab", "text_words", "text_monitor_config", "TEXT_SIGNALS"]
 
 
 def deployed_model(paths: CasePaths):
@@ -139,28 +141,57 @@ def monitor_series(mcfg, data, model, mmeta, log) -> dict:
     return check_frame(frame, mmeta, mcfg, inputs=list(mmeta.features), prediction_history=True)
 
 
+_WORD = re.compile(r"\w+")
+# The text signals, shared by the deployed monitor and the replay: inputs (length, share of unseen words), the
+# predicted classes (chi-square) and the error rate on labelled texts (no benchmark). New-word rates are judged
+# against the validation period: a training text's words are in the vocabulary by definition.
+TEXT_SIGNALS = {"inputs": ["length", "new_word_rate"], "time": "time", "kinds": {"prediction": "categorical"},
+                "bench": False, "val_inputs": ("new_word_rate",)}
+
+
+def text_words(texts) -> list[list[str]]:
+    """Lower-cased word tokens (regex ``\\w+``) of each text: the unit of the length and new-word signals."""
+    return [_WORD.findall(str(x).lower()) for x in texts]
+
+
+def text_vocab(texts) -> set[str]:
+    """Every word of ``texts`` (a model's training period): the reference of the new-word rate."""
+    return {w for ws in text_words(texts) for w in ws}
+
+
+def text_frame(texts: pd.DataFrame, pred, vocab: set[str]) -> pd.DataFrame:
+    """The monitor's per-text frame: ``time``, ``length`` (words), ``new_word_rate`` (share of words not in
+    ``vocab``), ``pred`` (class id) and ``loss`` (0/1 error where the label has arrived, else NaN).
+
+    ``texts`` has columns ``time``, ``text`` and ``label_id`` (NaN: not labelled yet); ``pred`` pairs with it row
+    by row. The deployed monitor and the replay both build their frames here."""
+    words = text_words(texts["text"])
+    pred = np.asarray(pred)
+    label = texts["label_id"].to_numpy(dtype=float)
+    labelled = np.isfinite(label)  # accuracy only where the label has arrived
+    return pd.DataFrame({"time": texts["time"].to_numpy(), "length": [len(ws) for ws in words],
+                         "new_word_rate": [float(np.mean([w not in vocab for w in ws])) if ws else 0.0
+                                           for ws in words],
+                         "pred": pred, "loss": np.where(labelled, pred != np.nan_to_num(label, nan=-1), np.nan)})
+
+
+def text_monitor_config(mcfg):
+    """The text monitor's settings: ``monitor.window`` counts 30 texts per unit (a window of 60 is 1,800 texts)."""
+    return dataclasses.replace(mcfg, window=mcfg.window * 30)
+
+
 def monitor_texts(mcfg, data, model, mmeta, ck: dict, log) -> dict:
     from ..cases.classify import predict_texts
 
     t = data.table[(data.table["domain"] == "source") & (data.table["split"] != "excluded")].reset_index(drop=True)
     t = t.tail(60000)  # the newest texts are enough for the reference and the window
     probs = predict_texts(model, ck["tokenizer"], mmeta, t["text"].tolist())
-    import re
-
-    words = [re.findall(r"\w+", x.lower()) for x in t["text"]]
     before = t["time"] < (_ts(mmeta.cuts["val_start"]) if mmeta.time == "date" else int(mmeta.cuts["val_start"]))
-    vocab = {w for ws, b in zip(words, before) if b for w in ws}  # words of the training period
-    frame = pd.DataFrame({"time": t["time"].to_numpy(), "length": [len(ws) for ws in words],
-                          "new_word_rate": [float(np.mean([w not in vocab for w in ws])) if ws else 0.0 for ws in words],
-                          "pred": probs[[f"prob_{l}" for l in mmeta.labels]].to_numpy().argmax(1)})
-    labelled = t["label_id"].notna().to_numpy()  # accuracy only where the label has arrived
-    frame["loss"] = np.where(labelled, (frame["pred"].to_numpy() != t["label_id"].fillna(-1).to_numpy()), np.nan)
-    frame = frame[labelled].reset_index(drop=True)
-    k = len(mmeta.labels)
-    mc = type(mcfg)(**{**mcfg.__dict__, "window": mcfg.window * 30})
-    return check_frame(frame, mmeta, mc, inputs=["length", "new_word_rate"], time="time",
-                       kinds={"prediction": "categorical"}, n_classes={"prediction": k}, bench=False,
-                       val_inputs=("new_word_rate",))
+    frame = text_frame(t, probs[[f"prob_{l}" for l in mmeta.labels]].to_numpy().argmax(1),
+                       text_vocab(t.loc[before, "text"]))
+    frame = frame[frame["loss"].notna()].reset_index(drop=True)
+    return check_frame(frame, mmeta, text_monitor_config(mcfg), n_classes={"prediction": len(mmeta.labels)},
+                       **TEXT_SIGNALS)
 
 
 def monitor_panel(mcfg, data, model, mmeta, log) -> dict:

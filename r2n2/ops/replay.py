@@ -38,7 +38,7 @@ from ..train import seed_everything
 from .monitoring import check_window, fit_frame_monitor, series_frame
 from .promotion import decide_promotion
 
-__all__ = ["SeriesReplay", "BREAKS"]
+__all__ = ["SeriesReplay", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
 
 # Market breaks whose alarm delay the report states (first trading day of the month of the break).
 BREAKS = {"Lehman, Sep 2008": "2008-09-15", "US downgrade, Aug 2011": "2011-08-01",
@@ -165,8 +165,10 @@ class SeriesReplay:
         return out
 
     # -- the calendar -------------------------------------------------------------------------------
-    def run_until(self, until: pd.Timestamp | None = None) -> dict:
-        """Advance day by day up to ``until`` (inclusive; default: the end). Returns this period's counts."""
+    def run_until(self, until: str | pd.Timestamp | None = None) -> dict:
+        """Advance day by day up to ``until`` (an ISO date, inclusive; default: the end). Returns this period's
+        counts."""
+        until = None if until is None else pd.Timestamp(until)
         counts = {"days": 0, "alarms": 0, "retrains": 0, "promotions": 0}
         while self.step < len(self.calendar) and (until is None or self.calendar[self.step] <= until):
             day = self.calendar[self.step]
@@ -219,19 +221,57 @@ class SeriesReplay:
                                 challenger_pred=challenger.preds.reindex(win["date"]).to_numpy(), kind="forecast",
                                 window=window, horizon=self.cfg.window.horizon)
 
-    def period_ends(self) -> list[pd.Timestamp]:
-        """The days that close each scheduled retrain period (the replay's sub-runs)."""
-        ends = self.calendar[self.retrain_every - 1::self.retrain_every]
-        return ends if ends and ends[-1] == self.calendar[-1] else [*ends, self.calendar[-1]]
+    def period_ends(self) -> list[str]:
+        """The days (ISO) that close each scheduled retrain period (the replay's sub-runs)."""
+        return [str(d.date()) for d in period_ends(self.calendar, self.retrain_every)]
 
     def timeline(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
+    def write_report(self, out_dir: Path, *, seconds: float) -> dict:
+        """timeline.parquet, replay.md, live_error.png and summary.json under ``out_dir``."""
+        return write_replay_report(self, out_dir, seconds=seconds)
+
+
+# -- pieces every replay shares (the stocks replay here, the text replay in r2n2.ops.textreplay) ---------------
+def period_ends(steps: list, every: int) -> list:
+    """The steps that close each scheduled retrain period of ``every`` steps, the last step always included."""
+    ends = list(steps[every - 1::every])
+    return ends if ends and ends[-1] == steps[-1] else [*ends, steps[-1]]
+
+
+def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, promotions, title: str, ylabel: str,
+                    xlabel: str = "") -> Path:
+    """Rolling live error of each line over the replay (the first line, the deployed champion, drawn thicker);
+    monitor alarms as red verticals, promotions as ticks on the x axis."""
+    from ..evaluate.plots import _figure, save_figure
+
+    fig, ax = _figure(11, 5)
+    colors = ["C1", "C0", "C2"]  # champion, never retrained, always retrain; the naive line grey
+    for i, (name, err) in enumerate(errors.items()):
+        ax.plot(x, err, lw=1.2 if i == 0 else 0.9, label=name, color=colors[i] if i < len(colors) else "0.4")
+    for a in alarms:
+        ax.axvline(a, color="red", lw=0.6, alpha=0.5)
+    for p in promotions:
+        ax.plot([p], [0], marker="|", color="C1", ms=8)
+    ax.set(title=title, ylabel=ylabel, xlabel=xlabel)
+    ax.legend(loc="upper left")
+    return save_figure(fig, path)
+
+
+def report_counts(summary: dict) -> list[str]:
+    """The replay report's lines on what the loop did and what it cost (Markdown)."""
+    s = summary["seconds"]
+    return [f"Checks: {summary['checks']}, alarms: {summary['alarms']}, retrains: {summary['retrains']}, "
+            f"promotions: {summary['promotions']}.", "",
+            f"Run time: {s['total']} s (training {s['train']} s, monitoring {s['monitor']} s, predicting "
+            f"{s['predict']} s).", ""]
+
 
 def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> dict:
     """timeline.parquet, replay.md, live_error.png and summary.json under ``out_dir``."""
-    from ..evaluate.plots import _figure, save_figure
-    from ..evaluate.report import fmt
+    from ..cases.forecast import comparison_table
+    from ..evaluate.report import md_table
     from ..evaluate.stats import diebold_mariano, verdict
     from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 
@@ -256,35 +296,26 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
                         {"first_alarm": str(after["date"].iloc[0].date()),
                          "trading_days": int(np.searchsorted(np.asarray(cal), after["date"].iloc[0]) -
                                              np.searchsorted(np.asarray(cal), b))})
+    ratio = {k: v / rmse["random walk"] for k, v in rmse.items()}
     summary = {"case": rp.case_name, "entity": rp.entity, "start": str(cal[0].date()), "end": str(cal[-1].date()),
                "days": len(tl), "retrain_every": rp.retrain_every, "monitor_every": rp.monitor_every,
                "warm_start": rp.warm_start, "checks": int(len(tl) // rp.monitor_every),
                "alarms": int(tl["alarm"].sum()), "retrains": int(tl["retrained"].sum()),
-               "promotions": int(tl["promoted"].sum()), "rmse": rmse,
-               "rmse_ratio_to_random_walk": {k: v / rmse["random walk"] for k, v in rmse.items()},
+               "promotions": int(tl["promoted"].sum()), "rmse": rmse, "rmse_ratio_to_random_walk": ratio,
                "comparisons": comps, "alarm_delays": delays, "look_ahead_rows": int((tl["model_train_end"] >= tl["date"]).sum()),
-               "seconds": {"total": round(seconds, 1), **{k: round(v, 1) for k, v in rp.seconds.items()}}}
+               "seconds": {"total": round(seconds, 1), **{k: round(v, 1) for k, v in rp.seconds.items()}},
+               "headline": f"RMSE ratio to the random walk: champion {ratio['deployed champion']:.4f}, never "
+                           f"retrained {ratio['never retrained']:.4f}"}
     write_json_atomic(summary, out_dir / "summary.json")
 
-    fig, ax = _figure(11, 5)
-    for k, c in lines.items():
-        err = pd.Series((tl[c].to_numpy() - y) ** 2, index=tl["date"]).rolling(63, min_periods=20).mean() ** 0.5
-        ax.plot(err.index, err.to_numpy(), lw=1.2 if c == "prediction" else 0.9, label=k,
-                color={"prediction": "C1", "never_retrained": "C0", "always_retrained": "C2"}.get(c, "0.4"))
-    for d in tl.loc[tl["alarm"], "date"]:
-        ax.axvline(d, color="red", lw=0.6, alpha=0.5)
-    for d in tl.loc[tl["promoted"], "date"]:
-        ax.plot([d], [0], marker="|", color="C1", ms=8)
-    ax.set(title=f"{rp.entity}: live error of next-day forecasts, rolling 63 days (red: monitor alarms; ticks: "
-                 "promotions)", ylabel="RMSE of the log return")
-    ax.legend(loc="upper left")
-    save_figure(fig, out_dir / "live_error.png")
-
-    table = ["| line | RMSE | ratio to random walk |", "|---|---|---|"]
-    table += [f"| {k} | {fmt(v)} | {fmt(summary['rmse_ratio_to_random_walk'][k])} |" for k, v in rmse.items()]
-    ctab = ["| deployed champion vs | mean loss diff | 95 % CI | p (DM) | verdict |", "|---|---|---|---|---|"]
-    ctab += [f"| {c['b']} | {fmt(c['diff'])} | [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] | {fmt(c['p_value'])} | "
-             f"{c['verdict']} |" for c in comps]
+    err = {k: (pd.Series((tl[c].to_numpy() - y) ** 2).rolling(63, min_periods=20).mean() ** 0.5).to_numpy()
+           for k, c in lines.items()}
+    plot_live_error(tl["date"], err, out_dir / "live_error.png", alarms=tl.loc[tl["alarm"], "date"],
+                    promotions=tl.loc[tl["promoted"], "date"], ylabel="RMSE of the log return",
+                    title=f"{rp.entity}: live error of next-day forecasts, rolling 63 days (red: monitor alarms; "
+                          "ticks: promotions)")
+    table = md_table({k: {"RMSE": v, "ratio to random walk": ratio[k]} for k, v in rmse.items()},
+                     ["RMSE", "ratio to random walk"], first="line")
     dl = [f"- {k}: " + (f"first alarm {v['first_alarm']}, {v['trading_days']} trading days after"
                          if v else "no alarm before the end of the replay") for k, v in delays.items()]
     md = "\n".join([
@@ -292,10 +323,9 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
         f"{summary['days']} trading days; a retrain every {rp.retrain_every} days or after an alarm "
         f"({'warm-started from the champion' if rp.warm_start else 'from scratch'}), the monitor every "
         f"{rp.monitor_every} days. Every prediction comes from a model trained only on data realised before its "
-        f"date ({summary['look_ahead_rows']} rows violate this).", "",
-        f"Checks: {summary['checks']}, alarms: {summary['alarms']}, retrains: {summary['retrains']}, promotions: "
-        f"{summary['promotions']}.", "", *table, "", *ctab, "", "Alarm delay after the known breaks:", *dl, "",
-        f"Run time: {summary['seconds']['total']} s (training {summary['seconds']['train']} s, monitoring "
-        f"{summary['seconds']['monitor']} s).", "", "![live error](live_error.png)", ""])
+        f"date ({summary['look_ahead_rows']} rows violate this).", "", *report_counts(summary), table, "",
+        "Diebold–Mariano, the deployed champion minus each line (mean squared-error difference):", "",
+        comparison_table(comps), "", "Alarm delay after the known breaks:", *dl, "",
+        "![live error](live_error.png)", ""])
     write_text_atomic(md, out_dir / "replay.md")
     return summary

@@ -38,7 +38,7 @@ from ..train import seed_everything
 from .monitoring import check_window, fit_frame_monitor, series_frame
 from .promotion import decide_promotion
 
-__all__ = ["SeriesReplay", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
+__all__ = ["ReplaySchedule", "SeriesReplay", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
 
 # Market breaks whose alarm delay the report states (first trading day of the month of the break).
 BREAKS = {"Lehman, Sep 2008": "2008-09-15", "US downgrade, Aug 2011": "2011-08-01",
@@ -57,8 +57,8 @@ class Deployed:
 
 
 @dataclass
-class SeriesReplay:
-    """The simulated calendar of one price case; ``run_until(date)`` advances it (one Prefect sub-run each)."""
+class ReplaySchedule:
+    """What every replay shares: its case, period, schedule (in the case's steps) and its record so far."""
 
     case_name: str
     cfg: object
@@ -68,11 +68,17 @@ class SeriesReplay:
     retrain_every: int = 21
     monitor_every: int = 5
     warm_start: bool = False
-    val_days: int = 250                     # validation period of each challenger (trading days)
     warm_epochs: int = 3                    # epochs of a warm-started retrain
     log: Callable[[str], None] = print
     rows: list = field(default_factory=list)
     events: list = field(default_factory=list)
+
+
+@dataclass
+class SeriesReplay(ReplaySchedule):
+    """The simulated calendar of one price case; ``run_until(date)`` advances it (one Prefect sub-run each)."""
+
+    val_days: int = 250                     # validation period of each challenger (trading days)
 
     def __post_init__(self):
         self.case = get_case(self.case_name)

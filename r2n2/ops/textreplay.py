@@ -28,7 +28,6 @@ from __future__ import annotations
 import time as _time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -39,7 +38,7 @@ from ..errors import ConfigError, DataError
 from ..paths import CasePaths
 from .monitoring import TEXT_SIGNALS, check_window, fit_frame_monitor, text_frame, text_monitor_config, text_vocab
 from .promotion import decide_promotion
-from .replay import period_ends, plot_live_error, report_counts
+from .replay import ReplaySchedule, period_ends, plot_live_error, report_counts
 
 __all__ = ["TextReplay", "arrival_batches", "DEFAULT_BATCH"]
 
@@ -76,23 +75,11 @@ class TextModel:
 
 
 @dataclass
-class TextReplay:
+class TextReplay(ReplaySchedule):
     """The simulated arrival of one text case; ``run_until(until)`` advances it (one Prefect sub-run each)."""
 
-    case_name: str
-    cfg: object
-    root: Path
-    start: str
-    end: str
-    retrain_every: int = 21
-    monitor_every: int = 5
-    warm_start: bool = False
     batch: int = DEFAULT_BATCH
-    warm_epochs: int = 3                    # epochs of a warm-started retrain
     reference_windows: int = 16             # the monitor's window is at most 1/16 of the validation texts (below)
-    log: Callable[[str], None] = print
-    rows: list = field(default_factory=list)
-    events: list = field(default_factory=list)
 
     def __post_init__(self):
         from ..cases.sentiment import label_ids, source_domain

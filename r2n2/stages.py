@@ -88,7 +88,8 @@ def _train_family(cfg, data: CaseData, base: ModelConfig, out_dir: Path, name: s
 
 def load_models(case: UseCase, cfg, paths: CasePaths) -> dict[str, Any]:
     """Every checkpoint the evaluation scores: {"model", "baselines": {name: ...}, "finetuned", "scratch"} with
-    (model, metadata) pairs, and "seeds": {group: [(model, metadata), ...]} for every seed."""
+    (model, metadata) pairs (the first seed's), "seeds": {group: [(model, metadata), ...]} for every seed of the
+    main model and its ablations, and "transfer_seeds": {"finetuned"|"scratch": [...]} likewise."""
     seeds = seeds_of(cfg)
 
     def family(base: Path) -> list:
@@ -100,8 +101,9 @@ def load_models(case: UseCase, cfg, paths: CasePaths) -> dict[str, Any]:
         out["seeds"][name] = family(paths.baselines_dir / name)
         out["baselines"][name] = out["seeds"][name][0]
     if (paths.finetuned_dir / "model.pt").is_file() and (paths.scratch_dir / "model.pt").is_file():
-        out["finetuned"] = load_checkpoint(paths.finetuned_dir / "model.pt")
-        out["scratch"] = load_checkpoint(paths.scratch_dir / "model.pt")
+        out["transfer_seeds"] = {"finetuned": family(paths.finetuned_dir), "scratch": family(paths.scratch_dir)}
+        out["finetuned"] = out["transfer_seeds"]["finetuned"][0]
+        out["scratch"] = out["transfer_seeds"]["scratch"][0]
     return out
 
 
@@ -175,9 +177,28 @@ def finetune_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
         for d in (paths.finetuned_dir, paths.scratch_dir):
             write_json_atomic({"skipped": reason}, d / "SKIPPED.json")
         return reason + "."
+    seeds = seeds_of(cfg)
+    done = []
+    for seed in seeds:
+        log(f"transfer: seed {seed}")
+        pretrained, _ = load_checkpoint(_seed_path(paths.model_dir, seed, seeds[0]))
+        result = _finetune(cfg, case, data, pretrained, paths, seed, log)
+        seed_everything(seed)
+        scratch = build_model(data.model_config())
+        rs = fit(cfg, data, scratch, "target", "scratch", paths, seed=seed, epochs=cfg.train.epochs,
+                 fraction=cfg.finetune.train_fraction, log=log)
+        _save(scratch, _seed_path(paths.scratch_dir, seed, seeds[0]), data, rs, paths, role="target", init="scratch",
+              seed=seed)
+        done.append((result, rs))
+    result, rs = done[0]
+    return (f"fine-tuned {case.name} ({len(seeds)} seed(s)): seed {seeds[0]} {result.metric_name} fine-tuned "
+            f"{result.best_metric:.5g} vs scratch {rs.best_metric:.5g} -> {paths.finetuned_dir / 'model.pt'}")
+
+
+def _finetune(cfg, case: UseCase, data: CaseData, pretrained: RelationalRNN, paths: CasePaths, seed: int,
+              log: Log) -> TrainResult:
+    """One seed's fine-tuning of ``pretrained`` (trained with the same seed): saved, and its result returned."""
     f = cfg.finetune
-    seed = cfg.train.seed
-    pretrained, _ = load_checkpoint(paths.model_dir / "model.pt")
     seed_everything(seed)
     model = pretrained.with_new_head(data.model_config().output_size)
     frozen_epochs = f.unfreeze_after if (f.freeze_encoder and f.unfreeze_after) else (f.epochs if f.freeze_encoder else 0)
@@ -205,15 +226,9 @@ def finetune_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
     model.freeze_encoder(False)
     result = TrainResult(history=histories, best_epoch=best.best_epoch, best_metric=best.best_metric,
                          metric_name=best.metric_name)
-    _save(model, paths.finetuned_dir / "model.pt", data, result, paths, role="target", init="pretrained")
-
-    seed_everything(seed)
-    scratch = build_model(data.model_config())
-    rs = fit(cfg, data, scratch, "target", "scratch", paths, seed=seed, epochs=cfg.train.epochs,
-             fraction=f.train_fraction, log=log)
-    _save(scratch, paths.scratch_dir / "model.pt", data, rs, paths, role="target", init="scratch")
-    return (f"fine-tuned {case.name}: {result.metric_name} fine-tuned {result.best_metric:.5g} vs scratch "
-            f"{rs.best_metric:.5g} -> {paths.finetuned_dir / 'model.pt'}")
+    _save(model, _seed_path(paths.finetuned_dir, seed, seeds_of(cfg)[0]), data, result, paths, role="target",
+          init="pretrained", seed=seed)
+    return result
 
 
 def evaluate_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
@@ -258,7 +273,7 @@ STAGES: tuple[Stage, ...] = (
           ("model", "train", "evaluate.seeds"), _TRAINING, deps=lambda p: [p.windows],
           outs=lambda p: [p.baselines_dir]),
     Stage("finetune", "transfer: new head on the pretrained encoder, and a from-scratch control", finetune_stage,
-          ("model", "train", "finetune"), _TRAINING, deps=lambda p: [p.windows, p.model_dir],
+          ("model", "train", "finetune", "evaluate.seeds"), _TRAINING, deps=lambda p: [p.windows, p.model_dir],
           outs=lambda p: [p.finetuned_dir, p.scratch_dir]),
     Stage("evaluate", "score every checkpoint beside the baselines -> data/reports/<case>/", evaluate_stage,
           ("evaluate",), ("r2n2/evaluate", "r2n2/train.py", "r2n2/checkpoint.py", "r2n2/models",

@@ -288,6 +288,23 @@ def test_seed_summary():
     assert S.seed_summary([]) == {"mean": None, "sd": None, "n": 0}
 
 
+def test_seed_difference_is_a_paired_t_over_seeds_hand_computed():
+    # d = [1, 2, 3]: mean 2, sd 1, se 1/sqrt(3), t = 3.4641 on 2 df; t_{0.975, 2} = 4.3027
+    c = S.seed_difference([1.5, 2.5, 3.5], [0.5, 0.5, 0.5], a="m", b="x", metric="macro_f1")
+    assert (c["a"], c["b"], c["metric"], c["test"]) == ("m", "x", "macro_f1", "paired_t_seeds")
+    assert c["diff"] == pytest.approx(2.0)
+    assert c["ci_low"] == pytest.approx(2 - 4.302653 / 3 ** 0.5, abs=1e-5)
+    assert c["ci_high"] == pytest.approx(2 + 4.302653 / 3 ** 0.5, abs=1e-5)
+    assert c["p_value"] == pytest.approx(0.07418, abs=1e-4)
+    assert S.verdict(c, higher_is_better=True) == "tie"  # the interval covers 0 with 3 seeds
+    # fewer than two complete pairs: no test; a missing metric drops its pair
+    assert S.seed_difference([0.7], [0.6]) is None
+    assert S.seed_difference([0.7, None], [0.6, 0.5]) is None
+    # identical differences on every seed: no interval, so never a verdict
+    c = S.seed_difference([0.7, 0.8], [0.6, 0.7])
+    assert c["ci_low"] is None and S.verdict(c, higher_is_better=True) == "tie"
+
+
 # ---- forecast metrics -----------------------------------------------------------------------------------------
 
 def test_mase_is_scaled_by_the_zero_forecast_on_training_returns():

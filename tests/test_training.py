@@ -92,6 +92,33 @@ def test_stocks_train_finetune_evaluate(stocks_windows, capsys):
     assert pred["forecast_return_1d"].notna().all()
 
 
+@pytest.mark.slow
+def test_transfer_trains_every_seed_from_that_seeds_pretrained_model(stocks_windows, capsys):
+    """With evaluate.seeds=2 the finetune stage fine-tunes seed s from the pretrained model of seed s and trains
+    a scratch control per seed; evaluation reports both across seeds with a paired test, and seed 0's transfer
+    models are the bytes a one-seed run gives."""
+    stages(capsys, "stocks", SMALL, ["train", "finetune"])
+    one = {d: load_checkpoint(f"data/models/stocks-{d}/model.pt")[0].state_dict() for d in ("finetuned", "scratch")}
+    two = [*SMALL, "--set", "stocks.evaluate.seeds=2", "--set", "stocks.evaluate.plots=false"]
+    stages(capsys, "stocks", two, ["train", "baselines", "finetune", "evaluate"])
+    for d in ("finetuned", "scratch"):
+        again = load_checkpoint(f"data/models/stocks-{d}/model.pt")[0].state_dict()
+        assert all(torch.equal(v, again[k]) for k, v in one[d].items()), d
+    pre1, _ = load_checkpoint("data/models/stocks/seed-1/model.pt")
+    ft1, meta = load_checkpoint("data/models/stocks-finetuned/seed-1/model.pt")
+    assert meta["seed"] == 1 and load_checkpoint("data/models/stocks-scratch/seed-1/model.pt")[1]["seed"] == 1
+    for k, v in pre1.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(v, ft1.state_dict()[k]), k  # frozen encoder = seed 1's pretrained encoder
+    m = json.load(open("data/reports/stocks/metrics.json"))
+    assert {n: s["rel_rmse_random_walk"]["n"] for n, s in m["transfer_seeds"].items()} == {"finetuned": 2, "scratch": 2}
+    assert m["seeds"]["model"]["rmse"]["n"] == 2
+    seeded = {(c["a"], c["b"]) for c in m["comparisons"] if c["test"] == "paired_t_seeds"}
+    assert seeded == {("model", "no_relational"), ("finetuned", "scratch")}
+    report = Path("data/reports/stocks/report.md").read_text()
+    assert "Transfer across seeds" in report and "fine-tuned vs scratch is a **" in report
+
+
 def test_training_is_deterministic(stocks_windows, capsys):
     stages(capsys, "stocks", SMALL, ["train"])
     first = Path("data/models/stocks/model.pt")

@@ -13,7 +13,7 @@ from ..evaluate.baselines import (majority_baseline, tune_tfidf_logreg, tune_vad
 from ..evaluate.metrics import classification_metrics
 from ..evaluate.plots import plot_confusion, plot_learning_curves, write_csv
 from ..evaluate.report import fmt, history, md_table
-from ..evaluate.stats import classifier_bootstrap, mcnemar_test, seed_summary, verdict
+from ..evaluate.stats import classifier_bootstrap, mcnemar_test, seed_difference, seed_summary, verdict
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
@@ -33,6 +33,24 @@ def _compare(y, pa, pb, a: str, b: str, cfg, k: int) -> list[dict]:
                                 seed=cfg.evaluate.seed), mcnemar_test(y, pa, pb, a=a, b=b)]
     for c in out:
         c["verdict"] = verdict(c, higher_is_better=True)
+    return out
+
+
+def _seed_rows(per_seed: dict[str, list[dict]]) -> dict:
+    return {name: {key: seed_summary([r[key] for r in rows]) for key in ("accuracy", "macro_f1")}
+            for name, rows in per_seed.items()}
+
+
+def _seed_comparisons(per_seed: dict[str, list[dict]], a: str) -> list[dict]:
+    """``a`` vs every other family, macro-F1 paired by seed (a t-test over seeds; none with one seed)."""
+    out = []
+    for b, rows in per_seed.items():
+        if b != a and a in per_seed:
+            c = seed_difference([r["macro_f1"] for r in per_seed[a]], [r["macro_f1"] for r in rows], a=a, b=b,
+                                metric="macro_f1")
+            if c is not None:
+                c["verdict"] = verdict(c, higher_is_better=True)
+                out.append(c)
     return out
 
 
@@ -91,10 +109,16 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
         comparisons += _compare(ty, tpred, tpreds["tfidf_logreg_source_and_target"], "finetuned",
                                 "tfidf_logreg_source_and_target", cfg, k)
         histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
+    per_seed = {name: [classification_metrics(y, class_predictions(m, data, "pretrain", "test")[1], labels)
+                       for m, _ in family] for name, family in models.get("seeds", {}).items()}
+    metrics["seeds"] = _seed_rows(per_seed)
+    comparisons += _seed_comparisons(per_seed, "model")
+    if "transfer_seeds" in models:
+        t_seed = {name: [classification_metrics(ty, class_predictions(m, data, "target", "test")[1], labels)
+                         for m, _ in family] for name, family in models["transfer_seeds"].items()}
+        metrics["transfer_seeds"] = _seed_rows(t_seed)
+        comparisons += _seed_comparisons(t_seed, "finetuned")
     metrics["comparisons"] = comparisons
-    metrics["seeds"] = {name: {key: seed_summary([classification_metrics(
-        y, class_predictions(m, data, "pretrain", "test")[1], labels)[key] for m, _ in family])
-        for key in ("accuracy", "macro_f1")} for name, family in models.get("seeds", {}).items()}
     m_, b_ = metrics["model"]["macro_f1"], metrics["baselines"]["tfidf_logreg"]["macro_f1"]
     metrics["tests"] = {"model_minus_tfidf_macro_f1": m_ - b_}
     metrics["near_duplicates"] = data.meta.near_duplicates
@@ -156,7 +180,17 @@ def _report(m: dict, data) -> str:
         lines += ["Transfer to Apple tweets (held-out Apple test set): fine-tuned vs trained from scratch on the "
                   "same Apple training data (own early-stopped budget), and the target baselines:", "",
                   md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols), "",
-                  f"Verdict: fine-tuned vs scratch is a **{v}** by macro-F1.", ""]
+                  f"Verdict: fine-tuned vs scratch is a **{v}** by macro-F1 (first seed, paired bootstrap).", ""]
+        if m.get("transfer_seeds"):
+            lines += ["Transfer across seeds (mean ± sd, Apple test set):", "",
+                      "| model | accuracy | macro-F1 | seeds |", "|---|---|---|---|"]
+            lines += [f"| {n} | {fmt(s['accuracy']['mean'])} ± {fmt(s['accuracy']['sd'])} | "
+                      f"{fmt(s['macro_f1']['mean'])} ± {fmt(s['macro_f1']['sd'])} | {s['macro_f1']['n']} |"
+                      for n, s in m["transfer_seeds"].items()]
+            sv = next((c["verdict"] for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
+                       and c["test"] == "paired_t_seeds"), None)
+            if sv:
+                lines += ["", f"Across seeds (paired t on per-seed macro-F1) fine-tuned vs scratch is a **{sv}**.", ""]
     lines += ["Plots: `plots/confusion.png`, `plots/learning_curves.png`, `plots/attention.png`.", ""]
     return "\n".join(lines)
 

@@ -11,12 +11,14 @@ from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal
 from ..evaluate.metrics import daily_rank_ic, rank_ic_summary
 from ..evaluate.plots import plot_lines, write_csv
 from ..evaluate.report import fmt, history, md_table
-from ..evaluate.stats import rank_ic_difference, seed_summary, verdict
+from ..evaluate.stats import rank_ic_difference, seed_difference, seed_summary, verdict
 from ..evaluate.trading import long_short_portfolio, performance
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
 __all__ = ["evaluate_panel", "score_matrix", "predict_panel", "window_scores"]
+
+_SEED_KEYS = ("rank_ic", "rank_ic_tstat", "long_short_sharpe")
 
 
 def score_matrix(model, data, split: str | None) -> pd.DataFrame:
@@ -86,13 +88,19 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
                                       lags=cfg.evaluate.nw_lags) for b in scorers if b != "model"]
     for c in comparisons:
         c["verdict"] = verdict(c, higher_is_better=True)
-    seeds = models.get("seeds", {})
-    seed_rows = {}
-    for name, family in seeds.items():
+    seed_rows, per_seed = {}, {}
+    for name, family in models.get("seeds", {}).items():
         if len(family) > 1:
-            vals = [rank_ic_summary(daily_rank_ic(score_matrix(m, data, "test").reindex(dates), fwd_t),
-                                    horizon=meta.horizon)["mean"] for m, _ in family]
-            seed_rows[name] = {"rank_ic": seed_summary(vals)}
+            per_seed[name] = [_signal_metrics(score_matrix(m, data, "test").reindex(dates), fwd_t, next_day, cfg,
+                                              meta.horizon)[2] for m, _ in family]
+            seed_rows[name] = {k: seed_summary([r[k] for r in per_seed[name]]) for k in _SEED_KEYS}
+    for name in per_seed:
+        if name != "model" and "model" in per_seed:
+            c = seed_difference([r["rank_ic"] for r in per_seed["model"]], [r["rank_ic"] for r in per_seed[name]],
+                                a="model", b=name, metric="rank_ic")
+            if c is not None:
+                c["verdict"] = verdict(c, higher_is_better=True)
+                comparisons.append(c)
     metrics = {"model": rows["model"], "baselines": {k: v for k, v in rows.items() if k != "model"},
                "tests": {f"model_vs_{c['b']}": c for c in comparisons}, "comparisons": comparisons,
                "seeds": seed_rows,
@@ -127,12 +135,18 @@ def _report(m: dict, data, cfg) -> str:
              f"{data.meta.cuts['test_start']}), {tp['entity']}; long-short = top {cfg.evaluate.top_k} minus bottom "
              f"{cfg.evaluate.top_k}, rebalanced daily, net of {cfg.evaluate.cost_bps:g} bp per unit turnover.", "",
              md_table({"model (cross-entity relational)": m["model"], **m["baselines"]}, cols), "",
-             "Mean daily rank-IC difference, model minus each alternative (Newey–West; 95 % interval):", "",
-             "| vs | diff | 95 % CI | p | verdict |", "|---|---|---|---|---|"]
+             "Mean daily rank-IC difference, model minus each alternative (seed 0; Newey–West over test dates, or a "
+             "paired t over seeds; 95 % interval):", "",
+             "| vs | test | diff | 95 % CI | p | verdict |", "|---|---|---|---|---|---|"]
     for c in m["comparisons"]:
-        lines.append(f"| {c['b']} | {fmt(c['diff'])} | [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] | "
+        lines.append(f"| {c['b']} | {c['test']} | {fmt(c['diff'])} | [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] | "
                      f"{fmt(c['p_value'])} | {c['verdict']} |")
-    by = {c["b"]: c["verdict"] for c in m["comparisons"]}
+    if m.get("seeds"):
+        lines += ["", "Across seeds (mean ± sd):", "", "| model | rank IC | NW t | long-short Sharpe | seeds |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {n} | " + " | ".join(f"{fmt(s[k]['mean'])} ± {fmt(s[k]['sd'])}" for k in _SEED_KEYS)
+                  + f" | {s['rank_ic']['n']} |" for n, s in m["seeds"].items()]
+    by = {c["b"]: c["verdict"] for c in m["comparisons"] if c["test"] == "newey_west"}
     plain = {"better": "beats", "worse": "is beaten by", "tie": "does not beat (a tie: the interval covers 0)"}
     lines += ["", f"**Verdict:** the model {plain[by['reversal_1d']]} 1-day reversal, {plain[by['reversal_5d']]} "
               f"5-day reversal and {plain[by['momentum_12_1']]} 12-1 momentum, judged by the rank-IC difference.", "",

@@ -12,7 +12,8 @@ from ..data.window import StockBatches, StockWindows, scale_features, series_fea
 from ..errors import DataError
 from ..evaluate.baselines import garch_volatility
 from ..evaluate.metrics import expanding_mean_forecast, forecast_tests, regression_metrics
-from ..evaluate.stats import clark_west, diebold_mariano, rmse_ratio_bootstrap, seed_summary, verdict
+from ..evaluate.stats import (clark_west, diebold_mariano, rmse_ratio_bootstrap, seed_difference, seed_summary,
+                              verdict)
 from ..evaluate.trading import buy_and_hold, sign_strategy
 from ..evaluate.plots import plot_cumulative, plot_forecast, plot_learning_curves, write_csv
 from ..evaluate.report import fmt, history, md_table
@@ -93,14 +94,26 @@ def _compare(y, a_pred, b_pred, a: str, b: str, cfg, horizon: int, *, nested: bo
     return out
 
 
-def _seed_table(data, models: dict, role: str, split: str, y, bench) -> dict:
-    """Per family with several seeds: mean, sd and n of the headline metrics over seeds."""
-    out = {}
-    for name, family in models.get("seeds", {}).items():
-        scores = [_score(data, role, y, forecasts(m, data, role, split)[1], bench) for m, _ in family]
-        out[name] = {k: seed_summary([s.get(k) for s in scores])
-                     for k in ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")}
-    return out
+_SEED_KEYS = ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")
+
+
+def _seed_table(data, families: dict, role: str, split: str, y, bench, a: str) -> tuple[dict, list[dict]]:
+    """Per family: mean, sd and n of the headline metrics over seeds; and ``a`` vs every other family by RMSE
+    relative to the random walk, paired by seed (a t-test over seeds; none with one seed)."""
+    per_seed = {name: [_score(data, role, y, forecasts(m, data, role, split)[1], bench) for m, _ in family]
+                for name, family in families.items()}
+    table = {name: {k: seed_summary([s.get(k) for s in scores]) for k in _SEED_KEYS}
+             for name, scores in per_seed.items()}
+    comps = []
+    for b, scores in per_seed.items():
+        if b != a and a in per_seed:
+            c = seed_difference([s.get("rel_rmse_random_walk") for s in per_seed[a]],
+                                [s.get("rel_rmse_random_walk") for s in scores], a=a, b=b,
+                                metric="rel_rmse_random_walk")
+            if c is not None:
+                c["verdict"] = verdict(c, higher_is_better=False)
+                comps.append(c)
+    return table, comps
 
 
 def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
@@ -145,8 +158,13 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
         metrics["target_period"] = {"entity": data.key("target"), "start": str(trows["date"].min().date()),
                                     "end": str(trows["date"].max().date()), "n": int(len(ty))}
         histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
+    metrics["seeds"], seed_comps = _seed_table(data, models.get("seeds", {}), "pretrain", "test", y, bench, "model")
+    comparisons += seed_comps
+    if "transfer_seeds" in models:
+        metrics["transfer_seeds"], seed_comps = _seed_table(data, models["transfer_seeds"], "target", "test", ty,
+                                                            tbench, "finetuned")
+        comparisons += seed_comps
     metrics["comparisons"] = comparisons
-    metrics["seeds"] = _seed_table(data, models, "pretrain", "test", y, bench)
 
     write_json_atomic(metrics, paths.reports / "metrics.json")
     ent = data.key("pretrain")
@@ -175,6 +193,12 @@ def comparison_table(comps: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _seed_line(name: str, s: dict) -> str:
+    r, o, d = s["rel_rmse_random_walk"], s["oos_r2"], s["directional_accuracy"]
+    return (f"| {name} | {fmt(r['mean'])} ± {fmt(r['sd'])} | {fmt(o['mean'])} ± {fmt(o['sd'])} | "
+            f"{fmt(d['mean'])} ± {fmt(d['sd'])} | {r['n']} |")
+
+
 def _report(m: dict, data) -> str:
     meta = data.meta
     cols = ["rmse", "rel_rmse_random_walk", "rel_rmse_historical_mean", "oos_r2", "mase", "directional_accuracy",
@@ -200,10 +224,7 @@ def _report(m: dict, data) -> str:
     if m.get("seeds"):
         lines += ["Across seeds (mean ± sd):", "", "| model | RMSE / random walk | OOS R² | directional accuracy | seeds |",
                   "|---|---|---|---|---|"]
-        for name, s in m["seeds"].items():
-            r, o, d = s["rel_rmse_random_walk"], s["oos_r2"], s["directional_accuracy"]
-            lines.append(f"| {name} | {fmt(r['mean'])} ± {fmt(r['sd'])} | {fmt(o['mean'])} ± {fmt(o['sd'])} | "
-                         f"{fmt(d['mean'])} ± {fmt(d['sd'])} | {r['n']} |")
+        lines += [_seed_line(name, s) for name, s in m["seeds"].items()]
         lines.append("")
     if "trading" in m:
         t = m["trading"]
@@ -217,7 +238,15 @@ def _report(m: dict, data) -> str:
         lines += [f"Transfer to **{tt['entity']}** ({tt['start']} to {tt['end']}): fine-tuned from {tp['entity']} vs "
                   "the same architecture trained from scratch on the same target windows (own early-stopped budget):",
                   "", md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols),
-                  "", f"Verdict: fine-tuned vs scratch is a **{v}** (Diebold–Mariano).", ""]
+                  "", f"Verdict: fine-tuned vs scratch is a **{v}** (first seed, Diebold–Mariano).", ""]
+        if m.get("transfer_seeds"):
+            lines += ["Transfer across seeds (mean ± sd, target test set):", "",
+                      "| model | RMSE / random walk | OOS R² | directional accuracy | seeds |", "|---|---|---|---|---|"]
+            lines += [_seed_line(name, s) for name, s in m["transfer_seeds"].items()]
+            sv = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "paired_t_seeds"), None)
+            if sv:
+                lines += ["", f"Across seeds (paired t on per-seed RMSE / random walk) fine-tuned vs scratch is a "
+                          f"**{sv}**.", ""]
     lines += ["Plots: `plots/forecast.png`, `plots/cumulative.png`, `plots/learning_curves.png`.", ""]
     return "\n".join(lines)
 

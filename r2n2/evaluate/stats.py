@@ -22,7 +22,8 @@ from scipy import stats as st
 from ..errors import DataError
 
 __all__ = ["COMPARISON_KEYS", "diebold_mariano", "clark_west", "rmse_ratio_bootstrap", "classifier_bootstrap",
-           "mcnemar_test", "rank_ic_difference", "hac_mean", "macro_f1", "verdict", "seed_summary"]
+           "mcnemar_test", "rank_ic_difference", "hac_mean", "macro_f1", "verdict", "seed_summary",
+           "seed_difference"]
 
 COMPARISON_KEYS = ("a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "test")
 
@@ -281,3 +282,21 @@ def seed_summary(values: Sequence[float]) -> dict:
     x = x[np.isfinite(x)]
     n = len(x)
     return {"mean": float(x.mean()) if n else None, "sd": float(x.std(ddof=1)) if n > 1 else None, "n": n}
+
+
+def seed_difference(values_a: Sequence[float], values_b: Sequence[float], *, a: str = "a", b: str = "b",
+                    metric: str = "metric", level: float = 0.95) -> dict | None:
+    """Paired t-test over seeds: ``values_a[i]`` and ``values_b[i]`` are one metric of two models trained with the
+    same seed (scipy's ``ttest_rel``). ``diff`` is the mean per-seed difference with its t interval; the
+    variation it measures is the training seed's, not the test sample's (the per-seed paired tests measure
+    that). None with fewer than two complete pairs."""
+    pairs = [(x, y) for x, y in zip(values_a, values_b) if x is not None and y is not None]
+    if len(pairs) < 2:
+        return None
+    x, y = (np.asarray(v, dtype=float) for v in zip(*pairs))
+    d = x - y
+    if np.allclose(d, d[0]):  # every seed the same difference: no spread to test with, so no interval
+        return _comparison(a, b, metric, d.mean(), None, None, _degenerate_p(float(d.mean())), "paired_t_seeds")
+    r = st.ttest_rel(x, y)
+    ci = r.confidence_interval(level)
+    return _comparison(a, b, metric, d.mean(), ci.low, ci.high, r.pvalue, "paired_t_seeds")

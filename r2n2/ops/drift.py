@@ -10,6 +10,10 @@ Statistics come from maintained code: ``scipy.stats.ks_2samp`` for continuous si
 ``scipy.stats.chi2_contingency`` for class shares. The error signal is the model's loss over the window as
 a ratio to a benchmark's (the random walk's squared error), calibrated the same way (see ``ErrorMonitor``).
 
+Each threshold is floored at the statistic's quantile for independent draws (scipy's Kolmogorov and chi-square
+distributions; a normal mean for an error rate): a short history holds few independent windows, and the upper
+quantiles of a null drawn from overlapping windows then come out too low (``Detector.iid_threshold``).
+
 Several signals are checked at once (inputs, prediction, error). ``fit_monitor`` keeps the chance of
 any false alarm per check at or below ``family_rate`` by Bonferroni: each of the k signals alarms above
 its own ``1 - family_rate / k`` null quantile, and P(any) <= sum of P(each) = family_rate.
@@ -163,8 +167,28 @@ class Detector:
         return self._nulls[size]
 
     def threshold_for(self, n: int) -> float:
-        """The alarm threshold for a window of ``n`` values against the whole reference."""
-        return _threshold(self.null(n), self.quantile, _lognormal_tail) / self._scale(n, len(self.reference))
+        """The alarm threshold for a window of ``n`` values against the whole reference: the calibrated one, never
+        below the threshold for independent draws (``iid_threshold``)."""
+        calibrated = _threshold(self.null(n), self.quantile, _lognormal_tail) / self._scale(n, len(self.reference))
+        return max(calibrated, self.iid_threshold(n))
+
+    def iid_threshold(self, n: int) -> float:
+        """The ``quantile`` of the statistic if the window and the reference were independent draws from one
+        distribution: scipy's limiting Kolmogorov distribution (``kstwobign``) over sqrt(n_eff), or chi-square
+        with (classes in the reference - 1) degrees of freedom.
+
+        Why a floor: a stream whose history holds few independent windows gives a calibrated null from heavily
+        overlapping windows, whose upper quantiles come out too low. Measured on the built-in tweets (an
+        exchangeable stream, 359 checks of windows of a quarter of the validation texts, per-signal nominal rate
+        1.25 %): the calibrated threshold alone alarmed on 9.5 % (length) and 9.7 % (new-word rate) of the
+        checks; with this floor on 0.3 % and 0 %. Dependence (volatility clustering, topic bursts) only widens
+        the true null beyond the independent one, so the floor never hides a calibrated alarm it should keep."""
+        from scipy.stats import chi2, kstwobign
+
+        if self.kind == "categorical":
+            df = max(1, int(np.count_nonzero(np.bincount(self.reference, minlength=self.n_classes))) - 1)
+            return float(chi2.ppf(self.quantile, df))
+        return float(kstwobign.ppf(self.quantile)) / self._scale(n, len(self.reference))
 
     def _clean(self, values) -> np.ndarray:
         v = np.asarray(values).ravel()
@@ -189,7 +213,8 @@ class Detector:
                             f"values), so no null distribution can be drawn for it; check a shorter window.")
         stat, nominal = self._stat(self.reference, v)
         thr = self.threshold_for(n)
-        p = _empirical_p(self.null(n), stat * self._scale(n, len(self.reference)))
+        # the larger of the calibrated and the independent-draws p-value, as the threshold is the larger of both
+        p = max(_empirical_p(self.null(n), stat * self._scale(n, len(self.reference))), nominal)
         out.update(statistic=stat, threshold=thr, p_value=p, nominal_p_value=nominal,
                    alarm=bool(stat > thr))  # strict: a constant column equal to its reference (0 vs 0) is calm
         return out
@@ -324,9 +349,23 @@ class ErrorMonitor:
                             f"({len(self.loss)} steps); check a shorter window.")
         stat = float(_window_ratio(loss, bench, n)[0])
         null = self.null(n)
-        thr = _threshold(null, self.quantile, _lognormal_tail)
-        out.update(statistic=stat, threshold=thr, p_value=_empirical_p(null, stat), alarm=bool(stat > thr))
+        thr, p = _threshold(null, self.quantile, _lognormal_tail), _empirical_p(null, stat)
+        if bench is None:  # a mean loss: never below the threshold for independent steps (see iid_floor)
+            thr_iid, p_iid = self.iid_floor(stat, n)
+            thr, p = max(thr, thr_iid), max(p, p_iid)
+        out.update(statistic=stat, threshold=thr, p_value=p, alarm=bool(stat > thr))
         return out
+
+    def iid_floor(self, stat: float, n: int) -> tuple[float, float]:
+        """(threshold, p-value) of a mean of ``n`` independent steps drawn like the calibration stream (normal
+        approximation: mean + z * sd / sqrt(n)). The reason is ``Detector.iid_threshold``'s: few independent
+        windows in a short calibration stream. Not used for a ratio to a benchmark, whose steps are paired."""
+        from scipy.stats import norm
+
+        mu, se = float(self.loss.mean()), float(self.loss.std(ddof=1)) / math.sqrt(n)
+        if se == 0:
+            return mu, (1.0 if stat <= mu else 0.0)
+        return mu + float(norm.ppf(self.quantile)) * se, float(norm.sf((stat - mu) / se))
 
     def scan(self, loss, benchmark_loss=None, *, every: int = 1) -> dict:
         """Replay the checks over a stream that starts at the cut-off: at every ``every``-th step, check the

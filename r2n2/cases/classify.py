@@ -12,7 +12,7 @@ from ..evaluate.baselines import (majority_baseline, tune_tfidf_logreg, tune_vad
                                  vader_compound)
 from ..evaluate.metrics import classification_metrics
 from ..evaluate.plots import plot_confusion, plot_learning_curves, write_csv
-from ..evaluate.report import fmt, history, md_table
+from ..evaluate.report import fmt, history, md_table, seed_section
 from ..evaluate.stats import classifier_bootstrap, mcnemar_test, seed_difference, seed_summary, verdict
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
@@ -34,6 +34,14 @@ def _compare(y, pa, pb, a: str, b: str, cfg, k: int) -> list[dict]:
     for c in out:
         c["verdict"] = verdict(c, higher_is_better=True)
     return out
+
+
+_SEED_HEADER = "| model | accuracy | macro-F1 | seeds |"
+
+
+def _seed_line(name: str, s: dict) -> str:
+    return (f"| {name} | {fmt(s['accuracy']['mean'])} ± {fmt(s['accuracy']['sd'])} | {fmt(s['macro_f1']['mean'])} "
+            f"± {fmt(s['macro_f1']['sd'])} | {s['macro_f1']['n']} |")
 
 
 def _seed_rows(per_seed: dict[str, list[dict]]) -> dict:
@@ -169,11 +177,7 @@ def _report(m: dict, data) -> str:
              f"TF-IDF + LR and {plain(by.get(('vader', 'paired_bootstrap'), 'tie'))} VADER; baselines tuned on the "
              f"validation split only ({m['baseline_settings']}).", "",
              "Paired comparisons (diff = a minus b; positive favours a):", "", comparison_table(m["comparisons"]), ""]
-    if m.get("seeds"):
-        lines += ["Across seeds (mean ± sd):", "", "| model | accuracy | macro-F1 | seeds |", "|---|---|---|---|"]
-        lines += [f"| {n} | {fmt(s['accuracy']['mean'])} ± {fmt(s['accuracy']['sd'])} | {fmt(s['macro_f1']['mean'])} ± "
-                  f"{fmt(s['macro_f1']['sd'])} | {s['macro_f1']['n']} |" for n, s in m["seeds"].items()]
-        lines.append("")
+    lines += seed_section("Across seeds (mean ± sd):", _SEED_HEADER, m.get("seeds", {}), _seed_line, "sentiment")
     if "finetuned" in m:
         v = next((c["verdict"] for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
                   and c["test"] == "paired_bootstrap"), "tie")
@@ -181,16 +185,12 @@ def _report(m: dict, data) -> str:
                   "same Apple training data (own early-stopped budget), and the target baselines:", "",
                   md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols), "",
                   f"Verdict: fine-tuned vs scratch is a **{v}** by macro-F1 (first seed, paired bootstrap).", ""]
-        if m.get("transfer_seeds"):
-            lines += ["Transfer across seeds (mean ± sd, Apple test set):", "",
-                      "| model | accuracy | macro-F1 | seeds |", "|---|---|---|---|"]
-            lines += [f"| {n} | {fmt(s['accuracy']['mean'])} ± {fmt(s['accuracy']['sd'])} | "
-                      f"{fmt(s['macro_f1']['mean'])} ± {fmt(s['macro_f1']['sd'])} | {s['macro_f1']['n']} |"
-                      for n, s in m["transfer_seeds"].items()]
-            sv = next((c["verdict"] for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
-                       and c["test"] == "paired_t_seeds"), None)
-            if sv:
-                lines += ["", f"Across seeds (paired t on per-seed macro-F1) fine-tuned vs scratch is a **{sv}**.", ""]
+        lines += seed_section("Transfer across seeds (mean ± sd, Apple test set):", _SEED_HEADER,
+                              m.get("transfer_seeds", {}), _seed_line, "sentiment")
+        sv = next((c["verdict"] for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
+                   and c["test"] == "paired_t_seeds"), None)
+        if sv:
+            lines += [f"Across seeds (paired t on per-seed macro-F1) fine-tuned vs scratch is a **{sv}**.", ""]
     lines += ["Plots: `plots/confusion.png`, `plots/learning_curves.png`, `plots/attention.png`.", ""]
     return "\n".join(lines)
 

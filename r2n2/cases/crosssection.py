@@ -10,7 +10,7 @@ from ..errors import DataError
 from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal_scores
 from ..evaluate.metrics import daily_rank_ic, rank_ic_summary
 from ..evaluate.plots import plot_lines, write_csv
-from ..evaluate.report import fmt, history, md_table
+from ..evaluate.report import fmt, history, md_table, seed_section
 from ..evaluate.stats import rank_ic_difference, seed_difference, seed_summary, verdict
 from ..evaluate.trading import long_short_portfolio, performance
 from ..io import write_json_atomic, write_text_atomic
@@ -141,11 +141,10 @@ def _report(m: dict, data, cfg) -> str:
     for c in m["comparisons"]:
         lines.append(f"| {c['b']} | {c['test']} | {fmt(c['diff'])} | [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}] | "
                      f"{fmt(c['p_value'])} | {c['verdict']} |")
-    if m.get("seeds"):
-        lines += ["", "Across seeds (mean ± sd):", "", "| model | rank IC | NW t | long-short Sharpe | seeds |",
-                  "|---|---|---|---|---|"]
-        lines += [f"| {n} | " + " | ".join(f"{fmt(s[k]['mean'])} ± {fmt(s[k]['sd'])}" for k in _SEED_KEYS)
-                  + f" | {s['rank_ic']['n']} |" for n, s in m["seeds"].items()]
+    lines += ["", *seed_section("Across seeds (mean ± sd):", "| model | rank IC | NW t | long-short Sharpe | seeds |",
+                                m.get("seeds", {}), lambda n, s: f"| {n} | " + " | ".join(
+                                    f"{fmt(s[k]['mean'])} ± {fmt(s[k]['sd'])}" for k in _SEED_KEYS)
+                                + f" | {s['rank_ic']['n']} |", "panel")]
     by = {c["b"]: c["verdict"] for c in m["comparisons"] if c["test"] == "newey_west"}
     plain = {"better": "beats", "worse": "is beaten by", "tie": "does not beat (a tie: the interval covers 0)"}
     lines += ["", f"**Verdict:** the model {plain[by['reversal_1d']]} 1-day reversal, {plain[by['reversal_5d']]} "

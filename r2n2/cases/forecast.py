@@ -16,7 +16,7 @@ from ..evaluate.stats import (clark_west, diebold_mariano, rmse_ratio_bootstrap,
                               verdict)
 from ..evaluate.trading import buy_and_hold, sign_strategy
 from ..evaluate.plots import plot_cumulative, plot_forecast, plot_learning_curves, write_csv
-from ..evaluate.report import fmt, history, md_table
+from ..evaluate.report import fmt, history, md_table, seed_section
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
@@ -193,6 +193,9 @@ def comparison_table(comps: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_SEED_HEADER = "| model | RMSE / random walk | OOS R² | directional accuracy | seeds |"
+
+
 def _seed_line(name: str, s: dict) -> str:
     r, o, d = s["rel_rmse_random_walk"], s["oos_r2"], s["directional_accuracy"]
     return (f"| {name} | {fmt(r['mean'])} ± {fmt(r['sd'])} | {fmt(o['mean'])} ± {fmt(o['sd'])} | "
@@ -221,11 +224,7 @@ def _report(m: dict, data) -> str:
              md_table({"model": m["model"], **m["baselines"]}, cols), "", verdict_line, "",
              "Paired comparisons (diff = a minus b; for DM and Clark–West the mean squared-error difference, for the "
              "bootstrap the RMSE ratio minus 1; negative favours a):", "", comparison_table(m["comparisons"]), ""]
-    if m.get("seeds"):
-        lines += ["Across seeds (mean ± sd):", "", "| model | RMSE / random walk | OOS R² | directional accuracy | seeds |",
-                  "|---|---|---|---|---|"]
-        lines += [_seed_line(name, s) for name, s in m["seeds"].items()]
-        lines.append("")
+    lines += seed_section("Across seeds (mean ± sd):", _SEED_HEADER, m.get("seeds", {}), _seed_line, "stocks")
     if "trading" in m:
         t = m["trading"]
         lines += [f"Trading the forecast's sign vs buy-and-hold, net of {t['cost_bps']:g} bp per unit turnover:", "",
@@ -239,14 +238,11 @@ def _report(m: dict, data) -> str:
                   "the same architecture trained from scratch on the same target windows (own early-stopped budget):",
                   "", md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols),
                   "", f"Verdict: fine-tuned vs scratch is a **{v}** (first seed, Diebold–Mariano).", ""]
-        if m.get("transfer_seeds"):
-            lines += ["Transfer across seeds (mean ± sd, target test set):", "",
-                      "| model | RMSE / random walk | OOS R² | directional accuracy | seeds |", "|---|---|---|---|---|"]
-            lines += [_seed_line(name, s) for name, s in m["transfer_seeds"].items()]
-            sv = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "paired_t_seeds"), None)
-            if sv:
-                lines += ["", f"Across seeds (paired t on per-seed RMSE / random walk) fine-tuned vs scratch is a "
-                          f"**{sv}**.", ""]
+        lines += seed_section("Transfer across seeds (mean ± sd, target test set):", _SEED_HEADER,
+                              m.get("transfer_seeds", {}), _seed_line, "stocks")
+        sv = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "paired_t_seeds"), None)
+        if sv:
+            lines += [f"Across seeds (paired t on per-seed RMSE / random walk) fine-tuned vs scratch is a **{sv}**.", ""]
     lines += ["Plots: `plots/forecast.png`, `plots/cumulative.png`, `plots/learning_curves.png`.", ""]
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 
-__all__ = ["fmt", "md_table", "history"]
+__all__ = ["fmt", "md_table", "history", "seed_section"]
 
 
 def fmt(v, digits: int = 4) -> str:
@@ -31,3 +31,13 @@ def md_table(rows: dict[str, dict], cols: list[str], *, first: str = "") -> str:
 
 def history(checkpoint_meta: dict) -> list[dict]:
     return json.loads(checkpoint_meta.get("history", "[]"))
+
+
+def seed_section(title: str, header: str, rows: dict[str, dict], line, case: str) -> list[str]:
+    """Report lines of a mean ± sd table over seeds (``line(name, summary)`` renders a row), or, with one seed,
+    one line saying how to get it: a table of n = 1 and "± n/a" tells a reader nothing."""
+    if not rows or max(next(iter(s.values()))["n"] for s in rows.values()) < 2:
+        return [f"{title.rstrip(':')}: one seed only (`evaluate.seeds: 1`); `--set {case}.evaluate.seeds=5` adds "
+                "mean ± sd and a paired t-test over seeds.", ""]
+    cols = header.count("|") - 1
+    return [title, "", header, "|---" * cols + "|", *[line(n, s) for n, s in rows.items()], ""]

@@ -142,6 +142,20 @@ def test_ks_statistic_and_calibration_are_scipys_and_seeded():
     assert out["p_value"] == pytest.approx((1 + np.sum(det.null(W) >= z)) / (1 + len(det.null(W))))
 
 
+def test_the_nulls_fast_ks_statistic_is_scipys():
+    from scipy.stats import ks_2samp
+
+    from r2n2.ops.drift import _ks_statistic
+
+    rng = np.random.default_rng(3)
+    for n, m in ((60, 800), (7, 3), (200, 200)):
+        a, b = rng.standard_normal(m), rng.standard_normal(n) + 0.2
+        a[: m // 3] = 0.0  # runs of exact ties, like the S&P open column
+        b[: n // 4] = 0.0
+        for x, y in ((a, b), (np.round(a, 1), np.round(b, 1))):
+            assert _ks_statistic(x, y) == pytest.approx(ks_2samp(y, x).statistic, abs=1e-12)
+
+
 def test_categorical_shares_chi_square_calm_and_break():
     from scipy.stats import chi2_contingency
 

@@ -43,6 +43,7 @@ __all__ = ["ReplaySchedule", "SeriesReplay", "BREAKS", "write_replay_report", "p
 # Market breaks whose alarm delay the report states (first trading day of the month of the break).
 BREAKS = {"Lehman, Sep 2008": "2008-09-15", "US downgrade, Aug 2011": "2011-08-01",
           "China devaluation, Aug 2015": "2015-08-11", "Volmageddon, Feb 2018": "2018-02-02"}
+BREAK_HORIZON = 126  # trading days (half a year): a later alarm answers something else, not the break
 _FAR = "2262-01-01"
 
 
@@ -297,7 +298,8 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
         b = pd.Timestamp(d)
         if not (cal[0] <= b <= cal[-1]):
             continue
-        after = tl[(tl["date"] >= b) & tl["alarm"]]
+        days = np.searchsorted(np.asarray(cal), tl["date"].to_numpy()) - np.searchsorted(np.asarray(cal), b)
+        after = tl[(days >= 0) & (days <= BREAK_HORIZON) & tl["alarm"].to_numpy()]
         delays[name] = (None if after.empty else
                         {"first_alarm": str(after["date"].iloc[0].date()),
                          "trading_days": int(np.searchsorted(np.asarray(cal), after["date"].iloc[0]) -
@@ -323,7 +325,7 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
     table = md_table({k: {"RMSE": v, "ratio to random walk": ratio[k]} for k, v in rmse.items()},
                      ["RMSE", "ratio to random walk"], first="line")
     dl = [f"- {k}: " + (f"first alarm {v['first_alarm']}, {v['trading_days']} trading days after"
-                         if v else "no alarm before the end of the replay") for k, v in delays.items()]
+                         if v else f"no alarm within {BREAK_HORIZON} trading days") for k, v in delays.items()]
     md = "\n".join([
         f"# Replay: {rp.case_name} ({rp.entity}), {summary['start']} to {summary['end']}", "",
         f"{summary['days']} trading days; a retrain every {rp.retrain_every} days or after an alarm "

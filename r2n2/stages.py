@@ -178,11 +178,12 @@ def finetune_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
             write_json_atomic({"skipped": reason}, d / "SKIPPED.json")
         return reason + "."
     seeds = seeds_of(cfg)
+    # every seed's pretrained model first: a missing or bad checkpoint fails before anything trains or logs
+    pretrained = {s: load_checkpoint(_seed_path(paths.model_dir, s, seeds[0]))[0] for s in seeds}
     done = []
     for seed in seeds:
         log(f"transfer: seed {seed}")
-        pretrained, _ = load_checkpoint(_seed_path(paths.model_dir, seed, seeds[0]))
-        result = _finetune(cfg, case, data, pretrained, paths, seed, log)
+        result = _finetune(cfg, case, data, pretrained[seed], paths, seed, log)
         seed_everything(seed)
         scratch = build_model(data.model_config())
         rs = fit(cfg, data, scratch, "target", "scratch", paths, seed=seed, epochs=cfg.train.epochs,

@@ -35,12 +35,12 @@ def _best_of(fn, reps=3):
 def main() -> None:
     import torch
 
-    from r2n2.cases import get_case
+    from r2n2.registry import get_case
     from r2n2.cases.base import WindowMeta
     from r2n2.cases.classify import predict_texts
     from r2n2.cases.forecast import predict_prices
     from r2n2.checkpoint import load_checkpoint
-    from r2n2.config import load_params
+    from r2n2.registry import load_params
     from r2n2.data.sources import load_builtin_sentiment, load_builtin_stocks
     from r2n2.models.core import build_model
 

@@ -62,7 +62,7 @@ def make_panel(entities: int, days: int, path: Path, *, seed: int = 0) -> int:
 
 
 def _panel_params(folder: Path):
-    from r2n2.config import load_params
+    from r2n2.registry import load_params
 
     overrides = [f"panel.data.source={folder / 'panel.parquet'}", "panel.window.val_start=null",
                  "panel.window.test_start=null", "panel.train.epochs=1", "panel.train.patience=1"]
@@ -78,7 +78,7 @@ def run_stage(stage: str, folder: Path) -> None:
     if stage == "predict":
         import json as _json
 
-        from r2n2.cases import get_case
+        from r2n2.registry import get_case
         from r2n2.cases.base import WindowMeta
         from r2n2.checkpoint import load_checkpoint
 
@@ -87,7 +87,7 @@ def run_stage(stage: str, folder: Path) -> None:
                                         str(folder / "panel.parquet"), cfg)
         extra["rows_out"] = len(out)
     else:
-        from r2n2.stages import run_stage as run
+        from r2n2.registry import run_stage as run
 
         run(stage, "panel", cfg, folder)
         if stage == "train":
@@ -105,8 +105,8 @@ def _json_load(path: Path) -> dict:
 
 def indices_throughput() -> float:
     """Training windows per second of the stocks case (built-in S&P 500) for one epoch, for comparison."""
-    from r2n2.config import load_params
-    from r2n2.stages import run_stage as run
+    from r2n2.registry import load_params
+    from r2n2.registry import run_stage as run
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_params(ROOT / "params.yaml", ["stocks.train.epochs=1"]).case("stocks")

@@ -22,7 +22,7 @@ EXIT_VALIDATION = 3
 
 
 def _cases() -> list[str]:
-    from r2n2.cases import REGISTRY
+    from r2n2.registry import REGISTRY
 
     return list(REGISTRY)
 
@@ -96,7 +96,7 @@ def _log(case: str, command: str):
 def _predict(args, params) -> str:
     import json
 
-    from r2n2.cases import get_case
+    from r2n2.registry import get_case
     from r2n2.cases.base import WindowMeta
     from r2n2.checkpoint import load_checkpoint
     from r2n2.errors import CheckpointError, DataError
@@ -124,7 +124,7 @@ def _predict(args, params) -> str:
 
 
 def dispatch(args) -> str:
-    from r2n2.config import load_params
+    from r2n2.registry import load_params
     from r2n2.stages import STAGE_NAMES
 
     if args.command == "ui":
@@ -150,7 +150,7 @@ def dispatch(args) -> str:
             from .stages import run_stage_flow
 
             return run_stage_flow(args.command, args.case, args.params, args.overrides)
-        from r2n2.stages import run_stage
+        from r2n2.registry import run_stage
 
         return run_stage(args.command, args.case, params.case(args.case), log=_log(args.case, args.command))
     if args.command == "pipeline":

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from r2n2.cases import get_case
+from r2n2.registry import get_case
 from r2n2.errors import ConfigError
 from r2n2.io import write_text_atomic
 from r2n2.paths import CasePaths

@@ -9,7 +9,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from r2n2.config import load_params
+from r2n2.registry import load_params
 from r2n2.paths import CasePaths
 
 from .failures import expected_failures, hold_retrain_lock
@@ -20,9 +20,10 @@ from .naming import case_run_name, fmt4
 @expected_failures
 def monitor_task(case: str, params_path: str, overrides: list[str] | None) -> dict:
     from r2n2.ops.monitoring import monitor_case
+    from r2n2.registry import get_case
 
     log = get_run_logger()
-    result = monitor_case(case, load_params(params_path, overrides).case(case), log=log.info)
+    result = monitor_case(get_case(case), load_params(params_path, overrides).case(case), log=log.info)
     rows = [{"signal": name, "test": s.get("test"), "statistic": s.get("statistic"), "threshold": s.get("threshold"),
              "calibrated p": s.get("p_value"), "n": s.get("n"), "alarm": s.get("alarm")}
             for name, s in result["signals"].items()]

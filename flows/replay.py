@@ -10,9 +10,9 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from r2n2.cases import get_case
-from r2n2.config import load_params
+from r2n2.ops.loop import make_replay
 from r2n2.paths import CasePaths
+from r2n2.registry import get_case, load_params
 
 from .failures import expected_failures
 
@@ -38,7 +38,7 @@ def replay_flow(case: str, start: str, end: str, retrain_every: int = 21, monito
                 batch: int | None = None) -> dict:
     t0 = time.perf_counter()
     cfg = load_params(params_path, overrides).case(case)
-    rp = get_case(case).replay(cfg, Path("."), start=start, end=end, retrain_every=retrain_every,
+    rp = make_replay(get_case(case), cfg, Path("."), start=start, end=end, retrain_every=retrain_every,
                                monitor_every=monitor_every, warm_start=warm_start, batch=batch,
                                log=get_run_logger().info)
     key = f"{case}-{start}-{id(rp)}"

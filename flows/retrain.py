@@ -52,10 +52,11 @@ def dvc_stage_task(stage: str, case: str, force: bool = False) -> str:
 @task(cache_policy=NONE, task_run_name="promote-{case}")
 @expected_failures
 def champion_task(case: str, params_path: str, overrides: list[str] | None) -> dict:
-    from r2n2.config import load_params
+    from r2n2.registry import load_params
     from r2n2.ops.champion import promote_if_not_worse
+    from r2n2.registry import get_case
 
-    decision = promote_if_not_worse(case, load_params(params_path, overrides).case(case))
+    decision = promote_if_not_worse(get_case(case), load_params(params_path, overrides).case(case))
     get_run_logger().info(f"{case}: {decision['reason']}")
     publish_promotion(decision)
     return decision

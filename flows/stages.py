@@ -11,9 +11,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from r2n2.config import Params, load_params
+from r2n2.config import Params
+from r2n2.registry import load_params
 from r2n2.paths import CasePaths
-from r2n2.stages import STAGE_NAMES, run_stage
+from r2n2.registry import run_stage
+from r2n2.stages import STAGE_NAMES
 
 from .failures import expected_failures
 from .naming import fmt4

@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
-from r2n2.config import load_params
+from r2n2.registry import get_case, load_params
 from r2n2.errors import ConfigError, R2N2Error
 
 TUNING_DIR = Path("data") / "tuning"
@@ -36,7 +36,7 @@ def _study(case: str, seed: int):
 
     from r2n2.tune import direction
 
-    return optuna.create_study(study_name=case, storage=_storage(case), direction=direction(case),
+    return optuna.create_study(study_name=case, storage=_storage(case), direction=direction(get_case(case)),
                                sampler=optuna.samplers.TPESampler(seed=seed),
                                pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
                                load_if_exists=True)
@@ -56,7 +56,7 @@ def trial_task(case: str, trial_id: int, trial_number: int, params_path: str, ov
     trial = optuna.trial.Trial(study, trial_id)
     cfg = load_params(params_path, overrides).case(case)
     try:
-        return {"value": objective(trial, case, cfg, epochs=epochs), "state": "complete"}
+        return {"value": objective(trial, get_case(case), cfg, epochs=epochs), "state": "complete"}
     except optuna.TrialPruned as exc:
         return {"value": None, "state": "pruned", "reason": str(exc)}
     except R2N2Error as exc:  # a configuration the data cannot hold (e.g. a lookback longer than a split)
@@ -138,7 +138,7 @@ def _tune(case: str, params_path: str = "params.yaml", overrides: list[str] | No
     from r2n2.tune import suggest
 
     fixed = optuna.trial.FixedTrial(best.params)
-    out = overrides_from(case, suggest(fixed, case))
+    out = overrides_from(get_case(case), suggest(fixed, get_case(case)))
     path = TUNING_DIR / f"{case}-best.yaml"
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(f"# best of {len(complete)} complete trials: validation {best.value:.6g} (trial {best.number})\n"

@@ -1,7 +1,7 @@
 """Configuration: the shared params sections as dataclasses, and the strict loader.
 
 params.yaml holds one block per use case (each case's module declares its own sections: see
-``r2n2/cases``), plus the top-level ``serve`` and ``tune`` blocks read by the orchestration layer. Unknown or
+``r2n2/cases``; the cases are handed in by ``r2n2.registry``, never imported here), plus the top-level ``serve`` and ``tune`` blocks read by the orchestration layer. Unknown or
 mistyped keys are an error that names the full dotted key; a case's block lists only that case's keys.
 """
 
@@ -15,6 +15,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -239,34 +240,34 @@ def apply_overrides(raw: dict, overrides: list[str] | None) -> dict:
     return raw
 
 
-def parse_params(raw: dict) -> Params:
-    from .cases import REGISTRY
-
+def parse_params(raw: dict, cases: Mapping[str, Any]) -> Params:
+    """Validate a params tree against ``cases`` (name -> use case object; ``r2n2.registry`` passes them all)."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"params must be a mapping with one block per case ({', '.join(REGISTRY)}).")
-    cases = {}
+        raise ConfigError(f"params must be a mapping with one block per case ({', '.join(cases)}).")
+    configs = {}
     for key, value in raw.items():
-        if key in REGISTRY:
-            case = REGISTRY[key]
+        if key in cases:
+            case = cases[key]
             cfg = _build(case.config_cls, value, key)
             _check_shared(key, cfg)
             case.check_config(cfg, key)
-            cases[key] = cfg
+            configs[key] = cfg
         elif key not in ("serve", "tune"):
-            raise ConfigError(f"unknown top-level key {str(key)[:80]!r} in params; allowed: {', '.join(REGISTRY)}, "
+            raise ConfigError(f"unknown top-level key {str(key)[:80]!r} in params; allowed: {', '.join(cases)}, "
                               "serve, tune.")
     serve = _build(ServeConfig, raw.get("serve"), "serve")
-    bad = [c for c in serve.cases if c not in REGISTRY]
+    bad = [c for c in serve.cases if c not in cases]
     if bad:
-        raise ConfigError(f"serve.cases has unknown case(s) {', '.join(bad)}; allowed: {', '.join(REGISTRY)}.")
+        raise ConfigError(f"serve.cases has unknown case(s) {', '.join(bad)}; allowed: {', '.join(cases)}.")
     tune = _build(TuneConfig, raw.get("tune"), "tune")
     if tune.n_trials < 1 or tune.workers < 1 or tune.epochs < 1:
         raise ConfigError("tune.n_trials, tune.workers and tune.epochs must be >= 1.")
-    return Params(cases=cases, serve=serve, tune=tune)
+    return Params(cases=configs, serve=serve, tune=tune)
 
 
-def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
-    """Read params.yaml, apply `--set` overrides, and validate every key and value."""
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None, *,
+                cases: Mapping[str, Any]) -> Params:
+    """Read params.yaml, apply `--set` overrides, and validate every key and value against ``cases``."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"params file {path} does not exist (run from the project folder or pass --params).")
@@ -274,4 +275,4 @@ def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = 
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"params file {path} is not valid YAML: {exc}") from None
-    return parse_params(apply_overrides(raw, overrides))
+    return parse_params(apply_overrides(raw, overrides), cases)

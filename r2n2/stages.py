@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .cases import get_case
 from .cases.base import CaseData, Log, UseCase
 from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import DataError
@@ -240,18 +239,12 @@ def evaluate_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
 
 
 # -- the table -----------------------------------------------------------------------------------------
-_COMMON = ("r2n2/stages.py", "r2n2/config.py", "r2n2/io.py", "r2n2/errors.py", "r2n2/paths.py",
-           "r2n2/cases/__init__.py", "r2n2/cases/base.py")
-_TRAINING = ("r2n2/train.py", "r2n2/checkpoint.py", "r2n2/models", "r2n2/data/window.py")
-
-
 @dataclass(frozen=True)
 class Stage:
     name: str
     help: str
     run: Callable[[UseCase, Any, CasePaths, Log], str]
     params: tuple[str, ...]                                  # sections (or dotted keys) of the case block
-    code: tuple[str, ...]                                    # source the stage runs, besides the case's modules
     deps: Callable[[CasePaths], list[Path]] = lambda p: []
     outs: Callable[[CasePaths], list[Path]] = lambda p: []
     uncached: Callable[[CasePaths], list[Path]] = lambda p: []  # outputs kept in git, not the DVC cache
@@ -262,24 +255,21 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", "read the source (appending only newer rows) -> data/raw/<case>.parquet", ingest_stage,
-          ("data",), ("r2n2/data/sources.py",), outs=lambda p: [p.raw], persist=True),
+          ("data",), outs=lambda p: [p.raw], persist=True),
     Stage("validate", "Great Expectations gate -> data/validated/<case>.parquet", validate_stage,
-          ("validate",), ("r2n2/data/validate.py",), deps=lambda p: [p.raw], outs=lambda p: [p.validated],
+          ("validate",), deps=lambda p: [p.raw], outs=lambda p: [p.validated],
           uncached=lambda p: [p.reports / "validation.html"], metrics=lambda p: [p.reports / "validation.json"]),
     Stage("window", "features, calendar splits, scalers / tokenizer -> data/windows/<case>/", window_stage,
-          ("window",), ("r2n2/data/window.py",), deps=lambda p: [p.validated], outs=lambda p: [p.windows]),
+          ("window",), deps=lambda p: [p.validated], outs=lambda p: [p.windows]),
     Stage("train", "train the main model (every seed) -> data/models/<case>/", train_stage,
-          ("model", "train", "evaluate.seeds"), _TRAINING, deps=lambda p: [p.windows], outs=lambda p: [p.model_dir]),
+          ("model", "train", "evaluate.seeds"), deps=lambda p: [p.windows], outs=lambda p: [p.model_dir]),
     Stage("baselines", "train the neural baselines (ablations) -> data/models/<case>-baselines/", baselines_stage,
-          ("model", "train", "evaluate.seeds"), _TRAINING, deps=lambda p: [p.windows],
-          outs=lambda p: [p.baselines_dir]),
+          ("model", "train", "evaluate.seeds"), deps=lambda p: [p.windows], outs=lambda p: [p.baselines_dir]),
     Stage("finetune", "transfer: new head on the pretrained encoder, and a from-scratch control", finetune_stage,
-          ("model", "train", "finetune", "evaluate.seeds"), _TRAINING, deps=lambda p: [p.windows, p.model_dir],
+          ("model", "train", "finetune", "evaluate.seeds"), deps=lambda p: [p.windows, p.model_dir],
           outs=lambda p: [p.finetuned_dir, p.scratch_dir]),
     Stage("evaluate", "score every checkpoint beside the baselines -> data/reports/<case>/", evaluate_stage,
-          ("evaluate",), ("r2n2/evaluate", "r2n2/train.py", "r2n2/checkpoint.py", "r2n2/models",
-                          "r2n2/data/window.py"),
-          deps=lambda p: [p.windows, p.model_dir, p.baselines_dir, p.finetuned_dir, p.scratch_dir],
+          ("evaluate",), deps=lambda p: [p.windows, p.model_dir, p.baselines_dir, p.finetuned_dir, p.scratch_dir],
           uncached=lambda p: [p.reports / "plots", p.reports / "report.md"],
           metrics=lambda p: [p.reports / "metrics.json"]),
 )
@@ -294,15 +284,17 @@ def stage(name: str) -> Stage:
 
 
 def code_deps(st: Stage, case: UseCase) -> list[str]:
-    """Every source path the stage runs for this case (DVC deps)."""
-    own = [f"r2n2/cases/{type(case).__module__.rsplit('.', 1)[-1]}.py", *case.code]
-    return sorted(set(_COMMON) | set(st.code) | set(own))
+    """Every source path the stage runs for this case (DVC deps), from the import graph: what this module (the
+    stage table) and the case's module import, inside functions too, never another case's module."""
+    from .depgraph import closure, source_paths
+
+    return source_paths(closure([__name__, type(case).__module__]))
 
 
-def run_stage(name: str, case_name: str, cfg, root: str | Path = ".", *, log: Log | None = None) -> str:
-    """Run one stage of one case; returns its one-line summary."""
+def run_stage(name: str, case: UseCase, cfg, root: str | Path = ".", *, log: Log | None = None) -> str:
+    """Run one stage of one case (the case object: ``r2n2.registry.run_stage`` takes its name); returns its
+    one-line summary."""
     t0 = time.perf_counter()
-    case = get_case(case_name)
-    msg = stage(name).run(case, cfg, CasePaths(case_name, Path(root)), log or _quiet)
-    (log or _quiet)(f"{name} {case_name} took {time.perf_counter() - t0:.1f} s")
+    msg = stage(name).run(case, cfg, CasePaths(case.name, Path(root)), log or _quiet)
+    (log or _quiet)(f"{name} {case.name} took {time.perf_counter() - t0:.1f} s")
     return msg

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from typing import Any
 
-from .cases import get_case
+from .cases.base import UseCase
 from .models.core import build_model
 from .paths import CasePaths
 from .train import seed_everything, train_model
@@ -20,7 +20,7 @@ __all__ = ["direction", "suggest", "objective", "overrides_from"]
 
 
 
-def suggest(trial, case: str) -> dict[str, object]:
+def suggest(trial, case: UseCase) -> dict[str, object]:
     """The search space, as dotted params keys -> values."""
     cell = trial.suggest_categorical("cell", ["rnn", "gru", "lstm", "rmc"])
     p = {
@@ -34,21 +34,21 @@ def suggest(trial, case: str) -> dict[str, object]:
         "model.dropout": trial.suggest_float("dropout", 0.0, 0.5),
         "train.lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
     }
-    if "lookback" in {f.name for f in __import__("dataclasses").fields(get_case(case).config_cls().window)}:
+    if "lookback" in {f.name for f in __import__("dataclasses").fields(case.config_cls().window)}:
         p["window.lookback"] = trial.suggest_categorical("lookback", [10, 20, 30, 60])
     return p
 
 
-def direction(case: str) -> str:
+def direction(case: UseCase) -> str:
     """Optuna's direction for the case's validation metric."""
-    return "maximize" if get_case(case).metric[1] else "minimize"
+    return "maximize" if case.metric[1] else "minimize"
 
 
-def overrides_from(case: str, values: dict[str, object]) -> dict[str, object]:
-    return {f"{case}.{k}": v for k, v in values.items()}
+def overrides_from(case: UseCase, values: dict[str, object]) -> dict[str, object]:
+    return {f"{case.name}.{k}": v for k, v in values.items()}
 
 
-def _apply(cfg: Any, values: dict[str, object]) -> CaseConfig:
+def _apply(cfg: Any, values: dict[str, object]) -> Any:
     sections: dict[str, dict] = {}
     for key, value in values.items():
         section, name = key.split(".")
@@ -56,24 +56,24 @@ def _apply(cfg: Any, values: dict[str, object]) -> CaseConfig:
     return replace(cfg, **{s: replace(getattr(cfg, s), **kv) for s, kv in sections.items()})
 
 
-def objective(trial, case: str, cfg: Any, *, epochs: int, root: str | Path = ".",
+def objective(trial, case: UseCase, cfg: Any, *, epochs: int, root: str | Path = ".",
               log=None) -> float:
     """Train the trial's configuration; return the best validation metric. Raises ``optuna.TrialPruned``."""
     import optuna
 
     values = suggest(trial, case)
     cfg = _apply(cfg, values)
-    paths = CasePaths(case, Path(root))
-    uc = get_case(case)
+    paths = CasePaths(case.name, Path(root))
+    uc = case
     windows = paths.windows
     data = uc.load(cfg, windows)
     lookback = getattr(cfg.window, "lookback", None)
     if lookback is not None and lookback != data.meta.lookback:  # a lookback of its own: windows of its own
         from .data.sources import read_parquet
 
-        windows = paths.data / "tuning" / f"{case}-windows" / f"lookback-{lookback}"
+        windows = paths.data / "tuning" / f"{case.name}-windows" / f"lookback-{lookback}"
         if not (windows / "meta.json").is_file():
-            uc.build_windows(cfg, read_parquet(paths.validated, f"validated {case} data"), windows, log or print)
+            uc.build_windows(cfg, read_parquet(paths.validated, f"validated {case.name} data"), windows, log or print)
         data = uc.load(cfg, windows)
     seed_everything(cfg.train.seed)
     model = build_model(data.model_config())

@@ -31,7 +31,7 @@ def test_bad_overrides_name_the_key(project, capsys, override, message):
 
 def test_yaml_values_and_set_file(project, capsys):
     (project / "best.yaml").write_text("stocks.window.lookback: 12\n")
-    from r2n2.config import load_params
+    from r2n2.registry import load_params
 
     p = load_params("params.yaml", ['stocks.data.na_values=[".", "NA"]', "stocks.data.entity=null"])
     assert p.case("stocks").data.na_values == [".", "NA"] and p.case("stocks").data.entity is None
@@ -47,7 +47,7 @@ def test_missing_params_file(tmp_path, monkeypatch, capsys):
 
 
 def test_yaml12_numbers(project):
-    from r2n2.config import load_params
+    from r2n2.registry import load_params
 
     p = load_params("params.yaml", ["stocks.train.lr=1e-3", "stocks.train.weight_decay=5E-4"])
     assert p.case("stocks").train.lr == 0.001 and p.case("stocks").train.weight_decay == 0.0005
@@ -59,7 +59,7 @@ def test_each_case_lists_only_its_own_keys():
 
     import yaml
 
-    from r2n2.cases import REGISTRY
+    from r2n2.registry import REGISTRY
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     for name, case in REGISTRY.items():

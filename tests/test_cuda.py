@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from r2n2 import ModelConfig, RelationalModule, build_model, load_checkpoint
-from r2n2.cases import get_case
-from r2n2.config import load_params
+from r2n2.registry import get_case
+from r2n2.registry import load_params
 from r2n2.paths import CasePaths
-from r2n2.stages import run_stage
+from r2n2.registry import run_stage
 from r2n2.train import predict_batches, train_model
 
 from .conftest import write_tiny_project

@@ -334,7 +334,7 @@ def test_finetune_on_a_single_series_skips_and_evaluate_works(one_series, projec
 @pytest.mark.parametrize("text,value", [("1e-3", 1e-3), ("1E-3", 1e-3), ("5e-4", 5e-4), ("+2.5e-3", 2.5e-3),
                                         (".5e-3", 5e-4), ("0.001", 1e-3)])
 def test_learning_rate_in_exponent_notation(project, text, value):
-    from r2n2.config import load_params
+    from r2n2.registry import load_params
 
     lr = load_params("params.yaml", [f"stocks.train.lr={text}"]).case("stocks").train.lr
     assert lr == value and type(lr) is float

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
-from r2n2.config import load_params
+from r2n2.registry import load_params
 
 from .conftest import ROOT, copy_code, write_tiny_project
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from flows.cli import main
-from r2n2.cases.stocks import SeriesMeta
-from r2n2.config import load_params
+from r2n2.cases.series import SeriesMeta
+from r2n2.registry import get_case, load_params
 from r2n2.ops.champion import fresh_window
 from r2n2.ops.replay import SeriesReplay
 
@@ -125,7 +125,7 @@ def _replay(project, capsys, prices, dates, start):
     for stage in ("ingest", "validate"):
         assert _stage(capsys, stage, *args)[0] == 0, capsys.readouterr().err
     cfg = load_params("params.yaml", [a for a in [*TINY, *args] if a != "--set"]).case("stocks")
-    rp = SeriesReplay("stocks", cfg, Path("."), str(dates[start].date()), str(dates[-1].date()), retrain_every=120,
+    rp = SeriesReplay(get_case("stocks"), cfg, Path("."), str(dates[start].date()), str(dates[-1].date()), retrain_every=120,
                       monitor_every=5, log=lambda m: None)
     rp.run_until()
     return rp.timeline()

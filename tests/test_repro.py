@@ -130,8 +130,8 @@ def test_plots_are_byte_identical_and_carry_no_text_or_time_chunks(tmp_path):
 
 
 def test_validation_summary_is_identical_across_folders_and_has_no_times(tmp_path, monkeypatch):
-    from r2n2.config import load_params
-    from r2n2.stages import run_stage
+    from r2n2.registry import load_params
+    from r2n2.registry import run_stage
 
     a, b = make_prices(300, seed=1), make_prices(300, seed=2)
     a.insert(0, "Entity", "alpha")

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from flows.cli import main
-from r2n2.cases.sentiment import text_schema
-from r2n2.config import load_params
+from r2n2.cases.text import text_schema
+from r2n2.registry import get_case, load_params
 from r2n2.io import write_parquet_atomic
 from r2n2.ops.textreplay import TextReplay, arrival_batches
 
@@ -55,7 +55,7 @@ def _write_validated(df: pd.DataFrame) -> None:
 def _replay(df, *, start, end, batch=100, retrain_every=100, monitor_every=1, warm_start=False, **extra):
     _write_validated(df)
     cfg = load_params("params.yaml", TINY).case("sentiment")
-    rp = TextReplay("sentiment", cfg, Path("."), str(start), str(end), batch=batch, retrain_every=retrain_every,
+    rp = TextReplay(get_case("sentiment"), cfg, Path("."), str(start), str(end), batch=batch, retrain_every=retrain_every,
                     monitor_every=monitor_every, warm_start=warm_start, log=lambda m: None, **extra)
     rp.run_until()
     return rp
@@ -130,7 +130,7 @@ def test_cli_replays_texts_end_to_end(project, prefect_server):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["replay", "panel", "--start", "2015-01-01", "--end", "2016-01-01"], "the panel case has no replay yet"),
+    (["replay", "panel", "--start", "2015-01-01", "--end", "2016-01-01"], "the panel case (crosssection kind) has no replay yet"),
     (["replay", "stocks", "--start", "2015-01-01", "--end", "2016-01-01", "--batch", "10"],
      "--batch applies to texts only"),
     (["replay", "sentiment", "--start", "0", "--end", "9", "--batch", "0"], "--batch (texts per arrival batch)"),
@@ -147,4 +147,4 @@ def test_text_start_in_the_wrong_units_is_one_paragraph(project):
     _write_validated(make_stream(300, 8))
     cfg = load_params("params.yaml", TINY).case("sentiment")
     with pytest.raises(ConfigError, match="must be an arrival index such as 20000"):
-        TextReplay("sentiment", cfg, Path("."), "2015-01-01", "2016-01-01", log=lambda m: None)
+        TextReplay(get_case("sentiment"), cfg, Path("."), "2015-01-01", "2016-01-01", log=lambda m: None)

@@ -233,8 +233,8 @@ def test_ablations_toggle_only_their_module():
     budget are the main model's); the panel's cross-entity ablation differs in `entities` alone."""
     import dataclasses
 
-    from r2n2.cases import get_case
-    from r2n2.config import load_params
+    from r2n2.registry import get_case
+    from r2n2.registry import load_params
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     for name, expected in (("stocks", {"no_relational": {"relational"}}),

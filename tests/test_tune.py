@@ -27,8 +27,7 @@ def test_slide13_skorch_snippet_runs_as_written(tiny):
 
     import pandas as pd
 
-    from r2n2.cases import get_case
-    from r2n2.config import load_params
+    from r2n2.registry import get_case, load_params
 
     data = get_case("stocks").load(load_params().case("stocks"), "data/windows/stocks")
     windows = data.batches("pretrain", "train", batch_size=64)
@@ -110,12 +109,12 @@ def test_every_suggested_cell_makes_a_valid_config(case, cell):
     """The sentiment defaults are bidirectional; an RMC trial must not inherit that (it would crash)."""
     from optuna.trial import FixedTrial
 
-    from r2n2.config import load_params
+    from r2n2.registry import get_case, load_params
     from r2n2.tune import _apply, suggest
 
     fixed = {"cell": cell, "hidden_size": 16, "relational": True, "pooling": "concat", "dropout": 0.1,
              "lr": 1e-3, "lookback": 10}
     if cell != "rmc":
         fixed["bidirectional"] = True
-    cfg = _apply(load_params(ROOT / "params.yaml").case(case), suggest(FixedTrial(fixed), case))
+    cfg = _apply(load_params(ROOT / "params.yaml").case(case), suggest(FixedTrial(fixed), get_case(case)))
     assert cfg.model.cell == cell and cfg.model.bidirectional == (cell != "rmc")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -19,7 +19,7 @@ from ..errors import ConfigError, DataError
 from ..io import write_json_atomic
 from ..models.config import ModelConfig
 
-__all__ = ["UseCase", "WindowMeta", "Log", "read_meta", "ROLES", "SPLITS"]
+__all__ = ["UseCase", "WindowMeta", "MonitorSignals", "window_meta_of", "Log", "read_meta", "ROLES", "SPLITS"]
 
 Log = Callable[[str], None]
 ROLES = ("pretrain", "target")  # the main model's data, and the transfer target's
@@ -56,10 +56,36 @@ class WindowMeta:
         return {s: int(self.splits.get(key, {}).get(s, {}).get("n", 0)) for s in SPLITS}
 
 
+@dataclass(frozen=True)
+class MonitorSignals:
+    """What a case's monitor checks, as data (the kind fills it; ``r2n2.ops.monitoring`` checks it): the input
+    columns, the time column, the kind of each signal, whether an error ratio to a benchmark is checked, which
+    inputs take their reference from the validation period, whether the forecast's reference is the whole
+    pre-cut-off history, and how many rows one unit of ``monitor.window`` counts (texts: 30)."""
+
+    inputs: tuple[str, ...]
+    time: str = "date"
+    kinds: dict = field(default_factory=dict)              # signal -> "continuous" | "categorical"
+    n_classes: dict = field(default_factory=dict)          # categorical signal -> number of classes
+    bench: bool = True                                     # check the error as a ratio to the benchmark's
+    val_inputs: tuple[str, ...] = ()                       # inputs judged against the validation period
+    prediction_history: bool = False                       # forecast reference: the whole pre-cut-off history
+    window_unit: int = 1                                   # rows per unit of monitor.window
+
+
 def _subclasses(cls):
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)
+
+
+def window_meta_of(ck: dict) -> WindowMeta:
+    """The typed window metadata a checkpoint carries (stored as JSON text in its metadata)."""
+    try:
+        return WindowMeta.from_dict(json.loads(ck["window_meta"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise DataError(f"the checkpoint carries no window metadata this version can read ({exc}); retrain it "
+                        "with `r2n2 train`.") from None
 
 
 def read_meta(windows_dir: str | Path, case: str) -> WindowMeta:
@@ -81,10 +107,10 @@ class UseCase:
     """
 
     name: ClassVar[str]
+    kind: ClassVar[str] = ""                   # "series" | "text" | "crosssection": what drivers dispatch on
     config_cls: ClassVar[type]                 # dataclass of this case's params sections
     raw_kind: ClassVar[str]                    # "prices" | "texts": the canonical raw table
     metric: ClassVar[tuple[str, bool]]         # (validation metric of training, higher is better)
-    code: ClassVar[tuple[str, ...]] = ()       # extra source files its stages run (DVC deps)
     plots: ClassVar[tuple[tuple, ...]] = ()    # `dvc plots`: (file under reports/<case>/plots, template, x, y)
 
     # -- config ----------------------------------------------------------------------------------
@@ -131,28 +157,18 @@ class UseCase:
     def predict(self, model, meta: WindowMeta, checkpoint_meta: dict, input_path: str, cfg: Any) -> pd.DataFrame:
         raise NotImplementedError
 
-    def monitor(self, cfg: Any, data: "CaseData", model, model_meta: dict, paths, log: Log) -> dict:
+    def monitor_frame(self, cfg: Any, data: "CaseData", model, ck: dict) -> tuple[pd.DataFrame, "MonitorSignals"]:
+        """The deployed monitor's input: one row per time step of the windows' history with the signal columns
+        (inputs, ``pred``, ``loss`` and, with a benchmark, ``bench_loss``) scored by ``model`` with its own
+        checkpoint metadata ``ck``, and the signals to check (``r2n2.ops.monitoring`` does the checking)."""
         raise NotImplementedError
 
     def replay_check(self, *, batch: int | None = None) -> None:
         """Refuse a replay this case cannot run, before anything slow starts (the CLI calls it first).
-        Default: the case has no replay."""
-        from . import REGISTRY
-
-        have = [n for n, c in REGISTRY.items() if type(c).replay is not UseCase.replay]
-        raise DataError(f"`r2n2 replay {self.name}` is not available: the {self.name} case has no replay yet "
-                        f"(cases with one: {', '.join(have) or 'none'}). Use `r2n2 monitor {self.name}` and "
-                        f"`r2n2 retrain {self.name}` for its operations.")
-
-    def replay(self, cfg: Any, root: Path, *, start: str, end: str, retrain_every: int, monitor_every: int,
-               warm_start: bool = False, batch: int | None = None, log: Log = print):
-        """The case's simulated calendar over its real history (``r2n2 replay``): an object with
-        ``period_ends() -> list[str]``, ``run_until(until: str) -> dict`` (one Prefect sub-run each) and
-        ``write_report(out_dir, *, seconds) -> dict`` (the summary, with a one-line ``headline``). ``start``,
-        ``end``: in the units of the case's time axis; ``retrain_every``, ``monitor_every``: steps; ``batch``:
-        texts per step, for cases whose steps are arrival batches (None: the case's default)."""
-        self.replay_check(batch=batch)
-        raise NotImplementedError(f"{type(self).__name__}.replay_check passes but replay is not implemented")
+        Default: the case has no replay (``r2n2.ops.replay.make_replay`` covers the series and text kinds)."""
+        raise DataError(f"`r2n2 replay {self.name}` is not available: the {self.name} case ({self.kind or 'no'} "
+                        f"kind) has no replay yet (replays cover series and text cases). Use `r2n2 monitor "
+                        f"{self.name}` and `r2n2 retrain {self.name}` for its operations.")
 
     def promotion_scores(self, cfg: Any, data: "CaseData", model, ck: dict, window: dict) -> dict:
         """``{"actual", "pred", "kind", "n_classes", "horizon"}`` of ``model`` (scaled / tokenised with its own
@@ -164,9 +180,27 @@ class CaseData:
     """The windows of one case, as the trainer and the evaluation see them: ``batches(role, split)``,
     ``rows(role, split)`` and the model config with the data-dependent sizes filled in."""
 
+    table_file: ClassVar[str] = ""             # the windows table in the windows folder
+
     def __init__(self, case: UseCase, cfg: Any, windows_dir: str | Path):
         self.case, self.cfg, self.dir = case, cfg, Path(windows_dir)
         self.meta = read_meta(self.dir, case.name)
+
+    @classmethod
+    def in_memory(cls, case: UseCase, cfg: Any, meta: WindowMeta, table: pd.DataFrame) -> "CaseData":
+        """Windows held in memory, not read from a windows folder (the replay trains on what is known at each
+        step): ``table`` is what ``table_file`` holds, with its ``split`` column."""
+        data = cls.__new__(cls)
+        data.case, data.cfg, data.dir, data.meta, data._table = case, cfg, None, meta, table
+        return data
+
+    @property
+    def table(self) -> pd.DataFrame:
+        if not hasattr(self, "_table"):
+            from ..data.sources import read_parquet
+
+            self._table = read_parquet(self.dir / self.table_file, f"{self.case.name} windows")
+        return self._table
 
     def key(self, role: str) -> str | None:
         raise NotImplementedError

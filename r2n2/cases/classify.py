@@ -27,7 +27,7 @@ def class_predictions(model, data, role: str, split: str):
     return b.targets(), predict_batches(model, b).argmax(1), rows
 
 
-def _compare(y, pa, pb, a: str, b: str, cfg, k: int) -> list[dict]:
+def compare_classifiers(y, pa, pb, a: str, b: str, cfg, k: int) -> list[dict]:
     """Paired bootstrap of the macro-F1 difference and McNemar on accuracy, each with its verdict."""
     out = [classifier_bootstrap(y, pa, pb, a=a, b=b, metric="macro_f1", n_classes=k, reps=cfg.evaluate.bootstrap,
                                 seed=cfg.evaluate.seed), mcnemar_test(y, pa, pb, a=a, b=b)]
@@ -95,12 +95,12 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
                "test_period": {"entity": "source", "start": data.meta.cuts["test_start"], "end": data.meta.cuts["end"],
                                "n": int(len(y))}}
     histories = {"model": history(model_meta)}
-    comparisons = [c for b in ("tfidf_logreg", "vader") for c in _compare(y, pred, bpreds[b], "model", b, cfg, k)]
+    comparisons = [c for b in ("tfidf_logreg", "vader") for c in compare_classifiers(y, pred, bpreds[b], "model", b, cfg, k)]
     for name, (m, m_meta) in models.get("baselines", {}).items():
         p = class_predictions(m, data, "pretrain", "test")[1]
         metrics["baselines"][name] = score(p)
         histories[name] = history(m_meta)
-        comparisons += _compare(y, pred, p, "model", name, cfg, k)
+        comparisons += compare_classifiers(y, pred, p, "model", name, cfg, k)
     if "finetuned" in models and "scratch" in models:
         ft, ft_meta = models["finetuned"]
         sc, sc_meta = models["scratch"]
@@ -112,9 +112,9 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
                                           extra_train=data.rows("pretrain", "train"))
         metrics["target_baselines"] = {n: tscore(p) for n, p in tpreds.items()}
         metrics["target_baseline_settings"] = tchosen
-        comparisons += _compare(ty, tpred, spred, "finetuned", "scratch", cfg, k)
-        comparisons += _compare(ty, tpred, tpreds["tfidf_logreg"], "finetuned", "tfidf_logreg (target)", cfg, k)
-        comparisons += _compare(ty, tpred, tpreds["tfidf_logreg_source_and_target"], "finetuned",
+        comparisons += compare_classifiers(ty, tpred, spred, "finetuned", "scratch", cfg, k)
+        comparisons += compare_classifiers(ty, tpred, tpreds["tfidf_logreg"], "finetuned", "tfidf_logreg (target)", cfg, k)
+        comparisons += compare_classifiers(ty, tpred, tpreds["tfidf_logreg_source_and_target"], "finetuned",
                                 "tfidf_logreg_source_and_target", cfg, k)
         histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
     per_seed = {name: [classification_metrics(y, class_predictions(m, data, "pretrain", "test")[1], labels)

@@ -1,11 +1,17 @@
-"""Scoring, reporting and prediction of the ``panel`` case: score matrices (dates x stocks) judged by the daily
-rank IC and a long-short portfolio. Evaluation loads checkpoints and scores them; it never trains."""
+"""The cross-section kind (``panel``): a panel of price series ranked against each other at each date. Its
+window table (cross-sectionally z-scored features, the forward return and its cross-sectional z-score), its
+data, its one scorer (``score_matrix``: dates x stocks, used by evaluate, monitor and promotion), its monitor
+signals, and its evaluation by the daily rank IC and a long-short portfolio (loads checkpoints, never trains).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from ..data.window import StockBatches, StockWindows, load_entity_split, scale_features, window_splits
 from ..errors import DataError
 from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal_scores
 from ..evaluate.metrics import daily_rank_ic, rank_ic_summary
@@ -14,17 +20,93 @@ from ..evaluate.report import fmt, history, md_table, seed_section
 from ..evaluate.stats import rank_ic_difference, seed_difference, seed_summary, verdict
 from ..evaluate.trading import long_short_portfolio, performance
 from ..io import write_json_atomic, write_text_atomic
+from ..models.config import ModelConfig
 from ..train import predict_batches
+from .base import CaseData, MonitorSignals, window_meta_of
+from .series import PriceCase, SeriesMeta
 
-__all__ = ["evaluate_panel", "score_matrix", "predict_panel", "window_scores"]
+__all__ = ["CrossSectionCase", "PanelMeta", "PanelData", "PANEL_FEATURES", "panel_table", "pooled_windows",
+           "evaluate_panel", "score_matrix", "predict_panel", "window_scores", "panel_monitor_frame"]
+
+PANEL_FEATURES = ("ret_1d", "ret_5d", "ret_20d", "vol_20d")
 
 _SEED_KEYS = ("rank_ic", "rank_ic_tstat", "long_short_sharpe")
 
 
+@dataclass
+class PanelMeta(SeriesMeta):
+    kind = "panel"
+
+
+def panel_table(df: pd.DataFrame, *, lookback: int, horizon: int, cuts: dict,
+                keep_unlabelled: bool = False) -> pd.DataFrame:
+    """Long prices -> per entity and date: cross-sectionally z-scored features, the forward return, its
+    cross-sectional z-score (the training target) and the calendar split of the window ending there."""
+    wide = df.pivot(index="date", columns="entity", values="close").sort_index()
+    logc = np.log(wide)
+    feats = {"ret_1d": logc.diff(1), "ret_5d": logc.diff(5), "ret_20d": logc.diff(20),
+             "vol_20d": logc.diff(1).rolling(20).std()}
+    fwd = logc.shift(-horizon) - logc  # (T, N) log return over the next `horizon` days
+
+    def cs_z(x: pd.DataFrame) -> pd.DataFrame:  # per date across stocks
+        return x.sub(x.mean(axis=1), axis=0).div(x.std(axis=1).replace(0, np.nan), axis=0)
+
+    long = {name: cs_z(x).stack(future_stack=True) for name, x in feats.items()}
+    long["target"] = cs_z(fwd).stack(future_stack=True)
+    long["fwd_return"] = fwd.stack(future_stack=True)
+    long["close"] = wide.stack(future_stack=True)
+    t = pd.DataFrame(long).reset_index()
+    dates = wide.index.to_numpy()
+    t["target_date"] = pd.Series(dates).shift(-horizon).to_numpy()[np.searchsorted(dates, t["date"].to_numpy())]
+    t = t.dropna(subset=[*PANEL_FEATURES, "close", *([] if keep_unlabelled else ["target"])]).sort_values(["entity", "date"]).reset_index(drop=True)
+    parts = []
+    cut_values = {k: np.datetime64(pd.Timestamp(v), "us").astype(dates.dtype) for k, v in cuts.items()}
+    for _, part in t.groupby("entity", sort=False):
+        first = pd.Series(part["date"].to_numpy()).shift(lookback - 1).to_numpy()
+        split = window_splits(first, part["target_date"].to_numpy(), cut_values)
+        split[:lookback - 1] = ""
+        parts.append(split)
+    t["split"] = np.concatenate(parts) if parts else []
+    return t[["entity", "date", *PANEL_FEATURES, "target", "fwd_return", "close", "target_date", "split"]]
+
+
+class PanelData(CaseData):
+    table_file = "features.parquet"
+
+    def key(self, role: str) -> str | None:
+        return "all" if role == "pretrain" else None  # no transfer target
+
+    def rows(self, role: str, split: str) -> pd.DataFrame:
+        return self.table[self.table["split"] == split].reset_index(drop=True)
+
+    def batches(self, role: str, split: str | None, *, batch_size: int, shuffle: bool = False, seed: int = 0,
+                fraction: float = 1.0, entities: bool | None = None):
+        entities = self.cfg.model.entities if entities is None else entities
+        if entities:
+            windows = load_entity_split(self.table, self.meta, split)
+        else:  # each stock alone: one step sees as many stock-windows as a cross-sectional step (the same budget)
+            windows = pooled_windows(self.table, self.meta, split)
+            batch_size *= len(self.meta.entities)
+        if len(windows) == 0:
+            raise DataError(f"no {self.case.name} windows in the {split} split.")
+        return StockBatches(windows, batch_size, shuffle, seed)
+
+    def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
+        base = base or self.cfg.model
+        return replace(base, input_size=len(self.meta.features), vocab_size=None, output_size=1, task="regression")
+
+
+def pooled_windows(table: pd.DataFrame, meta, split: str | None) -> StockWindows:
+    """Every stock's windows in one pool (each stock alone): rows are entity-contiguous and the first
+    ``lookback - 1`` rows of each stock belong to no split, so no window crosses two stocks."""
+    labels = table["split"].to_numpy()
+    ends = np.flatnonzero(labels == split) if split is not None else np.flatnonzero(labels != "")
+    y = (table["target"].to_numpy(float) - meta.target_scaler["mean"]) / meta.target_scaler["scale"]
+    return StockWindows(scale_features(table, meta), y, ends, meta.lookback)
+
+
 def score_matrix(model, data, split: str | None) -> pd.DataFrame:
     """The model's scores (dates x entities) on every window of ``split``."""
-    from .panel import pooled_windows
-
     if model.config.entities:
         b = data.batches("pretrain", split, batch_size=256, entities=True)
         out = predict_batches(model, b)[:, :, 0]  # (n, E, 1) -> (n, E)
@@ -32,8 +114,6 @@ def score_matrix(model, data, split: str | None) -> pd.DataFrame:
         return pd.DataFrame(out, index=pd.DatetimeIndex(w.dates[w.ends], name="date"),
                             columns=pd.Index(w.entities, name="entity"))
     windows = pooled_windows(data.table, data.meta, split)
-    from ..data.window import StockBatches
-
     out = predict_batches(model, StockBatches(windows, 1024)).reshape(-1)
     rows = data.table.iloc[windows.ends]
     return pd.DataFrame({"date": rows["date"].to_numpy(), "entity": rows["entity"].to_numpy(), "s": out}) \
@@ -160,9 +240,6 @@ class _View:
         self.table, self.meta = table, meta
 
     def batches(self, role, split, *, batch_size, entities=True, **_):
-        from ..data.window import StockBatches, load_entity_split
-        from .panel import pooled_windows
-
         w = load_entity_split(self.table, self.meta, split) if entities else pooled_windows(self.table, self.meta, split)
         return StockBatches(w, batch_size)
 
@@ -174,8 +251,6 @@ def model_view(table: pd.DataFrame, meta) -> _View:
 def predict_panel(model, meta, prices: pd.DataFrame) -> pd.DataFrame:
     """Scores of every full window of a price panel (one row per date and stock; higher = expected to do
     better than the cross-section), with the same features and scaling as training."""
-    from .panel import panel_table
-
     missing = sorted(set(meta.entities) - set(prices["entity"].astype(str)))
     if model.config.entities and missing:
         raise DataError(f"the model relates the {len(meta.entities)} stocks it was trained on; the file lacks "
@@ -197,3 +272,47 @@ def window_scores(data, model, mmeta, window: dict) -> dict:
     ok = np.isfinite(scores.to_numpy()) & np.isfinite(target.to_numpy())
     return {"actual": target.to_numpy()[ok], "pred": scores.to_numpy()[ok], "kind": "forecast", "n_classes": None,
             "horizon": mmeta.horizon}
+
+
+def panel_monitor_frame(data, model, mmeta) -> tuple[pd.DataFrame, MonitorSignals]:
+    """One row per date: the market's own state (the cross-sectional means of each stock's raw 20-day
+    volatility and 20-day log return: the table's features are z-scored per date, so their means are 0 by
+    construction and could never move), the dispersion of the model's scores across stocks, and the mean
+    squared error of the scores on the cross-sectional target beside the benchmark's (a zero score)."""
+    view = model_view(data.table, mmeta)
+    scores = score_matrix(model, view, None)
+    t = data.table.set_index(["date", "entity"])
+    frame = t.join(scores.stack().rename("pred"), how="inner").reset_index()
+    frame["loss"] = (frame["pred"] - frame["target"]) ** 2
+    frame["bench_loss"] = frame["target"] ** 2
+    close = data.table.pivot(index="date", columns="entity", values="close").sort_index()
+    r = np.log(close).diff()
+    market = pd.DataFrame({"mkt_vol_20d": r.rolling(20).std().mean(axis=1),
+                           "mkt_ret_20d": r.rolling(20).sum().mean(axis=1)})
+    daily = frame.groupby("date")[["loss", "bench_loss"]].mean()
+    daily["pred"] = frame.groupby("date")["pred"].std()  # dispersion of the scores
+    daily = daily.join(market, how="left").dropna().reset_index()
+    return daily, MonitorSignals(inputs=("mkt_vol_20d", "mkt_ret_20d"), prediction_history=True)
+
+
+class CrossSectionCase(PriceCase):
+    """A panel of price series ranked at each date; subclasses set ``name``, ``config_cls``, the windows and
+    their baselines. Inherits evaluation, monitor and promotion from this kind."""
+
+    kind = "crosssection"
+    metric = ("val_mse", False)
+
+    def load(self, cfg, windows_dir) -> PanelData:
+        return PanelData(self, cfg, windows_dir)
+
+    def evaluate(self, cfg, data: PanelData, models: dict, paths, log) -> dict:
+        return evaluate_panel(cfg, data, models, paths, log)
+
+    def predict_prices(self, model, meta, prices: pd.DataFrame) -> pd.DataFrame:
+        return predict_panel(model, meta, prices)
+
+    def monitor_frame(self, cfg, data: PanelData, model, ck: dict) -> tuple[pd.DataFrame, MonitorSignals]:
+        return panel_monitor_frame(data, model, window_meta_of(ck))
+
+    def promotion_scores(self, cfg, data: PanelData, model, ck: dict, window: dict) -> dict:
+        return window_scores(data, model, window_meta_of(ck), window)

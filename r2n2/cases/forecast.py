@@ -3,7 +3,6 @@ Evaluation loads checkpoints and scores them; it never trains."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -20,7 +19,7 @@ from ..evaluate.report import fmt, history, md_table, seed_section
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
-__all__ = ["evaluate_forecasts", "predict_prices", "monitor_forecasts", "forecasts"]
+__all__ = ["evaluate_forecasts", "predict_prices", "forecasts"]
 
 
 def forecasts(model, data, role: str, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
@@ -273,11 +272,3 @@ def predict_prices(model, meta, prices: pd.DataFrame, *, batch_size: int = 4096)
                                     f"forecast_{meta.target}_{meta.horizon}d": pred}))
     del torch
     return pd.concat(frames, ignore_index=True)
-
-
-# ---------------------------------------------------------------------------------------------- monitor
-def monitor_forecasts(cfg, data, model, ck: dict, log) -> dict:
-    from ..cases.base import WindowMeta
-    from ..ops.monitoring import monitor_series
-
-    return monitor_series(cfg.monitor, data, model, WindowMeta.from_dict(json.loads(ck["window_meta"])), log)

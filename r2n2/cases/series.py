@@ -1,19 +1,25 @@
-"""What the two price cases share (``stocks``: one forecast per series; ``panel``: a cross-section of series):
-the price-table ingest and validation, calendar cut dates, and the series window configuration.
+"""The price kinds. ``PriceCase``: what every price case shares (the price-table ingest and validation,
+calendar cut dates, the series window configuration). ``SeriesCase``: one forecast per series (``stocks``):
+its window metadata and data, its one scorer (``series_frame``, used by monitor, promotion and replay) and its
+monitor signals. The cross-section kind (``panel``) is ``r2n2.cases.crosssection``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..errors import ConfigError
-from .base import UseCase, check_range, fraction_cuts, iso
+from ..data.window import StockBatches, StockWindows, load_entity_split, load_stock_split, scale_features
+from ..errors import ConfigError, DataError
+from ..models.config import ModelConfig
+from ..train import predict_batches
+from .base import CaseData, MonitorSignals, UseCase, WindowMeta, check_range, fraction_cuts, iso, window_meta_of
 
-__all__ = ["PriceCase", "SeriesWindowConfig", "calendar_cuts", "price_schema"]
+__all__ = ["PriceCase", "SeriesCase", "SeriesMeta", "SeriesData", "SeriesWindowConfig", "calendar_cuts",
+           "price_schema", "series_frame"]
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -86,3 +92,94 @@ class PriceCase(UseCase):
         from ..data.validate import price_suite
 
         return price_suite(cfg.validate)
+
+
+@dataclass
+class SeriesMeta(WindowMeta):
+    lookback: int = 30
+    horizon: int = 1
+    target: str = "return"
+    features: list[str] = field(default_factory=list)
+    entities: list[str] = field(default_factory=list)
+    scaler: dict = field(default_factory=dict)          # feature mean / scale, fitted before val_start
+    target_scaler: dict = field(default_factory=dict)   # target mean / scale, fitted on training windows
+    pretrain_entity: str = ""
+    finetune_entity: str | None = None
+
+    kind = "series"
+
+
+class SeriesData(CaseData):
+    """The windows of a series case: ``features.parquet`` (one row per entity and date) and its metadata."""
+
+    table_file = "features.parquet"
+
+    def key(self, role: str) -> str | None:
+        return self.meta.pretrain_entity if role == "pretrain" else self.meta.finetune_entity
+
+    def rows(self, role: str, split: str) -> pd.DataFrame:
+        t = self.table
+        part = t[t["entity"] == self.key(role)].reset_index(drop=True)
+        return part[part["split"] == split].reset_index(drop=True)
+
+    def batches(self, role: str, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0,
+                fraction: float = 1.0, entities: bool | None = None):
+        entities = self.cfg.model.entities if entities is None else entities
+        if entities:  # every entity at once, aligned on dates (slide 9)
+            windows = load_entity_split(self.table, self.meta, split)
+        else:
+            windows = load_stock_split(self.table, self.meta, self.key(role), split)
+        if fraction < 1.0:  # the most recent share of the training windows (a small target set)
+            keep = max(1, int(round(len(windows.ends) * fraction)))
+            windows.ends = windows.ends[-keep:]
+        return StockBatches(windows, batch_size, shuffle, seed)
+
+    def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
+        base = base or self.cfg.model
+        return replace(base, input_size=len(self.meta.features), vocab_size=None, output_size=1,
+                       task="regression")
+
+
+def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame) -> pd.DataFrame:
+    """The series kind's one scorer. One entity's rows of a windows table (unscaled features, target) -> per
+    date: features, the model's forecast (scaled with the model's own scalers), the actual target, the model's
+    and the random walk's squared errors."""
+    rows = rows.sort_values("date").reset_index(drop=True)
+    L = mmeta.lookback
+    if len(rows) < L:
+        raise DataError(f"monitoring needs at least {L} rows of {mmeta.pretrain_entity}, got {len(rows)}.")
+    ts = mmeta.target_scaler
+    ends = np.arange(L - 1, len(rows))
+    w = StockWindows(scale_features(rows, mmeta), np.zeros(len(rows)), ends, L)
+    pred = predict_batches(model, StockBatches(w, 1024)).reshape(-1) * ts["scale"] + ts["mean"]
+    out = rows.iloc[ends][["date", *mmeta.features, "target"]].reset_index(drop=True)
+    out["pred"] = pred
+    out["loss"] = (out["pred"] - out["target"]) ** 2
+    out["bench_loss"] = out["target"] ** 2  # random walk: no change
+    return out
+
+
+class SeriesCase(PriceCase):
+    """One forecast per series, judged against the random walk; inherits monitor, promotion and replay."""
+
+    kind = "series"
+
+    def load(self, cfg, windows_dir) -> SeriesData:
+        return SeriesData(self, cfg, windows_dir)
+
+    def monitor_frame(self, cfg, data: SeriesData, model, ck: dict) -> tuple[pd.DataFrame, MonitorSignals]:
+        mmeta = window_meta_of(ck)
+        frame = series_frame(model, mmeta, data.table[data.table["entity"] == mmeta.pretrain_entity])
+        return frame, MonitorSignals(inputs=tuple(mmeta.features), prediction_history=True)
+
+    def replay_check(self, *, batch: int | None = None) -> None:
+        if batch is not None:  # a step is one trading day: a batch size would be silently meaningless
+            raise ConfigError(f"--batch applies to texts only (a replay step of arrival batches); a {self.name} "
+                              f"replay steps one trading day at a time, so leave --batch out.")
+
+    def promotion_scores(self, cfg, data: SeriesData, model, ck: dict, window: dict) -> dict:
+        mmeta = window_meta_of(ck)
+        f = series_frame(model, mmeta, data.table[data.table["entity"] == mmeta.pretrain_entity])
+        f = f[(f["date"] >= pd.Timestamp(window["start"])) & (f["date"] <= pd.Timestamp(window["end"]))]
+        return {"actual": f["target"].to_numpy(), "pred": f["pred"].to_numpy(), "kind": "forecast",
+                "n_classes": None, "horizon": mmeta.horizon}

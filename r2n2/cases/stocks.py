@@ -13,15 +13,14 @@ import pandas as pd
 from ..config import FinetuneConfig, MonitorConfig, TrainConfig
 from ..data.sources import DataConfig, load_builtin_stocks, read_prices
 from ..data.validate import PriceChecks
-from ..data.window import (FEATURE_NAMES, StockBatches, fit_scalers, load_entity_split, load_stock_split,
-                           series_table, split_summary)
+from ..data.window import FEATURE_NAMES, fit_scalers, series_table, split_summary
 from ..errors import DataError
 from ..io import write_parquet_atomic
 from ..models.config import ModelConfig
-from .base import CaseData, Log, WindowMeta, check_choice
-from .series import PriceCase, SeriesWindowConfig, calendar_cuts, check_series_window
+from .base import Log, check_choice
+from .series import SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window
 
-__all__ = ["StocksCase", "StocksConfig", "SeriesMeta", "StocksData"]
+__all__ = ["StocksCase", "StocksConfig"]
 
 
 @dataclass
@@ -52,61 +51,10 @@ class StocksConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
-@dataclass
-class SeriesMeta(WindowMeta):
-    lookback: int = 30
-    horizon: int = 1
-    target: str = "return"
-    features: list[str] = field(default_factory=list)
-    entities: list[str] = field(default_factory=list)
-    scaler: dict = field(default_factory=dict)          # feature mean / scale, fitted before val_start
-    target_scaler: dict = field(default_factory=dict)   # target mean / scale, fitted on training windows
-    pretrain_entity: str = ""
-    finetune_entity: str | None = None
-
-    kind = "series"
-
-
-class StocksData(CaseData):
-    @property
-    def table(self) -> pd.DataFrame:
-        if not hasattr(self, "_table"):
-            from ..data.sources import read_parquet
-
-            self._table = read_parquet(self.dir / "features.parquet", f"{self.case.name} windows")
-        return self._table
-
-    def key(self, role: str) -> str | None:
-        return self.meta.pretrain_entity if role == "pretrain" else self.meta.finetune_entity
-
-    def rows(self, role: str, split: str) -> pd.DataFrame:
-        t = self.table
-        part = t[t["entity"] == self.key(role)].reset_index(drop=True)
-        return part[part["split"] == split].reset_index(drop=True)
-
-    def batches(self, role: str, split: str, *, batch_size: int, shuffle: bool = False, seed: int = 0,
-                fraction: float = 1.0, entities: bool | None = None):
-        entities = self.cfg.model.entities if entities is None else entities
-        if entities:  # every entity at once, aligned on dates (slide 9)
-            windows = load_entity_split(self.table, self.meta, split)
-        else:
-            windows = load_stock_split(self.table, self.meta, self.key(role), split)
-        if fraction < 1.0:  # the most recent share of the training windows (a small target set)
-            keep = max(1, int(round(len(windows.ends) * fraction)))
-            windows.ends = windows.ends[-keep:]
-        return StockBatches(windows, batch_size, shuffle, seed)
-
-    def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
-        base = base or self.cfg.model
-        return replace(base, input_size=len(self.meta.features), vocab_size=None, output_size=1,
-                       task="regression")
-
-
-class StocksCase(PriceCase):
+class StocksCase(SeriesCase):
     name = "stocks"
     config_cls = StocksConfig
     metric = ("val_mse", False)
-    code = ("r2n2/cases/series.py", "r2n2/cases/forecast.py")
     plots = (("forecast.csv", "linear", "date", ["actual", "forecast"]),
              ("cumulative.csv", "linear", "date", ["buy_and_hold", "sign_strategy"]))
 
@@ -143,15 +91,12 @@ class StocksCase(PriceCase):
         meta.save(out_dir / "meta.json")
         return meta
 
-    def load(self, cfg: StocksConfig, windows_dir: Path) -> StocksData:
-        return StocksData(self, cfg, windows_dir)
-
     def neural_baselines(self, cfg: StocksConfig) -> dict[str, ModelConfig]:
         # the ablation toggles the relational module and nothing else (cell, size, pooling, budget unchanged)
         return {"no_relational": replace(cfg.model, relational=False)}
 
     # -- evaluate / serve ------------------------------------------------------------------------
-    def evaluate(self, cfg: StocksConfig, data: StocksData, models: dict, paths, log: Log) -> dict:
+    def evaluate(self, cfg: StocksConfig, data, models: dict, paths, log: Log) -> dict:
         from .forecast import evaluate_forecasts
 
         return evaluate_forecasts(cfg, data, models, paths, log)
@@ -162,35 +107,3 @@ class StocksCase(PriceCase):
         prices = read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
                              builtin=load_builtin_stocks)
         return predict_prices(model, meta, prices)
-
-    def monitor(self, cfg, data: StocksData, model, model_meta: dict, paths, log: Log) -> dict:
-        from .forecast import monitor_forecasts
-
-        return monitor_forecasts(cfg, data, model, model_meta, log)
-
-    def replay_check(self, *, batch: int | None = None) -> None:
-        from ..errors import ConfigError
-
-        if batch is not None:  # a step is one trading day: a batch size would be silently meaningless
-            raise ConfigError(f"--batch applies to texts only (a replay step of arrival batches); a {self.name} "
-                              f"replay steps one trading day at a time, so leave --batch out.")
-
-    def replay(self, cfg: StocksConfig, root: Path, *, start: str, end: str, retrain_every: int,
-               monitor_every: int, warm_start: bool = False, batch: int | None = None, log: Log = print):
-        """The price replay (``r2n2.ops.replay.SeriesReplay``): one step per trading day."""
-        from ..ops.replay import SeriesReplay
-
-        self.replay_check(batch=batch)
-        return SeriesReplay(self.name, cfg, Path(root), str(start), str(end), retrain_every=retrain_every,
-                            monitor_every=monitor_every, warm_start=warm_start, log=log)
-
-    def promotion_scores(self, cfg, data: StocksData, model, ck: dict, window: dict) -> dict:
-        import json
-
-        from ..ops.monitoring import series_frame
-
-        mmeta = WindowMeta.from_dict(json.loads(ck["window_meta"]))
-        f = series_frame(model, mmeta, data.table[data.table["entity"] == mmeta.pretrain_entity])
-        f = f[(f["date"] >= pd.Timestamp(window["start"])) & (f["date"] <= pd.Timestamp(window["end"]))]
-        return {"actual": f["target"].to_numpy(), "pred": f["pred"].to_numpy(), "kind": "forecast",
-                "n_classes": None, "horizon": mmeta.horizon}

@@ -8,24 +8,20 @@ classifiers) goes to ``data/reports/<case>/promotion.json``; a promoted challeng
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
-from ..cases import get_case
-from ..cases.base import WindowMeta
+from ..cases.base import UseCase, WindowMeta, window_meta_of
 from ..checkpoint import load_checkpoint
 from ..io import atomic_path, write_json_atomic
 from ..paths import CasePaths
 from .promotion import decide_promotion
 
-__all__ = ["fresh_window", "promote_if_not_worse", "champion_info"]
+__all__ = ["fresh_window", "promote_if_not_worse"]
 
-
-def _meta(ck: dict) -> WindowMeta:
-    return WindowMeta.from_dict(json.loads(ck["window_meta"]))
+_meta = window_meta_of
 
 
 def fresh_window(challenger: WindowMeta, champion: WindowMeta | None) -> dict | None:
@@ -44,16 +40,11 @@ def fresh_window(challenger: WindowMeta, champion: WindowMeta | None) -> dict | 
     return {"start": int(start), "end": int(end) - 1}
 
 
-def champion_info(paths: CasePaths) -> dict | None:
-    f = paths.champion_dir / "champion.json"
-    return json.loads(f.read_text()) if f.is_file() else None
-
-
-def promote_if_not_worse(case_name: str, cfg, root: str | Path = ".", *, alpha: float = 0.05,
+def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".", *, alpha: float = 0.05,
                          tolerance: float = 0.0) -> dict:
     """Decide champion vs challenger on fresh data; write promotion.json; copy a promoted challenger."""
+    case_name = case.name
     paths = CasePaths(case_name, Path(root))
-    case = get_case(case_name)
     chal, chal_ck = load_checkpoint(paths.model_dir / "model.pt")
     chal_meta = _meta(chal_ck)
     champ_path = paths.champion_dir / "model.pt"

@@ -27,15 +27,15 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..cases import get_case
-from ..cases.stocks import SeriesMeta, StocksCase, StocksData
+from ..cases.base import UseCase
+from ..cases.series import SeriesData, SeriesMeta, series_frame
 from ..data.sources import read_parquet
 from ..data.window import FEATURE_NAMES, fit_scalers, series_table, window_splits
 from ..errors import DataError
 from ..models.core import build_model
 from ..paths import CasePaths
 from ..train import seed_everything
-from .monitoring import check_window, fit_frame_monitor, series_frame
+from .monitoring import check_window, fit_frame_monitor
 from .promotion import decide_promotion
 
 __all__ = ["ReplaySchedule", "SeriesReplay", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
@@ -61,7 +61,7 @@ class Deployed:
 class ReplaySchedule:
     """What every replay shares: its case, period, schedule (in the case's steps) and its record so far."""
 
-    case_name: str
+    case: UseCase
     cfg: object
     root: Path
     start: str
@@ -74,6 +74,10 @@ class ReplaySchedule:
     rows: list = field(default_factory=list)
     events: list = field(default_factory=list)
 
+    @property
+    def case_name(self) -> str:
+        return self.case.name
+
 
 @dataclass
 class SeriesReplay(ReplaySchedule):
@@ -82,9 +86,9 @@ class SeriesReplay(ReplaySchedule):
     val_days: int = 250                     # validation period of each challenger (trading days)
 
     def __post_init__(self):
-        self.case = get_case(self.case_name)
-        if not isinstance(self.case, StocksCase):  # one series of trading days
-            raise DataError(f"replay covers the stocks case (trading days); {self.case_name} is not supported yet.")
+        if self.case.kind != "series":  # one series of trading days
+            raise DataError(f"this replay covers series cases (trading days); {self.case_name} is a "
+                            f"{self.case.kind or 'other'} case.")
         self.paths = CasePaths(self.case_name, Path(self.root))
         w = self.cfg.window
         df = read_parquet(self.paths.validated, f"validated {self.case_name} data")
@@ -139,8 +143,7 @@ class SeriesReplay(ReplaySchedule):
         meta = SeriesMeta(case=self.case_name, time="date", cuts=cuts, splits={}, lookback=w.lookback,
                           horizon=w.horizon, target=w.target, features=self.features, entities=[self.entity],
                           scaler=scaler, target_scaler=target_scaler, pretrain_entity=self.entity)
-        data = StocksData.__new__(StocksData)
-        data.case, data.cfg, data.dir, data.meta, data._table = self.case, self.cfg, None, meta, known
+        data = SeriesData.in_memory(self.case, self.cfg, meta, known)
         seed_everything(self.cfg.train.seed)
         model = build_model(data.model_config())
         cfg = self.cfg

@@ -32,11 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..cases import get_case
+from ..cases.text import (TextData, TextMeta, encode_texts, label_ids, source_domain, text_frame, text_signals,
+                          text_vocab, time_splits)
 from ..data.sources import LABELS, read_parquet
 from ..errors import ConfigError, DataError
 from ..paths import CasePaths
-from .monitoring import TEXT_SIGNALS, check_window, fit_frame_monitor, text_frame, text_monitor_config, text_vocab
+from .monitoring import check_window, fit_frame_monitor, signal_config
 from .promotion import decide_promotion
 from .replay import ReplaySchedule, period_ends, plot_live_error, report_counts
 
@@ -82,7 +83,6 @@ class TextReplay(ReplaySchedule):
     reference_windows: int = 16             # the monitor's window is at most 1/16 of the validation texts (below)
 
     def __post_init__(self):
-        from ..cases.sentiment import label_ids, source_domain
         from ..data.textkey import near_duplicate_keys
         from ..evaluate.baselines import majority_baseline
 
@@ -90,7 +90,6 @@ class TextReplay(ReplaySchedule):
                         ("--monitor-every", self.monitor_every)):
             if int(v) < 1:
                 raise ConfigError(f"{flag} must be >= 1, got {v}.")
-        self.case = get_case(self.case_name)
         self.paths = CasePaths(self.case_name, Path(self.root))
         df = read_parquet(self.paths.validated, f"validated {self.case_name} data")
         df = df[source_domain(df["text"], self.cfg.window.finetune_pattern)]
@@ -114,7 +113,8 @@ class TextReplay(ReplaySchedule):
         self.step = self.since_retrain = 0
         self.counts = {"checks": 0, "alarms": 0, "retrains": 0, "promotions": 0}
         self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
-        self.mcfg = text_monitor_config(self.cfg.monitor)
+        self.signals = text_signals(len(LABELS))
+        self.mcfg = signal_config(self.cfg.monitor, self.signals)
         self.log(f"replay {self.case_name}: {p1 - p0} texts in {len(self.batches)} batches from "
                  f"{self._json(self.times[p0])} to {self._json(self.times[p1 - 1])}; training the first model on "
                  f"the {p0} texts before")
@@ -142,7 +142,6 @@ class TextReplay(ReplaySchedule):
         """A model trained on stream positions [0, n_known): the newest ``val_fraction`` validates."""
         from tokenizers import Tokenizer
 
-        from ..cases.sentiment import TextData, TextMeta, encode_texts, time_splits
         from ..data.window import train_tokenizer
         from ..models.core import build_model
         from ..stages import fit
@@ -215,8 +214,10 @@ class TextReplay(ReplaySchedule):
             mc = replace(self.mcfg, window=min(self.mcfg.window,
                                                max(self.mcfg.min_samples, len(c.val) // self.reference_windows)))
             try:
-                c.monitor, c.window = fit_frame_monitor(frame, c.meta, mc,
-                                                        n_classes={"prediction": len(c.meta.labels)}, **TEXT_SIGNALS)
+                sig = self.signals
+                c.monitor, c.window = fit_frame_monitor(frame, c.meta, mc, inputs=list(sig.inputs), time=sig.time,
+                                                        kinds=dict(sig.kinds), n_classes=dict(sig.n_classes),
+                                                        bench=sig.bench, val_inputs=tuple(sig.val_inputs))
             except DataError as exc:  # too little history to calibrate: say so, never alarm on a guess
                 c.monitor, c.monitor_note = False, f"no verdict: too little history to calibrate the monitor ({exc})"
         if c.monitor is False:
@@ -225,8 +226,8 @@ class TextReplay(ReplaySchedule):
             post = np.arange(c.n_known, hi)
             post = post[self.first_seen[post] >= c.n_known][-c.window:]  # new to the champion, newest first
             frame = text_frame(self.stream.iloc[post], self._predict(c, post), c.vocab)
-            out = check_window(c.monitor, frame, c.meta, self.mcfg,
-                               **{k: TEXT_SIGNALS[k] for k in ("inputs", "time", "bench")})
+            out = check_window(c.monitor, frame, c.meta, self.mcfg, inputs=list(self.signals.inputs),
+                               time=self.signals.time, bench=self.signals.bench)
         self.seconds["monitor"] += _time.perf_counter() - t0
         return out
 
@@ -315,7 +316,7 @@ class TextReplay(ReplaySchedule):
 def write_text_replay_report(rp: TextReplay, out_dir: Path, *, seconds: float) -> dict:
     """The text replay's outputs: accuracy and macro-F1 per line, paired comparisons of the champion with each
     other line (paired bootstrap of macro-F1 and McNemar; "tie" when the 95 % interval covers 0)."""
-    from ..cases.classify import _compare
+    from ..cases.classify import compare_classifiers
     from ..cases.forecast import comparison_table
     from ..evaluate.metrics import classification_metrics
     from ..evaluate.report import fmt, md_table
@@ -334,7 +335,7 @@ def write_text_replay_report(rp: TextReplay, out_dir: Path, *, seconds: float) -
     scores = {name: {m: classification_metrics(y, p, list(LABELS))[m] for m in ("accuracy", "macro_f1")}
               for name, p in preds.items()}
     comps = [c for name in list(lines)[1:]
-             for c in _compare(y, preds["deployed champion"], preds[name], "deployed champion", name, rp.cfg, k)]
+             for c in compare_classifiers(y, preds["deployed champion"], preds[name], "deployed champion", name, rp.cfg, k)]
     by_batch = tl.groupby("batch")[["alarm", "promoted"]].any()
     summary = {"case": rp.case_name, "time": "date" if rp.dates else "arrival",
                "start": rp._json(tl["date"].iloc[0]), "end": rp._json(tl["date"].iloc[-1]),

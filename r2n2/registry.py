@@ -1,0 +1,46 @@
+"""THE only module that names use cases: ``REGISTRY`` maps each name to its case object.
+
+Everything above the cases (the CLI, the Prefect flows, benchmarks) asks here; the drivers below
+(``r2n2.stages``, ``r2n2.ops``, ``r2n2.tune``) are handed case objects and never import a case, and
+``r2n2.config`` receives the cases from here instead of importing them. A new use case is one module under
+``r2n2/cases/`` plus one line below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .cases.base import UseCase
+from .cases.panel import PanelCase
+from .cases.sentiment import SentimentCase
+from .cases.stocks import StocksCase
+from .config import Params
+from .config import load_params as _load_params
+from .config import parse_params as _parse_params
+from .errors import ConfigError
+
+__all__ = ["REGISTRY", "get_case", "load_params", "parse_params", "run_stage"]
+
+REGISTRY: dict[str, UseCase] = {c.name: c for c in (StocksCase(), SentimentCase(), PanelCase())}
+
+
+def get_case(name: str) -> UseCase:
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown use case {str(name)[:80]!r}; known: {', '.join(REGISTRY)}.")
+    return REGISTRY[name]
+
+
+def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Read params.yaml, apply `--set` overrides, and validate every key against the registered cases."""
+    return _load_params(path, overrides, cases=REGISTRY)
+
+
+def parse_params(raw: dict) -> Params:
+    return _parse_params(raw, REGISTRY)
+
+
+def run_stage(name: str, case_name: str, cfg, root: str | Path = ".", *, log=None) -> str:
+    """Run one stage of the case named ``case_name`` (``r2n2.stages.run_stage`` with the case object)."""
+    from .stages import run_stage as _run
+
+    return _run(name, get_case(case_name), cfg, root, log=log)

@@ -182,9 +182,10 @@ def dispatch(args) -> str:
         serve(params, args.params)
         return "serve stopped"
     if args.command == "tune":
+        from .startup import run_with_prefect_startup
         from .tune import tune_flow
 
-        best = tune_flow(args.case, args.params, args.overrides)
+        best = run_with_prefect_startup(tune_flow, args.case, args.params, args.overrides)
         return f"best {args.case} trial: {best}"
     if args.command == "dvc-yaml":
         from .dvcgen import check_or_write

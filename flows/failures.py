@@ -127,9 +127,12 @@ def run_flow_cli(flow_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run a Prefect flow for the CLI: its return value, or its R2N2Error raised again with a clean traceback.
 
     The CLI catches R2N2Error and prints only the paragraph (exit 2, or 3 for ValidationFailed). A failure
-    that is not an R2N2Error (a bug, a crash) is raised by Prefect as usual, traceback included.
+    that is not an R2N2Error (a bug, a crash) is raised by Prefect as usual, traceback included. A temporary
+    server that does not start gets one retry, then a PrefectStartupError (flows/startup.py).
     """
-    state = flow_fn(*args, return_state=True, **kwargs)
+    from .startup import run_with_prefect_startup
+
+    state = run_with_prefect_startup(flow_fn, *args, return_state=True, **kwargs)
     if state.is_failed():
         exc = state.result(raise_on_failure=False)
         if isinstance(exc, R2N2Error):

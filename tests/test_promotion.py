@@ -104,3 +104,87 @@ def test_guards():
                          kind="forecast", window=WIN)
     with pytest.raises(ConfigError, match="Promotion kind must be 'forecast' or 'classifier', got 'ranker'"):
         decide_promotion(actual=[1.0], champion_pred=None, challenger_pred=[1.0], kind="ranker", window=WIN)
+
+
+def test_benchmark_leg_refuses_a_challenger_worse_than_the_random_walk(series):
+    y, _, rng = series
+    sd = y.std()
+    champ = y + 3 * sd * rng.standard_normal(len(y))  # MSE ~10 x the random walk's
+    chal = y + 2 * sd * rng.standard_normal(len(y))   # better than the champion, ~5 x the random walk's
+    rw = np.zeros_like(y)
+    alone = _forecast(y, champ, chal)
+    gated = _forecast(y, champ, chal, benchmark_pred=rw, benchmark_id="random walk")
+    assert alone["promoted"] and not gated["promoted"]
+    assert gated["test"] == alone["test"] and gated["benchmark"]["test"]["p_value"] < 0.05
+    assert not gated["benchmark"]["passed"] and gated["benchmark"]["id"] == "random walk"
+    assert gated["benchmark"]["benchmark_loss"] == pytest.approx(np.mean(y ** 2))
+    assert ("the test finds it not worse than the champion beyond a 0% tolerance on MSE" in gated["reason"]
+            and "against the benchmark 'random walk' (mse " in gated["reason"]
+            and "the test finds it worse beyond a 0% tolerance" in gated["reason"])
+    assert json.loads(json.dumps(gated, allow_nan=False)) == gated
+    # a first model is held to the benchmark too
+    first = _forecast(y, None, chal, benchmark_pred=rw)
+    assert not first["promoted"] and first["reason"].startswith("Refused challenger 'm-2016' (rmse ")
+    # a generous pre-registered tolerance admits it; a good challenger passes both legs
+    assert _forecast(y, champ, chal, benchmark_pred=rw, benchmark_tolerance=10.0)["promoted"]
+    good = _forecast(y, champ, 0.5 * y, benchmark_pred=rw)
+    assert good["promoted"] and good["benchmark"]["passed"]
+
+
+def test_benchmark_leg_for_classifiers_and_default_unchanged():
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 3, 600)
+    majority = np.zeros(600, dtype=int)
+    champ = np.where(rng.random(600) < 0.2, y, rng.integers(0, 3, 600))  # ~47 % accurate
+    chal = np.where(rng.random(600) < 0.25, y, rng.integers(0, 3, 600))  # better, ~50 %; majority ~33 % ... 
+    y = np.where(rng.random(600) < 0.5, 0, y)  # make the majority class right ~67 % of the time
+    kw = dict(actual=y, champion_pred=champ, challenger_pred=chal, kind="classifier", window={"start": 0, "end": 599})
+    plain = decide_promotion(**kw)
+    gated = decide_promotion(**kw, benchmark_pred=majority)
+    assert gated["benchmark"]["loss"] == "error_rate" and not gated["benchmark"]["passed"]
+    assert gated["benchmark"]["benchmark_loss"] == pytest.approx(np.mean(y != 0))
+    assert not gated["promoted"]
+    assert "benchmark" not in plain  # without a benchmark the output is the champion leg's alone
+    assert plain == decide_promotion(**kw, benchmark_pred=None, benchmark_tolerance=0.0)
+
+
+def test_gate_power_known_answers():
+    from r2n2.ops.promotion import gate_power
+
+    rng = np.random.default_rng(3)
+    y = rng.standard_normal(3000)
+    champ = 0.5 * y + 0.5 * rng.standard_normal(3000)
+    out = gate_power(y, champ, kind="forecast", worse=(3.0,), slice_len=100, n_sim=400, seed=0)
+    assert out["worse"][0]["refused"] >= 0.99  # MSE x4 on 100 rows: refused (almost) always
+    # equal twins: promoted 1 - alpha = 95 % within 3 binomial sd over 400 draws (+-0.033)
+    assert abs(out["equal"]["promoted"] - 0.95) <= 0.035, out["equal"]
+    assert out["benchmark_tolerance"] is None and out["equal"]["refused_by_benchmark_leg"] is None
+    # the variance formula: MSE 0.5, planted noise variance 0.05 = mean(d), var(d) = 2 x 0.05^2 + 4 x 0.05 x 0.5,
+    # so n = (2.486 x 0.324 / 0.05)^2 ~ 260
+    assert 200 < out["required_slice_len"]["n"] < 400
+    assert "refuses a 300% worse challenger with" in out["sentence"]
+    assert gate_power(y, champ, kind="forecast", worse=(3.0,), slice_len=100, n_sim=40, seed=1) == \
+        gate_power(y, champ, kind="forecast", worse=(3.0,), slice_len=100, n_sim=40, seed=1)
+
+
+def test_gate_power_classifier_known_answers():
+    from r2n2.ops.promotion import gate_power
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 3, 4000)
+    champ = np.where(rng.random(4000) < 0.8, y, rng.integers(0, 3, 4000))
+    out = gate_power(y, champ, kind="classifier", worse=(0.6,), slice_len=200, n_sim=300, seed=0,
+                     n_resamples=400)
+    assert out["worse"][0]["refused"] >= 0.99  # 60 % of the predictions flipped
+    # The macro-F1 bootstrap is conservative for equal twins: measured 100 % promoted (not 95 %); the bound is its
+    # size, at most alpha + 3 binomial sd over 300 draws (docs/operations_power.md reports the number).
+    assert out["equal"]["promoted"] >= 0.95 - 0.038, out["equal"]
+
+
+def test_gate_power_guards():
+    from r2n2.ops.promotion import gate_power
+
+    with pytest.raises(ConfigError, match=r"^slice_len must be an integer between 2 and the 3 rows given, got 21\.$"):
+        gate_power([1.0, 2, 3], [1.0, 2, 3])
+    with pytest.raises(ConfigError, match=r"^Planted levels must be > 0 \(classifiers: a share <= 1\)"):
+        gate_power([1, 2, 0], [1, 2, 0], kind="classifier", worse=(1.5,), slice_len=3)

@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("retrain", help="ingest newest data, reproduce only these cases' stages, promote on fresh data")
     p.add_argument("cases", nargs="*", metavar="case", help=f"cases to retrain ({', '.join(cases)}; default: serve.cases)")
     p.add_argument("--no-push", action="store_true")
+    p.add_argument("--cuts", choices=("rolling", "fixed"), default="rolling",
+                   help="rolling (default): cut dates follow the data (newest window.holdout_days decide the "
+                        "promotion, the window.val_days before them early-stop); fixed: `dvc repro` with "
+                        "params.yaml's cut dates")
     _common(p)
     p = sub.add_parser("replay", help="a simulated calendar over real history: monitor, retrain, promote")
     p.add_argument("case", choices=cases)
@@ -141,7 +145,7 @@ def dispatch(args) -> str:
             from .retrain import run_retrain
 
             decisions = run_retrain(args.cases or params.serve.cases, args.params, args.overrides,
-                                    push=not args.no_push)
+                                    push=not args.no_push, cuts=args.cuts)
         return "\n".join(f"{d['case']}: {d['reason']}" for d in decisions)
     params = load_params(Path(args.params), args.overrides)
     if args.command in STAGE_NAMES:

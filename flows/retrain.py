@@ -1,6 +1,11 @@
-"""Scheduled retraining of the cases that need it: re-ingest the newest data -> `dvc repro` of that case's
-stages only (one Prefect task per stage, its DVC output streamed to the run log) -> champion vs challenger on
-fresh data (``r2n2.ops.champion``) -> `dvc push`.
+"""Scheduled retraining of the cases that need it: re-ingest the newest data -> that case's stages only (one
+Prefect task per stage) -> champion vs challenger on fresh data (``r2n2.ops.champion``) -> `dvc push`.
+
+Cut dates follow the data (``cuts="rolling"``, the default, also for `r2n2 serve`): ingest, validate, window with
+``<case>.window.cuts=rolling`` (the newest ``holdout_days`` are the promotion slice, the ``val_days`` before them
+early stopping) and train run as stage functions, so a source that grew gives a challenger trained on the new
+rows and judged on days neither model trained or early-stopped on. ``cuts="fixed"`` runs `dvc repro` of the
+case's stages with params.yaml's cut dates (the research run; its DVC output streamed to the run log).
 
 A file lock (data/.retrain.lock) is taken before anything slow starts, so a second retrain in the same
 workspace exits at once with one paragraph."""
@@ -49,6 +54,29 @@ def dvc_stage_task(stage: str, case: str, force: bool = False) -> str:
     return _dvc(["repro", "--single-item", *(["--force"] if force else []), f"{stage}-{case}"], log.info)
 
 
+@task(cache_policy=NONE, task_run_name="{stage}-{case}")
+@expected_failures
+def stage_task(stage: str, case: str, params_path: str, overrides: list[str]) -> str:
+    """One stage function with the deployment's overrides (rolling cuts), outside DVC."""
+    from r2n2.registry import load_params, run_stage
+
+    log = get_run_logger()
+    msg = run_stage(stage, case, load_params(params_path, overrides).case(case), log=log.info)
+    log.info(msg.splitlines()[0])
+    return msg
+
+
+DEPLOY_STAGES = ("ingest", "validate", "window", "train")  # a challenger; the research stages stay with `dvc repro`
+
+
+def deploy_overrides(case: str, overrides: list[str] | None) -> list[str]:
+    """The deployment's rolling cuts, unless the user set ``<case>.window.cuts`` themselves."""
+    overrides = list(overrides or [])
+    if not any(o.split("=", 1)[0].strip() == f"{case}.window.cuts" for o in overrides):
+        overrides.append(f"{case}.window.cuts=rolling")
+    return overrides
+
+
 @task(cache_policy=NONE, task_run_name="promote-{case}")
 @expected_failures
 def champion_task(case: str, params_path: str, overrides: list[str] | None) -> dict:
@@ -85,18 +113,28 @@ def push_task() -> str:
 @flow(name="retrain", flow_run_name=case_run_name(case_param="cases"), persist_result=False)
 @expected_failures
 def retrain_flow(cases: list[str], params_path: str = "params.yaml", overrides: list[str] | None = None,
-                 push: bool = True) -> list[dict]:
-    """For each case: force a fresh ingest, reproduce only that case's stages, promote on fresh data."""
-    if not Path(".dvc").is_dir():
+                 push: bool = True, cuts: str = "rolling") -> list[dict]:
+    """For each case: a fresh ingest, only that case's stages, promotion on fresh data. ``cuts``: "rolling"
+    (deployment: cut dates follow the data) or "fixed" (`dvc repro` with params.yaml's cut dates)."""
+    if cuts not in ("rolling", "fixed"):
+        raise R2N2Error(f"cuts must be rolling or fixed, got {str(cuts)[:40]!r}.")
+    if cuts == "fixed" and not Path(".dvc").is_dir():
         raise R2N2Error("retrain runs `dvc repro` and needs a DVC project here; run `make init` (git + dvc init) "
                         "first.")
     decisions = []
     with hold_retrain_lock(LOCK_PATH):  # deployments and monitor-triggered retrains hold it too
         for case in cases:
-            for stage in STAGE_NAMES:
-                dvc_stage_task(stage, case, force=stage == "ingest")  # the source may hold new rows
-            decisions.append(champion_task(case, params_path, overrides))
-        pushed = push_task() if push else "push disabled"
+            if cuts == "rolling":
+                case_overrides = deploy_overrides(case, overrides)
+                for stage in DEPLOY_STAGES:
+                    stage_task(stage, case, params_path, case_overrides)
+            else:
+                case_overrides = overrides
+                for stage in STAGE_NAMES:
+                    dvc_stage_task(stage, case, force=stage == "ingest")  # the source may hold new rows
+            decisions.append(champion_task(case, params_path, case_overrides))
+        pushed = ("push disabled" if not push else push_task() if Path(".dvc").is_dir() else
+                  "no DVC project here: nothing pushed")
     lines = [f"- **{d['case']}**: {'promoted' if d['promoted'] else 'kept the champion'}: {d['reason']}"
              for d in decisions]
     create_markdown_artifact("# Retrain\n\n" + "\n".join(lines) + f"\n\nDVC: {pushed}\n", key="retrain-decision",
@@ -104,10 +142,11 @@ def retrain_flow(cases: list[str], params_path: str = "params.yaml", overrides: 
     return decisions
 
 
-def run_retrain(cases: list[str], params_path: str, overrides: list[str] | None, *, push: bool) -> list[dict]:
+def run_retrain(cases: list[str], params_path: str, overrides: list[str] | None, *, push: bool,
+                cuts: str = "rolling") -> list[dict]:
     from .failures import run_flow_cli
 
-    return run_flow_cli(retrain_flow, cases, params_path, overrides, push)
+    return run_flow_cli(retrain_flow, cases, params_path, overrides, push, cuts)
 
 
 __all__ = ["retrain_flow", "run_retrain", "RetrainBusy", "LOCK_PATH", "hold_retrain_lock"]

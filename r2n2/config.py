@@ -23,7 +23,7 @@ import yaml
 from .errors import ConfigError
 from .models.config import ModelConfig
 
-__all__ = ["TrainConfig", "FinetuneConfig", "MonitorConfig", "ServeConfig", "TuneConfig", "Params", "load_params",
+__all__ = ["TrainConfig", "FinetuneConfig", "MonitorConfig", "ServeConfig", "TuneConfig", "PromotionConfig", "Params", "load_params",
            "apply_overrides", "parse_params", "build_section"]
 
 
@@ -81,6 +81,14 @@ class MonitorConfig:
     #                                      the null drawn from the model's own training history
     min_samples: int = 20                # never alarm on fewer post-cut-off samples than this
     retrain_on_alarm: bool = True        # `monitor` triggers a retrain of this case when it alarms
+
+
+@dataclass
+class PromotionConfig:
+    alpha: float = 0.05                  # one-sided test level of each leg of the gate
+    tolerance: float = 0.0               # relative margin by which a challenger may be worse than the champion
+    benchmark_tolerance: float = 0.0     # ... and than the naive benchmark (random walk, majority class, zero)
+    #                                      0: a challenger shown worse than the free benchmark is never deployed
 
 
 @dataclass
@@ -194,6 +202,10 @@ def _check_shared(name: str, case: Any) -> None:
             raise ConfigError(f"{name}.{key} must be in [0, 1), got {value}.")
     if not 0 < case.monitor.family_rate < 0.5:
         raise ConfigError(f"{name}.monitor.family_rate must be in (0, 0.5), got {case.monitor.family_rate}.")
+    p = case.promotion
+    if not 0 < p.alpha < 0.5 or p.tolerance < 0 or p.benchmark_tolerance < 0:
+        raise ConfigError(f"{name}.promotion: alpha must be in (0, 0.5) and the tolerances >= 0, got alpha "
+                          f"{p.alpha}, tolerance {p.tolerance}, benchmark_tolerance {p.benchmark_tolerance}.")
     if not 0 < case.finetune.train_fraction <= 1:
         raise ConfigError(f"{name}.finetune.train_fraction must be in (0, 1], got {case.finetune.train_fraction}.")
 

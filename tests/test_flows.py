@@ -131,14 +131,14 @@ def test_dvc_repro_then_retrain_promotes_and_second_repro_is_noop(prefect_server
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", f"{Path(shutil.which('r2n2') or ROOT / '.venv/bin/r2n2').parent}:{os.environ['PATH']}")
-    decisions = retrain_flow(["stocks", "sentiment"])
+    decisions = retrain_flow(["stocks", "sentiment"], cuts="fixed")
     assert all(d["promoted"] for d in decisions), decisions  # no champion yet
     assert (tmp_path / "data/champion/stocks/model.pt").is_file() and (tmp_path / "remote").is_dir()  # pushed
     promotion = json.loads((tmp_path / "data/reports/stocks/promotion.json").read_text())
     assert promotion["window"]["end"] < promotion["test_split_start"]  # never scored on the test split
     # a stocks retrain reproduces stocks stages only: every sentiment output stays byte-identical
     sentiment = {p: p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file() and "sentiment" in str(p)}
-    decisions = {d["case"]: d for d in retrain_flow(["stocks"], push=False)}
+    decisions = {d["case"]: d for d in retrain_flow(["stocks"], push=False, cuts="fixed")}
     assert decisions["stocks"]["promoted"] is False and "no fresh data" in decisions["stocks"]["reason"]
     assert {p: p.read_bytes() for p in sentiment} == sentiment
 

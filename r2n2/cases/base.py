@@ -35,6 +35,8 @@ class WindowMeta:
     cuts: dict[str, Any]                       # {"start", "val_start", "test_start", "end"}: one calendar for
     #                                            every entity; a split is [its start, the next split's start)
     splits: dict[str, dict[str, Any]]          # per entity / domain: per split {"n", "first", "last"}
+    cut_rule: str = "fixed"                    # "fixed" (research: a test split) | "rolling" (deployment: the
+    #                                            "test" split is the newest holdout, the promotion slice)
 
     kind: ClassVar[str] = "base"
 

@@ -271,7 +271,7 @@ def window_scores(data, model, mmeta, window: dict) -> dict:
     target = data.table.pivot(index="date", columns="entity", values="target").reindex_like(scores)
     ok = np.isfinite(scores.to_numpy()) & np.isfinite(target.to_numpy())
     return {"actual": target.to_numpy()[ok], "pred": scores.to_numpy()[ok], "kind": "forecast", "n_classes": None,
-            "horizon": mmeta.horizon}
+            "horizon": mmeta.horizon, "benchmark": np.zeros(int(ok.sum())), "benchmark_id": "zero score"}
 
 
 def panel_monitor_frame(data, model, mmeta) -> tuple[pd.DataFrame, MonitorSignals]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import FinetuneConfig, MonitorConfig, TrainConfig
+from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
 from ..data.sources import DataConfig, load_builtin_panel, read_prices
 from ..data.validate import PriceChecks
 from ..data.window import fit_scalers, split_summary
@@ -66,6 +66,7 @@ class PanelConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: PanelEvaluateConfig = field(default_factory=PanelEvaluateConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 class PanelCase(CrossSectionCase):
@@ -103,7 +104,7 @@ class PanelCase(CrossSectionCase):
                             f"{self.name}.window.val_start/test_start or lower {self.name}.window.lookback.")
         scaler, target_scaler = fit_scalers(table, list(PANEL_FEATURES), cuts["val_start"])
         write_parquet_atomic(table, out_dir / "features.parquet")
-        meta = PanelMeta(case=self.name, time="date", cuts=cuts, splits=splits, lookback=w.lookback,
+        meta = PanelMeta(case=self.name, time="date", cuts=cuts, splits=splits, cut_rule=w.cuts, lookback=w.lookback,
                          horizon=w.horizon, target="cs_zscore_forward_return", features=list(PANEL_FEATURES),
                          entities=entities, scaler=scaler, target_scaler=target_scaler, pretrain_entity="all",
                          finetune_entity=None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import FinetuneConfig, MonitorConfig, TrainConfig
+from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
 from ..data.sources import DataConfig, load_builtin_sentiment
 from ..data.validate import TextChecks
 from ..models.config import ModelConfig
@@ -42,6 +42,7 @@ class SentimentConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: SentimentEvaluateConfig = field(default_factory=SentimentEvaluateConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 class SentimentCase(TextCase):

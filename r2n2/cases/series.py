@@ -16,7 +16,8 @@ from ..data.window import StockBatches, StockWindows, load_entity_split, load_st
 from ..errors import ConfigError, DataError
 from ..models.config import ModelConfig
 from ..train import predict_batches
-from .base import CaseData, MonitorSignals, UseCase, WindowMeta, check_range, fraction_cuts, iso, window_meta_of
+from .base import (CaseData, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, fraction_cuts, iso,
+                   window_meta_of)
 
 __all__ = ["PriceCase", "SeriesCase", "SeriesMeta", "SeriesData", "SeriesWindowConfig", "calendar_cuts",
            "price_schema", "series_frame"]
@@ -32,10 +33,18 @@ class SeriesWindowConfig:
     test_start: str | None = None        # first day of the test period (ISO); null: from test_fraction
     val_fraction: float = 0.15           # share of the calendar's dates in validation when val_start is null
     test_fraction: float = 0.15          # share of the calendar's dates in test when test_start is null
+    cuts: str = "fixed"                  # fixed: the cut dates / fractions above (research, `dvc repro`) |
+    #                                      rolling: cuts that follow the data (deployment: retrain, serve, replay):
+    #                                      the newest holdout_days are the promotion slice, the val_days before
+    #                                      them early stopping, everything before training; no test split
+    val_days: int = 250                  # rolling: trading days of early stopping
+    holdout_days: int = 63               # rolling: trading days of the promotion slice (never trained or
+    #                                      early-stopped on)
 
 
 def check_series_window(w: SeriesWindowConfig, prefix: str) -> None:
-    for key in ("lookback", "horizon"):
+    check_choice(prefix, "window.cuts", w.cuts, ("fixed", "rolling"))
+    for key in ("lookback", "horizon", "val_days", "holdout_days"):
         if getattr(w, key) < 1:
             raise ConfigError(f"{prefix}.window.{key} must be >= 1, got {getattr(w, key)}.")
     check_range(prefix, "window.val_fraction", w.val_fraction, 0, 1, lo_open=True)
@@ -56,8 +65,17 @@ def check_series_window(w: SeriesWindowConfig, prefix: str) -> None:
 
 
 def calendar_cuts(dates: pd.Series, w: SeriesWindowConfig) -> dict[str, str]:
-    """One calendar for every entity: explicit cut dates, or fractions of the union of all dates."""
+    """One calendar for every entity: explicit cut dates, or fractions of the union of all dates (fixed); or
+    the newest ``holdout_days`` and the ``val_days`` before them (rolling)."""
     d = pd.to_datetime(dates).to_numpy()
+    if w.cuts == "rolling":
+        u = np.unique(d)
+        need = w.val_days + w.holdout_days + 2 * w.lookback + w.horizon
+        if len(u) < need:
+            raise DataError(f"rolling cuts need at least {need} trading days (window.val_days {w.val_days} + "
+                            f"holdout_days {w.holdout_days} + training); the data holds {len(u)}.")
+        return {"start": iso(u[0]), "val_start": iso(u[-(w.holdout_days + w.val_days)]),
+                "test_start": iso(u[-w.holdout_days]), "end": iso(u[-1])}
     val, test = fraction_cuts(d, w.val_fraction, w.test_fraction)
     if w.test_start:
         test = np.datetime64(pd.Timestamp(w.test_start))
@@ -182,4 +200,5 @@ class SeriesCase(PriceCase):
         f = series_frame(model, mmeta, data.table[data.table["entity"] == mmeta.pretrain_entity])
         f = f[(f["date"] >= pd.Timestamp(window["start"])) & (f["date"] <= pd.Timestamp(window["end"]))]
         return {"actual": f["target"].to_numpy(), "pred": f["pred"].to_numpy(), "kind": "forecast",
-                "n_classes": None, "horizon": mmeta.horizon}
+                "n_classes": None, "horizon": mmeta.horizon, "benchmark": np.zeros(len(f)),
+                "benchmark_id": "random walk"}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import FinetuneConfig, MonitorConfig, TrainConfig
+from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
 from ..data.sources import DataConfig, load_builtin_stocks, read_prices
 from ..data.validate import PriceChecks
 from ..data.window import FEATURE_NAMES, fit_scalers, series_table, split_summary
@@ -49,6 +49,7 @@ class StocksConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: StocksEvaluateConfig = field(default_factory=StocksEvaluateConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 class StocksCase(SeriesCase):
@@ -83,7 +84,7 @@ class StocksCase(SeriesCase):
         features = [c for c in FEATURE_NAMES.values() if c in table]
         scaler, target_scaler = fit_scalers(table, features, cuts["val_start"])
         write_parquet_atomic(table, out_dir / "features.parquet")
-        meta = SeriesMeta(case=self.name, time="date", cuts=cuts, splits=splits, lookback=w.lookback,
+        meta = SeriesMeta(case=self.name, time="date", cuts=cuts, splits=splits, cut_rule=w.cuts, lookback=w.lookback,
                           horizon=w.horizon, target=w.target, features=features, entities=entities, scaler=scaler,
                           target_scaler=target_scaler, pretrain_entity=pretrain,
                           finetune_entity=w.finetune_entity if w.finetune_entity in entities

@@ -23,7 +23,7 @@ from ..data.window import SPLITS, TextBatches, train_tokenizer
 from ..errors import ConfigError, DataError
 from ..io import write_parquet_atomic, write_with
 from ..models.config import ModelConfig
-from .base import CaseData, Log, MonitorSignals, UseCase, WindowMeta, check_range, window_meta_of
+from .base import CaseData, Log, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, window_meta_of
 
 __all__ = ["TextCase", "TextWindowConfig", "TextMeta", "TextData", "time_splits", "label_ids", "encode_texts",
            "source_domain", "text_frame", "text_vocab", "text_words", "text_signals"]
@@ -38,6 +38,11 @@ class TextWindowConfig:
     finetune_pattern: str = r"\bapple|aapl|iphone|ipad|\bmac(?:book)?\b|itunes|\bios\b"  # transfer target domain
     val_fraction: float = 0.15           # share of the texts (by time) in validation
     test_fraction: float = 0.15          # share of the texts (by time) in test: the newest
+    cuts: str = "fixed"                  # fixed: the fractions above (research) | rolling: cuts that follow the
+    #                                      data (deployment): the newest holdout_texts are the promotion slice,
+    #                                      the val_texts before them early stopping, the rest training
+    val_texts: int = 3000                # rolling: texts of early stopping
+    holdout_texts: int = 2000            # rolling: texts of the promotion slice
 
 
 @dataclass
@@ -93,11 +98,18 @@ def text_schema(df: pd.DataFrame) -> pa.Schema:
     return pa.schema(fields + [pa.field("time", time_type)])
 
 
-def time_cuts(times: pd.Series, val_fraction: float, test_fraction: float) -> dict:
-    """Cut points of the time axis at fractions of the texts (ISO dates for timestamps, else indices)."""
+def time_cuts(times: pd.Series, w: "TextWindowConfig") -> dict:
+    """Cut points of the time axis (ISO dates for timestamps, else indices): at fractions of the texts (fixed),
+    or the newest ``holdout_texts`` and the ``val_texts`` before them (rolling)."""
     t = np.sort(times.to_numpy())
     n = len(t)
-    val, test = t[int(n * (1 - val_fraction - test_fraction))], t[int(n * (1 - test_fraction))]
+    if w.cuts == "rolling":
+        if n <= w.val_texts + w.holdout_texts:
+            raise DataError(f"rolling cuts need more than window.val_texts {w.val_texts} + holdout_texts "
+                            f"{w.holdout_texts} texts; the data holds {n}.")
+        val, test = t[n - w.holdout_texts - w.val_texts], t[n - w.holdout_texts]
+    else:
+        val, test = t[int(n * (1 - w.val_fraction - w.test_fraction))], t[int(n * (1 - w.test_fraction))]
     if np.issubdtype(t.dtype, np.datetime64):
         iso = lambda v: pd.Timestamp(v).isoformat()  # noqa: E731
         return {"start": iso(t[0]), "val_start": iso(val), "test_start": iso(test), "end": iso(t[-1])}
@@ -189,7 +201,8 @@ class TextCase(UseCase):
             re.compile(w.finetune_pattern)
         except re.error as exc:
             raise ConfigError(f"{prefix}.window.finetune_pattern is not a valid regular expression: {exc}.") from None
-        for key in ("vocab_size", "max_tokens"):
+        check_choice(prefix, "window.cuts", w.cuts, ("fixed", "rolling"))
+        for key in ("vocab_size", "max_tokens", "val_texts", "holdout_texts"):
             if getattr(w, key) < 2:
                 raise ConfigError(f"{prefix}.window.{key} must be >= 2, got {getattr(w, key)}.")
 
@@ -215,7 +228,7 @@ class TextCase(UseCase):
     def build_windows(self, cfg: Any, df: pd.DataFrame, out_dir: Path, log: Log) -> TextMeta:
         w = cfg.window
         df = df.sort_values("time", kind="stable").reset_index(drop=True)
-        cuts = time_cuts(df["time"], w.val_fraction, w.test_fraction)
+        cuts = time_cuts(df["time"], w)
         t = df["time"].to_numpy()
         conv = (lambda v: np.datetime64(pd.Timestamp(v))) if np.issubdtype(t.dtype, np.datetime64) else int
         df["split"], nd = time_splits(df["time"], df["text"], [conv(cuts["val_start"]), conv(cuts["test_start"])])
@@ -234,6 +247,7 @@ class TextCase(UseCase):
                   for d in ("source", "target")}
         counts = df.groupby("split")["label"].value_counts().unstack(fill_value=0)
         meta = TextMeta(case=self.name, time="date" if conv is not int else "arrival", cuts=cuts, splits=splits,
+                        cut_rule=w.cuts,
                         vocab_size=tok.get_vocab_size(), max_tokens=w.max_tokens,
                         label_counts={s: {k: int(v) for k, v in row.items()} for s, row in counts.iterrows()},
                         near_duplicates=nd)
@@ -282,8 +296,11 @@ class TextCase(UseCase):
         probs = predict_texts(model, ck["tokenizer"], mmeta, part["text"].tolist()) if len(part) else None
         pred = (probs[[f"prob_{l}" for l in mmeta.labels]].to_numpy().argmax(1) if probs is not None
                 else np.zeros(0, dtype=int))
+        train = t.loc[(t["domain"] == "source") & (t["split"] == "train"), "label_id"]
+        majority = int(train.mode().iloc[0]) if len(train) else 0  # of the training texts of these windows
         return {"actual": part["label_id"].to_numpy(), "pred": pred, "kind": "classifier",
-                "n_classes": len(mmeta.labels), "horizon": 1}
+                "n_classes": len(mmeta.labels), "horizon": 1, "benchmark": np.full(len(part), majority),
+                "benchmark_id": "majority class"}
 
 
 def _span(times: pd.Series) -> dict:

@@ -75,5 +75,5 @@ def run_replay(case: str, params_path: str, overrides: list[str] | None, *, star
     s = run_flow_cli(replay_flow, case, start, end, retrain_every, monitor_every, warm_start, params_path, overrides,
                      batch)
     return (f"replay {case} {s['start']} .. {s['end']}: {s['checks']} checks, {s['alarms']} alarms, "
-            f"{s['retrains']} retrains, {s['promotions']} promotions; {s['headline']} -> "
+            f"{s['n_retrains']} retrains, {s['promotions']} promotions; {s['headline']} -> "
             f"data/reports/{case}/replay/ ({s['seconds']['total']:.0f} s)")

@@ -23,7 +23,7 @@ import yaml
 from .errors import ConfigError
 from .models.config import ModelConfig
 
-__all__ = ["TrainConfig", "FinetuneConfig", "MonitorConfig", "ServeConfig", "TuneConfig", "PromotionConfig", "Params", "load_params",
+__all__ = ["TrainConfig", "FinetuneConfig", "MonitorConfig", "ServeConfig", "TuneConfig", "PromotionConfig", "Params", "load_params", "with_values",
            "apply_overrides", "parse_params", "build_section"]
 
 
@@ -213,6 +213,16 @@ def _check_shared(name: str, case: Any) -> None:
 def build_section(cls, data: Any, prefix: str):
     """A params mapping -> dataclass ``cls``, strictly (unknown keys and wrong types name the dotted key)."""
     return _build(cls, data, prefix)
+
+
+def with_values(cfg: Any, values: dict[str, Any]) -> Any:
+    """A case config with ``{"section.key": value}`` replaced (what ``--set <case>.section.key=value`` gives for
+    a value of the key's type; the caller states the same values as ``--set`` overrides to reproduce it)."""
+    sections: dict[str, dict] = {}
+    for key, value in values.items():
+        section, name = key.split(".")
+        sections.setdefault(section, {})[name] = value
+    return dataclasses.replace(cfg, **{s: dataclasses.replace(getattr(cfg, s), **kv) for s, kv in sections.items()})
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:

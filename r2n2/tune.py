@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .cases.base import UseCase
+from .config import with_values
 from .models.core import build_model
 from .paths import CasePaths
 from .train import seed_everything, train_model
@@ -48,12 +49,7 @@ def overrides_from(case: UseCase, values: dict[str, object]) -> dict[str, object
     return {f"{case.name}.{k}": v for k, v in values.items()}
 
 
-def _apply(cfg: Any, values: dict[str, object]) -> Any:
-    sections: dict[str, dict] = {}
-    for key, value in values.items():
-        section, name = key.split(".")
-        sections.setdefault(section, {})[name] = value
-    return replace(cfg, **{s: replace(getattr(cfg, s), **kv) for s, kv in sections.items()})
+_apply = with_values  # the search space's values on a case config
 
 
 def objective(trial, case: UseCase, cfg: Any, *, epochs: int, root: str | Path = ".",

@@ -123,7 +123,7 @@ def test_cli_replays_texts_end_to_end(project, prefect_server):
     assert {"date", "batch", "prediction", "actual", "model_train_end", "alarm", "retrained", "promoted",
             "never_retrained", "always_retrained", "majority"} <= set(tl.columns)
     s = json.loads((rep / "summary.json").read_text())
-    assert s["batches"] == 3 and s["retrains"] == 1 and s["look_ahead_rows"] == 0
+    assert s["batches"] == 3 and s["n_retrains"] == 1 == len(s["retrains"]) and s["look_ahead_rows"] == 0
     md = (rep / "replay.md").read_text()
     assert "macro_f1" in md and "mcnemar" in md and "paired_bootstrap" in md
     assert (rep / "live_error.png").stat().st_size > 10_000

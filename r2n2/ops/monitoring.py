@@ -75,9 +75,12 @@ def fit_frame_monitor(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], ti
 
 
 def check_window(mon, post: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: str = "date",
-                 bench: bool = True) -> dict:
-    """Check the newest post-cut-off rows with a fitted monitor; a JSON-ready result with a one-line verdict."""
-    result = mon.check({**{f: post[f].to_numpy() for f in inputs}, "prediction": post["pred"].to_numpy()},
+                 bench: bool = True, input_rows: pd.DataFrame | None = None) -> dict:
+    """Check the newest post-cut-off rows with a fitted monitor; a JSON-ready result with a one-line verdict.
+    ``input_rows``: where the input signals are read, when not ``post`` (inputs need no model, so any rows
+    outside their training-period reference will do: the replay checks the newest ones at every check)."""
+    rows = post if input_rows is None else input_rows
+    result = mon.check({**{f: rows[f].to_numpy() for f in inputs}, "prediction": post["pred"].to_numpy()},
                        loss=post["loss"].to_numpy(), benchmark_loss=post["bench_loss"].to_numpy() if bench else None)
     if len(post) == 0:
         span = {"start": None, "end": None, "n": 0}

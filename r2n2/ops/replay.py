@@ -1,17 +1,19 @@
-"""Replay: a simulated calendar over real history that proves the scheduled loop (monitor -> retrain -> promote).
+"""Replay: the deployed loop (monitor -> retrain -> promote) under a simulated clock over real history.
 
-Each trading day ``d`` of [start, end] (stocks): the data known at ``d``'s close is every row whose target was
-realised by then. In that order, each day:
+Each trading day ``d`` of [start, end] (series cases): the data known at ``d``'s close is every row whose target
+was realised by then. In that order, each day:
 
 1. the deployed champion (trained on data up to an earlier day) forecasts the window ending at ``d``: the
    recorded prediction, truly out of sample (``model_train_end < date`` on every row);
-2. every ``monitor_every`` days the calibrated monitor (``r2n2.ops.monitoring``) checks the champion's newest
-   post-cut-off rows;
-3. every ``retrain_every`` days, or right after an alarm, a challenger is trained on the data known at ``d``
-   (the last ``val_days`` days are its validation period, used for early stopping), from scratch or warm-started
-   from the champion's weights;
-4. promotion (``r2n2.ops.promotion``): champion and challenger on the days after the champion's cut-off that the
-   challenger only validated on; Diebold–Mariano, refused only if the challenger is significantly worse.
+2. every ``monitor_every`` days the deployed monitor checks: the calibrated drift tests (``r2n2.ops.monitoring``)
+   on the champion's rows since its cut-off, and a CUSUM (``r2n2.ops.sequential``) of the live loss differential
+   of whichever model was deployed each day against the random walk;
+3. every ``retrain_every`` days, or right after an alarm, a challenger is trained on the data known at ``d`` by
+   the case's own window and train stages with rolling cut dates (``window.cuts = rolling``), from scratch (the
+   default; reproducible with the stage commands) or warm-started from the champion's weights;
+4. the deployed gate (``r2n2.ops.champion.fresh_window`` + ``decide_promotion``): champion, challenger and the
+   random walk on the challenger's holdout days after the champion's cut-off; the challenger is refused if it is
+   significantly worse than the champion or than the random walk (``promotion`` params).
 
 Beside the champion the timeline records the random walk, the first model never retrained, and "always
 retrain" (every challenger deployed without a test), scored on the same days.
@@ -19,6 +21,7 @@ retrain" (every challenger deployed without a test), scored on the same days.
 
 from __future__ import annotations
 
+import hashlib
 import time as _time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,16 +30,19 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..cases.base import UseCase
-from ..cases.series import SeriesData, SeriesMeta, series_frame
+from ..cases.base import UseCase, window_meta_of
+from ..cases.series import SeriesMeta, series_frame
+from ..checkpoint import load_checkpoint
+from ..config import with_values
 from ..data.sources import read_parquet
-from ..data.window import FEATURE_NAMES, fit_scalers, series_table, window_splits
 from ..errors import DataError
 from ..models.core import build_model
 from ..paths import CasePaths
 from ..train import seed_everything
+from .champion import fresh_window
 from .monitoring import check_window, fit_frame_monitor
 from .promotion import decide_promotion
+from .sequential import fit_cusum
 
 __all__ = ["ReplaySchedule", "SeriesReplay", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
 
@@ -44,7 +50,7 @@ __all__ = ["ReplaySchedule", "SeriesReplay", "BREAKS", "write_replay_report", "p
 BREAKS = {"Lehman, Sep 2008": "2008-09-15", "US downgrade, Aug 2011": "2011-08-01",
           "China devaluation, Aug 2015": "2015-08-11", "Volmageddon, Feb 2018": "2018-02-02"}
 BREAK_HORIZON = 126  # trading days (half a year): a later alarm answers something else, not the break
-_FAR = "2262-01-01"
+_quiet = lambda msg: None  # noqa: E731
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Deployed:
     preds: pd.Series                        # forecast per window-end date, over the whole history
     monitor: object = None                  # fitted lazily
     window: int = 0
+    cusum: object = None                    # the calibrated chart (or why there is none), fitted lazily
 
 
 @dataclass
@@ -81,31 +88,42 @@ class ReplaySchedule:
 
 @dataclass
 class SeriesReplay(ReplaySchedule):
-    """The simulated calendar of one price case; ``run_until(date)`` advances it (one Prefect sub-run each)."""
+    """The simulated calendar of one series case; ``run_until(date)`` advances it (one Prefect sub-run each).
 
-    val_days: int = 250                     # validation period of each challenger (trading days)
+    Each retrain runs the deployed loop's own functions on the data known at its day ``d``: the validated
+    source up to ``d`` (what ingest gives with ``data.until = d``), the case's windowing with rolling cut dates
+    (``window.cuts = rolling``: the newest ``holdout_days`` decide the promotion, the ``val_days`` before them
+    early-stop) and the train stage, in a scratch project under ``data/replay/<case>/``. Its ``set`` (in
+    ``summary.json["retrains"]``) reproduces that model's bytes through ``r2n2 ingest/validate/window/train``."""
+
+    cusum_arl: float = 1000.0               # the sequential detector's in-control average run length (steps)
 
     def __post_init__(self):
         if self.case.kind != "series":  # one series of trading days
             raise DataError(f"this replay covers series cases (trading days); {self.case_name} is a "
                             f"{self.case.kind or 'other'} case.")
         self.paths = CasePaths(self.case_name, Path(self.root))
+        self.work = CasePaths(self.case_name, Path(self.root) / "data" / "replay" / self.case_name)
+        self.source = read_parquet(self.paths.validated, f"validated {self.case_name} data")
         w = self.cfg.window
-        df = read_parquet(self.paths.validated, f"validated {self.case_name} data")
-        entity = w.pretrain_entity if w.pretrain_entity in set(df["entity"]) else str(df["entity"].iloc[0])
-        df = df[df["entity"] == entity]
-        far = {"start": "1900-01-01", "val_start": _FAR, "test_start": _FAR, "end": _FAR}
-        self.table = series_table(df, lookback=w.lookback, horizon=w.horizon, target=w.target, cuts=far)
+        entity = w.pretrain_entity if w.pretrain_entity in set(self.source["entity"]) else \
+            str(self.source["entity"].iloc[0])
+        # every day's features and target through the case's own windowing (the splits are not used here)
+        self.case.build_windows(self._cfg_at(None), self.source, self.work.data / "replay-table", _quiet)
+        full = self.case.load(self._cfg_at(None), self.work.data / "replay-table").table
+        self.table = full[full["entity"] == entity].sort_values("date").reset_index(drop=True)
         self.entity = entity
-        self.features = [c for c in FEATURE_NAMES.values() if c in self.table]
         dates = self.table["date"]
         self.calendar = list(dates[(dates >= pd.Timestamp(self.start)) & (dates <= pd.Timestamp(self.end))])
         if len(self.calendar) < 2 * self.retrain_every:
             raise DataError(f"the replay period {self.start} .. {self.end} holds {len(self.calendar)} trading days of "
-                            f"{entity}; it needs at least {2 * self.retrain_every}.")
+                            f"{entity}; it needs at least 2 x --retrain-every = {2 * self.retrain_every}.")
         self.step = 0
         self.since_retrain = 0
         self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
+        self.retrains: list[dict] = []
+        self.cusum_start = 0                # timeline row where the chart (re)started
+        self.last_check = 0
         first = self.calendar[0]
         before = dates[dates < first]
         if before.empty:
@@ -121,36 +139,46 @@ class SeriesReplay(ReplaySchedule):
     def _known(self, day: pd.Timestamp) -> pd.DataFrame:
         return self.table[self.table["target_date"] <= day].reset_index(drop=True)
 
+    def overrides_at(self, day: pd.Timestamp | None) -> dict[str, object]:
+        """The params a retrain at ``day`` runs with, beyond the replay's own: the data known at ``day``,
+        rolling cut dates, one seed (None: the whole history)."""
+        out = {"window.cuts": "rolling", "evaluate.seeds": 1}
+        if day is not None:
+            out["data.until"] = str(pd.Timestamp(day).date())
+        return out
+
+    def _cfg_at(self, day):
+        return with_values(self.cfg, self.overrides_at(day))
+
     def _train(self, day: pd.Timestamp, warm_from: Deployed | None) -> Deployed:
-        """A model trained on the data known at ``day``'s close (validation: its last ``val_days`` days)."""
-        from ..stages import fit
+        """A challenger trained on the data known at ``day``'s close, by the window and train stages."""
+        from ..stages import fit, train_stage
 
         t0 = _time.perf_counter()
-        known = self._known(day)
-        w = self.cfg.window
-        if len(known) < self.val_days + 3 * w.lookback:
-            raise DataError(f"at {day.date()} only {len(known)} rows are known; a replay retrain needs more than "
-                            f"{self.val_days + 3 * w.lookback}. Start the replay later.")
-        val_start = known["date"].iloc[len(known) - self.val_days]
-        cuts = {"start": str(known["date"].iloc[0].date()), "val_start": str(val_start.date()),
-                "test_start": str((day + pd.Timedelta(days=1)).date()), "end": str(day.date())}
-        first = pd.Series(known["date"].to_numpy()).shift(w.lookback - 1).to_numpy()
-        cut_values = {k: np.datetime64(pd.Timestamp(v), "us").astype(known["date"].to_numpy().dtype)
-                      for k, v in cuts.items()}
-        known["split"] = window_splits(first, known["target_date"].to_numpy(), cut_values)
-        known.loc[:w.lookback - 2, "split"] = ""
-        scaler, target_scaler = fit_scalers(known, self.features, cuts["val_start"])
-        meta = SeriesMeta(case=self.case_name, time="date", cuts=cuts, splits={}, lookback=w.lookback,
-                          horizon=w.horizon, target=w.target, features=self.features, entities=[self.entity],
-                          scaler=scaler, target_scaler=target_scaler, pretrain_entity=self.entity)
-        data = SeriesData.in_memory(self.case, self.cfg, meta, known)
-        seed_everything(self.cfg.train.seed)
-        model = build_model(data.model_config())
-        cfg = self.cfg
-        if warm_from is not None:
+        cfg = self._cfg_at(day)
+        known = self.source[self.source["date"] <= day]  # = ingest with data.until=day (validated rows)
+        try:
+            self.case.build_windows(cfg, known, self.work.windows, _quiet)
+        except DataError as exc:
+            raise DataError(f"at {day.date()} the known data cannot be windowed for a retrain ({exc}) Start the "
+                            "replay later.") from None
+        path = self.work.model_dir / "model.pt"
+        if warm_from is None:
+            train_stage(self.case, cfg, self.work, _quiet)
+            model, ck = load_checkpoint(path)
+        else:  # the champion's weights, a few epochs: not a stage command, so no `set` reproduces it
+            data = self.case.load(cfg, self.work.windows)
+            seed_everything(cfg.train.seed)
+            model = build_model(data.model_config())
             model.load_state_dict(warm_from.model.state_dict())
             cfg = replace(cfg, train=replace(cfg.train, epochs=min(self.warm_epochs, cfg.train.epochs)))
-        fit(cfg, data, model, "pretrain", f"replay-{day.date()}", self.paths, seed=cfg.train.seed)
+            fit(cfg, data, model, "pretrain", f"replay-{day.date()}", self.work, seed=cfg.train.seed)
+            ck = data.checkpoint_metadata()
+        meta = window_meta_of(ck)
+        self.retrains.append({"date": str(day.date()),
+                              "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest() if warm_from is None else None,
+                              "set": None if warm_from is not None else
+                              [f"{self.case_name}.{k}={v}" for k, v in self.overrides_at(day).items()]})
         self.seconds["train"] += _time.perf_counter() - t0
         t1 = _time.perf_counter()
         frame = series_frame(model, meta, self.table)
@@ -159,20 +187,83 @@ class SeriesReplay(ReplaySchedule):
 
     # -- monitoring ---------------------------------------------------------------------------------
     def _monitor(self, day: pd.Timestamp) -> dict:
+        """The deployed monitor's drift checks on the champion's rows since it was deployed, and the CUSUM of the
+        deployed process's loss differential against the random walk since the chart's last restart (a promotion
+        does not reset it). Measured on the calm synthetic series of ``tests/test_ops.py`` (3 seeds, 237 checks):
+        drift windows that included the champion's holdout raised 14 error-ratio alarms against 2 with the days
+        after deployment only, and windows of the deployed forecasts across promotions 60 prediction alarms (the
+        previous champion's forecasts are another distribution)."""
         t0 = _time.perf_counter()
         c = self.champion
-        frame = series_frame(c.model, c.meta, self._known(day)) if c.monitor is None else None
-        if c.monitor is None:
-            c.monitor, c.window = fit_frame_monitor(frame, c.meta, self.cfg.monitor, inputs=self.features, n_null=150,
-                                                         prediction_history=True)
         known = self._known(day)
+        if c.monitor is None:
+            frame = series_frame(c.model, c.meta, known)
+            c.monitor, c.window = fit_frame_monitor(frame, c.meta, self.cfg.monitor, inputs=list(c.meta.features),
+                                                    n_null=150, prediction_history=True)
+            c.cusum = self._fit_cusum(frame, c.meta)
+        # the drift tests judge the champion on the days after it was deployed (min_samples of them); the CUSUM
+        # below watches the deployed process across promotions, so every check can alarm
         post = known[known["date"] > c.train_end].tail(c.window).copy()
         post["pred"] = c.preds.reindex(post["date"]).to_numpy()
         post["loss"] = (post["pred"] - post["target"]) ** 2
         post["bench_loss"] = post["target"] ** 2
-        out = check_window(c.monitor, post, c.meta, self.cfg.monitor, inputs=self.features)
+        newest = known[known["date"] >= pd.Timestamp(c.meta.cuts["val_start"])].tail(c.window)  # after the inputs' reference
+        out = check_window(c.monitor, post, c.meta, self.cfg.monitor, inputs=list(c.meta.features), input_rows=newest)
+        out["cusum"] = self._check_cusum(c)
+        if out["cusum"]["alarm"]:
+            out["alarm"] = True
+            out["reasons"] = [*out["reasons"], out["cusum"]["reason"]]
+            out["verdict"] = "ALARM: " + "; ".join(out["reasons"])
         self.seconds["monitor"] += _time.perf_counter() - t0
         return out
+
+    # the sequential charts: the loss differential of the deployed forecasts against the random walk (the
+    # model got worse than the benchmark), and the random walk's own squared error (the market's variance moved)
+    CHARTS = {"differential": ("live loss differential vs the random walk",
+                               lambda pred, y: (pred - y) ** 2 - y ** 2),
+              "variance": ("random walk's squared error (the market's variance)", lambda pred, y: y ** 2)}
+
+    def _fit_cusum(self, frame: pd.DataFrame, meta) -> dict:
+        """Each chart calibrated on the champion's out-of-sample rows (validation and holdout)."""
+        ref = frame[frame["date"] >= pd.Timestamp(meta.cuts["val_start"])]
+        out = {}
+        for name, (_, stream) in self.CHARTS.items():
+            try:
+                out[name] = fit_cusum(stream(ref["pred"].to_numpy(), ref["target"].to_numpy()), arl0=self.cusum_arl,
+                                      n_boot=200, seed=self.cfg.train.seed)
+            except DataError as exc:  # too short a reference: no chart, said in every check
+                out[name] = str(exc)
+        return out
+
+    def _check_cusum(self, c: Deployed) -> dict:
+        """Run each chart (the current champion's calibration) over the days since the last restart, with the
+        forecast of whichever model was deployed each day; alarm on a crossing since the previous check, then
+        restart the charts (the alarm is investigated: a retrain)."""
+        rows = self.rows[self.cusum_start:]
+        pred = np.array([r["prediction"] for r in rows], dtype=float)
+        y = np.array([r["actual"] for r in rows], dtype=float)
+        ok = np.isfinite(pred) & np.isfinite(y)
+        since = max(0, self.last_check - self.cusum_start)
+        charts, reasons = {}, []
+        for name, (what, stream) in self.CHARTS.items():
+            chart = c.cusum[name]
+            if isinstance(chart, str):
+                charts[name] = {"alarm": False, "statistic": None, "h": None, "note": chart}
+                continue
+            d = stream(pred, y)[ok]
+            res = chart.run(d) if len(d) else None
+            crossed = res is not None and bool(np.any(res.statistic[min(since, len(d)):] > chart.h))
+            charts[name] = {"alarm": crossed, "statistic": None if res is None else float(res.last), "h": float(chart.h)}
+            if crossed:
+                peak = float(res.statistic[min(since, len(d)):].max())
+                reasons.append(f"CUSUM of the {what} {peak:.2f} crossed {chart.h:.2f} (in-control ARL "
+                               f"{chart.arl0:.0f} days)")
+        self.last_check = len(self.rows)
+        if reasons:
+            self.cusum_start = len(self.rows)
+        d = charts["differential"]
+        return {"alarm": bool(reasons), "reason": "; ".join(reasons) or None, "statistic": d["statistic"],
+                "h": d["h"], "charts": charts}
 
     # -- the calendar -------------------------------------------------------------------------------
     def run_until(self, until: str | pd.Timestamp | None = None) -> dict:
@@ -187,13 +278,16 @@ class SeriesReplay(ReplaySchedule):
             rec = {"date": day, "actual": float(row["target"]), "prediction": float(c.preds.get(day, np.nan)),
                    "model_train_end": c.train_end, "never_retrained": float(self.never.preds.get(day, np.nan)),
                    "always_retrained": float(self.latest.preds.get(day, np.nan)), "random_walk": 0.0,
-                   "alarm": False, "retrained": False, "promoted": False, "monitor_p_min": np.nan}
+                   "alarm": False, "retrained": False, "promoted": False, "monitor_p_min": np.nan,
+                   "cusum": np.nan, "cusum_alarm": False}
             self.step += 1
             self.since_retrain += 1
             counts["days"] += 1
             if self.step % self.monitor_every == 0:
                 m = self._monitor(day)
                 rec["alarm"] = m["alarm"]
+                rec["cusum"] = m["cusum"]["statistic"]
+                rec["cusum_alarm"] = m["cusum"]["alarm"]
                 ps = [s.get("p_value") for s in m["signals"].values() if s.get("p_value") is not None]
                 rec["monitor_p_min"] = min(ps) if ps else np.nan
                 if m["alarm"]:
@@ -217,19 +311,22 @@ class SeriesReplay(ReplaySchedule):
         return counts
 
     def _decide(self, challenger: Deployed, day: pd.Timestamp) -> dict:
-        """Champion vs challenger on the realised days after the champion's cut-off that the challenger only
-        validated on (never trained on); neither is ever scored on a day after ``day``."""
+        """The deployed gate (``r2n2.ops.champion.fresh_window``): champion, challenger and the random walk on
+        the challenger's holdout days after the champion's cut-off (neither trained or early-stopped on them);
+        never a day after ``day``."""
         champ = self.champion
         known = self._known(day)
-        val_start = pd.Timestamp(challenger.meta.cuts["val_start"])
-        win = known[(known["date"] > champ.train_end) & (known["date"] >= val_start)]
-        if win.empty:
+        window = fresh_window(challenger.meta, champ.meta)
+        if window is None:
             return {"promoted": False, "reason": "no fresh days to compare on; kept the champion.", "window": None,
                     "test": {"p_value": None}}
-        window = {"start": str(win["date"].iloc[0].date()), "end": str(win["date"].iloc[-1].date())}
+        win = known[(known["date"] >= pd.Timestamp(window["start"])) & (known["date"] <= pd.Timestamp(window["end"]))]
+        p = self.cfg.promotion
         return decide_promotion(actual=win["target"].to_numpy(), champion_pred=champ.preds.reindex(win["date"]).to_numpy(),
                                 challenger_pred=challenger.preds.reindex(win["date"]).to_numpy(), kind="forecast",
-                                window=window, horizon=self.cfg.window.horizon)
+                                window=window, horizon=self.cfg.window.horizon, alpha=p.alpha, tolerance=p.tolerance,
+                                benchmark_pred=np.zeros(len(win)), benchmark_id="random walk",
+                                benchmark_tolerance=p.benchmark_tolerance)
 
     def period_ends(self) -> list[str]:
         """The days (ISO) that close each scheduled retrain period (the replay's sub-runs)."""
@@ -272,7 +369,7 @@ def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, pro
 def report_counts(summary: dict) -> list[str]:
     """The replay report's lines on what the loop did and what it cost (Markdown)."""
     s = summary["seconds"]
-    return [f"Checks: {summary['checks']}, alarms: {summary['alarms']}, retrains: {summary['retrains']}, "
+    return [f"Checks: {summary['checks']}, alarms: {summary['alarms']}, retrains: {summary['n_retrains']}, "
             f"promotions: {summary['promotions']}.", "",
             f"Run time: {s['total']} s (training {s['train']} s, monitoring {s['monitor']} s, predicting "
             f"{s['predict']} s).", ""]
@@ -311,9 +408,12 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
     summary = {"case": rp.case_name, "entity": rp.entity, "start": str(cal[0].date()), "end": str(cal[-1].date()),
                "days": len(tl), "retrain_every": rp.retrain_every, "monitor_every": rp.monitor_every,
                "warm_start": rp.warm_start, "checks": int(len(tl) // rp.monitor_every),
-               "alarms": int(tl["alarm"].sum()), "retrains": int(tl["retrained"].sum()),
+               "alarms": int(tl["alarm"].sum()), "n_retrains": int(tl["retrained"].sum()),
                "promotions": int(tl["promoted"].sum()), "rmse": rmse, "rmse_ratio_to_random_walk": ratio,
-               "comparisons": comps, "alarm_delays": delays, "look_ahead_rows": int((tl["model_train_end"] >= tl["date"]).sum()),
+               "comparisons": comps, "alarm_delays": delays, "cusum_alarms": int(tl["cusum_alarm"].sum()),
+               "refusals": int(tl["retrained"].sum() - tl["promoted"].sum()),
+               "retrains": rp.retrains[1:],  # the first model is trained before the period: not a retrain
+               "first_model": rp.retrains[0], "look_ahead_rows": int((tl["model_train_end"] >= tl["date"]).sum()),
                "seconds": {"total": round(seconds, 1), **{k: round(v, 1) for k, v in rp.seconds.items()}},
                "headline": f"RMSE ratio to the random walk: champion {ratio['deployed champion']:.4f}, never "
                            f"retrained {ratio['never retrained']:.4f}"}

@@ -346,6 +346,8 @@ def write_text_replay_report(rp: TextReplay, out_dir: Path, *, seconds: float) -
                "seconds": {"total": round(seconds, 1), **{n: round(v, 1) for n, v in rp.seconds.items()}},
                "headline": "macro-F1: " + ", ".join(f"{n} {scores[n]['macro_f1']:.4f}" for n in
                                                     ("deployed champion", "never retrained", "majority class"))}
+    summary["n_retrains"] = summary.pop("retrains")
+    summary["retrains"] = [{"date": e["decided_through"], "model_sha256": None, "set": None} for e in rp.events]
     write_json_atomic(summary, out_dir / "summary.json")
 
     wrong = pd.DataFrame({name: p != y for name, p in preds.items()}).groupby(tl["batch"].to_numpy()).mean()

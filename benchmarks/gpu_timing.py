@@ -79,8 +79,8 @@ def _sync(device: str) -> None:
 
 
 def time_sentiment(root: Path, device: str, batch_size: int, epochs: int, max_batches: int) -> dict:
-    from r2n2.cases import get_case
-    from r2n2.config import load_params
+    from r2n2.registry import get_case
+    from r2n2.registry import load_params
     from r2n2.models.core import build_model
     from r2n2.paths import CasePaths
     from r2n2.train import seed_everything, train_model
@@ -111,8 +111,8 @@ def time_sentiment(root: Path, device: str, batch_size: int, epochs: int, max_ba
 def time_replay(root: Path, device: str, start: str, end: str, retrain_every: int, monitor_every: int,
                 epochs: int | None) -> dict:
     from r2n2 import stages
-    from r2n2.cases import get_case
-    from r2n2.config import load_params
+    from r2n2.registry import get_case
+    from r2n2.registry import load_params
 
     cfg = load_params(root / "params.yaml").case("stocks")
     cfg = replace(cfg, train=replace(cfg.train, device=device, **({"epochs": epochs} if epochs else {})))
@@ -129,8 +129,10 @@ def time_replay(root: Path, device: str, start: str, end: str, retrain_every: in
 
     stages.fit = counting_fit  # SeriesReplay._train imports it from r2n2.stages at each call
     t0 = time.perf_counter()
-    rp = get_case("stocks").replay(cfg, root, start=start, end=end, retrain_every=retrain_every,
-                                   monitor_every=monitor_every, warm_start=False, log=logs.append)
+    from r2n2.ops.loop import make_replay
+
+    rp = make_replay(get_case("stocks"), cfg, root, start=start, end=end, retrain_every=retrain_every,
+                     monitor_every=monitor_every, warm_start=False, log=logs.append)
     t_first = time.perf_counter() - t0
     counts = {"days": 0, "alarms": 0, "retrains": 0, "promotions": 0}
     for until in rp.period_ends():

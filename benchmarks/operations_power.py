@@ -110,8 +110,8 @@ def break_table():
 
 
 def gate_table(kind, y, f, b, n_sim):
-    print(f"| slice rows | equal: promoted (refused by champion leg / by benchmark leg) | 5 % worse: refused | 10 % worse: refused | 20 % worse: refused | "
-          f"20 %: by champion leg / by benchmark leg | rows for 10 % at 80 % (formula) |")
+    print("| slice rows | equal: promoted (refused by champion leg / by benchmark leg) | 5 % worse: refused | 10 % worse: refused | 20 % worse: refused | "
+          "20 %: by champion leg / by benchmark leg | rows for 10 % at 80 % (formula) |")
     print("|---|---|---|---|---|---|---|")
     for L in (21, 63, 126, 252):
         r = gate_power(y, f, b, kind=kind, slice_len=L, n_sim=n_sim, seed=0)

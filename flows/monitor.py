@@ -33,8 +33,9 @@ def monitor_task(case: str, params_path: str, overrides: list[str] | None) -> di
                                       f"{w['end']} (cut-off {result['cutoff']}); family false-alarm rate "
                                       f"{result['family_rate']}")
     create_markdown_artifact(f"# Monitor {case}\n\nScored: {result['scored']}, on rows after its cut-off "
-                             f"{result['cutoff']}.\n\n**{result['verdict']}**\n", key=f"{case}-monitor-verdict")
-    log.info(result["verdict"])
+                             f"{result['cutoff']}.\n\n**{result['verdict']}**\n", key=f"{case}-monitor-verdict",
+                             description=f"{case}: the monitor's verdict on {result['scored']}")
+    (log.warning if result["alarm"] else log.info)(f"{case}: {result['verdict']}")
     return result
 
 

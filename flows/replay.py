@@ -24,9 +24,9 @@ _RUNS: dict[str, object] = {}  # replay objects by key: sub-runs take plain para
 def replay_period(key: str, case: str, until: str) -> dict:
     """One retrain period of the replay: its steps' predictions, monitor checks, retrain and promotion."""
     rp = _RUNS[key]
-    rp.log = get_run_logger().info
+    rp.log, rp.warn = get_run_logger().info, get_run_logger().warning
     counts = rp.run_until(until)
-    get_run_logger().info(f"until {until}: {counts}")
+    get_run_logger().info(f"through {until}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return counts
 
 

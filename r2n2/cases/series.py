@@ -7,6 +7,7 @@ monitor signals. The cross-section kind (``panel``) is ``r2n2.cases.crosssection
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -158,10 +159,11 @@ class SeriesData(CaseData):
                        task="regression")
 
 
-def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame) -> pd.DataFrame:
+def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame, naive=None) -> pd.DataFrame:
     """The series kind's one scorer. One entity's rows of a windows table (unscaled features, target) -> per
-    date: features, the model's forecast (scaled with the model's own scalers), the actual target, the model's
-    and the random walk's squared errors."""
+    date: features, the model's forecast (scaled with the model's own scalers), the actual target, the naive
+    benchmark's forecast (``naive(rows) -> array``, e.g. ``SeriesCase.naive_forecast``; default 0: the random
+    walk of a return) and both squared errors."""
     rows = rows.sort_values("date").reset_index(drop=True)
     L = mmeta.lookback
     if len(rows) < L:
@@ -172,8 +174,9 @@ def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame) -> pd.DataFrame:
     pred = predict_batches(model, StockBatches(w, 1024)).reshape(-1) * ts["scale"] + ts["mean"]
     out = rows.iloc[ends][["date", *mmeta.features, "target"]].reset_index(drop=True)
     out["pred"] = pred
+    out["bench"] = np.zeros(len(out)) if naive is None else np.asarray(naive(rows), dtype=float)[ends]
     out["loss"] = (out["pred"] - out["target"]) ** 2
-    out["bench_loss"] = out["target"] ** 2  # random walk: no change
+    out["bench_loss"] = (out["bench"] - out["target"]) ** 2
     return out
 
 
@@ -181,13 +184,20 @@ class SeriesCase(PriceCase):
     """One forecast per series, judged against the random walk; inherits monitor, promotion and replay."""
 
     kind = "series"
+    naive_name: ClassVar[str] = "random walk"  # the benchmark of monitor, gate and replay
+
+    def naive_forecast(self, rows: pd.DataFrame) -> np.ndarray:
+        """The naive benchmark's forecast of each row's target, from what is known at its date (the random walk
+        of a return: 0). A case whose target is no return overrides it (e.g. yesterday's value)."""
+        return np.zeros(len(rows))
 
     def load(self, cfg, windows_dir) -> SeriesData:
         return SeriesData(self, cfg, windows_dir)
 
     def monitor_frame(self, cfg, data: SeriesData, model, ck: dict) -> tuple[pd.DataFrame, MonitorSignals]:
         mmeta = window_meta_of(ck)
-        frame = series_frame(model, mmeta, data.table[data.table["entity"] == mmeta.pretrain_entity])
+        frame = series_frame(model, mmeta, data.table[data.table["entity"] == mmeta.pretrain_entity],
+                             naive=self.naive_forecast)
         return frame, MonitorSignals(inputs=tuple(mmeta.features), prediction_history=True)
 
     def replay_check(self, *, batch: int | None = None) -> None:
@@ -197,8 +207,9 @@ class SeriesCase(PriceCase):
 
     def promotion_scores(self, cfg, data: SeriesData, model, ck: dict, window: dict) -> dict:
         mmeta = window_meta_of(ck)
-        f = series_frame(model, mmeta, data.table[data.table["entity"] == mmeta.pretrain_entity])
+        f = series_frame(model, mmeta, data.table[data.table["entity"] == mmeta.pretrain_entity],
+                         naive=self.naive_forecast)
         f = f[(f["date"] >= pd.Timestamp(window["start"])) & (f["date"] <= pd.Timestamp(window["end"]))]
         return {"actual": f["target"].to_numpy(), "pred": f["pred"].to_numpy(), "kind": "forecast",
-                "n_classes": None, "horizon": mmeta.horizon, "benchmark": np.zeros(len(f)),
-                "benchmark_id": "random walk"}
+                "n_classes": None, "horizon": mmeta.horizon, "benchmark": f["bench"].to_numpy(),
+                "benchmark_id": self.naive_name}

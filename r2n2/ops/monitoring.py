@@ -119,11 +119,39 @@ def signal_config(mcfg, signals: MonitorSignals):
 
 
 def check_signals(frame: pd.DataFrame, mmeta, mcfg, signals: MonitorSignals, *, seed: int = 0) -> dict:
-    """``check_frame`` with a case kind's declared signals."""
-    return check_frame(frame, mmeta, signal_config(mcfg, signals), inputs=list(signals.inputs), time=signals.time,
-                       kinds=dict(signals.kinds) or None, n_classes=dict(signals.n_classes) or None,
-                       bench=signals.bench, seed=seed, val_inputs=tuple(signals.val_inputs),
-                       prediction_history=signals.prediction_history)
+    """``check_frame`` with a case kind's declared signals; with a benchmark, also the sequential chart."""
+    out = check_frame(frame, mmeta, signal_config(mcfg, signals), inputs=list(signals.inputs), time=signals.time,
+                      kinds=dict(signals.kinds) or None, n_classes=dict(signals.n_classes) or None,
+                      bench=signals.bench, seed=seed, val_inputs=tuple(signals.val_inputs),
+                      prediction_history=signals.prediction_history)
+    if signals.bench:
+        chart = cusum_check(frame, mmeta, time=signals.time, seed=seed)
+        out["signals"]["cusum"] = chart
+        if chart["alarm"]:
+            out["alarm"] = True
+            out["reasons"] = [*out["reasons"], chart["reason"]]
+            out["verdict"] = "ALARM: " + "; ".join(out["reasons"])
+    return out
+
+
+def cusum_check(frame: pd.DataFrame, mmeta, *, time: str = "date", seed: int = 0) -> dict:
+    """The CUSUM (``r2n2.ops.sequential``) of the model's loss minus the benchmark's, calibrated on the validation
+    rows and run over every row since the cut-off; it alarms while its statistic is above its threshold now (a
+    crossing in the past would have alarmed at that check)."""
+    from .sequential import fit_cusum
+
+    _, val, post = periods(frame, mmeta, time)
+    try:
+        chart = fit_cusum((val["loss"] - val["bench_loss"]).to_numpy(), n_boot=200, seed=seed)
+    except DataError as exc:
+        return {"alarm": False, "statistic": None, "threshold": None, "n": int(len(post)), "reason": None,
+                "note": f"no chart: {exc}"}
+    res = chart.run((post["loss"] - post["bench_loss"]).to_numpy())
+    alarm = bool(res.n and res.last > chart.h)
+    return {"alarm": alarm, "statistic": res.last, "threshold": chart.h, "n": res.n, "test": "cusum",
+            "arl0": chart.arl0, "max": res.to_dict()["max"],
+            "reason": (f"cusum: the loss differential vs the benchmark {res.last:.2f} > {chart.h:.2f} (in-control "
+                       f"ARL {chart.arl0:.0f} steps)") if alarm else None}
 
 
 def monitor_case(case: UseCase, cfg, root: str | Path = ".", *, log=None) -> dict:

@@ -78,6 +78,7 @@ class ReplaySchedule:
     warm_start: bool = False
     warm_epochs: int = 3                    # epochs of a warm-started retrain
     log: Callable[[str], None] = print
+    warn: Callable[[str], None] | None = None  # where alarms go (a logger's warning); default: ``log``
     rows: list = field(default_factory=list)
     events: list = field(default_factory=list)
 
@@ -112,6 +113,7 @@ class SeriesReplay(ReplaySchedule):
         self.case.build_windows(self._cfg_at(None), self.source, self.work.data / "replay-table", _quiet)
         full = self.case.load(self._cfg_at(None), self.work.data / "replay-table").table
         self.table = full[full["entity"] == entity].sort_values("date").reset_index(drop=True)
+        self.bench = pd.Series(self.case.naive_forecast(self.table), index=self.table["date"])  # the naive line
         self.entity = entity
         dates = self.table["date"]
         self.calendar = list(dates[(dates >= pd.Timestamp(self.start)) & (dates <= pd.Timestamp(self.end))])
@@ -181,7 +183,7 @@ class SeriesReplay(ReplaySchedule):
                               [f"{self.case_name}.{k}={v}" for k, v in self.overrides_at(day).items()]})
         self.seconds["train"] += _time.perf_counter() - t0
         t1 = _time.perf_counter()
-        frame = series_frame(model, meta, self.table)
+        frame = series_frame(model, meta, self.table, naive=self.case.naive_forecast)
         self.seconds["predict"] += _time.perf_counter() - t1
         return Deployed(model=model, meta=meta, train_end=day, preds=frame.set_index("date")["pred"])
 
@@ -197,7 +199,7 @@ class SeriesReplay(ReplaySchedule):
         c = self.champion
         known = self._known(day)
         if c.monitor is None:
-            frame = series_frame(c.model, c.meta, known)
+            frame = series_frame(c.model, c.meta, known, naive=self.case.naive_forecast)
             c.monitor, c.window = fit_frame_monitor(frame, c.meta, self.cfg.monitor, inputs=list(c.meta.features),
                                                     n_null=150, prediction_history=True)
             c.cusum = self._fit_cusum(frame, c.meta)
@@ -206,7 +208,7 @@ class SeriesReplay(ReplaySchedule):
         post = known[known["date"] > c.train_end].tail(c.window).copy()
         post["pred"] = c.preds.reindex(post["date"]).to_numpy()
         post["loss"] = (post["pred"] - post["target"]) ** 2
-        post["bench_loss"] = post["target"] ** 2
+        post["bench_loss"] = (self.bench.reindex(post["date"]).to_numpy() - post["target"]) ** 2
         newest = known[known["date"] >= pd.Timestamp(c.meta.cuts["val_start"])].tail(c.window)  # after the inputs' reference
         out = check_window(c.monitor, post, c.meta, self.cfg.monitor, inputs=list(c.meta.features), input_rows=newest)
         out["cusum"] = self._check_cusum(c)
@@ -219,9 +221,10 @@ class SeriesReplay(ReplaySchedule):
 
     # the sequential charts: the loss differential of the deployed forecasts against the random walk (the
     # model got worse than the benchmark), and the random walk's own squared error (the market's variance moved)
-    CHARTS = {"differential": ("live loss differential vs the random walk",
-                               lambda pred, y: (pred - y) ** 2 - y ** 2),
-              "variance": ("random walk's squared error (the market's variance)", lambda pred, y: y ** 2)}
+    CHARTS = {"differential": ("live loss differential vs the naive benchmark",
+                               lambda pred, bench, y: (pred - y) ** 2 - (bench - y) ** 2),
+              "variance": ("naive benchmark's squared error (the market's variance, for returns)",
+                           lambda pred, bench, y: (bench - y) ** 2)}
 
     def _fit_cusum(self, frame: pd.DataFrame, meta) -> dict:
         """Each chart calibrated on the champion's out-of-sample rows (validation and holdout)."""
@@ -229,7 +232,8 @@ class SeriesReplay(ReplaySchedule):
         out = {}
         for name, (_, stream) in self.CHARTS.items():
             try:
-                out[name] = fit_cusum(stream(ref["pred"].to_numpy(), ref["target"].to_numpy()), arl0=self.cusum_arl,
+                out[name] = fit_cusum(stream(ref["pred"].to_numpy(), ref["bench"].to_numpy(), ref["target"].to_numpy()),
+                                      arl0=self.cusum_arl,
                                       n_boot=200, seed=self.cfg.train.seed)
             except DataError as exc:  # too short a reference: no chart, said in every check
                 out[name] = str(exc)
@@ -241,8 +245,9 @@ class SeriesReplay(ReplaySchedule):
         restart the charts (the alarm is investigated: a retrain)."""
         rows = self.rows[self.cusum_start:]
         pred = np.array([r["prediction"] for r in rows], dtype=float)
+        bench = np.array([r["random_walk"] for r in rows], dtype=float)
         y = np.array([r["actual"] for r in rows], dtype=float)
-        ok = np.isfinite(pred) & np.isfinite(y)
+        ok = np.isfinite(pred) & np.isfinite(bench) & np.isfinite(y)
         since = max(0, self.last_check - self.cusum_start)
         charts, reasons = {}, []
         for name, (what, stream) in self.CHARTS.items():
@@ -250,7 +255,7 @@ class SeriesReplay(ReplaySchedule):
             if isinstance(chart, str):
                 charts[name] = {"alarm": False, "statistic": None, "h": None, "note": chart}
                 continue
-            d = stream(pred, y)[ok]
+            d = stream(pred, bench, y)[ok]
             res = chart.run(d) if len(d) else None
             crossed = res is not None and bool(np.any(res.statistic[min(since, len(d)):] > chart.h))
             charts[name] = {"alarm": crossed, "statistic": None if res is None else float(res.last), "h": float(chart.h)}
@@ -277,7 +282,8 @@ class SeriesReplay(ReplaySchedule):
             c = self.champion
             rec = {"date": day, "actual": float(row["target"]), "prediction": float(c.preds.get(day, np.nan)),
                    "model_train_end": c.train_end, "never_retrained": float(self.never.preds.get(day, np.nan)),
-                   "always_retrained": float(self.latest.preds.get(day, np.nan)), "random_walk": 0.0,
+                   "always_retrained": float(self.latest.preds.get(day, np.nan)),
+                   "random_walk": float(self.bench.get(day, np.nan)),  # the naive benchmark's forecast
                    "alarm": False, "retrained": False, "promoted": False, "monitor_p_min": np.nan,
                    "cusum": np.nan, "cusum_alarm": False}
             self.step += 1
@@ -292,7 +298,7 @@ class SeriesReplay(ReplaySchedule):
                 rec["monitor_p_min"] = min(ps) if ps else np.nan
                 if m["alarm"]:
                     counts["alarms"] += 1
-                    self.log(f"{day.date()}: {m['verdict']}")
+                    (self.warn or self.log)(f"{day.date()}: {m['verdict']}")
             if self.since_retrain >= self.retrain_every or rec["alarm"]:
                 rec["retrained"] = True
                 counts["retrains"] += 1
@@ -325,7 +331,8 @@ class SeriesReplay(ReplaySchedule):
         return decide_promotion(actual=win["target"].to_numpy(), champion_pred=champ.preds.reindex(win["date"]).to_numpy(),
                                 challenger_pred=challenger.preds.reindex(win["date"]).to_numpy(), kind="forecast",
                                 window=window, horizon=self.cfg.window.horizon, alpha=p.alpha, tolerance=p.tolerance,
-                                benchmark_pred=np.zeros(len(win)), benchmark_id="random walk",
+                                benchmark_pred=self.bench.reindex(win["date"]).to_numpy(),
+                                benchmark_id=self.case.naive_name,
                                 benchmark_tolerance=p.benchmark_tolerance)
 
     def period_ends(self) -> list[str]:
@@ -338,6 +345,25 @@ class SeriesReplay(ReplaySchedule):
     def write_report(self, out_dir: Path, *, seconds: float) -> dict:
         """timeline.parquet, replay.md, live_error.png and summary.json under ``out_dir``."""
         return write_replay_report(self, out_dir, seconds=seconds)
+
+
+def _gate_power(rp: SeriesReplay) -> dict | None:
+    """The gate's power on planted challengers built from the final champion's forecasts on the last decision's
+    window (``r2n2.ops.promotion.gate_power``): the sentence the report and the promotion artifact state."""
+    from .promotion import gate_power
+
+    windows = [e["window"] for e in rp.events if e.get("window")]
+    if not windows:
+        return None
+    w = windows[-1]
+    known = rp.table[(rp.table["date"] >= pd.Timestamp(w["start"])) & (rp.table["date"] <= pd.Timestamp(w["end"]))]
+    if len(known) < 10:
+        return None
+    p = rp.cfg.promotion
+    out = gate_power(known["target"].to_numpy(), rp.champion.preds.reindex(known["date"]).to_numpy(),
+                     rp.bench.reindex(known["date"]).to_numpy(), kind="forecast", slice_len=len(known), n_sim=200, alpha=p.alpha,
+                     tolerance=p.tolerance, benchmark_tolerance=p.benchmark_tolerance, seed=rp.cfg.train.seed)
+    return {"window": w, "sentence": out["sentence"], "worse": out["worse"], "equal": out["equal"]}
 
 
 # -- pieces every replay shares (the stocks replay here, the text replay in r2n2.ops.textreplay) ---------------
@@ -386,7 +412,7 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
     write_parquet_atomic(tl, out_dir / "timeline.parquet")
     y = tl["actual"].to_numpy()
     lines = {"deployed champion": "prediction", "never retrained": "never_retrained",
-             "always retrain (no test)": "always_retrained", "random walk": "random_walk"}
+             "always retrain (no test)": "always_retrained", rp.case.naive_name: "random_walk"}
     rmse = {k: float(np.sqrt(np.mean((tl[c].to_numpy() - y) ** 2))) for k, c in lines.items()}
     comps = [diebold_mariano(y, tl["prediction"].to_numpy(), tl[c].to_numpy(), a="deployed champion", b=k,
                              horizon=rp.cfg.window.horizon) for k, c in lines.items() if c != "prediction"]
@@ -404,13 +430,18 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
                         {"first_alarm": str(after["date"].iloc[0].date()),
                          "trading_days": int(np.searchsorted(np.asarray(cal), after["date"].iloc[0]) -
                                              np.searchsorted(np.asarray(cal), b))})
-    ratio = {k: v / rmse["random walk"] for k, v in rmse.items()}
+    ratio = {k: v / rmse[rp.case.naive_name] for k, v in rmse.items()}
+    years = tl.groupby(tl["date"].dt.year)["alarm"].agg(["sum", "size"])
+    calm = [y for y in years.index if not any(pd.Timestamp(b).year == y for b in BREAKS.values())]
+    power = _gate_power(rp)
     summary = {"case": rp.case_name, "entity": rp.entity, "start": str(cal[0].date()), "end": str(cal[-1].date()),
                "days": len(tl), "retrain_every": rp.retrain_every, "monitor_every": rp.monitor_every,
                "warm_start": rp.warm_start, "checks": int(len(tl) // rp.monitor_every),
                "alarms": int(tl["alarm"].sum()), "n_retrains": int(tl["retrained"].sum()),
                "promotions": int(tl["promoted"].sum()), "rmse": rmse, "rmse_ratio_to_random_walk": ratio,
                "comparisons": comps, "alarm_delays": delays, "cusum_alarms": int(tl["cusum_alarm"].sum()),
+               "alarms_per_calm_year": (float(years.loc[calm, "sum"].sum() / len(calm)) if calm else None),
+               "calm_years": [int(y) for y in calm], "gate_power": power,
                "refusals": int(tl["retrained"].sum() - tl["promoted"].sum()),
                "retrains": rp.retrains[1:],  # the first model is trained before the period: not a retrain
                "first_model": rp.retrains[0], "look_ahead_rows": int((tl["model_train_end"] >= tl["date"]).sum()),
@@ -428,7 +459,10 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
     table = md_table({k: {"RMSE": v, "ratio to random walk": ratio[k]} for k, v in rmse.items()},
                      ["RMSE", "ratio to random walk"], first="line")
     dl = [f"- {k}: " + (f"first alarm {v['first_alarm']}, {v['trading_days']} trading days after"
-                         if v else f"no alarm within {BREAK_HORIZON} trading days") for k, v in delays.items()]
+                         if v else f"no alarm within {BREAK_HORIZON} trading days") for k, v in delays.items()] \
+        or ["- none of the known breaks lies in this period"]
+    per_year = (f"{summary['alarms_per_calm_year']:.2f} alarms per calm year (the years without a known break: "
+                f"{', '.join(map(str, calm))})" if calm else "no calm year in this period")
     md = "\n".join([
         f"# Replay: {rp.case_name} ({rp.entity}), {summary['start']} to {summary['end']}", "",
         f"{summary['days']} trading days; a retrain every {rp.retrain_every} days or after an alarm "
@@ -436,7 +470,12 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
         f"{rp.monitor_every} days. Every prediction comes from a model trained only on data realised before its "
         f"date ({summary['look_ahead_rows']} rows violate this).", "", *report_counts(summary), table, "",
         "Diebold–Mariano, the deployed champion minus each line (mean squared-error difference):", "",
-        comparison_table(comps), "", "Alarm delay after the known breaks:", *dl, "",
+        comparison_table(comps), "",
+        f"Monitor: {summary['alarms']} alarms in {summary['checks']} checks ({summary['cusum_alarms']} by the CUSUM "
+        f"charts of the deployed process); {per_year}.", "",
+        "Alarm delay after the known breaks:", "", *dl, "",
+        f"Gate: {summary['refusals']} of {summary['n_retrains']} challengers refused. "
+        + (power["sentence"] if power else "Its power was not estimated (no decision window)."), "",
         "![live error](live_error.png)", ""])
     write_text_atomic(md, out_dir / "replay.md")
     return summary

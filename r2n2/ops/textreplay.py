@@ -262,7 +262,7 @@ class TextReplay(ReplaySchedule):
                 rec["alarm"], rec["monitor_p_min"] = alarm, (min(ps) if ps else np.nan)
                 if alarm:
                     counts["alarms"] += 1
-                    self.log(f"batch {self.step - 1} (through {self._json(self.times[hi - 1])}): {m['verdict']}")
+                    (self.warn or self.log)(f"batch {self.step - 1} (through {self._json(self.times[hi - 1])}): {m['verdict']}")
             if self.since_retrain >= self.retrain_every or alarm:
                 counts["retrains"] += 1
                 challenger = self._train(hi, self.champion if self.warm_start else None)

@@ -124,6 +124,7 @@ class SeriesReplay(ReplaySchedule):
         self.since_retrain = 0
         self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
         self.retrains: list[dict] = []
+        self.armed: dict[str, bool] = {}    # drift signal -> may alarm (re-armed by a calm check)
         self.cusum_start = 0                # timeline row where the chart (re)started
         self.last_check = 0
         first = self.calendar[0]
@@ -211,11 +212,19 @@ class SeriesReplay(ReplaySchedule):
         post["bench_loss"] = (self.bench.reindex(post["date"]).to_numpy() - post["target"]) ** 2
         newest = known[known["date"] >= pd.Timestamp(c.meta.cuts["val_start"])].tail(c.window)  # after the inputs' reference
         out = check_window(c.monitor, post, c.meta, self.cfg.monitor, inputs=list(c.meta.features), input_rows=newest)
+        # re-arm after clear: a drift signal that alarmed stays silent until a check finds it calm again, so one
+        # episode (a volatile year that the training period never held) raises one alarm, not one a week
+        fired = {n for n, r in out["signals"].items() if r.get("alarm")}
+        counted = {n for n in fired if self.armed.get(n, True)}
+        self.armed.update({n: n not in fired for n in out["signals"]})
+        out["suppressed"] = sorted(fired - counted)
+        out["reasons"] = [r for r in out["reasons"] if r.split(":", 1)[0] in counted]
         out["cusum"] = self._check_cusum(c)
         if out["cusum"]["alarm"]:
-            out["alarm"] = True
             out["reasons"] = [*out["reasons"], out["cusum"]["reason"]]
-            out["verdict"] = "ALARM: " + "; ".join(out["reasons"])
+        out["alarm"] = bool(out["reasons"])
+        out["verdict"] = ("ALARM: " + "; ".join(out["reasons"])) if out["alarm"] else \
+            (out["verdict"] if not out["suppressed"] else f"no new alarm (still drifting: {', '.join(out['suppressed'])})")
         self.seconds["monitor"] += _time.perf_counter() - t0
         return out
 

@@ -165,6 +165,11 @@ class UseCase:
         checkpoint metadata ``ck``, and the signals to check (``r2n2.ops.monitoring`` does the checking)."""
         raise NotImplementedError
 
+    def example(self, folder: Path, *, seed: int = 0) -> dict[str, Any]:
+        """Write a small synthetic source of this kind's shape under ``folder``; return the config values
+        (``{"section.key": value}``) that make every stage run on it in seconds (``r2n2.conformance``)."""
+        raise NotImplementedError
+
     def replay_check(self, *, batch: int | None = None) -> None:
         """Refuse a replay this case cannot run, before anything slow starts (the CLI calls it first).
         Default: the case has no replay (``r2n2.ops.replay.make_replay`` covers the series and text kinds)."""

@@ -49,9 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="every stage as one Prefect flow")
     p.add_argument("case", choices=[*cases, "all"])
     _common(p)
-    p = sub.add_parser("predict", help="batch predictions for a new CSV / Parquet file")
+    p = sub.add_parser("predict", help="batch predictions for a new CSV / Parquet file",
+                       description="Price cases read daily prices (columns Date, Close and, as the model was trained, "
+                                   "Open, High, Low, Volume; an Entity column for several series; the case's "
+                                   "data.columns mapping applies). An entity of N rows gives N - lookback forecasts, one "
+                                   "per day with a full lookback of returns behind it, each with its origin_date (the "
+                                   "last input day), target_date (the day forecast) and horizon_days. Text cases read "
+                                   "a text column and give class probabilities. Example: docs/predict_example.csv.")
     p.add_argument("case", choices=cases)
-    p.add_argument("--input", required=True, help="CSV or Parquet with the training data's schema")
+    p.add_argument("--input", required=True, help="CSV or Parquet with the training data's schema (see above)")
     p.add_argument("--output", required=True, help="output file: .parquet or .csv")
     p.add_argument("--model", help="checkpoint (default: the champion, else data/models/<case>/model.pt)")
     _common(p)

@@ -93,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
     p.add_argument("case", choices=cases)
     _common(p)
+    p = sub.add_parser("headline", help="one table per case: the model beside its baselines on the test period")
+    p.add_argument("case", nargs="?", default="all", choices=[*cases, "all"])
+    _common(p)
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it differs)")
     p.add_argument("--check", action="store_true")
     _common(p)
@@ -101,6 +104,24 @@ def _parser() -> argparse.ArgumentParser:
 
 def _log(case: str, command: str):
     return lambda msg: print(f"[{case} {command}] {msg}", file=sys.stderr, flush=True)
+
+
+def _headline(case: str, params) -> str:
+    import json
+
+    from r2n2.evaluate.report import headline
+    from r2n2.paths import CasePaths
+    from r2n2.registry import get_case
+
+    out = []
+    for name in (list(params.cases) if case == "all" else [case]):
+        path = CasePaths(name).reports / "metrics.json"
+        if path.is_file():
+            out += [headline(name, json.loads(path.read_text()), get_case(name).headline_metrics),
+                    f"full report: {CasePaths(name).reports / 'report.md'}", ""]
+        else:
+            out += [f"{name}: no report yet ({path} does not exist; run `r2n2 pipeline {name}`)", ""]
+    return "\n".join(out).rstrip()
 
 
 def _predict(args, params) -> str:
@@ -197,6 +218,8 @@ def dispatch(args) -> str:
 
         best = run_with_prefect_startup(tune_flow, args.case, args.params, args.overrides)
         return f"best {args.case} trial: {best}"
+    if args.command == "headline":
+        return _headline(args.case, params)
     if args.command == "dvc-yaml":
         from .dvcgen import check_or_write
 

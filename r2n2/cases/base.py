@@ -114,6 +114,7 @@ class UseCase:
     raw_kind: ClassVar[str]                    # "prices" | "texts": the canonical raw table
     metric: ClassVar[tuple[str, bool]]         # (validation metric of training, higher is better)
     plots: ClassVar[tuple[tuple, ...]] = ()    # `dvc plots`: (file under reports/<case>/plots, template, x, y)
+    headline_metrics: ClassVar[tuple[str, ...]] = ()  # the test metrics the end of `make run` shows
 
     # -- config ----------------------------------------------------------------------------------
     def check_config(self, cfg: Any, prefix: str) -> None:

@@ -300,6 +300,7 @@ class CrossSectionCase(PriceCase):
     their baselines. Inherits evaluation, monitor and promotion from this kind."""
 
     kind = "crosssection"
+    headline_metrics = ("rank_ic", "rank_ic_tstat", "long_short_sharpe", "turnover")
     metric = ("val_mse", False)
 
     def load(self, cfg, windows_dir) -> PanelData:

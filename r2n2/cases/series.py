@@ -184,6 +184,7 @@ class SeriesCase(PriceCase):
     """One forecast per series, judged against the random walk; inherits monitor, promotion and replay."""
 
     kind = "series"
+    headline_metrics = ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")
     naive_name: ClassVar[str] = "random walk"  # the benchmark of monitor, gate and replay
 
     def naive_forecast(self, rows: pd.DataFrame) -> np.ndarray:

@@ -187,6 +187,7 @@ class TextCase(UseCase):
     corpus loader). Inherits windowing, evaluation, monitor, promotion and replay from this kind."""
 
     kind = "text"
+    headline_metrics = ("macro_f1", "accuracy", "macro_recall")
     raw_kind = "texts"
     metric = ("val_macro_f1", True)
     builtin: ClassVar[Callable[[], pd.DataFrame] | None] = None

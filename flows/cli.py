@@ -93,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
     p.add_argument("case", choices=cases)
     _common(p)
+    p = sub.add_parser("champion", help="the champion's versions: history, or roll back to one")
+    p.add_argument("action", choices=("history", "rollback"))
+    p.add_argument("case", choices=cases)
+    p.add_argument("--to", help="rollback: the version (or a unique prefix) from `r2n2 champion history`")
+    _common(p)
     p = sub.add_parser("headline", help="one table per case: the model beside its baselines on the test period")
     p.add_argument("case", nargs="?", default="all", choices=[*cases, "all"])
     _common(p)
@@ -104,6 +109,34 @@ def _parser() -> argparse.ArgumentParser:
 
 def _log(case: str, command: str):
     return lambda msg: print(f"[{case} {command}] {msg}", file=sys.stderr, flush=True)
+
+
+def _champion(args) -> str:
+    from r2n2.errors import ConfigError
+    from r2n2.ops.champion import history, rollback
+    from r2n2.paths import CasePaths
+
+    paths = CasePaths(args.case)
+    if args.action == "rollback":
+        if not args.to:
+            raise ConfigError("`r2n2 champion rollback` needs --to VERSION (see `r2n2 champion history "
+                              f"{args.case}`).")
+        from .failures import hold_retrain_lock
+
+        with hold_retrain_lock(Path("data") / ".retrain.lock"):  # never beside a retrain's promotion
+            e = rollback(paths, args.to)
+        return f"{args.case}: serving version {e['version']} again ({e['action']}) -> {paths.champion_dir / 'model.pt'}"
+    rows = history(paths)
+    if not rows:
+        return f"{args.case}: no champion promoted yet ({paths.champion_dir / 'history.json'} does not exist)."
+    lines = [f"{'version':<13}{'action':<24}{'served from':<27}{'data through':<14}{'train end':<12}evidence"]
+    for e in rows:
+        ev = (e.get("evidence") or {})
+        w = ev.get("window") or {}
+        lines.append(f"{e['version']:<13}{e['action'][:23]:<24}{e['served_from']:<27}{str(e['data_through'])[:13]:<14}"
+                     f"{str(e['train_end'])[:11]:<12}" + (f"{w.get('start')} .. {w.get('end')}, p {ev.get('p_value')}"
+                                                          if w else "-"))
+    return "\n".join(lines)
 
 
 def _headline(case: str, params) -> str:
@@ -220,6 +253,8 @@ def dispatch(args) -> str:
         return f"best {args.case} trial: {best}"
     if args.command == "headline":
         return _headline(args.case, params)
+    if args.command == "champion":
+        return _champion(args)
     if args.command == "dvc-yaml":
         from .dvcgen import check_or_write
 

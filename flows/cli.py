@@ -73,7 +73,12 @@ def _parser() -> argparse.ArgumentParser:
                         "promotion, the window.val_days before them early-stop); fixed: `dvc repro` with "
                         "params.yaml's cut dates")
     _common(p)
-    p = sub.add_parser("replay", help="a simulated calendar over real history: monitor, retrain, promote")
+    p = sub.add_parser("replay", help="a simulated calendar over real history: monitor, retrain, promote",
+                       description="The deployed loop under a simulated clock: each retrain runs the case's window "
+                                   "and train stages with rolling cut dates on the data known that day. A price "
+                                   "replay's period must hold at least 2 x --retrain-every trading days, and enough "
+                                   "days before --start to train a first model (window.val_days + holdout_days + "
+                                   "training).")
     p.add_argument("case", choices=cases)
     p.add_argument("--start", required=True, help="first simulated time, in the case's time units: a date (prices; "
                    "texts with a time column) or an arrival index (texts without one, e.g. the built-in corpus)")

@@ -94,18 +94,15 @@ def run_with_prefect_startup(fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     Raises PrefectStartupError when the temporary server fails to start on both attempts.
     """
     with startup_timeout() as timeout:
-        try:
-            return fn(*args, **kwargs)
-        except RuntimeError as exc:
-            if not is_startup_timeout(exc):
-                raise
-            _stop_failed_server()
-        print(f"r2n2: Prefect's temporary server did not start within {timeout} s; trying once more.",
-              file=sys.stderr, flush=True)
-        try:
-            return fn(*args, **kwargs)
-        except RuntimeError as exc:
-            if not is_startup_timeout(exc):
-                raise
-            _stop_failed_server()
-            raise PrefectStartupError(_paragraph(timeout, exc)) from exc
+        for attempt in (1, 2):
+            try:
+                return fn(*args, **kwargs)
+            except RuntimeError as exc:
+                if not is_startup_timeout(exc):
+                    raise
+                _stop_failed_server()
+                if attempt == 2:
+                    raise PrefectStartupError(_paragraph(timeout, exc)) from exc
+            print(f"r2n2: Prefect's temporary server did not start within {timeout} s; trying once more.",
+                  file=sys.stderr, flush=True)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -162,6 +162,17 @@ class Cusum:
         return CusumResult(statistic=s, alarm=int(over[0]) if over.size else None,
                            last=float(s[-1]) if s.size else 0.0, h=self.h, n=int(s.size))
 
+    def count_alarms(self, diff) -> int:
+        """Alarms over a stream when the chart restarts at 0 after each (the rate the ARL is calibrated for)."""
+        d = np.asarray(diff, dtype=float)
+        pos, count = 0, 0
+        while pos < len(d):
+            r = self.run(d[pos:])
+            if r.alarm is None:
+                break
+            count, pos = count + 1, pos + r.alarm + 1
+        return count
+
     def to_dict(self) -> dict:
         return {k: (float(v) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 

@@ -480,8 +480,12 @@ def _plots(r: dict, data, models: dict, paths) -> None:
     har = raw["har"]["test"] + cal["har"]["a"]
     write_csv(pd.DataFrame({"date": d.strftime("%Y-%m-%d"), "actual": r["y"]["test"], "forecast": fc, "har": har}),
               plots / "forecast.csv")
-    plot_forecast(d, r["y"]["test"], fc, plots / "forecast.png", ylabel=f"log variance, {data.meta.horizon} d",
-                  title=f"{data.key('pretrain')}: test-period log variance forecast vs the range proxy")
+    # annualised volatility in %, the variance forecast on its calibrated level (b exp(raw)): the kind's plot
+    # draws a zero line, right for returns, a floor here (on the log variance scale it squashed the axis)
+    vol = lambda var: 100 * np.sqrt(252 * var)  # noqa: E731
+    plot_forecast(d, vol(np.exp(r["y"]["test"])), vol(cal["model"]["b"] * np.exp(raw["model"]["test"])),
+                  plots / "forecast.png", ylabel=f"annualised volatility, %, {data.meta.horizon} d ahead",
+                  title=f"{data.key('pretrain')}: test-period volatility forecast vs the range proxy")
     histories = {k: history(models[k][1]) for k in ("model", "finetuned", "scratch") if k in models}
     histories.update({k: history(v[1]) for k, v in models.get("baselines", {}).items()})
     write_json_atomic([{"model": k, **x} for k, h in histories.items() for x in h], plots / "learning_curves.json")

@@ -36,7 +36,8 @@ def _clustered_ohlc(n=420, seed=0) -> pd.DataFrame:
     open_ = np.concatenate([[100.0], close[:-1]]) * np.exp(0.3 * r * rng.uniform(0, 1, n))
     span = np.abs(r) * rng.uniform(0.2, 1.0, n)
     return pd.DataFrame({"entity": "alpha", "date": pd.bdate_range("2015-01-01", periods=n), "open": open_,
-                         "high": np.maximum(open_, close) * np.exp(span), "low": np.minimum(open_, close) * np.exp(-span),
+                         "high": np.maximum(open_, close) * np.exp(span),
+                         "low": np.minimum(open_, close) * np.exp(-span),
                          "close": close})
 
 

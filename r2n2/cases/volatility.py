@@ -482,7 +482,9 @@ def _plots(r: dict, data, models: dict, paths) -> None:
               plots / "forecast.csv")
     # annualised volatility in %, the variance forecast on its calibrated level (b exp(raw)): the kind's plot
     # draws a zero line, right for returns, a floor here (on the log variance scale it squashed the axis)
-    vol = lambda var: 100 * np.sqrt(252 * var)  # noqa: E731
+    def vol(var):
+        return 100 * np.sqrt(252 * var)
+
     plot_forecast(d, vol(np.exp(r["y"]["test"])), vol(cal["model"]["b"] * np.exp(raw["model"]["test"])),
                   plots / "forecast.png", ylabel=f"annualised volatility, %, {data.meta.horizon} d ahead",
                   title=f"{data.key('pretrain')}: test-period volatility forecast vs the range proxy")
@@ -507,8 +509,9 @@ def _ci(c: dict | None) -> str:
 
 
 def _table(scores: dict, mcs: dict, by: dict, a: str) -> list[str]:
-    lines = [f"| forecaster | MSE-log | QLIKE | {a} − it, MSE-log (DM 95 % CI, p) | {a} − it, QLIKE (DM 95 % CI, p) | "
-             f"in MCS (MSE-log / QLIKE) | MSE-log raw | QLIKE raw |", "|---" * 8 + "|"]
+    head = (f"| forecaster | MSE-log | QLIKE | {a} − it, MSE-log (DM 95 % CI, p) | {a} − it, QLIKE (DM 95 % CI, "
+            "p) | in MCS (MSE-log / QLIKE) | MSE-log raw | QLIKE raw |")
+    lines = [head, "|---" * 8 + "|"]
     for k, s in scores.items():
         inc = " / ".join("yes" if k in mcs[x]["included"] else "no" for x in ("mse_log", "qlike"))
         cm, cq = (by.get((k, x)) for x in ("mse_log", "qlike"))
@@ -520,7 +523,8 @@ def _table(scores: dict, mcs: dict, by: dict, a: str) -> list[str]:
 
 def _seed_line(name: str, s: dict) -> str:
     a, b = s["mse_log"], s["qlike"]
-    return f"| {NAMES.get(name, name)} | {fmt(a['mean'])} ± {fmt(a['sd'])} | {fmt(b['mean'])} ± {fmt(b['sd'])} | {a['n']} |"
+    return (f"| {NAMES.get(name, name)} | {fmt(a['mean'])} ± {fmt(a['sd'])} | {fmt(b['mean'])} ± {fmt(b['sd'])} | "
+            f"{a['n']} |")
 
 
 def _verdicts(comps: list[dict], a: str, b: str, test: str = "diebold_mariano") -> str:
@@ -548,8 +552,8 @@ def _report(m: dict, data) -> str:
     mc = m["mcs"]
     lines += ["", f"Model confidence set at {1 - mc['qlike']['size']:.0%} (range statistic, stationary bootstrap): "
               f"MSE-log {{{', '.join(mc['mse_log']['included'])}}}; QLIKE {{{', '.join(mc['qlike']['included'])}}}.",
-              "", f"Relational module (model vs its ablation, seed 0): {_verdicts(m['comparisons'], 'model', 'no_relational')}.",
-              ""]
+              "", "Relational module (model vs its ablation, seed 0): "
+              f"{_verdicts(m['comparisons'], 'model', 'no_relational')}.", ""]
     lines += seed_section("Across seeds (mean ± sd, each seed calibrated on validation):",
                           "| model | MSE-log | QLIKE | seeds |", m.get("seeds", {}), _seed_line, "volatility")
     sv = _verdicts(m["comparisons"], "model", "no_relational", "paired_t_seeds")

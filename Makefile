@@ -28,7 +28,7 @@ init: $(STAMP)
 
 run: init
 	dvc repro
-	dvc metrics show
+	@r2n2 headline all
 
 ui: $(STAMP)
 	r2n2 ui

@@ -49,9 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="every stage as one Prefect flow")
     p.add_argument("case", choices=[*cases, "all"])
     _common(p)
-    p = sub.add_parser("predict", help="batch predictions for a new CSV / Parquet file")
+    p = sub.add_parser("predict", help="batch predictions for a new CSV / Parquet file",
+                       description="Price cases read daily prices (columns Date, Close and, as the model was trained, "
+                                   "Open, High, Low, Volume; an Entity column for several series; the case's "
+                                   "data.columns mapping applies). An entity of N rows gives N - lookback forecasts, one "
+                                   "per day with a full lookback of returns behind it, each with its origin_date (the "
+                                   "last input day), target_date (the day forecast) and horizon_days. Text cases read "
+                                   "a text column and give class probabilities. Example: docs/predict_example.csv.")
     p.add_argument("case", choices=cases)
-    p.add_argument("--input", required=True, help="CSV or Parquet with the training data's schema")
+    p.add_argument("--input", required=True, help="CSV or Parquet with the training data's schema (see above)")
     p.add_argument("--output", required=True, help="output file: .parquet or .csv")
     p.add_argument("--model", help="checkpoint (default: the champion, else data/models/<case>/model.pt)")
     _common(p)
@@ -67,7 +73,12 @@ def _parser() -> argparse.ArgumentParser:
                         "promotion, the window.val_days before them early-stop); fixed: `dvc repro` with "
                         "params.yaml's cut dates")
     _common(p)
-    p = sub.add_parser("replay", help="a simulated calendar over real history: monitor, retrain, promote")
+    p = sub.add_parser("replay", help="a simulated calendar over real history: monitor, retrain, promote",
+                       description="The deployed loop under a simulated clock: each retrain runs the case's window "
+                                   "and train stages with rolling cut dates on the data known that day. A price "
+                                   "replay's period must hold at least 2 x --retrain-every trading days, and enough "
+                                   "days before --start to train a first model (window.val_days + holdout_days + "
+                                   "training).")
     p.add_argument("case", choices=cases)
     p.add_argument("--start", required=True, help="first simulated time, in the case's time units: a date (prices; "
                    "texts with a time column) or an arrival index (texts without one, e.g. the built-in corpus)")
@@ -87,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
     p.add_argument("case", choices=cases)
     _common(p)
+    p = sub.add_parser("champion", help="the champion's versions: history, or roll back to one")
+    p.add_argument("action", choices=("history", "rollback"))
+    p.add_argument("case", choices=cases)
+    p.add_argument("--to", help="rollback: the version (or a unique prefix) from `r2n2 champion history`")
+    _common(p)
+    p = sub.add_parser("headline", help="one table per case: the model beside its baselines on the test period")
+    p.add_argument("case", nargs="?", default="all", choices=[*cases, "all"])
+    _common(p)
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it differs)")
     p.add_argument("--check", action="store_true")
     _common(p)
@@ -95,6 +114,52 @@ def _parser() -> argparse.ArgumentParser:
 
 def _log(case: str, command: str):
     return lambda msg: print(f"[{case} {command}] {msg}", file=sys.stderr, flush=True)
+
+
+def _champion(args) -> str:
+    from r2n2.errors import ConfigError
+    from r2n2.ops.champion import history, rollback
+    from r2n2.paths import CasePaths
+
+    paths = CasePaths(args.case)
+    if args.action == "rollback":
+        if not args.to:
+            raise ConfigError("`r2n2 champion rollback` needs --to VERSION (see `r2n2 champion history "
+                              f"{args.case}`).")
+        from .failures import hold_retrain_lock
+
+        with hold_retrain_lock(Path("data") / ".retrain.lock"):  # never beside a retrain's promotion
+            e = rollback(paths, args.to)
+        return f"{args.case}: serving version {e['version']} again ({e['action']}) -> {paths.champion_dir / 'model.pt'}"
+    rows = history(paths)
+    if not rows:
+        return f"{args.case}: no champion promoted yet ({paths.champion_dir / 'history.json'} does not exist)."
+    lines = [f"{'version':<13}{'action':<24}{'served from':<27}{'data through':<14}{'train end':<12}evidence"]
+    for e in rows:
+        ev = (e.get("evidence") or {})
+        w = ev.get("window") or {}
+        lines.append(f"{e['version']:<13}{e['action'][:23]:<24}{e['served_from']:<27}{str(e['data_through'])[:13]:<14}"
+                     f"{str(e['train_end'])[:11]:<12}" + (f"{w.get('start')} .. {w.get('end')}, p {ev.get('p_value')}"
+                                                          if w else "-"))
+    return "\n".join(lines)
+
+
+def _headline(case: str, params) -> str:
+    import json
+
+    from r2n2.evaluate.report import headline
+    from r2n2.paths import CasePaths
+    from r2n2.registry import get_case
+
+    out = []
+    for name in (list(params.cases) if case == "all" else [case]):
+        path = CasePaths(name).reports / "metrics.json"
+        if path.is_file():
+            out += [headline(name, json.loads(path.read_text()), get_case(name).headline_metrics),
+                    f"full report: {CasePaths(name).reports / 'report.md'}", ""]
+        else:
+            out += [f"{name}: no report yet ({path} does not exist; run `r2n2 pipeline {name}`)", ""]
+    return "\n".join(out).rstrip()
 
 
 def _predict(args, params) -> str:
@@ -191,6 +256,10 @@ def dispatch(args) -> str:
 
         best = run_with_prefect_startup(tune_flow, args.case, args.params, args.overrides)
         return f"best {args.case} trial: {best}"
+    if args.command == "headline":
+        return _headline(args.case, params)
+    if args.command == "champion":
+        return _champion(args)
     if args.command == "dvc-yaml":
         from .dvcgen import check_or_write
 

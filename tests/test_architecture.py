@@ -17,7 +17,7 @@ from .conftest import ROOT
 GRAPH = import_graph()
 CASES = {type(c).__module__ for c in REGISTRY.values()}          # the concrete case modules
 KINDS = {m for m in modules() if m.startswith("r2n2.cases.")} - CASES
-DRIVERS = {m for m in modules() if m in ("r2n2.stages", "r2n2.tune") or m.startswith("r2n2.ops")}
+DRIVERS = {m for m in modules() if m in ("r2n2.stages", "r2n2.tune", "r2n2.conformance") or m.startswith("r2n2.ops")}
 CORE = {m for m in modules() if m.startswith("r2n2.")} - CASES - KINDS - DRIVERS - {"r2n2.registry", "r2n2.cases"}
 
 

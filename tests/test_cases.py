@@ -97,3 +97,31 @@ def test_adding_a_case_is_one_module_and_one_registration():
         module = type(case).__module__.rsplit(".", 1)[-1]
         assert f"{type(case).__name__}()" in registry and (ROOT / f"r2n2/cases/{module}.py").is_file()
     assert pd.Series(list(REGISTRY)).is_unique
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(REGISTRY))
+def test_check_case_passes_for_every_registered_case(name, tmp_path):
+    """The public conformance check: every protocol method on the kind's own synthetic example."""
+    from r2n2.conformance import check_case
+
+    report = check_case(get_case(name), tmp_path)
+    assert {"stage evaluate", "predict", "monitor signals", "promotion", "rolling retrain"} <= set(report["steps"])
+    assert ("replay" in report["steps"]) is (get_case(name).kind in ("series", "text"))
+
+
+def test_check_case_names_the_step_a_broken_case_fails(tmp_path):
+    from r2n2.cases.stocks import StocksCase
+    from r2n2.conformance import ConformanceError, check_case
+
+    class Silent(StocksCase):  # a monitor signal that never moves: the check must refuse it
+        def monitor_frame(self, cfg, data, model, ck):
+            frame, signals = super().monitor_frame(cfg, data, model, ck)
+            return frame.assign(ret_close=0.0), signals
+
+        def evaluate(self, cfg, data, models, paths, log):
+            return super().evaluate(cfg, data, models, paths, log)
+
+    with pytest.raises(ConformanceError, match=r"stocks \(Silent\) fails conformance at monitor signals: signal\(s\) "
+                                               r"ret_close have a reference with no spread"):
+        check_case(Silent(), tmp_path, replay=False)

@@ -82,3 +82,18 @@ def test_library_never_imports_prefect():
             "print('prefect' in sys.modules or any(m.startswith('flows') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_headline_is_one_readable_table_per_case():
+    from r2n2.evaluate.report import headline
+
+    m = {"test_period": {"start": "2016-01-04", "end": "2018-12-28"},
+         "model": {"rmse": 0.0107, "rel_rmse_random_walk": 0.998, "oos_r2": 0.003, "directional_accuracy": 0.535,
+                   "n": 724},
+         "baselines": {"random_walk": {"rmse": 0.0108, "rel_rmse_random_walk": 1.0},
+                       "no_relational": {"rmse": 0.0109, "rel_rmse_random_walk": 1.009, "oos_r2": -0.018}}}
+    text = headline("stocks", m, ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy"))
+    lines = text.splitlines()
+    assert lines[0] == "stocks: test period 2016-01-04 .. 2018-12-28"
+    assert [ln.split()[0] for ln in lines[2:]] == ["model", "random_walk", "no_relational"]
+    assert max(map(len, lines)) <= 100 and "0.998" in lines[2] and lines[3].split()[-1] == "-"

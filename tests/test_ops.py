@@ -176,6 +176,7 @@ def test_rolling_promotion_window_is_the_holdout_after_both_cut_offs():
     assert fresh_window(chal, rolling("2016-03-01", "2017-01-03", "2017-01-31")) is None
 
 
+@pytest.mark.slow
 def test_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands(project, capsys, tmp_path):
     """Each from-scratch retrain of the replay is the train stage on rolling windows of the data known that day:
     its ``set`` overrides, given to `r2n2 ingest/validate/window/train`, rebuild the same model.pt bytes."""

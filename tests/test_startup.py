@@ -33,10 +33,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("command", [
-    ["pipeline", "stocks"],
-    ["replay", "stocks", "--start", "2016-01-04", "--end", "2016-02-01"],
-    ["monitor", "stocks", "--no-retrain"],
-    ["tune", "stocks"],
+    ["pipeline", "stocks"],  # the fast tier keeps one command; the others are the same path (slow tier)
+    pytest.param(["replay", "stocks", "--start", "2016-01-04", "--end", "2016-02-01"], marks=pytest.mark.slow),
+    pytest.param(["monitor", "stocks", "--no-retrain"], marks=pytest.mark.slow),
+    pytest.param(["tune", "stocks"], marks=pytest.mark.slow),
 ], ids=lambda c: c[0])
 def test_starved_server_retries_then_one_paragraph(project, command):
     proc = subprocess.run([sys.executable, "-m", "flows.cli", *command], cwd=project, env=_env(**{ENV_VAR: "0"}),

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from r2n2 import ModelConfig, build_model
-from r2n2.config import TrainConfig, load_params
+from r2n2.config import TrainConfig
+from r2n2.registry import load_params
 from r2n2.data.window import TextBatches
 from r2n2.errors import ConfigError
 from r2n2.train import train_model

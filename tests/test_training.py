@@ -87,7 +87,10 @@ def test_stocks_train_finetune_evaluate(stocks_windows, capsys):
     two_entities(60).to_csv("new.csv", index=False)
     assert main(["predict", "stocks", "--input", "new.csv", "--output", "pred.parquet", *SMALL]) == 0
     pred = pd.read_parquet("pred.parquet")
-    assert list(pred.columns) == ["entity", "date", "forecast_return_1d"]
+    assert list(pred.columns) == ["entity", "origin_date", "target_date", "horizon_days", "forecast_return_1d"]
+    assert (pred["target_date"] > pred["origin_date"]).all() and (pred["horizon_days"] == 1).all()
+    for _, part in pred.groupby("entity"):  # the next row's origin is the trading day this row forecasts
+        assert (part["target_date"].to_numpy()[:-1] == part["origin_date"].to_numpy()[1:]).all()
     assert pred.groupby("entity").size().to_dict() == {"alpha": 60 - 10, "beta": 60 - 10}  # one per full window
     assert pred["forecast_return_1d"].notna().all()
 

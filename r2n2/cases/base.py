@@ -114,6 +114,7 @@ class UseCase:
     raw_kind: ClassVar[str]                    # "prices" | "texts": the canonical raw table
     metric: ClassVar[tuple[str, bool]]         # (validation metric of training, higher is better)
     plots: ClassVar[tuple[tuple, ...]] = ()    # `dvc plots`: (file under reports/<case>/plots, template, x, y)
+    headline_metrics: ClassVar[tuple[str, ...]] = ()  # the test metrics the end of `make run` shows
 
     # -- config ----------------------------------------------------------------------------------
     def check_config(self, cfg: Any, prefix: str) -> None:
@@ -163,6 +164,11 @@ class UseCase:
         """The deployed monitor's input: one row per time step of the windows' history with the signal columns
         (inputs, ``pred``, ``loss`` and, with a benchmark, ``bench_loss``) scored by ``model`` with its own
         checkpoint metadata ``ck``, and the signals to check (``r2n2.ops.monitoring`` does the checking)."""
+        raise NotImplementedError
+
+    def example(self, folder: Path, *, seed: int = 0) -> dict[str, Any]:
+        """Write a small synthetic source of this kind's shape under ``folder``; return the config values
+        (``{"section.key": value}``) that make every stage run on it in seconds (``r2n2.conformance``)."""
         raise NotImplementedError
 
     def replay_check(self, *, batch: int | None = None) -> None:

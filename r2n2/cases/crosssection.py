@@ -300,10 +300,23 @@ class CrossSectionCase(PriceCase):
     their baselines. Inherits evaluation, monitor and promotion from this kind."""
 
     kind = "crosssection"
+    headline_metrics = ("rank_ic", "rank_ic_tstat", "long_short_sharpe", "turnover")
     metric = ("val_mse", False)
 
     def load(self, cfg, windows_dir) -> PanelData:
         return PanelData(self, cfg, windows_dir)
+
+    def example(self, folder, *, seed: int = 0) -> dict:
+        """A long price panel (date, entity, close) of 8 geometric random walks with a common market factor."""
+        rng = np.random.default_rng(seed)
+        n, market = 400, rng.normal(0, 0.008, 400)
+        dates = pd.bdate_range("2015-01-01", periods=n).strftime("%Y-%m-%d")
+        frames = [pd.DataFrame({"date": dates, "entity": f"S{e:02d}",
+                                "close": 50 * np.exp(np.cumsum(market + rng.normal(0, 0.01, n)))}) for e in range(8)]
+        path = folder / f"example-{self.name}.csv"
+        pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+        return {"data.source": str(path), "validate.min_rows": 100, "window.lookback": 10, "window.val_start": None,
+                "window.test_start": None, "model.hidden_size": 8, "train.epochs": 2, "evaluate.top_k": 2}
 
     def evaluate(self, cfg, data: PanelData, models: dict, paths, log) -> dict:
         return evaluate_panel(cfg, data, models, paths, log)

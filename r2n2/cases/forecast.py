@@ -247,9 +247,23 @@ def _report(m: dict, data) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- predict
+def _target_dates(calendar: pd.DatetimeIndex, origin: pd.DatetimeIndex, horizon: int) -> pd.DatetimeIndex:
+    """The trading day ``horizon`` rows after each origin in the input's own calendar; past its last row, the
+    business day (Monday to Friday, holidays unknown) ``horizon`` steps after the last known trading day."""
+    pos = calendar.searchsorted(origin) + horizon
+    inside = pos < len(calendar)
+    out = np.empty(len(origin), dtype="datetime64[ns]")
+    out[inside] = calendar.to_numpy()[pos[inside]]
+    beyond = pos[~inside] - (len(calendar) - 1)
+    out[~inside] = [(calendar[-1] + pd.offsets.BDay(int(k))).to_datetime64() for k in beyond]
+    return pd.DatetimeIndex(out)
+
+
 def predict_prices(model, meta, prices: pd.DataFrame, *, batch_size: int = 4096) -> pd.DataFrame:
-    """Canonical long prices -> one forecast per window (every day with a full lookback behind it), with the
-    same features and scaling as training."""
+    """Canonical long prices -> one forecast per window (every day with a full lookback of ``lookback`` rows
+    behind it, so N input rows of an entity give N - lookback forecasts: the first row only starts the returns),
+    with the same features and scaling as training. Each row: ``origin_date`` (the last input day, the forecast's
+    origin), ``target_date`` (the day it forecasts) and ``horizon_days``."""
     import torch
 
     L, feats = meta.lookback, meta.features
@@ -268,7 +282,9 @@ def predict_prices(model, meta, prices: pd.DataFrame, *, batch_size: int = 4096)
         pred = predict_batches(model, StockBatches(windows, batch_size)).reshape(-1) * ts["scale"] + ts["mean"]
         if meta.target == "close":
             pred = pred - f["base_log_close"].to_numpy(float)[windows.ends]
-        frames.append(pd.DataFrame({"entity": str(entity), "date": f["date"].to_numpy()[windows.ends],
-                                    f"forecast_{meta.target}_{meta.horizon}d": pred}))
+        origin = pd.DatetimeIndex(f["date"].to_numpy()[windows.ends])
+        frames.append(pd.DataFrame({"entity": str(entity), "origin_date": origin,
+                                    "target_date": _target_dates(pd.DatetimeIndex(part["date"]), origin, meta.horizon),
+                                    "horizon_days": meta.horizon, f"forecast_{meta.target}_{meta.horizon}d": pred}))
     del torch
     return pd.concat(frames, ignore_index=True)

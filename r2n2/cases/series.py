@@ -184,6 +184,7 @@ class SeriesCase(PriceCase):
     """One forecast per series, judged against the random walk; inherits monitor, promotion and replay."""
 
     kind = "series"
+    headline_metrics = ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")
     naive_name: ClassVar[str] = "random walk"  # the benchmark of monitor, gate and replay
 
     def naive_forecast(self, rows: pd.DataFrame) -> np.ndarray:
@@ -193,6 +194,27 @@ class SeriesCase(PriceCase):
 
     def load(self, cfg, windows_dir) -> SeriesData:
         return SeriesData(self, cfg, windows_dir)
+
+    def example(self, folder, *, seed: int = 0) -> dict:
+        """Two geometric random walks with consistent OHLCV (high >= open, close >= low), 520 business days,
+        named like the case's pretrain and transfer entities."""
+        w = self.config_cls().window
+        names = [getattr(w, "pretrain_entity", None) or "a", getattr(w, "finetune_entity", None) or "b"]
+        rng = np.random.default_rng(seed)
+        n, frames = 520, []
+        for name in names:
+            close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+            open_ = close * np.exp(rng.normal(0, 0.003, n))
+            frames.append(pd.DataFrame({
+                "entity": name, "date": pd.bdate_range("2015-01-01", periods=n).strftime("%Y-%m-%d"),
+                "open": open_, "high": np.maximum(open_, close) * (1 + rng.uniform(0, 0.01, n)),
+                "low": np.minimum(open_, close) * (1 - rng.uniform(0, 0.01, n)), "close": close,
+                "volume": rng.integers(1_000, 5_000, n)}))
+        path = folder / f"example-{self.name}.csv"
+        pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+        return {"data.source": str(path), "validate.min_rows": 100, "window.lookback": 10, "window.val_start": None,
+                "window.test_start": None, "window.val_days": 60, "window.holdout_days": 30, "model.hidden_size": 8,
+                "train.epochs": 2, "train.batch_size": 32, "finetune.epochs": 1, "monitor.min_samples": 10}
 
     def monitor_frame(self, cfg, data: SeriesData, model, ck: dict) -> tuple[pd.DataFrame, MonitorSignals]:
         mmeta = window_meta_of(ck)

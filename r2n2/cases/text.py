@@ -187,6 +187,7 @@ class TextCase(UseCase):
     corpus loader). Inherits windowing, evaluation, monitor, promotion and replay from this kind."""
 
     kind = "text"
+    headline_metrics = ("macro_f1", "accuracy", "macro_recall")
     raw_kind = "texts"
     metric = ("val_macro_f1", True)
     builtin: ClassVar[Callable[[], pd.DataFrame] | None] = None
@@ -256,6 +257,29 @@ class TextCase(UseCase):
 
     def load(self, cfg: Any, windows_dir: Path) -> TextData:
         return TextData(self, cfg, windows_dir)
+
+    def example(self, folder: Path, *, seed: int = 0) -> dict:
+        """900 labelled texts, each label with its own words, every fifth in the transfer target's domain (a
+        word the case's ``finetune_pattern`` matches, or "iphone")."""
+        rng = np.random.default_rng(seed)
+        words = {"negative": ["awful", "hate", "broken", "terrible", "worst"],
+                 "neutral": ["today", "meeting", "report", "schedule", "update"],
+                 "positive": ["love", "great", "awesome", "happy", "best"]}
+        pattern = self.config_cls().window.finetune_pattern
+        target = "iphone" if re.search(pattern, "my iphone", re.IGNORECASE) else "examplebrand"
+        rows = []
+        for i in range(900):
+            label = LABELS[i % 3]
+            filler = rng.choice(["the", "a", "car", "phone", "flight"], int(rng.integers(1, 8)))  # lengths vary
+            rare = [f"rare{int(rng.integers(0, 10**6))}"] if rng.random() < 0.3 else []  # words unseen in training
+            text = " ".join([*rng.choice(words[label], 3), *filler, *rare])
+            rows.append({"text": f"text {i} {text}" + (f" my {target}" if i % 5 == 0 else ""), "label": label})
+        path = folder / f"example-{self.name}.csv"
+        pd.DataFrame(rows).to_csv(path, index=False)
+        return {"data.source": str(path), "validate.min_rows": 100, "window.vocab_size": 200,
+                "window.finetune_pattern": pattern if target == "iphone" else target, "model.vocab_size": 200,
+                "model.embed_size": 8, "model.hidden_size": 8, "train.epochs": 2, "finetune.epochs": 1,
+                "evaluate.bootstrap": 200, "window.val_texts": 120, "window.holdout_texts": 60}
 
     # -- evaluate / serve ------------------------------------------------------------------------
     def evaluate(self, cfg, data: TextData, models: dict, paths, log: Log) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 
-__all__ = ["fmt", "md_table", "history", "seed_section"]
+__all__ = ["fmt", "md_table", "history", "seed_section", "headline"]
 
 
 def fmt(v, digits: int = 4) -> str:
@@ -27,6 +27,23 @@ def md_table(rows: dict[str, dict], cols: list[str], *, first: str = "") -> str:
     for name, m in rows.items():
         lines.append(f"| {name} | " + " | ".join(fmt(m.get(c)) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def headline(name: str, metrics: dict, keys: tuple[str, ...], *, width: int = 100) -> str:
+    """A plain-text table (at most ``width`` characters wide) of the model beside every baseline on the case's
+    headline metrics, from its ``metrics.json``: what the end of ``make run`` shows."""
+    keys = [k for k in keys if k in metrics.get("model", {})] or \
+        [k for k, v in metrics.get("model", {}).items() if isinstance(v, (int, float))][:4]
+    rows = {"model": metrics["model"], **{b: v for b, v in metrics.get("baselines", {}).items() if isinstance(v, dict)}}
+    label = max(len(r) for r in rows) + 2
+    col = max(10, min(max(len(k) for k in keys) + 2, (width - label) // max(1, len(keys))))
+    lines = [f"{name}: test period {metrics.get('test_period', {}).get('start', '?')} .. "
+             f"{metrics.get('test_period', {}).get('end', '?')}",
+             "".ljust(label) + "".join(k[:col - 1].rjust(col) for k in keys)]
+    for r, v in rows.items():
+        lines.append(r[:label - 1].ljust(label) + "".join(fmt(v.get(k)).rjust(col) if v.get(k) is not None else
+                                                          "-".rjust(col) for k in keys))
+    return "\n".join(line[:width] for line in lines)
 
 
 def history(checkpoint_meta: dict) -> list[dict]:

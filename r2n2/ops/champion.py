@@ -15,11 +15,12 @@ import pandas as pd
 
 from ..cases.base import UseCase, WindowMeta, window_meta_of
 from ..checkpoint import load_checkpoint
+from ..errors import DataError
 from ..io import atomic_path, write_json_atomic
 from ..paths import CasePaths
 from .promotion import decide_promotion
 
-__all__ = ["fresh_window", "promote_if_not_worse", "train_end"]
+__all__ = ["fresh_window", "promote_if_not_worse", "train_end", "history", "record_version", "rollback"]
 
 _meta = window_meta_of
 
@@ -105,8 +106,71 @@ def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".") -> dict:
         decision["test_split_start"] = chal_meta.cuts["test_start"]  # the window always ends before it
     write_json_atomic(decision, paths.reports / "promotion.json")
     if decision["promoted"]:
-        with atomic_path(paths.champion_dir / "model.pt") as tmp:
-            shutil.copyfile(paths.model_dir / "model.pt", tmp)
-        write_json_atomic({"cutoff": chal_meta.cuts["test_start"], "cuts": chal_meta.cuts,
-                           "promotion": decision["window"]}, paths.champion_dir / "champion.json")
+        decision["version"] = record_version(paths, paths.model_dir / "model.pt", chal_meta, decision)
     return decision
+
+
+# -- the champion's versions ----------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def history(paths: CasePaths) -> list[dict]:
+    """Every version the case's champion has had, oldest first (``data/champion/<case>/history.json``, committed
+    to git: which model served from when, on which data, with which promotion evidence)."""
+    import json
+
+    f = paths.champion_dir / "history.json"
+    return json.loads(f.read_text()) if f.is_file() else []
+
+
+def record_version(paths: CasePaths, model_path: Path, meta: WindowMeta, decision: dict | None, *,
+                   action: str = "promote") -> str:
+    """Make ``model_path`` the champion: its bytes under ``versions/<sha256[:12]>.pt`` (content-addressed), then
+    ``model.pt`` and ``champion.json`` (atomic), then one entry appended to ``history.json``. Returns the version.
+    Every write is atomic and the history is written last, so a kill at any point leaves the previous champion
+    or the new one, each with a history that names it."""
+    import datetime as dt
+
+    version = _sha256(model_path)[:12]
+    stored = paths.champion_dir / "versions" / f"{version}.pt"
+    if not stored.is_file():
+        with atomic_path(stored) as tmp:
+            shutil.copyfile(model_path, tmp)
+    with atomic_path(paths.champion_dir / "model.pt") as tmp:
+        shutil.copyfile(stored, tmp)
+    write_json_atomic({"version": version, "cutoff": meta.cuts["test_start"], "cuts": meta.cuts,
+                       "promotion": None if decision is None else decision.get("window")},
+                      paths.champion_dir / "champion.json")
+    data = paths.validated
+    entry = {"version": version, "action": action,
+             "served_from": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+             "cut_rule": meta.cut_rule, "data_through": meta.cuts["end"], "train_end": train_end(meta),
+             "data_sha256": _sha256(data) if data.is_file() else None,
+             "evidence": None if decision is None else {k: decision.get(k) for k in ("window", "reason")}
+             | {"p_value": (decision.get("test") or {}).get("p_value")}}
+    write_json_atomic([*history(paths), entry], paths.champion_dir / "history.json")
+    return version
+
+
+def rollback(paths: CasePaths, version: str) -> dict:
+    """Serve an earlier version again: its stored bytes become ``model.pt``; the history records the rollback."""
+    versions = {e["version"]: e for e in history(paths)}
+    match = [v for v in versions if v.startswith(str(version))] if version else []
+    if len(match) != 1:
+        known = ", ".join(versions) or "none"
+        raise DataError(f"{paths.case} has {'no' if not match else 'more than one'} champion version "
+                        f"{str(version)[:40]!r}; its versions: {known} (`r2n2 champion history {paths.case}`).")
+    stored = paths.champion_dir / "versions" / f"{match[0]}.pt"
+    if not stored.is_file():
+        raise DataError(f"version {match[0]} of the {paths.case} champion is in its history but its file {stored} "
+                        "is missing; restore it (e.g. `dvc pull`) before rolling back.")
+    _, ck = load_checkpoint(stored)
+    record_version(paths, stored, _meta(ck), None, action=f"rollback to {match[0]}")
+    return history(paths)[-1]

@@ -39,8 +39,14 @@ __all__ = ["deployed_model", "monitor_case", "check_frame", "check_signals", "fi
 def deployed_model(paths: CasePaths):
     """(model, checkpoint metadata, window meta, which): the champion, else the latest trained model."""
     path, which = paths.champion_dir / "model.pt", "champion"
+    info = paths.champion_dir / "champion.json"
+    if path.is_file() and info.is_file():
+        import json
+
+        which = f"champion {json.loads(info.read_text()).get('version') or ''}".strip()
     if not path.is_file():
-        path, which = paths.model_dir / "model.pt", "latest model (no champion promoted yet)"
+        path, which = paths.model_dir / "model.pt", ("latest trained model (no champion promoted in this workspace; "
+                                                      "a replay's promotions are simulated and deploy nothing)")
     model, ck = load_checkpoint(path)
     return model, ck, window_meta_of(ck), which
 

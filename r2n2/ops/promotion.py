@@ -226,17 +226,16 @@ def decide_promotion(*, actual, champion_pred, challenger_pred, kind: str, windo
         test = "paired bootstrap of the macro-F1 difference, one-sided (challenger worse by more than tolerance)"
         tol = f"a tolerance of {tolerance:g} macro-F1"
     if bench is not None and not bench["passed"]:
-        # the champion on the same rows: if it is worse than the benchmark too, keeping it is no protection, so
-        # the benchmark leg does not block a challenger that is not worse than the champion
+        # the champion on the same rows: when it is worse than the benchmark too, the gate still keeps it (the rule
+        # is pre-registered), and says so: serving the benchmark itself would be better than either model
         champ_bench = _benchmark_leg(y, arrays["champion"], arrays["benchmark"], kind=kind, alpha=alpha,
                                      tolerance=benchmark_tolerance, horizon=horizon, score=score)
         bench["champion_passed"] = bool(champ_bench["passed"])
         bench["champion_p_value"] = champ_bench["test"]["p_value"]
         if not champ_bench["passed"]:
-            bench["waived"] = True
-            bench_why += (f"; the champion is worse than {name_b} as well (p = {champ_bench['test']['p_value']:.3g}), "
-                          "so the benchmark leg does not keep it")
-    promoted = p >= alpha and (bench is None or bench["passed"] or bench.get("waived", False))
+            bench_why += (f"; the champion is worse than {name_b} as well (p = {champ_bench['test']['p_value']:.3g}): "
+                          f"{name_b} itself would serve better than either")
+    promoted = p >= alpha and (bench is None or bench["passed"])
     name_k = f"champion {champion_id!r}" if champion_id else "the champion"
     nums = f"{metric} {fmt.format(chal[metric])} vs {fmt.format(champ[metric])} on {span}"
     champ_ok = p >= alpha

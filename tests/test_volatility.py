@@ -177,7 +177,11 @@ def test_the_case_runs_every_stage_predicts_monitors_promotes_and_replays(tmp_pa
     from r2n2.cases.base import window_meta_of
 
     out = case.predict(model, window_meta_of(ck), ck, str(tmp_path / "ohlc.csv"), cfg)
+    dates_in = sorted(pd.read_csv(tmp_path / "ohlc.csv")["date"].unique())
     assert len(out) > 0 and out.select_dtypes("number").notna().all().all()
+    assert (out["target_date"] > out["origin_date"]).all() and (out["horizon_days"] == 1).all()
+    assert out["origin_date"].iloc[-1] == pd.Timestamp(dates_in[-1]) and out["target_date"].iloc[-1] == \
+        pd.Timestamp(dates_in[-1]) + pd.offsets.BDay(1)
     result = monitor_case(case, cfg, tmp_path)
     assert result["window"]["n"] == 0 or str(result["window"]["start"]) >= str(result["cutoff"])
     decision = promote_if_not_worse(case, cfg, tmp_path)

@@ -277,6 +277,7 @@ class VolatilityCase(SeriesCase):
     config_cls = VolatilityConfig
     metric = ("val_mse", False)
     naive_name = "naive (last days' log variance proxy)"
+    headline_metrics = ("mse_log", "qlike", "mse_log_raw", "qlike_raw")
     plots = (("forecast.csv", "linear", "date", ["actual", "forecast", "har"]),)
 
     def check_config(self, cfg: VolatilityConfig, prefix: str) -> None:
@@ -357,7 +358,10 @@ class VolatilityCase(SeriesCase):
 
     def predict(self, model, meta: VolatilityMeta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
         """Log variance forecasts (``forecast_logvar_<h>d``, uncalibrated: exp of it is a median-type variance
-        forecast; the report's ``level_factor`` turns it into a mean one) for every day with a full window."""
+        forecast; the report's ``level_factor`` turns it into a mean one) and the naive forecast, for every day
+        with 22 days of proxies and a full window behind it (N rows of an entity give N - 21 - lookback
+        forecasts). Each row: ``origin_date`` (the last input day), ``target_date`` (the last of the h days it
+        forecasts: the input's h-th next trading day, business days past its end) and ``horizon_days``."""
         prices = read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
                              builtin=load_builtin_stocks)
         _require_ohlc(prices, self.name)
@@ -369,10 +373,21 @@ class VolatilityCase(SeriesCase):
                 raise DataError(f"entity {str(entity)[:80]!r} has {len(part)} rows; a forecast needs at least "
                                 f"{HISTORY + meta.lookback}.")
             out = series_frame(model, meta, f, naive=self.naive_forecast)
-            frames.append(pd.DataFrame({"entity": str(entity), "date": out["date"],
+            frames.append(pd.DataFrame({"entity": str(entity), "origin_date": out["date"],
+                                        "target_date": _target_dates(pd.DatetimeIndex(f["date"]), out["date"],
+                                                                     meta.horizon),
+                                        "horizon_days": meta.horizon,
                                         f"forecast_logvar_{meta.horizon}d": out["pred"],
                                         f"naive_logvar_{meta.horizon}d": out["bench"]}))
         return pd.concat(frames, ignore_index=True)
+
+
+def _target_dates(calendar: pd.DatetimeIndex, origin, horizon: int) -> pd.DatetimeIndex:
+    """The ``horizon``-th trading day after each origin in the input's own calendar; business days past its end."""
+    pos = calendar.get_indexer(pd.DatetimeIndex(origin)) + horizon
+    last = len(calendar) - 1
+    return pd.DatetimeIndex([calendar[p] if p <= last else calendar[-1] + pd.offsets.BDay(int(p - last))
+                             for p in pos])
 
 
 # ---------------------------------------------------------------------------------------------- scoring

@@ -155,7 +155,14 @@ def _headline(case: str, params) -> str:
     for name in (list(params.cases) if case == "all" else [case]):
         path = CasePaths(name).reports / "metrics.json"
         if path.is_file():
-            out += [headline(name, json.loads(path.read_text()), get_case(name).headline_metrics),
+            try:
+                metrics = json.loads(path.read_text())
+                assert isinstance(metrics.get("model"), dict)
+            except (ValueError, AssertionError, AttributeError):
+                from r2n2.errors import DataError
+
+                raise DataError(f"{path} is not a metrics file written by `r2n2 evaluate {name}`; rerun it.") from None
+            out += [headline(name, metrics, get_case(name).headline_metrics),
                     f"full report: {CasePaths(name).reports / 'report.md'}", ""]
         else:
             out += [f"{name}: no report yet ({path} does not exist; run `r2n2 pipeline {name}`)", ""]
@@ -177,6 +184,10 @@ def _predict(args, params) -> str:
         raise DataError(f"--output {str(args.output)[:80]} must end in .parquet or .csv (the format follows the "
                         "suffix).")
     paths = CasePaths(args.case)
+    if not args.model:
+        from r2n2.ops.champion import sync_champion
+
+        sync_champion(paths)
     model_path = Path(args.model) if args.model else paths.champion_dir / "model.pt"
     if not args.model and not model_path.is_file():
         model_path = paths.model_dir / "model.pt"

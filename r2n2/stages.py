@@ -234,6 +234,10 @@ def _finetune(cfg, case: UseCase, data: CaseData, pretrained: RelationalRNN, pat
 def evaluate_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
     """Load every checkpoint and score it beside the baselines on the same test windows (never trains)."""
     data = case.load(cfg, paths.windows)
+    if data.meta.cut_rule == "rolling":
+        raise DataError(f"{paths.windows} has rolling cut dates (a deployment retrain wrote them): its newest days "
+                        "are a promotion slice, not a test split, so there is nothing to evaluate. Rebuild the research "
+                        f"windows with `dvc repro` (or `r2n2 window {case.name}` with {case.name}.window.cuts=fixed).")
     case.evaluate(cfg, data, load_models(case, cfg, paths), paths, log)
     return f"evaluated {case.name} -> {paths.reports / 'metrics.json'}\n" + (paths.reports / "report.md").read_text()
 

@@ -18,7 +18,7 @@ def test_rollback_then_predict_gives_that_versions_forecasts_byte_for_byte(proje
     values = case.example(project)
     # generous tolerances: this test is about versions, not the gate (the gate's own tests are test_promotion.py)
     values.update({"promotion.tolerance": 10.0, "promotion.benchmark_tolerance": 10.0})
-    cfg = with_values(case.config_cls(), values)
+    cfg = with_values(case.config_cls(), {**values, "data.until": "2016-09-30"})  # then three months arrive
     for stage in ("ingest", "validate", "window", "train"):
         run_stage(stage, "stocks", cfg, project)
     first = promote_if_not_worse(case, cfg, project)
@@ -32,8 +32,8 @@ def test_rollback_then_predict_gives_that_versions_forecasts_byte_for_byte(proje
         return (project / out).read_bytes()
 
     a = predict("a.csv")
-    rolling = with_values(cfg, {"window.cuts": "rolling", "train.seed": 1})
-    for stage in ("window", "train"):
+    rolling = with_values(case.config_cls(), {**values, "window.cuts": "rolling", "train.seed": 1})
+    for stage in ("ingest", "validate", "window", "train"):
         run_stage(stage, "stocks", rolling, project)
     second = promote_if_not_worse(case, rolling, project)
     assert second["promoted"] and second["version"] != first["version"]
@@ -56,3 +56,62 @@ def test_rollback_to_an_unknown_version_is_one_paragraph(project, capsys):
     assert main(["champion", "rollback", "stocks", "--to", "abc123"]) == 2
     err = capsys.readouterr().err
     assert "has no champion version 'abc123'; its versions: none" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("kill_at", ["versions", "history", "model", "after"])
+def test_a_kill_at_any_write_of_a_promotion_leaves_one_consistent_champion(tmp_path, monkeypatch, kill_at):
+    """Each write of ``record_version`` is atomic; the history is the commit point. Killed before it, the old
+    champion stays with its history; killed after it, the next reader finishes the new one."""
+    import hashlib
+
+    from r2n2.cases.series import SeriesMeta
+    from r2n2.ops import champion as ch
+
+    paths = CasePaths("stocks", tmp_path)
+    meta = SeriesMeta(case="stocks", time="date", splits={}, cuts={"start": "2015-01-02", "val_start": "2016-01-04",
+                                                                    "test_start": "2016-06-01", "end": "2016-09-30"})
+    old, new = tmp_path / "old.pt", tmp_path / "new.pt"
+    old.write_bytes(b"old model bytes")
+    new.write_bytes(b"new model bytes")
+    v_old = ch.record_version(paths, old, meta, None)
+    v_new = hashlib.sha256(new.read_bytes()).hexdigest()[:12]
+
+    class Killed(BaseException):
+        pass
+
+    real_copy, real_json = ch.shutil.copyfile, ch.write_json_atomic
+
+    def copy(src, dst, *a, **k):
+        if (kill_at == "versions" and "versions" in str(dst)) or (kill_at == "model" and ".model.pt" in str(dst)):
+            raise Killed
+        return real_copy(src, dst, *a, **k)
+
+    def write(obj, path, *a, **k):
+        if kill_at == "history" and str(path).endswith("history.json"):
+            raise Killed
+        out = real_json(obj, path, *a, **k)
+        if kill_at == "after" and str(path).endswith("history.json"):
+            raise Killed
+        return out
+
+    monkeypatch.setattr(ch.shutil, "copyfile", copy)
+    monkeypatch.setattr(ch, "write_json_atomic", write)
+    with pytest.raises(Killed):
+        ch.record_version(paths, new, meta, None)
+    monkeypatch.undo()
+    served = ch.sync_champion(paths)  # what the next retrain, monitor, predict or rollback does first
+    expected = v_old if kill_at in ("versions", "history") else v_new
+    assert served == expected == ch.history(paths)[-1]["version"]
+    assert (paths.champion_dir / "model.pt").read_bytes() == (old if expected == v_old else new).read_bytes()
+    assert json.loads((paths.champion_dir / "champion.json").read_text())["version"] == expected
+    assert not [p for p in paths.champion_dir.rglob("*") if p.name.startswith(".")]  # no half-written file left
+
+
+def test_a_corrupt_history_is_one_paragraph_and_changes_nothing(project, capsys):
+    d = project / "data/champion/stocks"
+    d.mkdir(parents=True)
+    (d / "history.json").write_text("{not json")
+    assert main(["champion", "history", "stocks"]) == 2
+    err = capsys.readouterr().err
+    assert "is not a champion history written by r2n2" in err and "Traceback" not in err
+    assert (d / "history.json").read_text() == "{not json"

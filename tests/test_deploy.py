@@ -48,3 +48,17 @@ def test_rolling_retrain_on_a_growing_folder_decides_on_unseen_days(prefect_serv
     assert "benchmark" in d and d["benchmark"]["id"] == "random walk"
     windows = json.loads((project / "data/windows/stocks/meta.json").read_text())
     assert windows["cut_rule"] == "rolling" and windows["cuts"]["end"] <= newest
+
+
+def test_evaluate_refuses_windows_with_rolling_cuts(project, capsys):
+    from flows.cli import main
+
+    write_tiny_project(project)
+    sets = ["--set", "stocks.window.cuts=rolling", "--set", "stocks.window.val_days=100",
+            "--set", "stocks.window.holdout_days=40"]
+    for stage in ("ingest", "validate", "window"):
+        assert main([stage, "stocks", *sets]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["evaluate", "stocks", *sets]) == 2
+    err = capsys.readouterr().err
+    assert "has rolling cut dates (a deployment retrain wrote them)" in err and "Traceback" not in err

@@ -162,7 +162,7 @@ class SeriesData(CaseData):
 def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame, naive=None) -> pd.DataFrame:
     """The series kind's one scorer. One entity's rows of a windows table (unscaled features, target) -> per
     date: features, the model's forecast (scaled with the model's own scalers), the actual target, the naive
-    benchmark's forecast (``naive(rows) -> array``, e.g. ``SeriesCase.naive_forecast``; default 0: the random
+    benchmark's forecast (``naive(rows, meta) -> array``, e.g. ``SeriesCase.naive_forecast``; default 0: the random
     walk of a return) and both squared errors."""
     rows = rows.sort_values("date").reset_index(drop=True)
     L = mmeta.lookback
@@ -174,7 +174,7 @@ def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame, naive=None) -> pd
     pred = predict_batches(model, StockBatches(w, 1024)).reshape(-1) * ts["scale"] + ts["mean"]
     out = rows.iloc[ends][["date", *mmeta.features, "target"]].reset_index(drop=True)
     out["pred"] = pred
-    out["bench"] = np.zeros(len(out)) if naive is None else np.asarray(naive(rows), dtype=float)[ends]
+    out["bench"] = np.zeros(len(out)) if naive is None else np.asarray(naive(rows, mmeta), dtype=float)[ends]
     out["loss"] = (out["pred"] - out["target"]) ** 2
     out["bench_loss"] = (out["bench"] - out["target"]) ** 2
     return out
@@ -187,9 +187,9 @@ class SeriesCase(PriceCase):
     headline_metrics = ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")
     naive_name: ClassVar[str] = "random walk"  # the benchmark of monitor, gate and replay
 
-    def naive_forecast(self, rows: pd.DataFrame) -> np.ndarray:
-        """The naive benchmark's forecast of each row's target, from what is known at its date (the random walk
-        of a return: 0). A case whose target is no return overrides it (e.g. yesterday's value)."""
+    def naive_forecast(self, rows: pd.DataFrame, meta: SeriesMeta) -> np.ndarray:
+        """The naive benchmark's forecast of each row's target (``meta``: the windows' metadata), from what is
+        known at its date (the random walk of a return: 0). A case whose target is no return overrides it."""
         return np.zeros(len(rows))
 
     def load(self, cfg, windows_dir) -> SeriesData:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
@@ -91,6 +92,16 @@ class StocksCase(SeriesCase):
                           and w.finetune_entity != pretrain else None)
         meta.save(out_dir / "meta.json")
         return meta
+
+    def naive_forecast(self, rows: pd.DataFrame, meta: SeriesMeta) -> np.ndarray:
+        """The random walk of each target, as the evaluation scores it: no change of a return (0); today's log
+        close for a log close; for volatility the realised volatility of the last ``horizon`` days."""
+        if meta.target == "close":
+            return rows["base_log_close"].to_numpy(float)
+        if meta.target == "volatility":
+            r = rows["ret_close"].to_numpy(float)
+            return np.sqrt(pd.Series(r ** 2).rolling(meta.horizon, min_periods=1).mean().to_numpy())
+        return np.zeros(len(rows))
 
     def neural_baselines(self, cfg: StocksConfig) -> dict[str, ModelConfig]:
         # the ablation toggles the relational module and nothing else (cell, size, pooling, budget unchanged)

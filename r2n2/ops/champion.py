@@ -20,9 +20,15 @@ from ..io import atomic_path, write_json_atomic
 from ..paths import CasePaths
 from .promotion import decide_promotion
 
-__all__ = ["fresh_window", "promote_if_not_worse", "train_end", "history", "record_version", "rollback"]
+__all__ = ["fresh_window", "promote_if_not_worse", "train_end", "history", "record_version", "rollback", "sync_champion"]
 
 _meta = window_meta_of
+
+
+def _iso(t: pd.Timestamp) -> str:
+    """A calendar day as its date; a time of day (texts) in full, so a window never floors into a day's earlier
+    texts."""
+    return str(t.date()) if t == t.normalize() else t.isoformat()
 
 
 def fresh_window(challenger: WindowMeta, champion: WindowMeta | None) -> dict | None:
@@ -40,20 +46,22 @@ def fresh_window(challenger: WindowMeta, champion: WindowMeta | None) -> dict | 
         end = conv(challenger.cuts["end"])  # inclusive
         if start > end:
             return None
-        return {"start": str(start.date()), "end": str(end.date())} if challenger.time == "date" else \
+        return {"start": _iso(start), "end": _iso(end)} if challenger.time == "date" else \
             {"start": int(start), "end": int(end)}
     end = conv(challenger.cuts["test_start"])  # exclusive
     if start >= end:
         return None
     if challenger.time == "date":
-        return {"start": str(start.date()), "end": str((end - pd.Timedelta(days=1)).date())}
+        last = end - (pd.Timedelta(days=1) if end == end.normalize() else pd.Timedelta(microseconds=1))
+        return {"start": _iso(start), "end": _iso(last)}
     return {"start": int(start), "end": int(end) - 1}
 
 
 def train_end(meta: WindowMeta):
     """The last time a model trained or early-stopped on (the day before its ``test_start``)."""
     if meta.time == "date":
-        return str((pd.Timestamp(meta.cuts["test_start"]) - pd.Timedelta(days=1)).date())
+        t = pd.Timestamp(meta.cuts["test_start"])
+        return _iso(t - (pd.Timedelta(days=1) if t == t.normalize() else pd.Timedelta(microseconds=1)))
     return int(meta.cuts["test_start"]) - 1
 
 
@@ -63,6 +71,7 @@ def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".") -> dict:
     case_name = case.name
     p = cfg.promotion
     paths = CasePaths(case_name, Path(root))
+    sync_champion(paths)  # finish a promotion a kill interrupted
     chal, chal_ck = load_checkpoint(paths.model_dir / "model.pt")
     chal_meta = _meta(chal_ck)
     champ_path = paths.champion_dir / "model.pt"
@@ -70,7 +79,16 @@ def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".") -> dict:
     champ_meta = _meta(champ_ck) if champ_ck else None
     window = fresh_window(chal_meta, champ_meta)
     data = case.load(cfg, paths.windows)
-    if champ is not None and window is None:
+    same = champ is not None and _sha256(paths.model_dir / "model.pt") == _sha256(champ_path)
+    if champ is not None and chal_meta.cut_rule == "rolling" and (same or chal_meta.cuts["end"] <= champ_meta.cuts["end"]):
+        decision = {"window": None, "champion": {"cutoff": champ_meta.cuts["test_start"]},
+                    "challenger": {"cutoff": chal_meta.cuts["test_start"]}, "test": {"name": None, "p_value": None},
+                    "promoted": False,
+                    "reason": (f"no new rows since the champion's data (through {champ_meta.cuts['end']}): the "
+                               "challenger " + ("is the champion itself" if same else
+                                                f"saw data only through {chal_meta.cuts['end']}") +
+                               "; kept the champion.")}
+    elif champ is not None and window is None:
         decision = {"window": None, "champion": {"cutoff": champ_meta.cuts["test_start"]},
                     "challenger": {"cutoff": chal_meta.cuts["test_start"]}, "test": {"name": None, "p_value": None},
                     "promoted": False,
@@ -104,9 +122,9 @@ def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".") -> dict:
             decision[who]["train_end"] = train_end(meta)  # the last day it trained or early-stopped on
     if chal_meta.cut_rule != "rolling":
         decision["test_split_start"] = chal_meta.cuts["test_start"]  # the window always ends before it
-    write_json_atomic(decision, paths.reports / "promotion.json")
-    if decision["promoted"]:
+    if decision["promoted"]:  # the champion's history first: promotion.json then names the version it promoted
         decision["version"] = record_version(paths, paths.model_dir / "model.pt", chal_meta, decision)
+    write_json_atomic(decision, paths.reports / "promotion.json")
     return decision
 
 
@@ -127,35 +145,65 @@ def history(paths: CasePaths) -> list[dict]:
     import json
 
     f = paths.champion_dir / "history.json"
-    return json.loads(f.read_text()) if f.is_file() else []
+    if not f.is_file():
+        return []
+    try:
+        rows = json.loads(f.read_text())
+        assert isinstance(rows, list) and all(isinstance(r, dict) and "version" in r for r in rows)
+    except (ValueError, AssertionError):
+        raise DataError(f"{f} is not a champion history written by r2n2 (a JSON list of versions); restore it from "
+                        "git (`git checkout -- " + str(f) + "`) before promoting or rolling back.") from None
+    return rows
+
+
+def sync_champion(paths: CasePaths) -> str | None:
+    """Make ``model.pt`` and ``champion.json`` the version the history names last (the history is the commit
+    point of a promotion or rollback: a kill after it and before the copies is finished here). Returns it."""
+    rows = history(paths)
+    if not rows:
+        return None
+    entry = rows[-1]
+    version, model = entry["version"], paths.champion_dir / "model.pt"
+    stored = paths.champion_dir / "versions" / f"{version}.pt"
+    if not (model.is_file() and _sha256(model)[:12] == version):
+        if not stored.is_file():
+            raise DataError(f"the {paths.case} champion's history names version {version}, but {stored} is missing; "
+                            "restore it (e.g. `dvc pull`) or roll back to another version.")
+        with atomic_path(model) as tmp:
+            shutil.copyfile(stored, tmp)
+    info = {"version": version, "cutoff": (entry.get("cuts") or {}).get("test_start"), "cuts": entry.get("cuts"),
+            "promotion": (entry.get("evidence") or {}).get("window")}
+    target = paths.champion_dir / "champion.json"
+    import json
+
+    if not target.is_file() or json.loads(target.read_text() or "{}").get("version") != version:
+        write_json_atomic(info, target)
+    return version
 
 
 def record_version(paths: CasePaths, model_path: Path, meta: WindowMeta, decision: dict | None, *,
-                   action: str = "promote") -> str:
+                   action: str = "promote", data_sha256: str | None = None) -> str:
     """Make ``model_path`` the champion: its bytes under ``versions/<sha256[:12]>.pt`` (content-addressed), then
-    ``model.pt`` and ``champion.json`` (atomic), then one entry appended to ``history.json``. Returns the version.
-    Every write is atomic and the history is written last, so a kill at any point leaves the previous champion
-    or the new one, each with a history that names it."""
+    one entry appended to ``history.json`` (the commit point), then ``model.pt`` and ``champion.json`` from it
+    (``sync_champion``). Every write is atomic, so a kill at any point leaves the previous champion with its
+    history, or the new entry, which the next reader (retrain, monitor, predict, rollback) completes."""
     import datetime as dt
 
+    rows = history(paths)  # a corrupt history fails here, before anything changes
     version = _sha256(model_path)[:12]
     stored = paths.champion_dir / "versions" / f"{version}.pt"
     if not stored.is_file():
         with atomic_path(stored) as tmp:
             shutil.copyfile(model_path, tmp)
-    with atomic_path(paths.champion_dir / "model.pt") as tmp:
-        shutil.copyfile(stored, tmp)
-    write_json_atomic({"version": version, "cutoff": meta.cuts["test_start"], "cuts": meta.cuts,
-                       "promotion": None if decision is None else decision.get("window")},
-                      paths.champion_dir / "champion.json")
     data = paths.validated
     entry = {"version": version, "action": action,
              "served_from": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
              "cut_rule": meta.cut_rule, "data_through": meta.cuts["end"], "train_end": train_end(meta),
-             "data_sha256": _sha256(data) if data.is_file() else None,
+             "cuts": meta.cuts, "data_sha256": data_sha256 or (_sha256(data) if data.is_file() else None),
              "evidence": None if decision is None else {k: decision.get(k) for k in ("window", "reason")}
              | {"p_value": (decision.get("test") or {}).get("p_value")}}
-    write_json_atomic([*history(paths), entry], paths.champion_dir / "history.json")
+    write_json_atomic([*rows, entry], paths.champion_dir / "history.json")
+    sync_champion(paths)
     return version
 
 
@@ -172,5 +220,6 @@ def rollback(paths: CasePaths, version: str) -> dict:
         raise DataError(f"version {match[0]} of the {paths.case} champion is in its history but its file {stored} "
                         "is missing; restore it (e.g. `dvc pull`) before rolling back.")
     _, ck = load_checkpoint(stored)
-    record_version(paths, stored, _meta(ck), None, action=f"rollback to {match[0]}")
+    record_version(paths, stored, _meta(ck), None, action=f"rollback to {match[0]}",
+                   data_sha256=versions[match[0]].get("data_sha256"))  # the data that version saw
     return history(paths)[-1]

@@ -38,12 +38,12 @@ __all__ = ["deployed_model", "monitor_case", "check_frame", "check_signals", "fi
 
 def deployed_model(paths: CasePaths):
     """(model, checkpoint metadata, window meta, which): the champion, else the latest trained model."""
-    path, which = paths.champion_dir / "model.pt", "champion"
-    info = paths.champion_dir / "champion.json"
-    if path.is_file() and info.is_file():
-        import json
+    from .champion import sync_champion
 
-        which = f"champion {json.loads(info.read_text()).get('version') or ''}".strip()
+    path, which = paths.champion_dir / "model.pt", "champion"
+    version = sync_champion(paths)  # finishes a promotion a kill interrupted; a corrupt history is one paragraph
+    if version:
+        which = f"champion {version}"
     if not path.is_file():
         path, which = paths.model_dir / "model.pt", ("latest trained model (no champion promoted in this workspace; "
                                                       "a replay's promotions are simulated and deploy nothing)")

@@ -113,7 +113,8 @@ class SeriesReplay(ReplaySchedule):
         self.case.build_windows(self._cfg_at(None), self.source, self.work.data / "replay-table", _quiet)
         full = self.case.load(self._cfg_at(None), self.work.data / "replay-table").table
         self.table = full[full["entity"] == entity].sort_values("date").reset_index(drop=True)
-        self.bench = pd.Series(self.case.naive_forecast(self.table), index=self.table["date"])  # the naive line
+        meta = self.case.load(self._cfg_at(None), self.work.data / "replay-table").meta
+        self.bench = pd.Series(self.case.naive_forecast(self.table, meta), index=self.table["date"])  # the naive line
         self.entity = entity
         dates = self.table["date"]
         self.calendar = list(dates[(dates >= pd.Timestamp(self.start)) & (dates <= pd.Timestamp(self.end))])
@@ -125,8 +126,8 @@ class SeriesReplay(ReplaySchedule):
         self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
         self.retrains: list[dict] = []
         self.armed: dict[str, bool] = {}    # drift signal -> may alarm (re-armed by a calm check)
-        self.cusum_start = 0                # timeline row where the chart (re)started
-        self.last_check = 0
+        self.cusum_pos = 0                  # timeline rows the charts have consumed
+        self.cusum_stat: dict[str, float] = {}  # each chart's statistic (empty: restarted)
         first = self.calendar[0]
         before = dates[dates < first]
         if before.empty:
@@ -236,45 +237,46 @@ class SeriesReplay(ReplaySchedule):
                            lambda pred, bench, y: (bench - y) ** 2)}
 
     def _fit_cusum(self, frame: pd.DataFrame, meta) -> dict:
-        """Each chart calibrated on the champion's out-of-sample rows (validation and holdout)."""
-        ref = frame[frame["date"] >= pd.Timestamp(meta.cuts["val_start"])]
+        """Each chart calibrated on the champion's validation rows (out of sample for its weights, before its
+        holdout and before every day it is then charted on)."""
+        ref = frame[(frame["date"] >= pd.Timestamp(meta.cuts["val_start"])) &
+                    (frame["date"] < pd.Timestamp(meta.cuts["test_start"]))]
         out = {}
         for name, (_, stream) in self.CHARTS.items():
             try:
                 out[name] = fit_cusum(stream(ref["pred"].to_numpy(), ref["bench"].to_numpy(), ref["target"].to_numpy()),
-                                      arl0=self.cusum_arl,
-                                      n_boot=200, seed=self.cfg.train.seed)
+                                      arl0=self.cusum_arl, n_boot=200, seed=self.cfg.train.seed)
             except DataError as exc:  # too short a reference: no chart, said in every check
                 out[name] = str(exc)
         return out
 
     def _check_cusum(self, c: Deployed) -> dict:
-        """Run each chart (the current champion's calibration) over the days since the last restart, with the
-        forecast of whichever model was deployed each day; alarm on a crossing since the previous check, then
-        restart the charts (the alarm is investigated: a retrain)."""
-        rows = self.rows[self.cusum_start:]
-        pred = np.array([r["prediction"] for r in rows], dtype=float)
-        bench = np.array([r["random_walk"] for r in rows], dtype=float)
-        y = np.array([r["actual"] for r in rows], dtype=float)
-        ok = np.isfinite(pred) & np.isfinite(bench) & np.isfinite(y)
-        since = max(0, self.last_check - self.cusum_start)
+        """Advance each chart over the days realised since the previous check, each day's increment standardised
+        by the chart of the champion deployed that day (a promotion changes the scale of new increments, never
+        the statistic already accumulated); alarm when it crosses its threshold, then restart (the alarm is
+        investigated: a retrain). A day's row counts once its target is realised (``horizon`` days later)."""
+        realised = max(0, len(self.rows) - (self.cfg.window.horizon - 1))
+        new = self.rows[self.cusum_pos:realised]
+        self.cusum_pos = max(self.cusum_pos, realised)
         charts, reasons = {}, []
         for name, (what, stream) in self.CHARTS.items():
             chart = c.cusum[name]
             if isinstance(chart, str):
                 charts[name] = {"alarm": False, "statistic": None, "h": None, "note": chart}
                 continue
-            d = stream(pred, bench, y)[ok]
-            res = chart.run(d) if len(d) else None
-            crossed = res is not None and bool(np.any(res.statistic[min(since, len(d)):] > chart.h))
-            charts[name] = {"alarm": crossed, "statistic": None if res is None else float(res.last), "h": float(chart.h)}
+            d = np.array([stream(r["prediction"], r["random_walk"], r["actual"]) for r in new], dtype=float)
+            z = chart.standardise(d[np.isfinite(d)]) if len(d) else np.zeros(0)
+            stat, crossed = self.cusum_stat.get(name, 0.0), False
+            for step in z:  # Page's recursion, continued from the statistic so far
+                stat = max(0.0, stat + float(step) - chart.k)
+                crossed = crossed or stat > chart.h
+            self.cusum_stat[name] = stat
+            charts[name] = {"alarm": crossed, "statistic": stat, "h": float(chart.h)}
             if crossed:
-                peak = float(res.statistic[min(since, len(d)):].max())
-                reasons.append(f"CUSUM of the {what} {peak:.2f} crossed {chart.h:.2f} (in-control ARL "
-                               f"{chart.arl0:.0f} days)")
-        self.last_check = len(self.rows)
+                reasons.append(f"CUSUM of the {what} crossed {chart.h:.2f} (now {stat:.2f}; in-control ARL "
+                               f"{chart.arl0:.0f} days, calibrated on the champion's validation days)")
         if reasons:
-            self.cusum_start = len(self.rows)
+            self.cusum_stat = {}  # restart every chart
         d = charts["differential"]
         return {"alarm": bool(reasons), "reason": "; ".join(reasons) or None, "statistic": d["statistic"],
                 "h": d["h"], "charts": charts}

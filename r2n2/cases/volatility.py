@@ -291,7 +291,7 @@ class VolatilityCase(SeriesCase):
             raise ConfigError(f"{prefix}.evaluate.refit_every and bootstrap must be >= 1.")
         check_range(prefix, "evaluate.mcs_size", cfg.evaluate.mcs_size, 0, 1, lo_open=True)
 
-    def naive_forecast(self, rows: pd.DataFrame) -> np.ndarray:
+    def naive_forecast(self, rows: pd.DataFrame, meta=None) -> np.ndarray:
         """The log of the mean proxy of the last h days (h = 1: yesterday's log variance proxy), known at t."""
         return rows["naive"].to_numpy(float)
 

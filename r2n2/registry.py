@@ -14,6 +14,7 @@ from .cases.base import UseCase
 from .cases.panel import PanelCase
 from .cases.sentiment import SentimentCase
 from .cases.stocks import StocksCase
+from .cases.volatility import VolatilityCase
 from .config import Params
 from .config import load_params as _load_params
 from .config import parse_params as _parse_params
@@ -21,7 +22,7 @@ from .errors import ConfigError
 
 __all__ = ["REGISTRY", "get_case", "load_params", "parse_params", "run_stage"]
 
-REGISTRY: dict[str, UseCase] = {c.name: c for c in (StocksCase(), SentimentCase(), PanelCase())}
+REGISTRY: dict[str, UseCase] = {c.name: c for c in (StocksCase(), SentimentCase(), PanelCase(), VolatilityCase())}
 
 
 def get_case(name: str) -> UseCase:

@@ -107,6 +107,15 @@ def write_tiny_project(folder: Path) -> None:
     for case, sections in TINY_PARAMS.items():  # the full params.yaml (DVC needs every key) + tiny settings
         for section, values in sections.items():
             params[case][section].update(values)
+    from r2n2.registry import REGISTRY
+
+    for name, case in REGISTRY.items():  # any other case: its kind's synthetic example and tiny settings
+        if name in TINY_PARAMS or name not in params:
+            continue
+        for key, value in case.example(folder).items():
+            section, field = key.split(".")
+            value = Path(value).name if key == "data.source" else value  # relative, like the others
+            params[name][section][field] = value
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
 
 

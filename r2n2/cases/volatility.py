@@ -1,0 +1,593 @@
+"""Use case ``volatility``: the next-day (``window.horizon: 1``) or h-day log realised variance of the S&P 500
+from daily OHLC (the built-in ``arch`` data of ``stocks``, or a user's file with open/high/low/close), with
+transfer to NASDAQ. A thin series case: monitor, promotion gate and replay are the series kind's, judged against
+this case's naive forecast (``naive_forecast``).
+
+**Range estimator: Garman–Klass with the overnight term** (Garman & Klass 1980, eq. for σ̂²₅ plus the squared
+opening gap; the one-day form of Yang & Zhang 2000's decomposition), one value per day::
+
+    v_t = ln(O_t / C_{t-1})^2 + 0.5 ln(H_t / L_t)^2 - (2 ln 2 - 1) ln(C_t / O_t)^2
+
+Why not Yang–Zhang: YZ is a *multi-day* estimator. Its overnight and open-to-close parts are sample variances
+over a window of n days, weighted by a k chosen for n; it has no one-day form. A window estimate as the target of
+a next-day forecast would share n - 1 days with the proxy known on the forecast's date (the target overlaps the
+features) and smooth away the day-to-day variation the forecast is about. GK plus the squared gap uses the same
+two parts (the overnight jump and the intraday range) for one day. YZ's other advantage, independence from the
+drift, matters for trending prices over long windows; the daily drift of an index (about 3e-4) is tiny against its
+range (about 1e-2). The GK intraday part is at least 0.114 ln(H/L)^2 >= 0 (because |ln C/O| <= ln H/L), so the
+proxy is never negative. It is 0 only when H = L and the open did not gap, so the log is floored at
+``window.floor``. Data note: in the built-in S&P 500 the open equals the previous close on about 97 % of days
+1999-2005 (from 2006 on almost never), so there the gap term is 0 and the range starts at the previous close. With
+the gap term the proxy estimates the close-to-close variance in both eras; an intraday-only estimator (Parkinson,
+Rogers–Satchell) would change meaning in 2006.
+
+Target: ``y_t = ln(mean(v_{t+1..t+h}))``. Features at t (known at t's close): ``ln v_t`` and the logs of the 5-
+and 22-day means of v (the HAR aggregates), the close-to-close and overnight log returns. **Naive**: the log of
+the mean proxy of the last h days, ``ln(mean(v_{t-h+1..t}))`` (h = 1: yesterday's log proxy, the random walk of
+the log variance), used by monitor, gate and replay.
+
+Baselines on the same days, refitted every ``evaluate.refit_every`` trading days on an expanding window that
+ends the day before the block's first forecast date: never fitted on a day at or after a forecast's date, and
+filtered through each forecast's date only. They are HAR on the log proxy (``arch`` HARX, lags 1, 5, 22; mean of
+its 1..h-step forecasts), GARCH(1,1) and GJR-GARCH(1,1,1) with Student-t errors on percent close-to-close
+returns (mean of the 1..h-step variance forecasts), and EWMA RiskMetrics λ = 0.94 (zero mean, flat forecast).
+
+**Log vs level, the same rule for every forecaster** (neural or not): take each forecaster's raw forecast on the
+log scale, g (the log of the variance for GARCH/GJR/EWMA). The log forecast is ``g + a`` with
+``a = mean(y - g)`` and the variance forecast is ``b exp(g)`` with ``b = mean(exp(y - g))`` (QLIKE's in-sample
+optimal scale), both fitted on the validation period's out-of-sample forecasts, never on test. This matters
+because the log of a mean variance forecast overstates E[ln v] (Jensen: about s^2 / 2 for a log-normal proxy), the
+exponential of a log forecast understates E[v], and GARCH models the variance of close-to-close returns while
+the range proxy is a different, downward-biased measure of it. Uncalibrated scores (a = 0, b = 1) are reported
+beside them (``*_raw``).
+
+Scores: MSE of the log variance and QLIKE on the level, ``L = v / f - ln(v / f) - 1`` (Patton 2011). QLIKE is
+robust to the noise of the proxy: it ranks forecasts as the true variance would. MSE on logs is not, so with a
+noisy range proxy its ranking can differ. Diebold–Mariano on each loss, and the model confidence set
+(``arch.bootstrap.MCS``) over every forecaster.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
+from ..data.sources import DataConfig, load_builtin_stocks, read_prices
+from ..data.validate import PriceChecks
+from ..data.window import fit_scalers, split_summary, window_splits
+from ..errors import ConfigError, DataError
+from ..evaluate.plots import plot_forecast, plot_learning_curves, write_csv
+from ..evaluate.report import fmt, history, seed_section
+from ..evaluate.stats import diebold_mariano, hac_mean, seed_difference, seed_summary, verdict
+from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
+from ..models.config import ModelConfig
+from .base import Log, check_range, window_meta_of
+from .series import SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window, series_frame
+
+__all__ = ["VolatilityCase", "VolatilityConfig", "garman_klass", "volatility_features", "econometric_forecasts",
+           "qlike", "dm_loss", "calibrate"]
+
+FEATURES = ["logvar_1d", "logvar_5d", "logvar_22d", "ret_close", "ret_overnight"]
+HISTORY = 22                 # days of proxies behind the first usable row (the 22-day HAR aggregate)
+GK_C = 2 * math.log(2) - 1   # 0.386: Garman–Klass's weight of the squared open-to-close return
+OHLC = ("open", "high", "low", "close")
+
+
+@dataclass
+class VolatilityWindowConfig(SeriesWindowConfig):
+    lookback: int = 22                   # trading days per window (a month: the longest HAR aggregate)
+    horizon: int = 1                     # target: log mean variance proxy over the next `horizon` days (1 or 5)
+    floor: float = 1e-8                  # daily variance floor before the log (1 bp daily volatility squared)
+    pretrain_entity: str = "sp500"       # the main model's series (default: the first entity)
+    finetune_entity: str | None = "nasdaq"  # transfer target (null: no fine-tuning)
+
+
+@dataclass
+class VolatilityEvaluateConfig:
+    seeds: int = 1                       # models and neural baselines trained with train.seed + 0..seeds-1
+    plots: bool = True
+    refit_every: int = 21                # trading days between refits of HAR / GARCH / GJR (expanding window)
+    mcs_size: float = 0.1                # model confidence set: holds the best forecaster with prob. 1 - size
+    bootstrap: int = 2000                # MCS bootstrap resamples (stationary bootstrap)
+    seed: int = 0                        # MCS bootstrap seed
+
+
+@dataclass
+class VolatilityConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    validate: PriceChecks = field(default_factory=PriceChecks)
+    window: VolatilityWindowConfig = field(default_factory=VolatilityWindowConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(cell="rnn", num_layers=2))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: VolatilityEvaluateConfig = field(default_factory=VolatilityEvaluateConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
+
+
+@dataclass
+class VolatilityMeta(SeriesMeta):
+    estimator: str = "garman_klass_overnight"
+    floor: float = 1e-8
+
+    kind = "volatility"
+
+
+# ---------------------------------------------------------------------------------------------- features
+def garman_klass(open_, high, low, close, prev_close) -> np.ndarray:
+    """Daily variance proxy: squared overnight log return + Garman–Klass on the day's range (module docstring)."""
+    o, h, lo, c, p = (np.asarray(x, dtype=float) for x in (open_, high, low, close, prev_close))
+    return np.log(o / p) ** 2 + 0.5 * np.log(h / lo) ** 2 - GK_C * np.log(c / o) ** 2
+
+
+def volatility_features(df: pd.DataFrame, *, horizon: int, floor: float) -> pd.DataFrame:
+    """One entity's OHLC prices (sorted by date) -> per day: the proxy ``v``, the features, the target
+    ``ln mean(v_{t+1..t+h})``, the naive forecast ``ln mean(v_{t-h+1..t})`` and the target's date. The first
+    ``HISTORY`` rows lack a 22-day aggregate and the last ``horizon`` a target (NaN; the caller drops them)."""
+    close = df["close"].to_numpy(float)
+    prev = np.concatenate([[np.nan], close[:-1]])
+    v = pd.Series(np.maximum(garman_klass(df["open"], df["high"], df["low"], close, prev), floor))
+    dates = pd.Series(df["date"].to_numpy())
+    out = pd.DataFrame({"date": dates, "proxy": v.to_numpy()})
+    out["logvar_1d"] = np.log(v.to_numpy())
+    out["logvar_5d"] = np.log(v.rolling(5).mean().to_numpy())
+    out["logvar_22d"] = np.log(v.rolling(HISTORY).mean().to_numpy())
+    out["ret_close"] = np.log(close / prev)
+    out["ret_overnight"] = np.log(df["open"].to_numpy(float) / prev)
+    out["target"] = np.log(v.rolling(horizon).mean().shift(-horizon).to_numpy())  # mean of t+1 .. t+h
+    out["naive"] = np.log(v.rolling(horizon).mean().to_numpy())                    # mean of t-h+1 .. t
+    out["target_date"] = dates.shift(-horizon).to_numpy()
+    return out
+
+
+def _require_ohlc(df: pd.DataFrame, name: str) -> None:
+    missing = [c for c in OHLC if c not in df]
+    if missing:
+        raise DataError(f"the {name} case needs daily open, high, low and close; the data lacks "
+                        f"{', '.join(missing)}. Map them with {name}.data.columns, e.g. {{open: Open, high: High}}.")
+
+
+def volatility_table(df: pd.DataFrame, *, lookback: int, horizon: int, floor: float, cuts: dict) -> pd.DataFrame:
+    """Long OHLC prices -> one row per entity and day with features, target and the split of the window ending
+    there (the same calendar rule as ``r2n2.data.window.series_table``)."""
+    frames = []
+    for entity, part in df.groupby("entity", sort=False):
+        f = volatility_features(part.sort_values("date").reset_index(drop=True), horizon=horizon, floor=floor)
+        f = f.iloc[HISTORY:len(f) - horizon].reset_index(drop=True)
+        if len(f) < lookback:
+            continue
+        bad = f[FEATURES + ["target"]].isna().any(axis=1) | ~np.isfinite(f[FEATURES + ["target"]]).all(axis=1)
+        if bad.any():
+            raise DataError(f"entity {str(entity)[:80]!r}: non-finite volatility features at "
+                            f"{pd.Timestamp(f.loc[bad, 'date'].iloc[0]).date()} (a zero or missing price?).")
+        dt = f["date"].to_numpy().dtype
+        first = pd.Series(f["date"].to_numpy()).shift(lookback - 1).to_numpy()
+        cv = {k: np.datetime64(pd.Timestamp(v), "us").astype(dt) for k, v in cuts.items()}
+        split = window_splits(first, f["target_date"].to_numpy(), cv)
+        split[:lookback - 1] = ""
+        f["split"] = split
+        f.insert(0, "entity", str(entity))
+        frames.append(f)
+    if not frames:
+        raise DataError(f"no entity has enough rows for one window ({HISTORY} days of history + lookback).")
+    return pd.concat(frames, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+def econometric_forecasts(rows: pd.DataFrame, first: int, last: int, *, horizon: int, refit_every: int,
+                          lam: float = 0.94) -> pd.DataFrame:
+    """Raw log forecasts of HAR, GARCH(1,1)-t, GJR-GARCH(1,1,1)-t and EWMA made at the close of each row
+    ``first..last`` (positions in one entity's rows, sorted by date) for the target's h days. Refits every
+    ``refit_every`` rows on the expanding window of rows before the block's first row (so never on a day at or
+    after a forecast's date); within a block the fitted parameters filter through each forecast's own day only
+    (the model holds no row after the block's last). Returns one row per forecast with ``fit_through``, the last
+    day any fit saw."""
+    from arch import arch_model
+    from arch.univariate import HARX
+
+    r = rows["ret_close"].to_numpy(float) * 100  # percent returns: better conditioned optimisation
+    lv = rows["logvar_1d"].to_numpy(float)
+    dates = rows["date"].to_numpy()
+    ew = np.empty(len(r))  # RiskMetrics: sigma^2_{t+1} = lam sigma^2_t + (1 - lam) r_t^2, known at t's close
+    ew_prev = float(np.mean(r[:HISTORY] ** 2))
+    for t, x in enumerate(r):
+        ew_prev = lam * ew_prev + (1 - lam) * x * x
+        ew[t] = ew_prev
+    out = {k: np.full(last - first + 1, np.nan) for k in ("har", "garch_t", "gjr_garch_t")}
+    fit_through = np.empty(last - first + 1, dtype=dates.dtype)
+    start = {}
+    for s in range(first, last + 1, refit_every):
+        e = min(s + refit_every - 1, last)
+        sl = slice(s - first, e - first + 1)
+        fit_through[sl] = dates[s - 1]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # arch's convergence / scaling notes on short or calm samples
+            har = HARX(lv[:e + 1], lags=[1, 5, HISTORY]).fit(last_obs=s, disp="off")
+            out["har"][sl] = har.forecast(horizon=horizon, start=s, reindex=False).mean.to_numpy().mean(axis=1)
+            for name, o in (("garch_t", 0), ("gjr_garch_t", 1)):
+                am = arch_model(r[:e + 1], mean="Constant", vol="GARCH", p=1, o=o, q=1, dist="t")
+                res = am.fit(last_obs=s, disp="off", starting_values=start.get(name))
+                start[name] = res.params.to_numpy()
+                var = res.forecast(horizon=horizon, start=s, reindex=False).variance.to_numpy().mean(axis=1)
+                out[name][sl] = np.log(var / 1e4)
+    frame = pd.DataFrame({"date": dates[first:last + 1], **out, "ewma": np.log(ew[first:last + 1] / 1e4),
+                          "fit_through": fit_through})
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def qlike(var, forecast) -> np.ndarray:
+    """QLIKE (Patton 2011) of variance forecasts ``forecast`` for the proxy ``var`` (both on the level):
+    ``var / f - ln(var / f) - 1`` >= 0, zero when f = var."""
+    ratio = np.asarray(var, dtype=float) / np.asarray(forecast, dtype=float)
+    return ratio - np.log(ratio) - 1
+
+
+def _sq(y, f):
+    return (np.asarray(y, dtype=float) - np.asarray(f, dtype=float)) ** 2
+
+
+def dm_loss(y, fa, fb, loss, *, a: str, b: str, metric: str, horizon: int = 1, level: float = 0.95) -> dict:
+    """Diebold–Mariano on any per-observation loss ``loss(y, f)``: ``r2n2.evaluate.stats.diebold_mariano``'s
+    statistic, interval and keys (statsmodels with the Harvey adjustment; HAC se of the mean loss differential),
+    for a loss it does not offer (QLIKE). Equal to it for the squared error (tested)."""
+    from scipy import stats as st
+    from statsmodels.tsa.stattools import diebold_mariano_test
+
+    y, fa, fb = (np.asarray(v, dtype=float).reshape(-1) for v in (y, fa, fb))
+    n = len(y)
+    lags = int(max(horizon - 1, math.ceil(n ** (1 / 3))))
+    h = hac_mean(loss(y, fa) - loss(y, fb), lags=lags)
+    base = {"a": a, "b": b, "metric": metric, "diff": h["mean"], "test": "diebold_mariano"}
+    if h["tstat"] is None:
+        return {**base, "ci_low": h["mean"], "ci_high": h["mean"], "p_value": 1.0 if h["mean"] == 0 else None}
+    res = diebold_mariano_test(y, fa, fb, criterion=loss, harvey_adj=True, horizon=horizon, lags=lags)
+    se = h["se"] / float(res.harvey_adj_factor)
+    q = st.t.ppf(0.5 + level / 2, df=n - 1)
+    return {**base, "ci_low": h["mean"] - q * se, "ci_high": h["mean"] + q * se, "p_value": float(res.pvalue)}
+
+
+def calibrate(y_val: np.ndarray, g_val: np.ndarray) -> dict:
+    """The log-vs-level rule of every forecaster, fitted on validation (module docstring): ``a`` (log
+    intercept) and ``b`` (level factor, QLIKE's in-sample optimum)."""
+    d = np.asarray(y_val, dtype=float) - np.asarray(g_val, dtype=float)
+    return {"a": float(np.mean(d)), "b": float(np.mean(np.exp(d)))}
+
+
+def _score(y, g, cal) -> dict:
+    v = np.exp(y)
+    return {"mse_log": float(np.mean(_sq(y, g + cal["a"]))), "qlike": float(np.mean(qlike(v, cal["b"] * np.exp(g)))),
+            "mse_log_raw": float(np.mean(_sq(y, g))), "qlike_raw": float(np.mean(qlike(v, np.exp(g)))),
+            "log_intercept": cal["a"], "level_factor": cal["b"], "n": int(len(y))}
+
+
+def _losses(y, g, cal) -> dict[str, np.ndarray]:
+    return {"mse_log": _sq(y, g + cal["a"]), "qlike": qlike(np.exp(y), cal["b"] * np.exp(g))}
+
+
+# ---------------------------------------------------------------------------------------------- the case
+class VolatilityCase(SeriesCase):
+    name = "volatility"
+    config_cls = VolatilityConfig
+    metric = ("val_mse", False)
+    naive_name = "naive (last days' log variance proxy)"
+    headline_metrics = ("mse_log", "qlike", "mse_log_raw", "qlike_raw")
+    plots = (("forecast.csv", "linear", "date", ["actual", "forecast", "har"]),)
+
+    def check_config(self, cfg: VolatilityConfig, prefix: str) -> None:
+        check_series_window(cfg.window, prefix)
+        if not cfg.window.floor > 0:
+            raise ConfigError(f"{prefix}.window.floor must be > 0, got {cfg.window.floor}.")
+        if cfg.model.entities:
+            raise ConfigError(f"{prefix}.model.entities must be false: the volatility case forecasts one series "
+                              "at a time.")
+        if cfg.evaluate.refit_every < 1 or cfg.evaluate.bootstrap < 1:
+            raise ConfigError(f"{prefix}.evaluate.refit_every and bootstrap must be >= 1.")
+        check_range(prefix, "evaluate.mcs_size", cfg.evaluate.mcs_size, 0, 1, lo_open=True)
+
+    def naive_forecast(self, rows: pd.DataFrame, meta=None) -> np.ndarray:
+        """The log of the mean proxy of the last h days (h = 1: yesterday's log variance proxy), known at t."""
+        return rows["naive"].to_numpy(float)
+
+    def read_source(self, cfg: VolatilityConfig) -> pd.DataFrame:
+        df = read_prices(cfg.data, name=self.name, builtin=load_builtin_stocks)
+        _require_ohlc(df, self.name)
+        return df
+
+    # -- windows ---------------------------------------------------------------------------------
+    def build_windows(self, cfg: VolatilityConfig, df: pd.DataFrame, out_dir: Path, log: Log) -> VolatilityMeta:
+        w = cfg.window
+        _require_ohlc(df, self.name)
+        cuts = calendar_cuts(df["date"], w)
+        table = volatility_table(df, lookback=w.lookback, horizon=w.horizon, floor=w.floor, cuts=cuts)
+        entities = list(dict.fromkeys(table["entity"]))
+        pretrain = w.pretrain_entity if w.pretrain_entity in entities else entities[0]
+        splits = split_summary(table, "entity", "date")
+        short = [s for s, v in splits[pretrain].items() if v["n"] == 0]
+        if short:
+            raise DataError(f"entity {pretrain!r} has no {'/'.join(short)} windows between the cut dates "
+                            f"{cuts['val_start']} and {cuts['test_start']} (data {cuts['start']} to {cuts['end']}) "
+                            f"with lookback {w.lookback} and horizon {w.horizon}; provide more rows or move "
+                            f"{self.name}.window.val_start/test_start.")
+        scaler, target_scaler = fit_scalers(table, FEATURES, cuts["val_start"])
+        write_parquet_atomic(table, out_dir / "features.parquet")
+        meta = VolatilityMeta(case=self.name, time="date", cuts=cuts, splits=splits, cut_rule=w.cuts,
+                              lookback=w.lookback, horizon=w.horizon, target="logvar", features=list(FEATURES),
+                              entities=entities, scaler=scaler, target_scaler=target_scaler, pretrain_entity=pretrain,
+                              finetune_entity=w.finetune_entity if w.finetune_entity in entities
+                              and w.finetune_entity != pretrain else None, floor=w.floor)
+        meta.save(out_dir / "meta.json")
+        return meta
+
+    def neural_baselines(self, cfg: VolatilityConfig) -> dict[str, ModelConfig]:
+        # the ablation toggles the relational module and nothing else (cell, size, pooling, budget unchanged)
+        return {"no_relational": replace(cfg.model, relational=False)}
+
+    # -- evaluate --------------------------------------------------------------------------------
+    def evaluate(self, cfg: VolatilityConfig, data, models: dict, paths, log: Log) -> dict:
+        e, h = cfg.evaluate, data.meta.horizon
+        main = _role(cfg, data, "pretrain", {"model": models["model"], **models.get("baselines", {})}, log)
+        m = {"estimator": data.meta.estimator, "horizon": h, "model": main["scores"]["model"],
+             "baselines": {k: v for k, v in main["scores"].items() if k != "model"},
+             "test_period": main["period"], "refits": main["refits"],
+             "mcs": _mcs(main["losses"], e), "calibration_period": main["calibration_period"]}
+        comps = _compare(main, "model", [k for k in main["scores"] if k != "model"], h)
+        m["seeds"], sc = _seed_table(cfg, data, "pretrain", models.get("seeds", {}), main, "model", ["no_relational"])
+        comps += sc
+        if "finetuned" in models and "scratch" in models:
+            tgt = _role(cfg, data, "target", {"finetuned": models["finetuned"], "scratch": models["scratch"]}, log)
+            m["finetuned"], m["scratch"] = tgt["scores"]["finetuned"], tgt["scores"]["scratch"]
+            m["target_baselines"] = {k: v for k, v in tgt["scores"].items() if k not in ("finetuned", "scratch")}
+            m["target_period"], m["target_mcs"] = tgt["period"], _mcs(tgt["losses"], e)
+            comps += _compare(tgt, "finetuned", [k for k in tgt["scores"] if k != "finetuned"], h)
+            m["transfer_seeds"], sc = _seed_table(cfg, data, "target", models.get("transfer_seeds", {}), tgt,
+                                                  "finetuned", ["scratch"])
+            comps += sc
+        m["comparisons"] = comps
+        write_json_atomic(m, paths.reports / "metrics.json")
+        if e.plots:
+            _plots(main, data, models, paths)
+        write_text_atomic(_report(m, data), paths.reports / "report.md")
+        return m
+
+    def predict(self, model, meta: VolatilityMeta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
+        """Log variance forecasts (``forecast_logvar_<h>d``, uncalibrated: exp of it is a median-type variance
+        forecast; the report's ``level_factor`` turns it into a mean one) and the naive forecast, for every day
+        with 22 days of proxies and a full window behind it (N rows of an entity give N - 21 - lookback
+        forecasts). Each row: ``origin_date`` (the last input day), ``target_date`` (the last of the h days it
+        forecasts: the input's h-th next trading day, business days past its end) and ``horizon_days``."""
+        prices = read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
+                             builtin=load_builtin_stocks)
+        _require_ohlc(prices, self.name)
+        frames = []
+        for entity, part in prices.groupby("entity", sort=False):
+            f = volatility_features(part.sort_values("date").reset_index(drop=True), horizon=meta.horizon,
+                                    floor=meta.floor).iloc[HISTORY:].reset_index(drop=True)
+            if len(f) < meta.lookback:
+                raise DataError(f"entity {str(entity)[:80]!r} has {len(part)} rows; a forecast needs at least "
+                                f"{HISTORY + meta.lookback}.")
+            out = series_frame(model, meta, f, naive=self.naive_forecast)
+            frames.append(pd.DataFrame({"entity": str(entity), "origin_date": out["date"],
+                                        "target_date": _target_dates(pd.DatetimeIndex(f["date"]), out["date"],
+                                                                     meta.horizon),
+                                        "horizon_days": meta.horizon,
+                                        f"forecast_logvar_{meta.horizon}d": out["pred"],
+                                        f"naive_logvar_{meta.horizon}d": out["bench"]}))
+        return pd.concat(frames, ignore_index=True)
+
+
+def _target_dates(calendar: pd.DatetimeIndex, origin, horizon: int) -> pd.DatetimeIndex:
+    """The ``horizon``-th trading day after each origin in the input's own calendar; business days past its end."""
+    pos = calendar.get_indexer(pd.DatetimeIndex(origin)) + horizon
+    last = len(calendar) - 1
+    return pd.DatetimeIndex([calendar[p] if p <= last else calendar[-1] + pd.offsets.BDay(int(p - last))
+                             for p in pos])
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def _rows(data, role: str) -> pd.DataFrame:
+    t = data.table
+    return t[t["entity"] == data.key(role)].sort_values("date").reset_index(drop=True)
+
+
+def _neural(model, ck: dict, rows: pd.DataFrame, dates: dict) -> dict[str, np.ndarray]:
+    """The kind's scorer (``series_frame``) -> the model's log forecasts on each split's dates."""
+    pred = series_frame(model, window_meta_of(ck), rows).set_index("date")["pred"]
+    return {s: pred.reindex(d).to_numpy(float) for s, d in dates.items()}
+
+
+def _role(cfg, data, role: str, neural: dict, log: Log) -> dict:
+    """Every forecaster's raw log forecasts on one entity's validation and test days, calibrated on validation
+    and scored on test: {"y", "raw", "cal", "scores", "losses", "period", "refits", "rows", "dates"}."""
+    rows = _rows(data, role)
+    split = rows["split"].to_numpy()
+    idx = {s: np.flatnonzero(split == s) for s in ("val", "test")}
+    dates = {s: rows["date"].to_numpy()[i] for s, i in idx.items()}
+    y = {s: rows["target"].to_numpy(float)[i] for s, i in idx.items()}
+    first, last = int(idx["val"][0]), int(idx["test"][-1])
+    log(f"{data.key(role)}: HAR / GARCH-t / GJR-t refits every {cfg.evaluate.refit_every} days, "
+        f"{rows['date'].iloc[first].date()} .. {rows['date'].iloc[last].date()}")
+    econ = econometric_forecasts(rows, first, last, horizon=data.meta.horizon, refit_every=cfg.evaluate.refit_every)
+    raw = {name: _neural(mdl, ck, rows, dates) for name, (mdl, ck) in neural.items()}
+    raw["naive"] = {s: rows["naive"].to_numpy(float)[i] for s, i in idx.items()}
+    for name in ("har", "garch_t", "gjr_garch_t", "ewma"):
+        col = econ[name].to_numpy(float)
+        raw[name] = {s: col[i - first] for s, i in idx.items()}
+    cal = {k: calibrate(y["val"], g["val"]) for k, g in raw.items()}
+    scores = {k: _score(y["test"], g["test"], cal[k]) for k, g in raw.items()}
+    losses = {k: _losses(y["test"], g["test"], cal[k]) for k, g in raw.items()}
+    ahead = int((econ["fit_through"].to_numpy() >= econ["date"].to_numpy()).sum())
+    td = pd.DatetimeIndex(dates["test"])
+    vd = pd.DatetimeIndex(dates["val"])
+    return {"y": y, "raw": raw, "cal": cal, "scores": scores, "losses": losses, "rows": rows, "dates": dates,
+            "period": {"entity": data.key(role), "start": str(td.min().date()), "end": str(td.max().date()),
+                       "n": int(len(td))},
+            "calibration_period": {"start": str(vd.min().date()), "end": str(vd.max().date()), "n": int(len(vd))},
+            "refits": {"every": cfg.evaluate.refit_every, "n": int(math.ceil((last - first + 1) /
+                                                                            cfg.evaluate.refit_every)),
+                       "look_ahead_rows": ahead}}
+
+
+def _compare(r: dict, a: str, others: list[str], horizon: int) -> list[dict]:
+    """``a`` vs each of ``others`` on the test days: Diebold–Mariano on the calibrated MSE-log and QLIKE."""
+    y, raw, cal = r["y"]["test"], r["raw"], r["cal"]
+    out = []
+    for b in others:
+        fa, fb = raw[a]["test"] + cal[a]["a"], raw[b]["test"] + cal[b]["a"]
+        c = diebold_mariano(y, fa, fb, a=a, b=b, horizon=horizon)
+        c["metric"] = "mse_log"
+        q = dm_loss(np.exp(y), cal[a]["b"] * np.exp(raw[a]["test"]), cal[b]["b"] * np.exp(raw[b]["test"]), qlike,
+                    a=a, b=b, metric="qlike", horizon=horizon)
+        for x in (c, q):
+            x["verdict"] = verdict(x, higher_is_better=False)
+            out.append(x)
+    return out
+
+
+def _mcs(losses: dict[str, dict[str, np.ndarray]], e) -> dict:
+    """The model confidence set (Hansen, Lunde & Nason 2011; ``arch.bootstrap.MCS``, range statistic, stationary
+    bootstrap) of every forecaster, per loss."""
+    from arch.bootstrap import MCS
+
+    out = {}
+    for metric in ("mse_log", "qlike"):
+        frame = pd.DataFrame({k: v[metric] for k, v in losses.items()})
+        mcs = MCS(frame, size=e.mcs_size, reps=e.bootstrap, method="R", seed=e.seed)
+        mcs.compute()
+        p = mcs.pvalues.iloc[:, 0]
+        out[metric] = {"size": e.mcs_size, "included": sorted(mcs.included), "excluded": list(mcs.excluded),
+                       "pvalues": {str(k): float(v) for k, v in p.items()}}
+    return out
+
+
+def _seed_table(cfg, data, role: str, families: dict, r: dict, a: str, others: list[str]) -> tuple[dict, list]:
+    """Per neural family: mean, sd, n over seeds of the calibrated MSE-log and QLIKE (each seed calibrated on
+    validation); ``a`` vs each of ``others`` paired by seed (a t-test over seeds; none with one seed)."""
+    per = {}
+    for name, fam in families.items():
+        per[name] = []
+        for mdl, ck in fam:
+            g = _neural(mdl, ck, r["rows"], r["dates"])
+            per[name].append(_score(r["y"]["test"], g["test"], calibrate(r["y"]["val"], g["val"])))
+    table = {n: {k: seed_summary([s[k] for s in v]) for k in ("mse_log", "qlike")} for n, v in per.items()}
+    comps = []
+    for b in others:
+        if a in per and b in per:
+            for k in ("mse_log", "qlike"):
+                c = seed_difference([s[k] for s in per[a]], [s[k] for s in per[b]], a=a, b=b, metric=k)
+                if c is not None:
+                    c["verdict"] = verdict(c, higher_is_better=False)
+                    comps.append(c)
+    return table, comps
+
+
+def _plots(r: dict, data, models: dict, paths) -> None:
+    plots = paths.reports / "plots"
+    cal, raw = r["cal"], r["raw"]
+    d = pd.DatetimeIndex(r["dates"]["test"])
+    fc = raw["model"]["test"] + cal["model"]["a"]
+    har = raw["har"]["test"] + cal["har"]["a"]
+    write_csv(pd.DataFrame({"date": d.strftime("%Y-%m-%d"), "actual": r["y"]["test"], "forecast": fc, "har": har}),
+              plots / "forecast.csv")
+    # annualised volatility in %, the variance forecast on its calibrated level (b exp(raw)): the kind's plot
+    # draws a zero line, right for returns, a floor here (on the log variance scale it squashed the axis)
+    def vol(var):
+        return 100 * np.sqrt(252 * var)
+
+    plot_forecast(d, vol(np.exp(r["y"]["test"])), vol(cal["model"]["b"] * np.exp(raw["model"]["test"])),
+                  plots / "forecast.png", ylabel=f"annualised volatility, %, {data.meta.horizon} d ahead",
+                  title=f"{data.key('pretrain')}: test-period volatility forecast vs the range proxy")
+    histories = {k: history(models[k][1]) for k in ("model", "finetuned", "scratch") if k in models}
+    histories.update({k: history(v[1]) for k, v in models.get("baselines", {}).items()})
+    write_json_atomic([{"model": k, **x} for k, h in histories.items() for x in h], plots / "learning_curves.json")
+    plot_learning_curves(histories, plots / "learning_curves.png", title="volatility: learning curves (scaled MSE)")
+
+
+# ---------------------------------------------------------------------------------------------- report
+NAMES = {"model": "model (RNN + relational)", "no_relational": "same model, no relational module",
+         "naive": "naive: last days' log proxy", "har": "HAR (HARX 1, 5, 22 on the log proxy)",
+         "garch_t": "GARCH(1,1)-t", "gjr_garch_t": "GJR-GARCH(1,1,1)-t", "ewma": "EWMA RiskMetrics 0.94",
+         "finetuned": "fine-tuned from the S&P 500 model", "scratch": "same architecture from scratch"}
+
+
+def _ci(c: dict | None) -> str:
+    if not c:
+        return "n/a"
+    return (f"{fmt(c['diff'], 3)} [{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}], p {fmt(c['p_value'], 2)}, "
+            f"**{c['verdict']}**")
+
+
+def _table(scores: dict, mcs: dict, by: dict, a: str) -> list[str]:
+    head = (f"| forecaster | MSE-log | QLIKE | {a} − it, MSE-log (DM 95 % CI, p) | {a} − it, QLIKE (DM 95 % CI, "
+            "p) | in MCS (MSE-log / QLIKE) | MSE-log raw | QLIKE raw |")
+    lines = [head, "|---" * 8 + "|"]
+    for k, s in scores.items():
+        inc = " / ".join("yes" if k in mcs[x]["included"] else "no" for x in ("mse_log", "qlike"))
+        cm, cq = (by.get((k, x)) for x in ("mse_log", "qlike"))
+        lines.append(f"| {NAMES.get(k, k)} | {fmt(s['mse_log'])} | {fmt(s['qlike'])} | "
+                     f"{_ci(cm) if k != a else '—'} | {_ci(cq) if k != a else '—'} | {inc} | "
+                     f"{fmt(s['mse_log_raw'])} | {fmt(s['qlike_raw'])} |")
+    return lines
+
+
+def _seed_line(name: str, s: dict) -> str:
+    a, b = s["mse_log"], s["qlike"]
+    return (f"| {NAMES.get(name, name)} | {fmt(a['mean'])} ± {fmt(a['sd'])} | {fmt(b['mean'])} ± {fmt(b['sd'])} | "
+            f"{a['n']} |")
+
+
+def _verdicts(comps: list[dict], a: str, b: str, test: str = "diebold_mariano") -> str:
+    v = {c["metric"]: c for c in comps if c["a"] == a and c["b"] == b and c["test"] == test}
+    return "; ".join(f"{k}: {fmt(c['diff'], 3)} [{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}] **{c['verdict']}**"
+                     for k, c in v.items()) or "n/a"
+
+
+def _report(m: dict, data) -> str:
+    meta, tp = data.meta, m["test_period"]
+    by = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "model" and c["test"] == "diebold_mariano"}
+    cp = m["calibration_period"]
+    lines = [f"# Volatility report (log variance {meta.horizon} d ahead, lookback {meta.lookback})", "",
+             f"Test period of **{tp['entity']}**: {tp['start']} to {tp['end']} ({tp['n']} days after the cut date "
+             f"{meta.cuts['test_start']}); every row is scored on the same days. Proxy: Garman–Klass with the "
+             f"overnight term (floor {meta.floor:g}). HAR / GARCH / GJR refitted every {m['refits']['every']} days on "
+             f"an expanding window ending before each block ({m['refits']['n']} refits from the validation period "
+             f"on; {m['refits']['look_ahead_rows']} forecasts fitted on a day at or after their date).", "",
+             f"Scale rule for every forecaster: log forecast = raw + a, variance = b × exp(raw), a and b fitted on "
+             f"the validation days {cp['start']} to {cp['end']} ({cp['n']}); `raw` columns: a = 0, b = 1. "
+             "Differences are the model's loss minus the forecaster's (negative favours the model), Diebold–Mariano "
+             "with a 95 % interval; **tie** whenever it covers 0. QLIKE is the loss robust to the proxy's noise "
+             "(Patton 2011); MSE-log can rank forecasts differently with a noisy proxy.", ""]
+    lines += _table({"model": m["model"], **m["baselines"]}, m["mcs"], by, "model")
+    mc = m["mcs"]
+    lines += ["", f"Model confidence set at {1 - mc['qlike']['size']:.0%} (range statistic, stationary bootstrap): "
+              f"MSE-log {{{', '.join(mc['mse_log']['included'])}}}; QLIKE {{{', '.join(mc['qlike']['included'])}}}.",
+              "", "Relational module (model vs its ablation, seed 0): "
+              f"{_verdicts(m['comparisons'], 'model', 'no_relational')}.", ""]
+    lines += seed_section("Across seeds (mean ± sd, each seed calibrated on validation):",
+                          "| model | MSE-log | QLIKE | seeds |", m.get("seeds", {}), _seed_line, "volatility")
+    sv = _verdicts(m["comparisons"], "model", "no_relational", "paired_t_seeds")
+    if sv != "n/a":
+        lines += [f"Relational module across seeds (paired t over seeds): {sv}.", ""]
+    if "finetuned" in m:
+        tt = m["target_period"]
+        tby = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "finetuned"
+               and c["test"] == "diebold_mariano"}
+        lines += [f"## Transfer to {tt['entity']}", "",
+                  f"{tt['start']} to {tt['end']} ({tt['n']} days): the S&P 500 model fine-tuned on "
+                  f"{tt['entity']}'s recent training windows vs the same architecture trained from scratch on the "
+                  "same windows; the econometric baselines refitted on the target series.", ""]
+        lines += _table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]},
+                        m["target_mcs"], tby, "finetuned")
+        lines += [""] + seed_section("Transfer across seeds (mean ± sd):", "| model | MSE-log | QLIKE | seeds |",
+                                     m.get("transfer_seeds", {}), _seed_line, "volatility")
+        sv = _verdicts(m["comparisons"], "finetuned", "scratch", "paired_t_seeds")
+        if sv != "n/a":
+            lines += [f"Fine-tuned vs scratch across seeds (paired t over seeds): {sv}.", ""]
+    lines += ["Plots: `plots/forecast.png`, `plots/learning_curves.png`.", ""]
+    return "\n".join(lines)

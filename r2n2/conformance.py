@@ -103,6 +103,25 @@ def check_case(case: UseCase, folder: str | Path | None = None, *, seed: int = 0
           is not None, decision.get("reason", ""))
     steps.append("rolling retrain")
 
+    if case.kind == "series":  # the replay scores every day from the full-history table: features must be causal
+        import pandas as pd
+
+        from .data.sources import read_parquet
+
+        src = read_parquet(paths.validated, "validated example data")
+        cut = src["date"].drop_duplicates().sort_values().iloc[-60]
+        case.build_windows(rolling, src, root / "causal-full", lambda m: None)
+        case.build_windows(rolling, src[src["date"] <= cut], root / "causal-prefix", lambda m: None)
+        full, prefix = (case.load(rolling, root / d).table for d in ("causal-full", "causal-prefix"))
+        cols = [c for c in case.load(rolling, root / "causal-full").meta.features if c in prefix]
+        both = prefix.merge(full, on=["entity", "date"], suffixes=("", "_full"))
+        both = both[both["date"] <= cut - pd.Timedelta(days=0)]
+        moved = [c for c in cols if not np.allclose(both[c].to_numpy(float), both[f"{c}_full"].to_numpy(float),
+                                                     equal_nan=True)]
+        _step(case, "causal features", not moved, f"feature(s) {', '.join(moved)} of a day change when later days "
+              "arrive (the replay would score with information from the future)")
+        steps.append("causal features")
+
     if replay and case.kind in ("series", "text"):
         from .ops.loop import make_replay
 

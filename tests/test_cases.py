@@ -125,3 +125,21 @@ def test_check_case_names_the_step_a_broken_case_fails(tmp_path):
     with pytest.raises(ConformanceError, match=r"stocks \(Silent\) fails conformance at monitor signals: signal\(s\) "
                                                r"ret_close have a reference with no spread"):
         check_case(Silent(), tmp_path, replay=False)
+
+
+@pytest.mark.slow
+def test_check_case_refuses_a_feature_that_sees_the_future(tmp_path):
+    from r2n2.cases.stocks import StocksCase
+    from r2n2.conformance import ConformanceError, check_case
+    from r2n2.io import write_parquet_atomic
+
+    class Leaky(StocksCase):  # centres a feature on the whole sample: a day's value moves when later days arrive
+        def build_windows(self, cfg, df, out_dir, log):
+            meta = super().build_windows(cfg, df, out_dir, log)
+            t = pd.read_parquet(out_dir / "features.parquet")
+            t["ret_close"] = t["ret_close"] - t["ret_close"].mean()
+            write_parquet_atomic(t, out_dir / "features.parquet")
+            return meta
+
+    with pytest.raises(ConformanceError, match=r"fails conformance at causal features: feature\(s\) ret_close of a day"):
+        check_case(Leaky(), tmp_path, replay=False)

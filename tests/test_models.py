@@ -145,6 +145,25 @@ def test_multi_entity_relates_entities():
         model(x[:, :2])
 
 
+@pytest.mark.parametrize("relation", ["pairwise", "attention"])
+def test_entity_identity_breaks_the_symmetry_of_the_stocks(relation):
+    """Without identity the entity relation cannot tell stocks apart (permuting them permutes the outputs), so
+    "my leader is s00" is inexpressible; with it, the same permuted input gives different outputs per stock."""
+    torch.manual_seed(7)
+    cfg = ModelConfig(input_size=4, hidden_size=8, entities=True, entity_relation=relation, num_heads=2)
+    x, perm = torch.randn(2, 3, 10, 4), torch.tensor([2, 0, 1])
+    blind = build_model(cfg).eval()
+    torch.testing.assert_close(blind(x[:, perm]), blind(x)[:, perm])
+    named = build_model(ModelConfig(**{**cfg.to_dict(), "identity": True, "num_entities": 3})).eval()
+    assert not torch.allclose(named(x[:, perm]), named(x)[:, perm])
+    assert named.identity.weight.shape == (3, 8)
+    with pytest.raises(ValueError, match="knows 3 entities by identity, got input with 2"):
+        named(x[:, :2])
+    again = build_model(named.config)
+    again.load_state_dict(named.state_dict(), strict=True)  # the config in a checkpoint rebuilds it
+    torch.testing.assert_close(again.eval()(x), named(x))
+
+
 def test_transfer_shares_encoder_and_freeze():
     model = build_model(ModelConfig(input_size=3, hidden_size=8, output_size=1))
     new = model.with_new_head(4, task="classification")
@@ -158,6 +177,10 @@ def test_transfer_shares_encoder_and_freeze():
 
 @pytest.mark.parametrize("kw,msg", [
     (dict(cell="transformer"), "model.cell must be one of rnn, gru, lstm, rmc, got 'transformer'."),
+    (dict(identity=True), "model.identity needs model.entities (it tells the entities of a panel apart)."),
+    (dict(entities=True, entity_relation="max"),
+     "model.entity_relation must be one of pairwise, attention, got 'max'."),
+    (dict(entities=True, num_entities=-1), "model.num_entities must be an integer >= 0, got -1."),
     (dict(cell="rmc", bidirectional=True), "model.bidirectional is not supported with cell 'rmc'."),
     (dict(hidden_size=0), "model.hidden_size must be a positive integer, got 0."),
     (dict(pooling="sum"), "model.pooling must be one of last, attention, mean, max, concat, got 'sum'."),

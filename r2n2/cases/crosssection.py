@@ -93,7 +93,8 @@ class PanelData(CaseData):
 
     def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
         base = base or self.cfg.model
-        return replace(base, input_size=len(self.meta.features), vocab_size=None, output_size=1, task="regression")
+        return replace(base, input_size=len(self.meta.features), vocab_size=None, output_size=1, task="regression",
+                       num_entities=len(self.meta.entities) if base.identity else 0)
 
 
 def pooled_windows(table: pd.DataFrame, meta, split: str | None) -> StockWindows:

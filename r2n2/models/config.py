@@ -19,6 +19,7 @@ def register_cell(name: str, factory) -> None:
     CUSTOM_CELLS[name] = factory
 POOLINGS = ("last", "attention", "mean", "max", "concat")
 TASKS = ("regression", "classification")
+ENTITY_RELATIONS = ("pairwise", "attention")
 
 
 @dataclass
@@ -38,6 +39,12 @@ class ModelConfig:
     vocab_size: int | None = None       # token ids as input through an embedding (slide 7) when set
     embed_size: int = 100               # embedding width when vocab_size is set
     entities: bool = False              # input (B, E, T, F): encode each entity, relate entities (slide 9)
+    identity: bool = False              # with entities: a learned embedding per entity (which stock is which),
+    #                                     added to its encoding before the relation, so "my leader is s00" can
+    #                                     be expressed; the plain relation is blind to who is who
+    num_entities: int = 0               # entities the identity embedding knows (set from the data)
+    entity_relation: str = "pairwise"   # with entities: pairwise (the slides' max over partners) | attention
+    #                                     (multi-head attention over the other entities, added to each one's state)
     encoder_name: str = "rnn"           # attribute name of the recurrence ("rnn", "gru", "birnn") for
     #                                     state_dict compatibility with the slide classes
     relational_chunk: int = 0           # queries per chunk in the all-pairs relational case (0 = automatic)
@@ -81,6 +88,13 @@ class ModelConfig:
             raise ValueError("model.pooling 'concat' cannot be combined with model.entities.")
         if self.entities and self.vocab_size is not None:
             raise ValueError("model.entities cannot be combined with model.vocab_size.")
+        if self.entity_relation not in ENTITY_RELATIONS:
+            raise ValueError(f"model.entity_relation must be one of {', '.join(ENTITY_RELATIONS)}, "
+                             f"got {self.entity_relation!r}.")
+        if self.identity and not self.entities:
+            raise ValueError("model.identity needs model.entities (it tells the entities of a panel apart).")
+        if isinstance(self.num_entities, bool) or not isinstance(self.num_entities, int) or self.num_entities < 0:
+            raise ValueError(f"model.num_entities must be an integer >= 0, got {self.num_entities!r}.")
         if not self.encoder_name.isidentifier():
             raise ValueError(f"model.encoder_name must be a Python identifier, got {self.encoder_name!r}.")
 

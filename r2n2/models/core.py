@@ -63,8 +63,13 @@ class RelationalRNN(nn.Module):
         width = getattr(encoder, "output_size", None) if cfg.cell in CUSTOM_CELLS else cfg.encoder_size
         if not isinstance(width, int):
             raise ValueError(f"custom cell {cfg.cell!r} must expose an integer output_size attribute.")
-        if cfg.relational:
+        if cfg.relational and cfg.entities and cfg.entity_relation == "attention":
+            self.relational = nn.MultiheadAttention(width, cfg.num_heads, batch_first=True)
+        elif cfg.relational:
             self.relational = RelationalModule(width, chunk_size=cfg.relational_chunk)
+        if cfg.identity and cfg.num_entities:
+            self.identity = nn.Embedding(cfg.num_entities, width)
+            nn.init.normal_(self.identity.weight, std=0.5)  # large enough to break the symmetry of the stocks early
         if cfg.pooling == "attention":
             self.attention = nn.Linear(width, 1)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -163,7 +168,13 @@ class RelationalRNN(nn.Module):
             h = self.encode(x.reshape(B * E, T, F), flat_mask)  # (B*E, T, D)
             z, weights = self.pool(h, flat_mask, relational=False)  # (B*E, D)
             z = z.view(B, E, -1)  # (B*E, D) -> (B, E, D)
-            if cfg.relational:
+            if cfg.identity and cfg.num_entities:
+                if E != cfg.num_entities:
+                    raise ValueError(f"the model knows {cfg.num_entities} entities by identity, got input with {E}.")
+                z = z + self.identity.weight  # (B, E, D) + (E, D): who is who, learned
+            if cfg.relational and cfg.entity_relation == "attention":  # each entity reads the others, plus itself
+                z = z + self.relational(z, z, z, need_weights=False)[0]  # (B, E, D)
+            elif cfg.relational:
                 z = self.relational(z)  # every entity related to every other: (B, E, D)
             if weights is not None:
                 weights = weights.view(B, E, T, 1)

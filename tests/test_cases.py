@@ -60,7 +60,9 @@ def test_every_case_runs_every_stage(tiny, name):
     c = meta.cuts
     assert c["start"] < c["val_start"] < c["test_start"] <= c["end"] or meta.time == "arrival"
     m = json.loads((paths.reports / "metrics.json").read_text())
-    assert {"model", "baselines", "comparisons"} <= set(m)
+    assert {"model", "baselines", "comparisons", "power"} <= set(m)
+    for c in m["comparisons"]:  # every test states what it could have detected, and on which side
+        assert c["sided"] in ("two-sided", "one-sided") and "mde" in c, (name, c["test"])
     assert (paths.reports / "report.md").read_text().count("|") > 10
 
 

@@ -75,6 +75,9 @@ def test_pipeline_flow_end_to_end_with_artifacts(prefect_server, tmp_path, monke
     for name, row in {"model": panel["model"], **panel["baselines"]}.items():
         assert {"rank_ic", "rank_ic_tstat", "long_short_sharpe", "turnover"} <= set(row), name
     assert {"model_vs_reversal_1d", "model_vs_momentum_12_1"} <= set(panel["tests"])
+    tested = {(c["b"], c["metric"]) for c in panel["comparisons"] if c["test"] == "ledoit_wolf_hac"}
+    assert {("reversal_1d", "long_short_sharpe_net"), ("reversal_1d", "long_short_sharpe_gross")} <= tested
+    assert {"rank_ic", "long_short_sharpe_net", "long_short_sharpe_gross"} <= set(panel["power"])
     keys = [f"{c}-{k}" for c in ("stocks", "sentiment", "panel") for k in ("validation", "metrics", "report")]
 
     async def read():

@@ -100,7 +100,8 @@ def test_clark_west_on_a_known_example():
     assert c["diff"] == pytest.approx(-1.0)  # the model's adjusted MSPE is 1 below the zero forecast's
     assert c["p_value"] == pytest.approx(0.5 * math.erfc(t / math.sqrt(2)))  # one-sided normal tail
     assert c["p_value"] == pytest.approx(0.142525, abs=1e-6)
-    assert c["ci_low"] == pytest.approx(-1 - Z975 * se) and c["ci_high"] == pytest.approx(-1 + Z975 * se)
+    # one-sided, as the test: no lower bound, the upper bound at z_0.95 (tests/test_power.py has the rest)
+    assert c["sided"] == "one-sided" and c["ci_low"] is None and c["ci_high"] == pytest.approx(-1 + 1.644854 * se)
 
 
 def test_clark_west_rejects_for_a_planted_signal_only():
@@ -314,6 +315,9 @@ def test_mase_is_scaled_by_the_zero_forecast_on_training_returns():
     assert M.mase_scale(train) == pytest.approx(0.025)
     # the zero forecast on the training returns themselves scores exactly 1
     assert M.regression_metrics(train, np.zeros(4), train_y=train)["mase"] == pytest.approx(1.0)
+    # but on a calmer test period the zero forecast scores mean|test| / mean|train| (0.015 / 0.025), not 1: the
+    # built-in S&P 500's random walk scores about 0.566
+    assert M.regression_metrics(np.array([0.01, 0.02]), np.zeros(2), train_y=train)["mase"] == pytest.approx(0.6)
 
 
 def test_oos_r2_and_expanding_mean_hand_computed():
@@ -438,16 +442,25 @@ def test_every_comparison_has_the_same_json_ready_keys():
     ic = pd.Series(np.linspace(-0.1, 0.2, 10))
     comps = [S.diebold_mariano(y, good, n1), S.clark_west(y, good, n1), S.rmse_ratio_bootstrap(y, good, n1, reps=20),
              S.classifier_bootstrap(yc, strong, weak, reps=20), S.mcnemar_test(yc, strong, weak),
-             S.rank_ic_difference(ic, ic * 0.5)]
+             S.classifier_bootstrap(yc, strong, weak, reps=20, groups=np.arange(60) // 2),
+             S.rank_ic_difference(ic, ic * 0.5), S.seed_difference([0.5, 0.6, 0.4], [0.4, 0.4, 0.5]),
+             T.sharpe_difference(y / 100, good / 100)]
     for c in comps:
         assert tuple(c) == S.COMPARISON_KEYS
+        assert c["sided"] in ("two-sided", "one-sided") and c["mde"] > 0, c["test"]
         json.dumps(c, allow_nan=False)  # plain floats, no NaN
 
 
 def test_forecast_tests_still_report_dm_and_pesaran_timmermann():
     y, good, _, _ = _noisy(7)
+    from statsmodels.stats.diagnostic import pesaran_timmermann
+
     t = M.forecast_tests(y, good, np.zeros_like(y))
     assert t["diebold_mariano_pvalue"] < 1e-6 and t["pesaran_timmermann_pvalue"] < 1e-6
+    assert (t["diebold_mariano_sided"], t["pesaran_timmermann_sided"]) == ("two-sided", "one-sided")
+    pt = pesaran_timmermann(y, good)  # one-sided: half the two-sided p of a positive statistic
+    assert t["pesaran_timmermann_pvalue"] == pytest.approx(st.norm.sf(pt.statistic))
+    assert pt.pvalue == pytest.approx(2 * st.norm.sf(pt.statistic))
     flat = M.forecast_tests(y, np.ones_like(y), np.zeros_like(y))  # always "up": no sign test possible
     assert flat["pesaran_timmermann_stat"] is None
 

@@ -63,13 +63,22 @@ def test_stocks_train_finetune_evaluate(stocks_windows, capsys):
     pairs = {(c["a"], c["b"], c["test"]) for c in m["comparisons"]}
     for b in ("random_walk", "historical_mean", "no_relational"):
         assert {("model", b, "diebold_mariano"), ("model", b, "stationary_bootstrap")} <= pairs, b
-    assert ("model", "random_walk", "clark_west") in pairs
+    assert {("model", "random_walk", "clark_west"), ("model", "historical_mean", "clark_west")} <= pairs
     assert {("finetuned", "scratch", "diebold_mariano"), ("finetuned", "scratch", "stationary_bootstrap")} <= pairs
+    assert ("sign_strategy", "buy_and_hold", "ledoit_wolf_hac") in pairs
     for c in m["comparisons"]:
-        assert set(c) >= {"a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "test", "verdict"}
+        assert set(c) >= {"a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "test", "verdict", "sided", "mde"}
+        assert c["sided"] == ("one-sided" if c["test"] == "clark_west" else "two-sided")
         if c["ci_low"] is not None and c["ci_low"] <= 0 <= c["ci_high"]:
             assert c["verdict"] == "tie"
-    assert set(m["trading"]) == {"sign_strategy", "buy_and_hold", "cost_bps"}
+    assert set(m["trading"]) == {"sign_strategy", "buy_and_hold", "gross", "cost_bps"}
+    assert m["trading"]["gross"]["sign_strategy"]["sharpe"] >= m["trading"]["sign_strategy"]["sharpe"]
+    pw = m["power"]["oos_r2_vs_historical_mean"]
+    assert 0 < pw["one-sided"]["oos_r2"] < pw["two-sided"]["oos_r2"] and pw["n"] == m["model"]["n"]
+    assert {"rmse_ratio_minus_1", "sharpe_net", "sharpe_gross",
+            "finetuned_oos_r2_vs_historical_mean"} <= set(m["power"])
+    report = Path("data/reports/stocks/report.md").read_text()
+    assert "could not have been seen" in report and "Pesaran–Timmermann (one-sided" in report
     for name in ("mae", "rmse", "mase", "directional_accuracy", "rel_rmse_random_walk"):
         assert isinstance(m["model"][name], float)
     assert m["baselines"]["random_walk"]["rel_rmse_random_walk"] == 1.0
@@ -181,10 +190,12 @@ def test_sentiment_train_finetune_evaluate(project, capsys):
     m = json.load(open("data/reports/sentiment/metrics.json"))
     assert set(m["baselines"]) == {"majority", "tfidf_logreg", "vader", "no_relational"}
     pairs = {(c["a"], c["b"], c["test"]) for c in m["comparisons"]}
-    for b in ("tfidf_logreg", "vader", "no_relational"):
-        assert ("model", b, "paired_bootstrap") in pairs and any(p[:2] == ("model", b) and "mcnemar" in p[2]
-                                                                  for p in pairs), b
-    assert ("finetuned", "scratch", "paired_bootstrap") in pairs
+    for b in ("tfidf_logreg", "vader", "no_relational"):  # macro-F1 resampled by near-duplicate group
+        assert ("model", b, "group_bootstrap") in pairs and any(p[:2] == ("model", b) and "mcnemar" in p[2]
+                                                                 for p in pairs), b
+    assert ("finetuned", "scratch", "group_bootstrap") in pairs
+    assert set(m["power"]["macro_f1"]) >= {"model vs tfidf_logreg", "finetuned vs scratch"}
+    assert all(c["mde"] is not None and c["sided"] == "two-sided" for c in m["comparisons"])
     assert "tfidf_logreg_source_and_target" in m["target_baselines"]
     assert {"finetuned", "scratch", "target_baselines"} <= set(m)
     assert m["model"]["confusion_matrix"] and len(m["model"]["confusion_matrix"]) == 3

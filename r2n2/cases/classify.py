@@ -7,13 +7,14 @@ import numpy as np
 import pandas as pd
 
 from ..data.sources import clean_text, read_user_file
+from ..data.textkey import near_duplicate_keys
 from ..errors import DataError
 from ..evaluate.baselines import (majority_baseline, tune_tfidf_logreg, tune_vader_thresholds, vader_classes,
                                  vader_compound)
 from ..evaluate.metrics import classification_metrics
 from ..evaluate.plots import plot_confusion, plot_learning_curves, write_csv
-from ..evaluate.report import fmt, history, md_table, seed_section
-from ..evaluate.stats import classifier_bootstrap, mcnemar_test, seed_difference, seed_summary, verdict
+from ..evaluate.report import fmt, history, md_table, seed_section, verdict_text
+from ..evaluate.stats import classifier_bootstrap, mcnemar_test, mde_block, seed_difference, seed_summary, verdict
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
@@ -27,10 +28,18 @@ def class_predictions(model, data, role: str, split: str):
     return b.targets(), predict_batches(model, b).argmax(1), rows
 
 
-def compare_classifiers(y, pa, pb, a: str, b: str, cfg, k: int) -> list[dict]:
-    """Paired bootstrap of the macro-F1 difference and McNemar on accuracy, each with its verdict."""
+def text_groups(rows: pd.DataFrame) -> np.ndarray:
+    """Near-duplicate group ids (``r2n2.data.textkey``) of the texts in ``rows``, for a bootstrap that keeps
+    twins together: the split already sends a group's later copies to "excluded", so the twins left in a test
+    set are copies inside it."""
+    return pd.factorize(near_duplicate_keys(rows["text"]))[0]
+
+
+def compare_classifiers(y, pa, pb, a: str, b: str, cfg, k: int, *, groups=None) -> list[dict]:
+    """Paired bootstrap of the macro-F1 difference (over near-duplicate ``groups`` when given) and McNemar on
+    accuracy (over texts), each with its verdict."""
     out = [classifier_bootstrap(y, pa, pb, a=a, b=b, metric="macro_f1", n_classes=k, reps=cfg.evaluate.bootstrap,
-                                seed=cfg.evaluate.seed), mcnemar_test(y, pa, pb, a=a, b=b)]
+                                seed=cfg.evaluate.seed, groups=groups), mcnemar_test(y, pa, pb, a=a, b=b)]
     for c in out:
         c["verdict"] = verdict(c, higher_is_better=True)
     return out
@@ -95,12 +104,15 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
                "test_period": {"entity": "source", "start": data.meta.cuts["test_start"], "end": data.meta.cuts["end"],
                                "n": int(len(y))}}
     histories = {"model": history(model_meta)}
-    comparisons = [c for b in ("tfidf_logreg", "vader") for c in compare_classifiers(y, pred, bpreds[b], "model", b, cfg, k)]
+    groups = text_groups(test_rows)
+    metrics["test_period"]["groups"] = int(groups.max()) + 1
+    comparisons = [c for b in ("tfidf_logreg", "vader")
+                   for c in compare_classifiers(y, pred, bpreds[b], "model", b, cfg, k, groups=groups)]
     for name, (m, m_meta) in models.get("baselines", {}).items():
         p = class_predictions(m, data, "pretrain", "test")[1]
         metrics["baselines"][name] = score(p)
         histories[name] = history(m_meta)
-        comparisons += compare_classifiers(y, pred, p, "model", name, cfg, k)
+        comparisons += compare_classifiers(y, pred, p, "model", name, cfg, k, groups=groups)
     if "finetuned" in models and "scratch" in models:
         ft, ft_meta = models["finetuned"]
         sc, sc_meta = models["scratch"]
@@ -112,10 +124,12 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
                                           extra_train=data.rows("pretrain", "train"))
         metrics["target_baselines"] = {n: tscore(p) for n, p in tpreds.items()}
         metrics["target_baseline_settings"] = tchosen
-        comparisons += compare_classifiers(ty, tpred, spred, "finetuned", "scratch", cfg, k)
-        comparisons += compare_classifiers(ty, tpred, tpreds["tfidf_logreg"], "finetuned", "tfidf_logreg (target)", cfg, k)
+        tg = text_groups(ttest)
+        comparisons += compare_classifiers(ty, tpred, spred, "finetuned", "scratch", cfg, k, groups=tg)
+        comparisons += compare_classifiers(ty, tpred, tpreds["tfidf_logreg"], "finetuned", "tfidf_logreg (target)", cfg,
+                                           k, groups=tg)
         comparisons += compare_classifiers(ty, tpred, tpreds["tfidf_logreg_source_and_target"], "finetuned",
-                                "tfidf_logreg_source_and_target", cfg, k)
+                                           "tfidf_logreg_source_and_target", cfg, k, groups=tg)
         histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
     per_seed = {name: [classification_metrics(y, class_predictions(m, data, "pretrain", "test")[1], labels)
                        for m, _ in family] for name, family in models.get("seeds", {}).items()}
@@ -127,6 +141,8 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
         metrics["transfer_seeds"] = _seed_rows(t_seed)
         comparisons += _seed_comparisons(t_seed, "finetuned")
     metrics["comparisons"] = comparisons
+    metrics["power"] = {"alpha": 0.05, "power": 0.8, "macro_f1": mde_block(comparisons, "macro_f1"),
+                        "accuracy": mde_block(comparisons, "accuracy")}
     m_, b_ = metrics["model"]["macro_f1"], metrics["baselines"]["tfidf_logreg"]["macro_f1"]
     metrics["tests"] = {"model_minus_tfidf_macro_f1": m_ - b_}
     metrics["near_duplicates"] = data.meta.near_duplicates
@@ -164,8 +180,13 @@ def _report(m: dict, data) -> str:
 
     cols = ["accuracy", "macro_f1", "macro_recall"]
     cuts = data.meta.cuts
-    by = {(c["b"], c["test"]): c["verdict"] for c in m["comparisons"] if c["a"] == "model"}
-    plain = lambda v: {"better": "better than", "worse": "worse than", "tie": "a tie with"}[v]  # noqa: E731
+    by = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "model" and c["test"] != "paired_t_seeds"}
+
+    def plain(c):
+        if c is None or c["verdict"] == "tie":
+            return f"a tie with (differences under {fmt(c and c['mde'], 3)} could not have been seen)"
+        return {"better": "better than", "worse": "worse than"}[c["verdict"]]
+
     nd = m["near_duplicates"]
     lines = ["# Sentiment report", "",
              f"Test split of the pretraining domain (tweets not about Apple): the newest texts, {data.meta.time} "
@@ -173,18 +194,20 @@ def _report(m: dict, data) -> str:
              f"share a near-duplicate group (RT prefix, links, mentions, punctuation removed); texts whose group "
              f"appeared in an earlier split were excluded: {nd.get('excluded', {})}.", "",
              md_table({"model": m["model"], **m["baselines"]}, cols), "",
-             f"By macro-F1 (paired bootstrap) the model is {plain(by.get(('tfidf_logreg', 'paired_bootstrap'), 'tie'))} "
-             f"TF-IDF + LR and {plain(by.get(('vader', 'paired_bootstrap'), 'tie'))} VADER; baselines tuned on the "
+             f"By macro-F1 (bootstrap over the {m['test_period'].get('groups', 'n/a')} near-duplicate groups of the "
+             f"test texts, so twins stay together) the model is {plain(by.get(('tfidf_logreg', 'macro_f1')))} "
+             f"TF-IDF + LR and {plain(by.get(('vader', 'macro_f1')))} VADER; baselines tuned on the "
              f"validation split only ({m['baseline_settings']}).", "",
              "Paired comparisons (diff = a minus b; positive favours a):", "", comparison_table(m["comparisons"]), ""]
     lines += seed_section("Across seeds (mean ± sd):", _SEED_HEADER, m.get("seeds", {}), _seed_line, "sentiment")
     if "finetuned" in m:
-        v = next((c["verdict"] for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
-                  and c["test"] == "paired_bootstrap"), "tie")
+        v = next((c for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
+                  and c["metric"] == "macro_f1" and c["test"] != "paired_t_seeds"), None)
         lines += ["Transfer to Apple tweets (held-out Apple test set): fine-tuned vs trained from scratch on the "
                   "same Apple training data (own early-stopped budget), and the target baselines:", "",
                   md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols), "",
-                  f"Verdict: fine-tuned vs scratch is a **{v}** by macro-F1 (first seed, paired bootstrap).", ""]
+                  (f"Verdict: fine-tuned vs scratch is a **{verdict_text(v) if v else 'tie'}** by macro-F1 (first "
+                   "seed, bootstrap over near-duplicate groups)."), ""]
         lines += seed_section("Transfer across seeds (mean ± sd, Apple test set):", _SEED_HEADER,
                               m.get("transfer_seeds", {}), _seed_line, "sentiment")
         sv = next((c["verdict"] for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"

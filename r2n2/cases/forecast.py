@@ -11,11 +11,11 @@ from ..data.window import StockBatches, StockWindows, scale_features, series_fea
 from ..errors import DataError
 from ..evaluate.baselines import garch_volatility
 from ..evaluate.metrics import expanding_mean_forecast, forecast_tests, regression_metrics
-from ..evaluate.stats import (clark_west, diebold_mariano, rmse_ratio_bootstrap, seed_difference, seed_summary,
-                              verdict)
-from ..evaluate.trading import buy_and_hold, sign_strategy
+from ..evaluate.stats import (clark_west, diebold_mariano, mde_block, oos_r2_mde, rmse_ratio_bootstrap,
+                              seed_difference, seed_summary, verdict)
+from ..evaluate.trading import buy_and_hold, net_returns, sharpe_difference, sign_strategy
 from ..evaluate.plots import plot_cumulative, plot_forecast, plot_learning_curves, write_csv
-from ..evaluate.report import fmt, history, md_table, seed_section
+from ..evaluate.report import MDE_NOTE, fmt, history, interval_text, md_table, seed_section, verdict_text
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
@@ -49,12 +49,23 @@ def _train_actual(data, role: str) -> np.ndarray:
     return y - rows["base_log_close"].to_numpy(float) if data.meta.target == "close" else y
 
 
+def _history(data, role: str, rows: pd.DataFrame) -> np.ndarray:
+    """Every target of this role's series on the rows before the first of ``rows`` (training, validation and the
+    windows between the splits), in time order, on the evaluation scale: the history of the expanding mean.
+    Rows are consecutive days, so :func:`expanding_mean_forecast` counts a target as known only from its own
+    date on (row j's target is realised ``horizon`` rows later)."""
+    t = data.table[data.table["entity"] == data.key(role)].sort_values("date")
+    t = t[t["date"] < rows["date"].min()]
+    y = t["target"].to_numpy(float)
+    return y - t["base_log_close"].to_numpy(float) if data.meta.target == "close" else y
+
+
 def _benchmarks(data, role: str, split: str, actual: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Forecasts known at each test date: the random walk, the expanding historical mean (every realised
-    target so far), GARCH(1,1) for a volatility target."""
+    """Forecasts known at each test date: the random walk, the expanding historical mean (every target realised
+    so far: training, validation, then test targets from their own date on), GARCH(1,1) for a volatility
+    target."""
     meta = data.meta
-    train_actual = _train_actual(data, role)
-    out = {"historical_mean": expanding_mean_forecast(train_actual, actual, horizon=meta.horizon)}
+    out = {"historical_mean": expanding_mean_forecast(_history(data, role, rows), actual, horizon=meta.horizon)}
     if meta.target == "volatility":
         h = meta.horizon
         t = data.table[data.table["entity"] == data.key(role)].reset_index(drop=True)
@@ -82,8 +93,9 @@ def _rel(y, pred, b) -> float | None:
 
 
 def _compare(y, a_pred, b_pred, a: str, b: str, cfg, horizon: int, *, nested: bool = False) -> list[dict]:
-    """DM (and Clark–West when ``b`` is nested in ``a``: the zero forecast) plus a block bootstrap of the RMSE
-    ratio; every entry carries its verdict ("tie" whenever the interval covers 0)."""
+    """DM (and Clark–West, one-sided, when ``b`` is nested in ``a``: the zero forecast, the historical mean)
+    plus a block bootstrap of the RMSE ratio; every entry carries its verdict ("tie" whenever the interval
+    covers 0), its sidedness and its minimum detectable effect."""
     out = [diebold_mariano(y, a_pred, b_pred, a=a, b=b, horizon=horizon)]
     if nested:
         out.append(clark_west(y, a_pred, b_pred, a=a, b=b, horizon=horizon))
@@ -91,6 +103,22 @@ def _compare(y, a_pred, b_pred, a: str, b: str, cfg, horizon: int, *, nested: bo
     for c in out:
         c["verdict"] = verdict(c, higher_is_better=False)
     return out
+
+
+def _trading(pred, y, cost_bps: float) -> tuple[dict, list[dict]]:
+    """The sign strategy and buy-and-hold, net of ``cost_bps`` and gross, each with its Sharpe ratio's Lo (2002)
+    standard error; and the Ledoit–Wolf (2008) HAC test of their Sharpe ratios, net and gross."""
+    out = {"sign_strategy": sign_strategy(pred, y, cost_bps=cost_bps),
+           "buy_and_hold": buy_and_hold(y, cost_bps=cost_bps),
+           "gross": {"sign_strategy": sign_strategy(pred, y), "buy_and_hold": buy_and_hold(y)}, "cost_bps": cost_bps}
+    comps = []
+    for label, c in (("net", cost_bps), ("gross", 0.0)):
+        rs = net_returns(np.sign(pred), y, cost_bps=c)[0]
+        rb = net_returns(np.ones(len(y)), y, cost_bps=c)[0]
+        comp = sharpe_difference(rs, rb, a="sign_strategy", b="buy_and_hold", metric=f"sharpe_{label}")
+        comp["verdict"] = verdict(comp, higher_is_better=True)
+        comps.append(comp)
+    return out, comps
 
 
 _SEED_KEYS = ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")
@@ -133,14 +161,15 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
         metrics["baselines"][name] = _score(data, "pretrain", y, preds[name], bench)
         histories[name] = history(m_meta)
     comparisons = _compare(y, pred, bench["random_walk"], "model", "random_walk", cfg, h, nested=True)
-    comparisons += _compare(y, pred, bench["historical_mean"], "model", "historical_mean", cfg, h)
+    # the prevailing mean is the canonical nested benchmark of an OOS R^2 (Campbell & Thompson 2008; Clark-West)
+    comparisons += _compare(y, pred, bench["historical_mean"], "model", "historical_mean", cfg, h, nested=True)
     for name in models.get("baselines", {}):
         comparisons += _compare(y, pred, preds[name], "model", name, cfg, h)
     metrics["tests"] = forecast_tests(y, pred, bench["random_walk"], horizon=h, directional=directional)
+    metrics["power"] = {"oos_r2_vs_historical_mean": oos_r2_mde(y, pred, bench["historical_mean"], horizon=h)}
     if directional and meta.target == "return" and h == 1:
-        c = cfg.evaluate.cost_bps
-        metrics["trading"] = {"sign_strategy": sign_strategy(pred, y, cost_bps=c),
-                              "buy_and_hold": buy_and_hold(y, cost_bps=c), "cost_bps": c}
+        metrics["trading"], sharpe_comps = _trading(pred, y, cfg.evaluate.cost_bps)
+        comparisons += sharpe_comps
     if "finetuned" in models and "scratch" in models:
         ft, ft_meta = models["finetuned"]
         sc, sc_meta = models["scratch"]
@@ -164,6 +193,13 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
                                                             tbench, "finetuned")
         comparisons += seed_comps
     metrics["comparisons"] = comparisons
+    metrics["power"].update({"alpha": 0.05, "power": 0.8,
+                             "rmse_ratio_minus_1": mde_block(comparisons, "rmse_ratio_minus_1"),
+                             "sharpe_net": mde_block(comparisons, "sharpe_net"),
+                             "sharpe_gross": mde_block(comparisons, "sharpe_gross")})
+    if "finetuned" in metrics:
+        metrics["power"]["finetuned_oos_r2_vs_historical_mean"] = oos_r2_mde(ty, tpred, tbench["historical_mean"],
+                                                                             horizon=h)
 
     write_json_atomic(metrics, paths.reports / "metrics.json")
     ent = data.key("pretrain")
@@ -186,10 +222,13 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
 
 
 def comparison_table(comps: list[dict]) -> str:
-    lines = ["| a vs b | metric | test | diff | 95 % CI | p | verdict |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| {c['a']} vs {c['b']} | {c['metric']} | {c['test']} | {fmt(c['diff'])} | [{fmt(c['ci_low'])}, "
-              f"{fmt(c['ci_high'])}] | {fmt(c['p_value'])} | {c.get('verdict', '')} |" for c in comps]
-    return "\n".join(lines)
+    """The paired comparisons as a Markdown table (interval, p-value and its sidedness, MDE, verdict), then the
+    note on how to read the MDE."""
+    lines = ["| a vs b | metric | test | diff | 95 % CI | p | sided | MDE (80 %) | verdict |", "|---" * 9 + "|"]
+    lines += [f"| {c['a']} vs {c['b']} | {c['metric']} | {c['test']} | {fmt(c['diff'])} | {interval_text(c)} | "
+              f"{fmt(c['p_value'])} | {c.get('sided', 'two-sided')} | {fmt(c.get('mde'))} | {c.get('verdict', '')} |"
+              for c in comps]
+    return "\n".join(lines + ["", MDE_NOTE])
 
 
 _SEED_HEADER = "| model | RMSE / random walk | OOS R² | directional accuracy | seeds |"
@@ -201,6 +240,17 @@ def _seed_line(name: str, s: dict) -> str:
             f"{fmt(d['mean'])} ± {fmt(d['sd'])} | {r['n']} |")
 
 
+def _power_line(pw: dict | None, what: str) -> str:
+    if not pw or pw["two-sided"]["oos_r2"] is None:
+        return ""
+    two, one = pw["two-sided"], pw["one-sided"]
+    ratio = 1 - (two["rmse_ratio_below_1"] or 0)
+    return (f"Power ({what}): on these {pw['n']} days a test of equal MSE against the expanding historical mean "
+            f"detects, with 80 % power at α = 0.05, an OOS R² of {fmt(two['oos_r2'], 3)} (two-sided; "
+            f"{fmt(one['oos_r2'], 3)} one-sided), an RMSE ratio of {fmt(ratio, 4)} or lower: smaller gains could "
+            "not have been seen.")
+
+
 def _report(m: dict, data) -> str:
     meta = data.meta
     cols = ["rmse", "rel_rmse_random_walk", "rel_rmse_historical_mean", "oos_r2", "mase", "directional_accuracy",
@@ -208,35 +258,56 @@ def _report(m: dict, data) -> str:
     by = {(c["b"], c["test"]): c for c in m["comparisons"] if c["a"] == "model"}
     dm = by.get(("random_walk", "diebold_mariano"))
     cw = by.get(("random_walk", "clark_west"))
+    cwh = by.get(("historical_mean", "clark_west"))
     if dm and dm["verdict"] == "better":
-        verdict_line = f"The model's squared errors are significantly lower than the random walk's (DM p = {fmt(dm['p_value'])})."
+        verdict_line = (f"The model's squared errors are significantly lower than the random walk's (DM two-sided "
+                        f"p = {fmt(dm['p_value'])}).")
     else:
-        verdict_line = (f"Against the random walk the model is a **{dm['verdict'] if dm else 'tie'}** (Diebold–Mariano p = "
-                        f"{fmt(dm and dm['p_value'])}, 95 % interval of the loss difference covers 0 unless stated; "
-                        f"Clark–West p = {fmt(cw and cw['p_value'])}): treat its forecasts as no better than 'no change' "
-                        "unless a row below says better.")
+        verdict_line = (f"Against the random walk the model is a **{verdict_text(dm, 3)}** (Diebold–Mariano, "
+                        f"two-sided p = {fmt(dm and dm['p_value'])}): treat its forecasts as no better than 'no "
+                        "change' unless a row below says better.")
+    verdict_line += (f" Clark–West (one-sided; the model nests the benchmark): vs the random walk p = "
+                     f"{fmt(cw and cw['p_value'])}, **{cw['verdict'] if cw else 'n/a'}**; vs the expanding "
+                     f"historical mean p = {fmt(cwh and cwh['p_value'])}, **{cwh['verdict'] if cwh else 'n/a'}**.")
+    t = m.get("tests", {})
+    if t.get("pesaran_timmermann_pvalue") is not None:
+        verdict_line += (f" Pesaran–Timmermann (one-sided: the forecast's sign agrees with the return's more often "
+                         f"than under independence): statistic {fmt(t['pesaran_timmermann_stat'], 3)}, p = "
+                         f"{fmt(t['pesaran_timmermann_pvalue'], 3)}.")
     tp = m["test_period"]
     lines = [f"# Stocks report ({meta.target}, horizon {meta.horizon}, lookback {meta.lookback})", "",
              f"Test period of **{tp['entity']}**: {tp['start']} to {tp['end']} ({tp['n']} windows, after the cut "
-             f"date {meta.cuts['test_start']}); every row is scored on the same windows. MASE is scaled by the "
-             "in-sample MAE of the zero-return forecast; OOS R² is against the expanding historical mean.", "",
+             f"date {meta.cuts['test_start']}); every row is scored on the same windows. MASE is the test MAE over "
+             "the training period's mean absolute return (compare it with the random walk's row, not with 1); "
+             "OOS R² is against the expanding historical mean (of the training and validation targets, then each "
+             "test target from its date on).", "",
              md_table({"model": m["model"], **m["baselines"]}, cols), "", verdict_line, "",
+             _power_line(m.get("power", {}).get("oos_r2_vs_historical_mean"), "model"), "",
              "Paired comparisons (diff = a minus b; for DM and Clark–West the mean squared-error difference, for the "
              "bootstrap the RMSE ratio minus 1; negative favours a):", "", comparison_table(m["comparisons"]), ""]
     lines += seed_section("Across seeds (mean ± sd):", _SEED_HEADER, m.get("seeds", {}), _seed_line, "stocks")
     if "trading" in m:
         t = m["trading"]
-        lines += [f"Trading the forecast's sign vs buy-and-hold, net of {t['cost_bps']:g} bp per unit turnover:", "",
-                  md_table({k: t[k] for k in ("sign_strategy", "buy_and_hold")},
-                           ["annual_return", "annual_volatility", "sharpe", "max_drawdown", "turnover"]), ""]
+        rows = {f"{k} (net)": t[k] for k in ("sign_strategy", "buy_and_hold")}
+        rows.update({f"{k} (gross)": t["gross"][k] for k in ("sign_strategy", "buy_and_hold")})
+        sh = {c["metric"]: c for c in m["comparisons"] if c["a"] == "sign_strategy"}
+        lines += [(f"Trading the forecast's sign vs buy-and-hold, net of {t['cost_bps']:g} bp per unit turnover and "
+                   "gross (Sharpe ratio's standard error: Lo 2002, Newey–West):"), "",
+                  md_table(rows, ["annual_return", "annual_volatility", "sharpe", "sharpe_se", "max_drawdown",
+                                  "turnover"]), "",
+                  "Sharpe ratio of the sign strategy minus buy-and-hold (Ledoit–Wolf 2008 HAC test, two-sided): "
+                  + "; ".join(f"{k.split('_')[1]} {fmt(c['diff'], 3)} {interval_text(c, 3)}, p {fmt(c['p_value'], 2)}"
+                              f", **{verdict_text(c)}**" for k, c in sh.items()) + ".", ""]
     if "finetuned" in m:
         tt = m["target_period"]
         ft = [c for c in m["comparisons"] if c["a"] == "finetuned"]
-        v = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "diebold_mariano"), "tie")
+        v = next((c for c in ft if c["b"] == "scratch" and c["test"] == "diebold_mariano"), None)
         lines += [f"Transfer to **{tt['entity']}** ({tt['start']} to {tt['end']}): fine-tuned from {tp['entity']} vs "
                   "the same architecture trained from scratch on the same target windows (own early-stopped budget):",
                   "", md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols),
-                  "", f"Verdict: fine-tuned vs scratch is a **{v}** (first seed, Diebold–Mariano).", ""]
+                  "", (f"Verdict: fine-tuned vs scratch is a **{verdict_text(v) if v else 'tie'}** (first seed, "
+                       "Diebold–Mariano, two-sided; MDE in squared-error units)."), "",
+                  _power_line(m.get("power", {}).get("finetuned_oos_r2_vs_historical_mean"), "fine-tuned"), ""]
         lines += seed_section("Transfer across seeds (mean ± sd, target test set):", _SEED_HEADER,
                               m.get("transfer_seeds", {}), _seed_line, "stocks")
         sv = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "paired_t_seeds"), None)

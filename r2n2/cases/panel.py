@@ -26,7 +26,7 @@ from ..data.window import fit_scalers, split_summary
 from ..errors import ConfigError, DataError
 from ..io import write_parquet_atomic
 from ..models.config import ModelConfig
-from .base import Log
+from .base import Log, check_choice
 from .crosssection import PANEL_FEATURES, CrossSectionCase, PanelMeta, panel_table
 from .series import SeriesWindowConfig, calendar_cuts, check_series_window
 
@@ -45,6 +45,7 @@ class PanelEvaluateConfig:
     top_k: int = 4                       # stocks per leg of the long-short portfolio
     cost_bps: float = 5.0                # cost per unit of turnover, basis points
     nw_lags: int | None = None           # Newey–West lags of the IC tests (null: automatic, >= horizon - 1)
+    execution_lag: int = 0               # days between a signal and its trade: 0 (the signal's own close) or 1
 
 
 def _panel_model() -> ModelConfig:
@@ -81,6 +82,7 @@ class PanelCase(CrossSectionCase):
             raise ConfigError(f"{prefix}.evaluate.top_k must be >= 1, got {cfg.evaluate.top_k}.")
         if cfg.evaluate.cost_bps < 0:
             raise ConfigError(f"{prefix}.evaluate.cost_bps must be >= 0, got {cfg.evaluate.cost_bps}.")
+        check_choice(prefix, "evaluate.execution_lag", cfg.evaluate.execution_lag, (0, 1))
         if cfg.model.pooling == "concat" and cfg.model.entities:
             raise ConfigError(f"{prefix}.model.pooling concat is not available with entities; use last.")
 

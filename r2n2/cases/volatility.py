@@ -63,8 +63,9 @@ from ..data.validate import PriceChecks
 from ..data.window import fit_scalers, split_summary, window_splits
 from ..errors import ConfigError, DataError
 from ..evaluate.plots import plot_forecast, plot_learning_curves, write_csv
-from ..evaluate.report import fmt, history, seed_section
-from ..evaluate.stats import diebold_mariano, hac_mean, seed_difference, seed_summary, verdict
+from ..evaluate.report import fmt, history, seed_section, verdict_text
+from ..evaluate.stats import (_comparison, diebold_mariano, hac_mean, mde_block, minimum_detectable_effect,
+                              seed_difference, seed_summary, verdict)
 from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..models.config import ModelConfig
 from .base import Log, check_range, window_meta_of
@@ -236,7 +237,8 @@ def _sq(y, f):
 def dm_loss(y, fa, fb, loss, *, a: str, b: str, metric: str, horizon: int = 1, level: float = 0.95) -> dict:
     """Diebold–Mariano on any per-observation loss ``loss(y, f)``: ``r2n2.evaluate.stats.diebold_mariano``'s
     statistic, interval and keys (statsmodels with the Harvey adjustment; HAC se of the mean loss differential),
-    for a loss it does not offer (QLIKE). Equal to it for the squared error (tested)."""
+    for a loss it does not offer (QLIKE). Equal to it for the squared error (tested), ``sided`` and ``mde``
+    included."""
     from scipy import stats as st
     from statsmodels.tsa.stattools import diebold_mariano_test
 
@@ -244,13 +246,15 @@ def dm_loss(y, fa, fb, loss, *, a: str, b: str, metric: str, horizon: int = 1, l
     n = len(y)
     lags = int(max(horizon - 1, math.ceil(n ** (1 / 3))))
     h = hac_mean(loss(y, fa) - loss(y, fb), lags=lags)
-    base = {"a": a, "b": b, "metric": metric, "diff": h["mean"], "test": "diebold_mariano"}
+    m = h["mean"]
     if h["tstat"] is None:
-        return {**base, "ci_low": h["mean"], "ci_high": h["mean"], "p_value": 1.0 if h["mean"] == 0 else None}
+        return _comparison(a, b, metric, m, m, m, 1.0 if m == 0 else None, "diebold_mariano",
+                           mde=minimum_detectable_effect(h["se"]))
     res = diebold_mariano_test(y, fa, fb, criterion=loss, harvey_adj=True, horizon=horizon, lags=lags)
     se = h["se"] / float(res.harvey_adj_factor)
     q = st.t.ppf(0.5 + level / 2, df=n - 1)
-    return {**base, "ci_low": h["mean"] - q * se, "ci_high": h["mean"] + q * se, "p_value": float(res.pvalue)}
+    return _comparison(a, b, metric, m, m - q * se, m + q * se, res.pvalue, "diebold_mariano",
+                       mde=minimum_detectable_effect(se, df=n - 1))
 
 
 def calibrate(y_val: np.ndarray, g_val: np.ndarray) -> dict:
@@ -350,6 +354,8 @@ class VolatilityCase(SeriesCase):
                                                   "finetuned", ["scratch"])
             comps += sc
         m["comparisons"] = comps
+        m["power"] = {"alpha": 0.05, "power": 0.8, "mse_log": mde_block(comps, "mse_log"),
+                      "qlike": mde_block(comps, "qlike")}
         write_json_atomic(m, paths.reports / "metrics.json")
         if e.plots:
             _plots(main, data, models, paths)
@@ -520,12 +526,12 @@ def _ci(c: dict | None) -> str:
     if not c:
         return "n/a"
     return (f"{fmt(c['diff'], 3)} [{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}], p {fmt(c['p_value'], 2)}, "
-            f"**{c['verdict']}**")
+            f"MDE {fmt(c.get('mde'), 2)}, **{c['verdict']}**")
 
 
 def _table(scores: dict, mcs: dict, by: dict, a: str) -> list[str]:
-    head = (f"| forecaster | MSE-log | QLIKE | {a} − it, MSE-log (DM 95 % CI, p) | {a} − it, QLIKE (DM 95 % CI, "
-            "p) | in MCS (MSE-log / QLIKE) | MSE-log raw | QLIKE raw |")
+    head = (f"| forecaster | MSE-log | QLIKE | {a} − it, MSE-log (DM 95 % CI, p, MDE) | {a} − it, QLIKE (DM 95 % "
+            "CI, p, MDE) | in MCS (MSE-log / QLIKE) | MSE-log raw | QLIKE raw |")
     lines = [head, "|---" * 8 + "|"]
     for k, s in scores.items():
         inc = " / ".join("yes" if k in mcs[x]["included"] else "no" for x in ("mse_log", "qlike"))
@@ -544,8 +550,8 @@ def _seed_line(name: str, s: dict) -> str:
 
 def _verdicts(comps: list[dict], a: str, b: str, test: str = "diebold_mariano") -> str:
     v = {c["metric"]: c for c in comps if c["a"] == a and c["b"] == b and c["test"] == test}
-    return "; ".join(f"{k}: {fmt(c['diff'], 3)} [{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}] **{c['verdict']}**"
-                     for k, c in v.items()) or "n/a"
+    return "; ".join(f"{k}: {fmt(c['diff'], 3)} [{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}] "
+                     f"**{verdict_text(c)}**" for k, c in v.items()) or "n/a"
 
 
 def _report(m: dict, data) -> str:
@@ -561,7 +567,9 @@ def _report(m: dict, data) -> str:
              f"Scale rule for every forecaster: log forecast = raw + a, variance = b × exp(raw), a and b fitted on "
              f"the validation days {cp['start']} to {cp['end']} ({cp['n']}); `raw` columns: a = 0, b = 1. "
              "Differences are the model's loss minus the forecaster's (negative favours the model), Diebold–Mariano "
-             "with a 95 % interval; **tie** whenever it covers 0. QLIKE is the loss robust to the proxy's noise "
+             "with a 95 % interval (two-sided); **tie** whenever it covers 0, and then no difference larger than "
+             "its MDE (80 % power at α = 0.05, in loss units) was there to be seen. QLIKE is the loss robust to "
+             "the proxy's noise "
              "(Patton 2011); MSE-log can rank forecasts differently with a noisy proxy.", ""]
     lines += _table({"model": m["model"], **m["baselines"]}, m["mcs"], by, "model")
     mc = m["mcs"]

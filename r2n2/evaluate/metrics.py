@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .stats import hac_mean
+from .stats import hac_mean, minimum_detectable_effect
 
 __all__ = ["regression_metrics", "classification_metrics", "forecast_tests", "oos_r2", "expanding_mean_forecast",
            "mase_scale", "daily_rank_ic", "rank_ic_summary"]
@@ -39,9 +39,9 @@ def _vector(x, what: str) -> np.ndarray:
 
 
 def mase_scale(train_y: np.ndarray) -> float:
-    """The MASE denominator: the in-sample MAE of the zero-return forecast on the training targets,
-    ``mean(|train_y|)``. ``train_y`` must be returns (not price levels); for a volatility target it is the
-    mean training volatility."""
+    """The MASE denominator: the in-sample MAE of the zero-return forecast (the random walk of the price) on the
+    training targets, ``mean(|train_y|)``. ``train_y`` must be returns (not price levels); for a volatility
+    target it is the mean training volatility."""
     return float(np.mean(np.abs(_vector(train_y, "training target"))))
 
 
@@ -58,9 +58,10 @@ def oos_r2(y: np.ndarray, pred: np.ndarray, bench: np.ndarray) -> float | None:
 
 def expanding_mean_forecast(train_y: np.ndarray, test_y: np.ndarray, *, horizon: int = 1) -> np.ndarray:
     """The historical-mean forecast for each test target: the mean of every earlier target already realised
-    when the forecast is made. Targets are consecutive rows (train then test) of ``horizon``-step-ahead
-    values, so at test row i only rows up to ``len(train) + i - horizon`` are known (no look-ahead for
-    overlapping multi-day targets)."""
+    when the forecast is made. ``train_y`` is the whole history before the test rows (training **and**
+    validation targets: pass both, in time order); targets are consecutive rows (history then test) of
+    ``horizon``-step-ahead values, so at test row i only rows up to ``len(train_y) + i - horizon`` are known
+    (no look-ahead for overlapping multi-day targets)."""
     train_y, test_y = _vector(train_y, "training target"), np.asarray(test_y, dtype=float).reshape(-1)
     n_train = len(train_y)
     if n_train < horizon:
@@ -78,9 +79,14 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray, *, train_y: np.ndarray, 
     historical mean, out-of-sample R^2 against ``benchmark`` (when given; usually the expanding historical
     mean), and directional accuracy with its base rate.
 
-    MASE = MAE / mean(|train_y|): scaled by the in-sample MAE of the zero-return forecast on the training
-    returns, so the zero forecast scores about 1 and a value below 1 means beating it. ``train_y`` must be on
-    the return scale (convert log-price targets first). Undefined ratios are None."""
+    MASE = MAE / mean(|train_y|) (Hyndman & Koehler 2006): the test MAE in units of the training period's mean
+    absolute return, which is the in-sample MAE of the zero-return forecast (the random walk of the price).
+    It measures accuracy against the size of a typical training-period move, **not** against the random walk
+    on the test days: the random walk's own MASE is ``mean(|test y|) / mean(|train y|)``, 1 only when the test
+    period moves as much as the training period. On the built-in S&P 500 it is about 0.566 (a calmer test
+    period than a training period with 2008 in it). So compare a model's MASE with the random walk's MASE on
+    the same rows (or read ``rel_rmse_random_walk``), never with 1. ``train_y`` must be on the return scale
+    (convert log-price targets first). Undefined ratios are None."""
     from sklearn.metrics import mean_absolute_error, mean_squared_error
 
     y, pred = _vector(y, "target"), _vector(pred, "forecast")
@@ -104,8 +110,10 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray, *, train_y: np.ndarray, 
 
 def forecast_tests(y: np.ndarray, pred: np.ndarray, benchmark: np.ndarray, *, horizon: int = 1,
                    directional: bool = True) -> dict:
-    """Diebold-Mariano (model vs benchmark, squared error, HAC variance, Harvey correction) and
-    Pesaran-Timmermann (sign predictability) from statsmodels."""
+    """Diebold-Mariano (model vs benchmark, squared error, HAC variance, Harvey correction; two-sided) and
+    Pesaran-Timmermann (sign predictability: H1 the signs of forecast and target agree more often than under
+    independence, one-sided, ``alternative="larger"``), both from statsmodels (0.15:
+    ``statsmodels.stats.diagnostic.pesaran_timmermann``). Each p-value has its ``*_sided`` label."""
     from statsmodels.stats.diagnostic import pesaran_timmermann
     from statsmodels.tsa.stattools import diebold_mariano_test
 
@@ -115,13 +123,15 @@ def forecast_tests(y: np.ndarray, pred: np.ndarray, benchmark: np.ndarray, *, ho
         dm = diebold_mariano_test(y, pred, benchmark, criterion="mse", harvey_adj=True, horizon=horizon)
         out["diebold_mariano_stat"] = _clean(dm.statistic)
         out["diebold_mariano_pvalue"] = _clean(dm.pvalue)
+        out["diebold_mariano_sided"] = "two-sided"
     except (ValueError, ZeroDivisionError, np.linalg.LinAlgError):
         out["diebold_mariano_stat"] = out["diebold_mariano_pvalue"] = None
     if directional:
         try:
-            pt = pesaran_timmermann(y, pred)
+            pt = pesaran_timmermann(y, pred, alternative="larger")
             out["pesaran_timmermann_stat"] = _clean(pt.statistic)
             out["pesaran_timmermann_pvalue"] = _clean(pt.pvalue)
+            out["pesaran_timmermann_sided"] = "one-sided"
         except (ValueError, ZeroDivisionError):  # e.g. the model always predicts one sign
             out["pesaran_timmermann_stat"] = out["pesaran_timmermann_pvalue"] = None
     return out
@@ -173,15 +183,17 @@ def daily_rank_ic(scores: pd.DataFrame, returns: pd.DataFrame, *, min_entities: 
 
 def rank_ic_summary(ic: pd.Series, *, horizon: int = 1, lags: int | None = None) -> dict:
     """Mean daily rank IC with its Newey-West t-statistic (statsmodels HAC; at least ``horizon - 1`` lags for
-    overlapping returns), two-sided normal p-value, hit rate (share of dates with IC > 0) and the number of
-    dates with a defined IC."""
+    overlapping returns), two-sided normal p-value (``sided``), hit rate (share of dates with IC > 0), the
+    number of dates with a defined IC and ``mde``: the smallest mean IC the t-test detects with 80 % power at
+    alpha 0.05 (:func:`r2n2.evaluate.stats.minimum_detectable_effect` of the HAC se)."""
     from scipy.stats import norm
 
     x = pd.Series(ic, dtype=float).dropna().to_numpy()
     if len(x) == 0:
-        return {"mean": None, "tstat": None, "p_value": None, "hit_rate": None, "n": 0}
+        return {"mean": None, "tstat": None, "p_value": None, "sided": "two-sided", "hit_rate": None, "n": 0,
+                "mde": None}
     h = hac_mean(x, horizon=horizon, lags=lags)
     t = h["tstat"]
     p = None if t is None else _clean(2 * norm.sf(abs(t)))
-    return {"mean": _clean(h["mean"]), "tstat": _clean(t), "p_value": p,
-            "hit_rate": float(np.mean(x > 0)), "n": int(len(x))}
+    return {"mean": _clean(h["mean"]), "tstat": _clean(t), "p_value": p, "sided": "two-sided",
+            "hit_rate": float(np.mean(x > 0)), "n": int(len(x)), "mde": minimum_detectable_effect(h["se"])}

@@ -8,7 +8,12 @@ from __future__ import annotations
 import json
 import math
 
-__all__ = ["fmt", "md_table", "history", "seed_section", "headline"]
+__all__ = ["fmt", "md_table", "history", "seed_section", "headline", "interval_text", "verdict_text", "MDE_NOTE"]
+
+MDE_NOTE = ("MDE: the smallest |diff| each test detects with 80 % power at α = 0.05 on these rows (in the units of "
+            "diff; from the test's own standard error, or the bootstrap's). A **tie** reads: no difference was "
+            "found, and differences under the MDE could not have been seen. One-sided rows (Clark–West) only ask "
+            "whether a beats b: their interval is an upper bound, their verdict better or tie.")
 
 
 def fmt(v, digits: int = 4) -> str:
@@ -20,6 +25,25 @@ def fmt(v, digits: int = 4) -> str:
     if isinstance(v, float):
         return "n/a" if math.isnan(v) else f"{v:.{digits}g}"
     return str(v)
+
+
+def interval_text(c: dict, digits: int = 4) -> str:
+    """A comparison's interval: ``[lo, hi]``, or a one-sided ``(−∞, hi]`` / ``[lo, ∞)``."""
+    lo, hi = c.get("ci_low"), c.get("ci_high")
+    if c.get("sided") == "one-sided" and (lo is None) != (hi is None):
+        return f"(−∞, {fmt(hi, digits)}]" if lo is None else f"[{fmt(lo, digits)}, ∞)"
+    return f"[{fmt(lo, digits)}, {fmt(hi, digits)}]"
+
+
+def verdict_text(c: dict | None, digits: int = 3) -> str:
+    """A comparison's verdict for prose: "better" / "worse", or "tie, and differences under MDE could not have
+    been seen"."""
+    if not c:
+        return "n/a"
+    v = c.get("verdict", "tie")
+    if v == "tie" and c.get("mde") is not None:
+        return f"tie, and differences under {fmt(c['mde'], digits)} could not have been seen"
+    return v
 
 
 def md_table(rows: dict[str, dict], cols: list[str], *, first: str = "") -> str:

@@ -2,12 +2,17 @@
 
 Every comparison has the keys of :data:`COMPARISON_KEYS`: ``a`` and ``b`` (names), ``metric`` (what ``diff`` is),
 ``diff`` (``metric(a) - metric(b)``, or the mean per-observation difference for loss differentials), a 95 %
-interval ``ci_low``/``ci_high`` of ``diff``, ``p_value`` and ``test`` (the test's name). Whether a lower or a
-higher ``diff`` favours ``a`` depends on the metric; :func:`verdict` takes that as an argument and calls a
-comparison "tie" whenever its interval covers 0.
+interval ``ci_low``/``ci_high`` of ``diff``, ``p_value``, ``test`` (the test's name), ``sided`` ("two-sided" or
+"one-sided": of the p-value and the interval; a one-sided interval has ``None`` on its open side) and ``mde``,
+the minimum detectable effect: the smallest ``|diff|`` the test detects with 80 % power at alpha 0.05 at its
+sample size, in the units of ``diff`` (:func:`minimum_detectable_effect`). Whether a lower or a higher ``diff``
+favours ``a`` depends on the metric; :func:`verdict` takes that as an argument and calls a comparison "tie"
+whenever its interval covers 0 -- and a tie then reads "no difference larger than ``mde`` was there to see".
 
 Tests come from statsmodels (Diebold-Mariano, McNemar, HAC/Newey-West standard errors) and arch (bootstraps).
-Clark-West is written here on top of statsmodels' HAC regression: neither library ships it.
+Clark-West is written here on top of statsmodels' HAC regression, and the grouped (cluster) bootstrap of a
+classifier metric on arch's IID bootstrap of group indices: neither library ships them. The Sharpe-ratio tests
+(Lo 2002; Ledoit & Wolf 2008) live with the strategies, in :mod:`r2n2.evaluate.trading`.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from ..errors import DataError
 
 __all__ = ["COMPARISON_KEYS", "diebold_mariano", "clark_west", "rmse_ratio_bootstrap", "classifier_bootstrap",
            "mcnemar_test", "rank_ic_difference", "hac_mean", "macro_f1", "verdict", "seed_summary",
-           "seed_difference"]
+           "seed_difference", "minimum_detectable_effect", "oos_r2_mde", "mde_block"]
 
-COMPARISON_KEYS = ("a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "test")
+COMPARISON_KEYS = ("a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "test", "sided", "mde")
+ALPHA, POWER = 0.05, 0.8  # the size and power every ``mde`` is stated at
 
 
 def _num(v) -> float | None:
@@ -36,8 +42,27 @@ def _num(v) -> float | None:
     return None if math.isnan(v) or math.isinf(v) else v
 
 
-def _comparison(a: str, b: str, metric: str, diff, lo, hi, p, test: str) -> dict:
-    return dict(zip(COMPARISON_KEYS, (a, b, metric, _num(diff), _num(lo), _num(hi), _num(p), test)))
+def _comparison(a: str, b: str, metric: str, diff, lo, hi, p, test: str, *, sided: str = "two-sided",
+                mde=None) -> dict:
+    return dict(zip(COMPARISON_KEYS, (a, b, metric, _num(diff), _num(lo), _num(hi), _num(p), test, sided,
+                                      _num(mde))))
+
+
+def minimum_detectable_effect(se: float | None, *, sided: str = "two-sided", alpha: float = ALPHA,
+                              power: float = POWER, df: float | None = None) -> float | None:
+    """The smallest true difference a test with standard error ``se`` detects with probability ``power`` at size
+    ``alpha``: ``(q_{1-alpha/2} + q_{power}) * se`` for a two-sided test, ``(q_{1-alpha} + q_{power}) * se``
+    for a one-sided one (normal quantiles; Student-t with ``df`` degrees of freedom when given). The usual
+    power approximation (the far tail of a two-sided test is ignored); for a bootstrap pass the standard
+    deviation of its replications. None without a positive standard error (identical inputs: nothing varies, so
+    there is no power to state)."""
+    if se is None or not math.isfinite(se) or se <= 0:
+        return None
+    if sided not in ("two-sided", "one-sided"):
+        raise DataError(f"sided must be 'two-sided' or 'one-sided', got {sided!r:.80}.")
+    dist = st.norm if df is None else st.t(df)
+    crit = 1 - alpha / 2 if sided == "two-sided" else 1 - alpha
+    return float((dist.ppf(crit) + dist.ppf(power)) * se)
 
 
 def _vectors(*arrays, names: Sequence[str], min_n: int = 2) -> list[np.ndarray]:
@@ -111,56 +136,64 @@ def diebold_mariano(y, pred_a, pred_b, *, a: str = "a", b: str = "b", horizon: i
     metric = f"{criterion}_loss_differential"
     if h["tstat"] is None:
         return _comparison(a, b, metric, h["mean"], h["mean"], h["mean"], _degenerate_p(h["mean"]),
-                           "diebold_mariano")
+                           "diebold_mariano", mde=minimum_detectable_effect(h["se"]))
     res = diebold_mariano_test(y, fa, fb, criterion=criterion, harvey_adj=True, horizon=horizon, lags=lags)
     se = h["se"] / float(res.harvey_adj_factor)  # Harvey's factor scales the statistic: divide the se by it
     q = st.t.ppf(0.5 + level / 2, df=n - 1)
     lo, hi = _interval(h["mean"], se, q)
-    return _comparison(a, b, metric, h["mean"], lo, hi, res.pvalue, "diebold_mariano")
+    return _comparison(a, b, metric, h["mean"], lo, hi, res.pvalue, "diebold_mariano",
+                       mde=minimum_detectable_effect(se, df=n - 1))
 
 
 def clark_west(y, pred_model, pred_bench, *, a: str = "model", b: str = "benchmark", horizon: int = 1,
                lags: int | None = None, level: float = 0.95) -> dict:
-    """Clark-West (2007) test for a model ``a`` that nests the benchmark ``b`` (e.g. the zero forecast or the
-    random walk). With ``f_t = (y - b)^2 - [(y - a)^2 - (b - a)^2]``, H0: E[f] = 0 against E[f] > 0 (the model
-    is more accurate); t = mean(f) / HAC se, one-sided normal p-value. ``diff`` is ``-mean(f)``, the
-    adjusted MSPE of ``a`` minus the MSPE of ``b`` (negative: a is better), with a two-sided ``level``
-    normal interval; the one-sided p can thus be below 0.05 while the interval still covers 0 (a "tie")."""
+    """Clark-West (2007) test for a model ``a`` that nests the benchmark ``b`` (the zero forecast, the random
+    walk, the expanding historical mean). With ``f_t = (y - b)^2 - [(y - a)^2 - (b - a)^2]``, H0: E[f] = 0
+    against E[f] > 0 (the model is more accurate); t = mean(f) / HAC se, one-sided normal p-value. ``diff`` is
+    ``-mean(f)``, the adjusted MSPE of ``a`` minus the MSPE of ``b`` (negative: a is better), and its interval is
+    the matching **one-sided** ``level`` bound: ``ci_low`` is None (unbounded) and ``ci_high = diff + z_level *
+    se``, so the interval excludes 0 exactly when p < 1 - level and :func:`verdict` can only say "better" or
+    "tie" (the test has no alternative on the other side). ``sided`` is "one-sided"; ``mde`` is the one-sided
+    ``(z_0.95 + z_0.8) * se``."""
     y, fa, fb = _vectors(y, pred_model, pred_bench, names=("y", a, b), min_n=3)
     f = (y - fb) ** 2 - ((y - fa) ** 2 - (fb - fa) ** 2)  # (n,) adjusted MSPE differential
     h = hac_mean(f, lags=lags, horizon=horizon)
     diff = -h["mean"]
+    mde = minimum_detectable_effect(h["se"], sided="one-sided")
     if h["tstat"] is None:
-        return _comparison(a, b, "mse_adjusted", diff, diff, diff, _degenerate_p(diff), "clark_west")
+        return _comparison(a, b, "mse_adjusted", diff, None, diff, _degenerate_p(diff), "clark_west",
+                           sided="one-sided", mde=mde)
     p = st.norm.sf(h["tstat"])
-    q = st.norm.ppf(0.5 + level / 2)
-    lo, hi = _interval(diff, h["se"], q)
-    return _comparison(a, b, "mse_adjusted", diff, lo, hi, p, "clark_west")
+    hi = diff + st.norm.ppf(level) * h["se"]
+    return _comparison(a, b, "mse_adjusted", diff, None, hi, p, "clark_west", sided="one-sided", mde=mde)
 
 
-def _bootstrap_summary(bs, func: Callable, *, reps: int, level: float, null: float) -> tuple[float, float, float]:
+def _bootstrap_summary(bs, func: Callable, *, reps: int, level: float,
+                       null: float) -> tuple[float, float, float, float]:
     """Percentile interval of arch's bootstrap replications (equal to ``bs.conf_int(method="percentile")``
-    on the same seed; computed from ``apply`` because conf_int does not hand back the replications) and the
-    two-sided p-value that inverts it: twice the smaller share of replications on either side of ``null``
-    (+1 smoothing, at most 1)."""
+    on the same seed; computed from ``apply`` because conf_int does not hand back the replications), the
+    two-sided p-value that inverts it (twice the smaller share of replications on either side of ``null``,
+    +1 smoothing, at most 1) and the bootstrap standard error (sd of the replications, for the ``mde``)."""
     dist = bs.apply(func, reps=reps)[:, 0]
     dist = dist[np.isfinite(dist)]  # a replication can be undefined (e.g. a zero benchmark error)
     if len(dist) == 0:
-        return float("nan"), float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan"), float("nan")
     alpha = 1 - level
     lo, hi = np.percentile(dist, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     m = len(dist)
     below = (np.sum(dist <= null) + 1) / (m + 1)
     above = (np.sum(dist >= null) + 1) / (m + 1)
-    return float(lo), float(hi), float(min(1.0, 2 * min(below, above)))
+    se = float(dist.std(ddof=1)) if m > 1 else float("nan")
+    return float(lo), float(hi), float(min(1.0, 2 * min(below, above))), se
 
 
 def rmse_ratio_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", reps: int = 999, seed: int = 0,
                          block_size: float | None = None, method: str = "stationary", level: float = 0.95) -> dict:
     """Paired block bootstrap (arch StationaryBootstrap or CircularBlockBootstrap) of ``rmse(a) / rmse(b)``:
     the same resampled days for both forecasts, so their correlation is kept. ``diff`` is ``ratio - 1``
-    (negative: a is more accurate), with the percentile interval and the p-value of H0: ratio = 1.
-    ``block_size`` defaults to arch's optimal_block_length of the squared-error differential."""
+    (negative: a is more accurate), with the percentile interval and the two-sided p-value of H0: ratio = 1;
+    ``mde`` from the bootstrap standard error. ``block_size`` defaults to arch's optimal_block_length of the
+    squared-error differential."""
     from arch.bootstrap import CircularBlockBootstrap, StationaryBootstrap, optimal_block_length
 
     y, fa, fb = _vectors(y, pred_a, pred_b, names=("y", a, b), min_n=3)
@@ -180,8 +213,9 @@ def rmse_ratio_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", reps:
         return np.sqrt(sa.mean() / den) - 1 if den > 0 else np.nan
 
     diff = float(ratio(ea, eb))
-    lo, hi, p = _bootstrap_summary(bs, ratio, reps=reps, level=level, null=0.0)
-    return _comparison(a, b, "rmse_ratio_minus_1", diff, lo, hi, p, f"{method}_bootstrap")
+    lo, hi, p, se = _bootstrap_summary(bs, ratio, reps=reps, level=level, null=0.0)
+    return _comparison(a, b, "rmse_ratio_minus_1", diff, lo, hi, p, f"{method}_bootstrap",
+                       mde=minimum_detectable_effect(se))
 
 
 def macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
@@ -196,37 +230,67 @@ def macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
 
 
 def classifier_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", metric: str = "macro_f1",
-                         n_classes: int | None = None, reps: int = 999, seed: int = 0, level: float = 0.95) -> dict:
+                         n_classes: int | None = None, reps: int = 999, seed: int = 0, level: float = 0.95,
+                         groups=None) -> dict:
     """Paired IID bootstrap (arch IIDBootstrap) of ``metric(a) - metric(b)`` over test examples, for integer
     class ids. ``metric`` is ``"macro_f1"`` or ``"accuracy"``; positive ``diff``: a is better. Percentile
-    interval and the p-value of H0: diff = 0."""
+    interval, the two-sided p-value of H0: diff = 0 and ``mde`` from the bootstrap standard error.
+
+    ``groups`` (one label per example, e.g. near-duplicate keys): resample whole groups instead of examples,
+    so that copies of one text, which are not independent draws, enter or leave a replication together (a
+    cluster bootstrap). With every example its own group it equals the ungrouped bootstrap on the same seed.
+    ``test`` is then "group_bootstrap"."""
     from arch.bootstrap import IIDBootstrap
 
     y, pa, pb = (np.asarray(v).reshape(-1) for v in (y, pred_a, pred_b))
     _vectors(y, pa, pb, names=("y", a, b), min_n=2)
     y, pa, pb = y.astype(np.int64), pa.astype(np.int64), pb.astype(np.int64)
     k = int(max(y.max(), pa.max(), pb.max()) + 1) if n_classes is None else int(n_classes)
-    if metric == "macro_f1":
-        def score(t, p):
-            return macro_f1(t, p, k)
-    elif metric == "accuracy":
-        def score(t, p):
-            return float(np.mean(t == p))
-    else:
+    if metric not in ("macro_f1", "accuracy"):
         raise DataError(f"classifier_bootstrap: metric must be 'macro_f1' or 'accuracy', got {metric!r:.80}.")
 
-    def diff_fn(t, p1, p2):
-        return score(t, p1) - score(t, p2)
+    def from_counts(cm):  # (k*k,) confusion counts, rows true -> the metric
+        cm = cm.reshape(k, k)
+        tp = np.diag(cm).astype(float)
+        if metric == "accuracy":
+            return float(tp.sum() / cm.sum())
+        denom = cm.sum(0) + cm.sum(1)
+        return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
 
-    bs = IIDBootstrap(y, pa, pb, seed=seed)
-    lo, hi, p = _bootstrap_summary(bs, diff_fn, reps=reps, level=level, null=0.0)
-    return _comparison(a, b, metric, diff_fn(y, pa, pb), lo, hi, p, "paired_bootstrap")
+    def counts(t, p):
+        return np.bincount(t * k + p, minlength=k * k)
+
+    def diff_fn(t, p1, p2):
+        return from_counts(counts(t, p1)) - from_counts(counts(t, p2))
+
+    if groups is None:
+        bs, fn, test = IIDBootstrap(y, pa, pb, seed=seed), diff_fn, "paired_bootstrap"
+    else:
+        g = np.asarray(groups).reshape(-1)
+        if len(g) != len(y):
+            raise DataError(f"classifier_bootstrap: groups must give one label per example, got {len(g)} for "
+                            f"{len(y)} examples.")
+        gid = pd.factorize(g)[0]  # (n,) group index 0..G-1
+        n_groups = int(gid.max()) + 1
+        ca = np.zeros((n_groups, k * k))  # (G, k*k) each group's confusion counts, for a and for b
+        cb = np.zeros((n_groups, k * k))
+        np.add.at(ca, (gid, y * k + pa), 1)
+        np.add.at(cb, (gid, y * k + pb), 1)
+
+        def fn(ids):  # resampled group indices -> the difference on their members
+            w = np.bincount(ids, minlength=n_groups).astype(float)  # (G,) times each group was drawn
+            return from_counts(w @ ca) - from_counts(w @ cb)
+
+        bs, test = IIDBootstrap(np.arange(n_groups), seed=seed), "group_bootstrap"
+    lo, hi, p, se = _bootstrap_summary(bs, fn, reps=reps, level=level, null=0.0)
+    return _comparison(a, b, metric, diff_fn(y, pa, pb), lo, hi, p, test, mde=minimum_detectable_effect(se))
 
 
 def mcnemar_test(y, pred_a, pred_b, *, a: str = "a", b: str = "b", level: float = 0.95) -> dict:
     """McNemar test (statsmodels) of equal accuracy on paired predictions; exact binomial when fewer than 25
     discordant pairs, else chi-square with continuity correction. ``diff`` is ``accuracy(a) - accuracy(b)``
-    with the Wald interval for paired proportions (Agresti 2002, 10.1.2; not in statsmodels)."""
+    with the Wald interval for paired proportions (Agresti 2002, 10.1.2; not in statsmodels). Two-sided;
+    ``mde`` from the Wald standard error."""
     from statsmodels.stats.contingency_tables import mcnemar
 
     y, pa, pb = (np.asarray(v).reshape(-1) for v in (y, pred_a, pred_b))
@@ -241,35 +305,43 @@ def mcnemar_test(y, pred_a, pred_b, *, a: str = "a", b: str = "b", level: float 
     se = math.sqrt(max(n10 + n01 - (n10 - n01) ** 2 / n, 0.0)) / n
     lo, hi = _interval(diff, se, st.norm.ppf(0.5 + level / 2))
     p = 1.0 if n10 + n01 == 0 else res.pvalue
-    return _comparison(a, b, "accuracy", diff, lo, hi, p, "mcnemar_exact" if exact else "mcnemar_chi2")
+    return _comparison(a, b, "accuracy", diff, lo, hi, p, "mcnemar_exact" if exact else "mcnemar_chi2",
+                       mde=minimum_detectable_effect(se))
 
 
 def rank_ic_difference(ic_a: pd.Series, ic_b: pd.Series, *, a: str = "a", b: str = "b", horizon: int = 1,
                        lags: int | None = None, level: float = 0.95) -> dict:
     """Newey-West t-test of the mean daily rank-IC difference ``ic_a - ic_b`` (two daily IC series, as from
     :func:`r2n2.evaluate.metrics.daily_rank_ic`, aligned on their common dates with both defined). Positive
-    ``diff``: a ranks better. Normal two-sided p-value and interval; pass ``horizon`` for overlapping
-    multi-day returns (at least ``horizon - 1`` lags)."""
+    ``diff``: a ranks better. Normal two-sided p-value and interval, ``mde`` from the same se; pass ``horizon``
+    for overlapping multi-day returns (at least ``horizon - 1`` lags)."""
     both = pd.concat([pd.Series(ic_a), pd.Series(ic_b)], axis=1, join="inner").dropna()
     if len(both) < 3:
         raise DataError(f"rank-IC difference of {a!r:.40} and {b!r:.40} needs at least 3 common dates with both "
                         f"ICs defined, got {len(both)}.")
     d = both.iloc[:, 0].to_numpy(float) - both.iloc[:, 1].to_numpy(float)
     h = hac_mean(d, lags=lags, horizon=horizon)
+    mde = minimum_detectable_effect(h["se"])
     if h["tstat"] is None:
         return _comparison(a, b, "rank_ic", h["mean"], h["mean"], h["mean"], _degenerate_p(h["mean"]),
-                           "newey_west")
+                           "newey_west", mde=mde)
     p = 2 * st.norm.sf(abs(h["tstat"]))
     lo, hi = _interval(h["mean"], h["se"], st.norm.ppf(0.5 + level / 2))
-    return _comparison(a, b, "rank_ic", h["mean"], lo, hi, p, "newey_west")
+    return _comparison(a, b, "rank_ic", h["mean"], lo, hi, p, "newey_west", mde=mde)
 
 
 def verdict(comparison: dict, *, higher_is_better: bool) -> str:
     """"better" / "worse" when the interval lies wholly on one side of 0, else "tie" (also when there is no
     interval): never a verdict from the point estimate alone. ``higher_is_better`` says which sign of ``diff``
-    favours ``a`` (False for loss differentials and RMSE ratios, True for F1, accuracy and rank IC)."""
+    favours ``a`` (False for loss differentials and RMSE ratios, True for F1, accuracy and rank IC). A
+    one-sided comparison (``sided`` "one-sided") has None on its open side, read as unbounded: only its bounded
+    side can exclude 0."""
     lo, hi = comparison.get("ci_low"), comparison.get("ci_high")
-    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 <= hi:
+    if comparison.get("sided") == "one-sided" and (lo is None) != (hi is None):
+        lo, hi = (-math.inf if lo is None else lo), (math.inf if hi is None else hi)
+    elif lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+        return "tie"
+    if math.isnan(lo) or math.isnan(hi) or lo <= 0 <= hi:
         return "tie"
     a_higher = lo > 0
     return "better" if a_higher == higher_is_better else "worse"
@@ -289,7 +361,8 @@ def seed_difference(values_a: Sequence[float], values_b: Sequence[float], *, a: 
     """Paired t-test over seeds: ``values_a[i]`` and ``values_b[i]`` are one metric of two models trained with the
     same seed (scipy's ``ttest_rel``). ``diff`` is the mean per-seed difference with its t interval; the
     variation it measures is the training seed's, not the test sample's (the per-seed paired tests measure
-    that). None with fewer than two complete pairs."""
+    that). Two-sided; ``mde`` with Student-t quantiles on ``n_seeds - 1`` degrees of freedom. None with fewer
+    than two complete pairs."""
     pairs = [(x, y) for x, y in zip(values_a, values_b) if x is not None and y is not None]
     if len(pairs) < 2:
         return None
@@ -299,4 +372,42 @@ def seed_difference(values_a: Sequence[float], values_b: Sequence[float], *, a: 
         return _comparison(a, b, metric, d.mean(), None, None, _degenerate_p(float(d.mean())), "paired_t_seeds")
     r = st.ttest_rel(x, y)
     ci = r.confidence_interval(level)
-    return _comparison(a, b, metric, d.mean(), ci.low, ci.high, r.pvalue, "paired_t_seeds")
+    se = float(d.std(ddof=1) / math.sqrt(len(d)))
+    return _comparison(a, b, metric, d.mean(), ci.low, ci.high, r.pvalue, "paired_t_seeds",
+                       mde=minimum_detectable_effect(se, df=len(d) - 1))
+
+
+def oos_r2_mde(y, pred, bench, *, horizon: int = 1, lags: int | None = None) -> dict:
+    """The smallest out-of-sample R^2 (and RMSE ratio) that a test of equal MSE against ``bench`` (usually the
+    expanding historical mean) detects with 80 % power at alpha 0.05 on these test days.
+
+    With ``d_t = (y - pred)^2 - (y - bench)^2``, ``OOS R^2 = 1 - SSE(pred) / SSE(bench) = -mean(d) /
+    mean((y - bench)^2)``, so the MDE of R^2 is the Diebold-Mariano test's MDE of ``mean(d)`` (its HAC se with
+    the Harvey factor, :func:`diebold_mariano`) divided by the benchmark's MSE: ``(q_{1-alpha/2} + q_0.8) * se /
+    MSE(bench)`` two-sided, ``(q_{1-alpha} + q_0.8) * se / MSE(bench)`` one-sided (R^2 > 0 only, as Clark-West
+    asks). The RMSE ratio is ``sqrt(1 - R^2)``, so its MDE (``rmse_ratio_below_1``, how far under 1 it must
+    fall) is ``1 - sqrt(1 - MDE_R2)``.
+    The se is the observed loss differential's, so this is the power at the forecasts' own noise."""
+    y, fp, fb = _vectors(y, pred, bench, names=("y", "forecast", "benchmark"), min_n=3)
+    c = diebold_mariano(y, fp, fb, horizon=horizon, lags=lags)
+    mse_b = float(np.mean((y - fb) ** 2))
+    # the DM test's se of mean(d) (HAC, Harvey factor): its two-sided mde is (t_0.975 + t_0.8) * se
+    se = None if c["mde"] is None else c["mde"] / minimum_detectable_effect(1.0, df=len(y) - 1)
+    out = {"n": len(y), "alpha": ALPHA, "power": POWER}
+    for sided in ("two-sided", "one-sided"):
+        m = minimum_detectable_effect(se, sided=sided, df=len(y) - 1)
+        r2 = None if m is None or mse_b == 0 else m / mse_b
+        out[sided] = {"oos_r2": _num(r2),
+                      "rmse_ratio_below_1": None if r2 is None or r2 >= 1 else _num(1 - math.sqrt(1 - r2))}
+    return out
+
+
+def mde_block(comparisons: list[dict], metric: str) -> dict:
+    """``{"a vs b": {"mde", "sided", "diff", "test", "verdict"}}`` of every comparison on ``metric`` (the
+    across-seeds ones keyed "a vs b (seeds)"): the per-case ``power`` summary of what each tie could hide."""
+    out = {}
+    for c in comparisons:
+        if c.get("metric") == metric:
+            key = f"{c['a']} vs {c['b']}" + (" (seeds)" if c["test"] == "paired_t_seeds" else "")
+            out[key] = {k: c.get(k) for k in ("mde", "sided", "diff", "test", "verdict")}
+    return out

@@ -7,6 +7,8 @@ effect goes through the real stages (ingest, validate, window, train, evaluate).
 
 - :func:`lead_lag_panel`: followers' next-day returns load ``beta`` on one leader's return today. Only a model
   that relates the stocks to each other (and knows which one leads) can use it.
+- :func:`analogue_series`: tomorrow's return loads ``beta`` on the return that followed the past day most
+  similar to today (by the opening gap): a relation between two time steps, what the slides' module relates.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["lead_lag_panel", "lead_lag_share"]
+__all__ = ["lead_lag_panel", "lead_lag_share", "analogue_series"]
 
 
 def lead_lag_panel(*, beta: float = 0.4, n_stocks: int = 10, n_followers: int = 5, start: str = "2004-01-02",
@@ -44,3 +46,31 @@ def lead_lag_panel(*, beta: float = 0.4, n_stocks: int = 10, n_followers: int = 
 def lead_lag_share(beta: float) -> float:
     """The share of a follower's next-day return variance that the leader's return today explains."""
     return beta ** 2 / (1 + beta ** 2)
+
+
+def analogue_series(*, beta: float = 0.4, lookback: int = 30, start: str = "2004-01-02", end: str = "2015-12-31",
+                    vol: float = 0.012, gap_vol: float = 0.004, dof: float = 5.0, seed: int = 0) -> pd.DataFrame:
+    """Daily OHLCV (Date, Open, High, Low, Close, Volume) of one series whose next-day close-to-close return is
+    ``beta * r[j* + 1] + sqrt(1 - beta^2) * e``, where ``j*`` is the day among the previous ``lookback - 2`` whose
+    opening gap (log Open / previous Close, iid normal of sd ``gap_vol``) is nearest today's: "what followed the
+    most similar day". Returns are t(``dof``) of sd ``vol``; High/Low bracket Open and Close; Volume is noise.
+    Only a model that compares today with each past day of its window can use the rule.
+    """
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(start, end)
+    n = len(dates)
+    gap = rng.normal(0.0, gap_vol, n)
+    e = rng.standard_t(dof, n) / np.sqrt(dof / (dof - 2))
+    r = e.copy()  # unit-variance close-to-close returns
+    span = lookback - 2  # j* and j* + 1 both inside the window that ends today
+    for t in range(span + 1, n - 1):
+        past = np.arange(t - span, t)  # candidate days j < t; j + 1 <= t is already known today
+        j = past[np.argmin(np.abs(gap[past] - gap[t]))]
+        r[t + 1] = beta * r[j + 1] + np.sqrt(1 - beta ** 2) * e[t + 1]
+    close = 50 * np.exp(np.cumsum(vol * r))
+    prev = np.concatenate([[50.0], close[:-1]])
+    open_ = prev * np.exp(gap)
+    wick = np.exp(np.abs(rng.normal(0.0, 0.003, (2, n))))
+    return pd.DataFrame({"Date": dates.strftime("%Y-%m-%d"), "Open": open_,
+                         "High": np.maximum(open_, close) * wick[0], "Low": np.minimum(open_, close) / wick[1],
+                         "Close": close, "Volume": rng.integers(1_000_000, 2_000_000, n)})

@@ -1,0 +1,235 @@
+"""Planted-structure power curves (issue #22 item 1): what the panel model finds when a lead-lag is planted.
+
+A 10-stock panel (2004-2015, t(5) returns, 1.2 % daily vol; ``r2n2.data.planted.lead_lag_panel``) where five
+followers' next-day returns load ``beta`` on the leader's (s00) return today, ``beta`` graded 0 .. 0.4, through
+the panel case's real stages (ingest, validate, window, train, baselines, evaluate; cut dates 2012-01-03 /
+2014-01-02, params.yaml's panel settings otherwise). Arms, all on the same test windows:
+
+- ``model``: the panel's default model (entity relation with a learned identity per stock);
+- ``no_identity``: the same model with ``model.identity: false`` (the entity relation before the fix);
+- ``no_cross_entity``: each stock alone (the baselines stage's ablation);
+- ``planted_rule``: the rule itself applied to the test windows' features (the leader's ``ret_1d`` for the
+  followers, 0 for the rest): what a model that found the structure exactly would score.
+
+Prints a markdown table (mean rank IC over data seeds, its spread, the share of seeds whose NW t > 2 and whose
+"model minus each stock alone" interval lies above 0) and writes docs/planted.json and docs/planted_power.png.
+
+    OMP_NUM_THREADS=1 python benchmarks/planted.py [--betas 0 0.05 0.1 0.2 0.4] [--seeds 0 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from r2n2.data.planted import analogue_series, lead_lag_panel, lead_lag_share  # noqa: E402
+from r2n2.evaluate.metrics import daily_rank_ic, rank_ic_summary  # noqa: E402
+from r2n2.registry import parse_params, run_stage  # noqa: E402
+
+STAGES = ("ingest", "validate", "window", "train", "baselines", "evaluate")
+
+
+def _cfg(folder: Path, seed: int, **model):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = raw["panel"]
+    p["data"]["source"] = str(folder / "panel.csv")
+    p["window"].update({"val_start": "2012-01-03", "test_start": "2014-01-02"})
+    p["evaluate"]["plots"] = False
+    p["train"]["seed"] = seed
+    p["model"].update(model)
+    return parse_params(raw).cases["panel"]
+
+
+def _metrics(folder: Path) -> dict:
+    m = json.loads((folder / "data/reports/panel/metrics.json").read_text())
+    alone = next(c for c in m["comparisons"] if c["b"] == "no_cross_entity" and c["metric"] == "rank_ic")
+    return {"model": m["model"], "no_cross_entity": m["baselines"]["no_cross_entity"], "vs_alone": alone}
+
+
+def _planted_rule(folder: Path) -> dict:
+    t = pd.read_parquet(folder / "data/windows/panel/features.parquet")
+    t = t[t["split"] == "test"]
+    feats = t.pivot(index="date", columns="entity", values="ret_1d")
+    fwd = t.pivot(index="date", columns="entity", values="fwd_return")
+    scores = pd.DataFrame(0.0, index=feats.index, columns=feats.columns)
+    for follower in [f"s{i:02d}" for i in range(1, 6)]:
+        scores[follower] = feats["s00"]
+    s = rank_ic_summary(daily_rank_ic(scores, fwd))
+    return {"rank_ic": s["mean"], "rank_ic_tstat": s["tstat"]}
+
+
+def run_one(beta: float, seed: int, work: Path) -> list[dict]:
+    folder = work / f"b{beta}-s{seed}"
+    folder.mkdir(parents=True)
+    lead_lag_panel(beta=beta, seed=seed).to_csv(folder / "panel.csv", index=False)
+    t0 = time.time()
+    for stage in STAGES:
+        run_stage(stage, "panel", _cfg(folder, seed), folder, log=lambda _: None)
+    main = _metrics(folder)
+    seconds = time.time() - t0
+    blind = work / f"b{beta}-s{seed}-blind"
+    shutil.copytree(folder, blind)
+    for stage in ("train", "evaluate"):  # the same baselines and windows, the model without identity
+        run_stage(stage, "panel", _cfg(blind, seed, identity=False), blind, log=lambda _: None)
+    off = _metrics(blind)
+    rule = _planted_rule(folder)
+    base = {"family": "panel_lead_lag", "beta": beta, "share": lead_lag_share(beta), "seed": seed}
+    rows = [{**base, "arm": arm, "rank_ic": m["rank_ic"], "rank_ic_tstat": m["rank_ic_tstat"],
+             "vs_alone_diff": d["diff"], "vs_alone_ci": [d["ci_low"], d["ci_high"]]}
+            for arm, m, d in (("model", main["model"], main["vs_alone"]),
+                              ("no_identity", off["model"], off["vs_alone"]))]
+    rows.append({**base, "arm": "no_cross_entity", "rank_ic": main["no_cross_entity"]["rank_ic"],
+                 "rank_ic_tstat": main["no_cross_entity"]["rank_ic_tstat"]})
+    rows.append({**base, "arm": "planted_rule", **rule})
+    rows[0]["seconds"] = round(seconds, 1)
+    return rows
+
+
+def _series_cfg(folder: Path, seed: int):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = raw["stocks"]
+    p["data"]["source"] = str(folder / "series.csv")
+    p["window"].update({"val_start": "2012-01-03", "test_start": "2014-01-02"})
+    p["evaluate"]["plots"] = False
+    p["train"]["seed"] = seed
+    return parse_params(raw).cases["stocks"]
+
+
+def _series_rule(folder: Path, beta: float, seed: int) -> float:
+    """RMSE / random walk of the planted rule itself on the test windows (the best any model can do)."""
+    t = pd.read_parquet(folder / "data/windows/stocks/features.parquet")
+    gap, r = t["ret_open"].to_numpy(), t["ret_close"].to_numpy()
+    span, pred = 28, np.full(len(t), np.nan)
+    for i in range(span, len(t)):
+        past = np.arange(i - span, i)
+        pred[i] = beta * r[past[np.argmin(np.abs(gap[past] - gap[i]))] + 1]
+    test = (t["split"] == "test").to_numpy() & np.isfinite(pred)
+    y = t["target"].to_numpy()[test]
+    return float(np.sqrt(np.mean((y - pred[test]) ** 2) / np.mean(y ** 2)))
+
+
+def run_series(beta: float, seed: int, work: Path) -> list[dict]:
+    """The slides' relational model (stocks' default) vs the same encoder without the relational module."""
+    folder = work / f"series-b{beta}-s{seed}"
+    folder.mkdir(parents=True)
+    analogue_series(beta=beta, seed=seed).to_csv(folder / "series.csv", index=False)
+    for stage in STAGES:
+        run_stage(stage, "stocks", _series_cfg(folder, seed), folder, log=lambda _: None)
+    m = json.loads((folder / "data/reports/stocks/metrics.json").read_text())
+    dm = next(c for c in m["comparisons"] if c["b"] == "no_relational" and c["test"] == "diebold_mariano")
+    base = {"family": "series_analogue", "beta": beta, "share": beta ** 2, "seed": seed}
+    return [{**base, "arm": "model", "rel_rmse_random_walk": m["model"]["rel_rmse_random_walk"],
+             "vs_ablation_diff": dm["diff"], "vs_ablation_ci": [dm["ci_low"], dm["ci_high"]]},
+            {**base, "arm": "no_relational",
+             "rel_rmse_random_walk": m["baselines"]["no_relational"]["rel_rmse_random_walk"]},
+            {**base, "arm": "planted_rule", "rel_rmse_random_walk": _series_rule(folder, beta, seed)}]
+
+
+def series_table(rows: list[dict]) -> str:
+    df = pd.DataFrame([r for r in rows if r["family"] == "series_analogue"])
+    if df.empty:
+        return ""
+    out = ["| beta | arm | seeds | RMSE / random walk, mean | sd over seeds | beats the ablation (DM interval < 0) |",
+           "|---|---|---|---|---|---|"]
+    for (beta, arm), g in df.groupby(["beta", "arm"], sort=True):
+        wins = "" if arm != "model" else \
+            f"{sum(ci[1] is not None and ci[1] < 0 for ci in g['vs_ablation_ci'])}/{len(g)}"
+        out.append(f"| {beta:g} | {arm} | {len(g)} | {g['rel_rmse_random_walk'].mean():.4f} | "
+                   f"{g['rel_rmse_random_walk'].std(ddof=1) if len(g) > 1 else float('nan'):.4f} | {wins} |")
+    return "\n".join(out)
+
+
+def table(rows: list[dict]) -> str:
+    df = pd.DataFrame([r for r in rows if r["family"] == "panel_lead_lag"])
+    out = ["| beta | share of follower variance | arm | seeds | rank IC mean | sd over seeds | NW t > 2 | "
+           "beats each stock alone (interval > 0) |", "|---|---|---|---|---|---|---|---|"]
+    for (beta, arm), g in df.groupby(["beta", "arm"], sort=True):
+        wins = "" if "vs_alone_ci" not in g or g["vs_alone_ci"].isna().all() else \
+            f"{sum(ci[0] is not None and ci[0] > 0 for ci in g['vs_alone_ci'])}/{len(g)}"
+        out.append(f"| {beta:g} | {lead_lag_share(beta):.1%} | {arm} | {len(g)} | {g['rank_ic'].mean():.3f} | "
+                   f"{g['rank_ic'].std(ddof=1) if len(g) > 1 else float('nan'):.3f} | "
+                   f"{(g['rank_ic_tstat'] > 2).sum()}/{len(g)} | {wins} |")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy.stats import t as t_dist
+
+    df = pd.DataFrame([r for r in rows if r["family"] == "panel_lead_lag"])
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
+    styles = {"planted_rule": ("k", "--"), "model": ("tab:blue", "-"), "no_identity": ("tab:orange", "-"),
+              "no_cross_entity": ("tab:green", "-")}
+    for arm, (color, ls) in styles.items():
+        g = df[df["arm"] == arm].groupby("beta")["rank_ic"]
+        mean, sd, n = g.mean(), g.std(ddof=1).fillna(0), g.count()
+        half = t_dist.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n)  # t interval over few seeds
+        ax.errorbar(mean.index, mean, yerr=half, color=color, ls=ls, marker="o", capsize=3,
+                    label=arm)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(xlabel="planted loading beta (followers' next-day return on the leader's return today)",
+           ylabel="test rank IC (mean over seeds, 95 % interval)",
+           title="Planted lead-lag panel: what each model finds")
+    ax.legend(loc="upper left", frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.4])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--series-betas", type=float, nargs="*", default=[0.0, 0.2, 0.4])
+    ap.add_argument("--plot-only", action="store_true", help="redraw the plot and tables from docs/planted.json")
+    ap.add_argument("--skip-panel", action="store_true", help="series family only (rows of the panel family are "
+                    "kept from an existing planted.json)")
+    ap.add_argument("--out", default=str(ROOT / "docs"))
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    rows, t0 = [], time.time()
+    out = Path(args.out)
+    if args.plot_only:
+        rows = json.loads((out / "planted.json").read_text())
+        plot(rows, out / "planted_power.png")
+        print(table(rows), "", series_table(rows), sep="\n")
+        return
+    if args.skip_panel:
+        rows = [r for r in json.loads((out / "planted.json").read_text()) if r["family"] == "panel_lead_lag"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for beta in [] if args.skip_panel else args.betas:
+            for seed in args.seeds:
+                rows += run_one(beta, seed, Path(tmp))
+                print(f"beta {beta:g} seed {seed}: " + ", ".join(
+                    f"{r['arm']} {r['rank_ic']:.3f}" for r in rows[-4:]), flush=True)
+        for beta in args.series_betas:
+            for seed in args.seeds:
+                rows += run_series(beta, seed, Path(tmp))
+                print(f"series beta {beta:g} seed {seed}: " + ", ".join(
+                    f"{r['arm']} {r['rel_rmse_random_walk']:.4f}" for r in rows[-3:]), flush=True)
+    (out / "planted.json").write_text(json.dumps(rows, indent=1) + "\n")
+    plot(rows, out / "planted_power.png")
+    print(table(rows))
+    print()
+    print(series_table(rows))
+    print(f"\n{time.time() - t0:.0f} s for the runs of this call")
+
+
+if __name__ == "__main__":
+    main()

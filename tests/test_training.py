@@ -244,7 +244,8 @@ def test_evaluate_never_trains(stocks_windows, capsys, monkeypatch):
 
 def test_ablations_toggle_only_their_module():
     """The ablation's config differs from the main model's in `relational` alone (cell, size, pooling and
-    budget are the main model's); the panel's cross-entity ablation differs in `entities` alone."""
+    budget are the main model's); the panel's cross-entity ablation differs in `entities` and in the identity
+    embedding that only an entity model has (each stock alone has no partners to tell apart)."""
     import dataclasses
 
     from r2n2.registry import get_case
@@ -253,7 +254,8 @@ def test_ablations_toggle_only_their_module():
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     for name, expected in (("stocks", {"no_relational": {"relational"}}),
                            ("sentiment", {"no_relational": {"relational"}}),
-                           ("panel", {"no_cross_entity": {"entities"}, "gru_no_relational": {"relational", "entities"}})):
+                           ("panel", {"no_cross_entity": {"entities", "identity"},
+                                     "gru_no_relational": {"relational", "entities", "identity"}})):
         cfg = params.case(name)
         main_cfg = dataclasses.asdict(cfg.model)
         for ablation, diff in expected.items():

@@ -24,6 +24,7 @@ from .checkpoint import atomic_torch_save
 from .config import TrainConfig
 from .errors import ConfigError
 from .models.core import RelationalRNN
+from .models.distribution import distribution_loss
 
 __all__ = ["train_model", "TrainResult", "resolve_device", "predict_batches", "seed_everything", "fingerprint",
            "distributed", "is_main_process"]
@@ -91,21 +92,37 @@ def _to(batch, device, non_blocking):
 
 
 @torch.no_grad()
-def predict_batches(model: RelationalRNN, batches, device: torch.device | str = "cpu", epoch: int = 0) -> np.ndarray:
-    """Model outputs for every example of an unshuffled batch source, in its iteration order."""
+def predict_batches(model: RelationalRNN, batches, device: torch.device | str = "cpu", epoch: int = 0, *,
+                    distribution: bool = False) -> np.ndarray:
+    """Model outputs for every example of an unshuffled batch source, in its iteration order; with
+    ``distribution`` the distribution head's (n, [E,] out, P) quantiles or Student-t parameters."""
     device = torch.device(device)
     model.eval().to(device)
     outs = []
     for x, lengths, _ in batches.iter_epoch(epoch):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            out = model(x.to(device), lengths)
+            out = model(x.to(device), lengths, distribution=True) if distribution else model(x.to(device), lengths)
         outs.append(out.float().cpu())
-    return torch.cat(outs).numpy() if outs else np.zeros((0, model.config.output_size))
+    empty = (0, model.config.output_size) + ((model.config.head_params,) if distribution else ())
+    return torch.cat(outs).numpy() if outs else np.zeros(empty)
+
+
+def _metric_name(model: RelationalRNN) -> str:
+    cfg = model.config
+    if cfg.task == "classification":
+        return "val_macro_f1"
+    return {"none": "val_mse", "quantile": "val_pinball", "student_t": "val_nll"}[cfg.distribution]
 
 
 def _val_metric(model, val, device, task) -> tuple[float, float]:
-    """(validation loss, selection metric): regression MSE / MSE; classification CE / macro-F1."""
+    """(validation loss, selection metric): regression MSE / MSE; classification CE / macro-F1; a distribution
+    head its own loss (pinball / Student-t NLL) twice."""
     from sklearn.metrics import f1_score
+
+    if model.config.distribution != "none":
+        dist = torch.from_numpy(predict_batches(model, val, device, distribution=True))
+        loss = distribution_loss(dist, torch.from_numpy(val.targets()).float(), model.config).item()
+        return loss, loss
 
     out = predict_batches(model, val, device)
     y = val.targets()
@@ -158,8 +175,11 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
         weights = counts.sum() / np.maximum(counts, 1) / len(counts) if cfg.class_weights else np.ones(len(counts))
         loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device),
                                       label_smoothing=float(cfg.label_smoothing))
+    elif model.config.distribution != "none":  # pinball or Student-t NLL on the head's distribution
+        loss_fn = lambda out, y: distribution_loss(out, y, model.config)
     else:
         loss_fn = nn.MSELoss()
+    dist_out = model.config.distribution != "none"
     higher_better = task == "classification"
 
     # EMA of the weights: validated, kept and returned instead of the raw weights when ema_decay > 0
@@ -170,7 +190,7 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(cfg.ema_decay)), use_buffers=True)
     scored = ema.module if ema is not None else model  # the weights that are validated and kept
 
-    result = TrainResult(metric_name="val_macro_f1" if higher_better else "val_mse")
+    result = TrainResult(metric_name=_metric_name(model))
     best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
     best, bad_epochs, start = (-float("inf") if higher_better else float("inf")), 0, 0
     state_path = Path(state_path) if state_path else None
@@ -215,7 +235,7 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
             x, lengths, y = _to(batch, device, pin)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out = net(x, lengths)
+                out = net(x, lengths, distribution=True) if dist_out else net(x, lengths)
             loss = loss_fn(out.float(), y.long() if higher_better else y)
             loss.backward()
             if cfg.grad_clip > 0:

@@ -14,27 +14,19 @@ from ..evaluate.metrics import expanding_mean_forecast, forecast_tests, regressi
 from ..evaluate.stats import (clark_west, diebold_mariano, mde_block, oos_r2_mde, rmse_ratio_bootstrap,
                               seed_difference, seed_summary, verdict)
 from ..evaluate.trading import buy_and_hold, net_returns, sharpe_difference, sign_strategy
-from ..evaluate.plots import plot_cumulative, plot_forecast, plot_learning_curves, write_csv
+from ..evaluate.plots import plot_cumulative, plot_forecast, plot_learning_curves, plot_pit, write_csv
 from ..evaluate.report import MDE_NOTE, fmt, history, interval_text, md_table, seed_section, verdict_text
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
+from .forecast_dist import distribution_report, evaluate_distribution, model_outputs
 
 __all__ = ["evaluate_forecasts", "predict_prices", "forecasts"]
 
 
 def forecasts(model, data, role: str, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """(actual, forecast, rows) on the evaluation scale: returns (volatility for a volatility target)."""
-    entities = bool(model.config.entities)
-    batches = data.batches(role, split, batch_size=512, entities=entities)
+    out, rows = model_outputs(model, data, role, split)
     ts = data.meta.target_scaler
-    out = predict_batches(model, batches)
-    rows = data.rows(role, split)
-    if entities:  # (n, E, 1) aligned windows: keep this role's entity, matched by date
-        w = batches.windows
-        col = w.entities.index(data.key(role))
-        by_date = pd.Series(out[:, col, 0], index=pd.DatetimeIndex(w.dates[w.ends]))
-        rows = rows[rows["date"].isin(by_date.index)].reset_index(drop=True)
-        out = by_date.loc[rows["date"]].to_numpy()
     pred = out.reshape(-1) * ts["scale"] + ts["mean"]
     actual = rows["target"].to_numpy(float)
     if data.meta.target == "close":  # a log-price forecast, scored as the return it implies
@@ -192,6 +184,12 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
         metrics["transfer_seeds"], seed_comps = _seed_table(data, models["transfer_seeds"], "target", "test", ty,
                                                             tbench, "finetuned")
         comparisons += seed_comps
+    dist_frames = {}
+    if model.config.distribution != "none":  # quantiles, conformal on validation, scores and VaR backtests
+        block, dist_base, dist_comps, dist_frames = evaluate_distribution(data, model, y, rows, horizon=h)
+        metrics["model"].update(block)
+        metrics["distribution_baselines"] = dist_base
+        comparisons += dist_comps
     metrics["comparisons"] = comparisons
     metrics["power"].update({"alpha": 0.05, "power": 0.8,
                              "rmse_ratio_minus_1": mde_block(comparisons, "rmse_ratio_minus_1"),
@@ -217,6 +215,9 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
                             title=f"{ent}: trading the forecast's sign vs buy-and-hold (test period, before costs)")
         write_json_atomic([{"model": k, **r} for k, h_ in histories.items() for r in h_], plots / "learning_curves.json")
         plot_learning_curves(histories, plots / "learning_curves.png", title="stocks: learning curves (scaled MSE)")
+        if "pit" in dist_frames:
+            write_csv(dist_frames["pit"], plots / "pit.csv")
+            plot_pit(dist_frames["pit"], plots / "pit.png", title=f"{ent}: PIT histogram on the quantile grid (test)")
     write_text_atomic(_report(metrics, data), paths.reports / "report.md")
     return metrics
 
@@ -313,6 +314,8 @@ def _report(m: dict, data) -> str:
         sv = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "paired_t_seeds"), None)
         if sv:
             lines += [f"Across seeds (paired t on per-seed RMSE / random walk) fine-tuned vs scratch is a **{sv}**.", ""]
+    if "distribution" in m["model"]:
+        lines += distribution_report(m)
     lines += ["Plots: `plots/forecast.png`, `plots/cumulative.png`, `plots/learning_curves.png`.", ""]
     return "\n".join(lines)
 

@@ -10,7 +10,7 @@ import pandas as pd
 from ..io import write_text_atomic, write_with
 
 __all__ = ["save_figure", "write_csv", "plot_lines", "plot_forecast", "plot_cumulative", "plot_confusion",
-           "plot_learning_curves"]
+           "plot_learning_curves", "plot_pit"]
 
 
 def save_figure(fig, path: str | Path) -> Path:
@@ -90,4 +90,20 @@ def plot_lines(x, series: dict[str, np.ndarray], path, *, title: str, ylabel: st
     ax.axhline(0, color="k", lw=0.5)
     ax.set(title=title, ylabel=ylabel, xlabel=xlabel)
     ax.legend(loc="upper left")
+    return save_figure(fig, path)
+
+
+def plot_pit(frame: pd.DataFrame, path, *, title: str) -> Path:
+    """PIT histograms on a quantile grid (``frame``: forecast, bin_low, bin_high, observed, expected): each bin's
+    observed share over the share a calibrated forecast puts there (1 = calibrated), bins drawn at their width."""
+    fig, ax = _figure()
+    names = list(dict.fromkeys(frame["forecast"]))
+    for k, name in enumerate(names):
+        f = frame[frame["forecast"] == name]
+        width = (f["bin_high"] - f["bin_low"]).to_numpy()
+        ax.bar(f["bin_low"] + width * k / len(names), f["observed"] / f["expected"], width=width / len(names),
+               align="edge", color=f"C{k}", alpha=0.8, label=name)
+    ax.axhline(1, color="k", lw=0.7)
+    ax.set(title=title, xlabel="forecast level (PIT)", ylabel="observed / expected share")
+    ax.legend(loc="upper center")
     return save_figure(fig, path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from itertools import pairwise
 
 __all__ = ["ModelConfig", "register_cell", "CUSTOM_CELLS"]
 
@@ -20,6 +21,8 @@ def register_cell(name: str, factory) -> None:
 POOLINGS = ("last", "attention", "mean", "max", "concat")
 TASKS = ("regression", "classification")
 ENTITY_RELATIONS = ("pairwise", "attention")
+DISTRIBUTIONS = ("none", "quantile", "student_t")
+DEFAULT_QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 
 
 @dataclass
@@ -47,6 +50,10 @@ class ModelConfig:
     #                                     (multi-head attention over the other entities, added to each one's state)
     encoder_name: str = "rnn"           # attribute name of the recurrence ("rnn", "gru", "birnn") for
     #                                     state_dict compatibility with the slide classes
+    distribution: str = "none"          # none (a point forecast) | quantile (non-crossing quantiles, pinball
+    #                                     loss) | student_t (location, scale, dof; NLL): regression only; the
+    #                                     point forecast (median / location) stays what forward returns
+    quantiles: tuple[float, ...] = DEFAULT_QUANTILES  # quantile levels: strictly increasing in (0, 1), with 0.5
     relational_chunk: int = 0           # queries per chunk in the all-pairs relational case (0 = automatic)
     # Relational Memory Core (cell = "rmc"), Santoro et al. 2018
     mem_slots: int = 4                  # memory rows
@@ -95,8 +102,28 @@ class ModelConfig:
             raise ValueError("model.identity needs model.entities (it tells the entities of a panel apart).")
         if isinstance(self.num_entities, bool) or not isinstance(self.num_entities, int) or self.num_entities < 0:
             raise ValueError(f"model.num_entities must be an integer >= 0, got {self.num_entities!r}.")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"model.distribution must be one of {', '.join(DISTRIBUTIONS)}, "
+                             f"got {self.distribution!r}.")
+        if self.distribution != "none" and self.task != "regression":
+            raise ValueError(f"model.distribution {self.distribution!r} needs model.task 'regression', "
+                             f"got {self.task!r}.")
+        try:
+            levels = tuple(float(q) for q in self.quantiles)
+        except (TypeError, ValueError):
+            raise ValueError(f"model.quantiles must be a list of numbers, got {self.quantiles!r}.") from None
+        if not levels or any(not 0.0 < q < 1.0 for q in levels) or any(b <= a for a, b in pairwise(levels)):
+            raise ValueError(f"model.quantiles must be strictly increasing levels in (0, 1), got {list(levels)}.")
+        if 0.5 not in levels:
+            raise ValueError(f"model.quantiles must contain 0.5 (the median is the point forecast), got {list(levels)}.")
+        self.quantiles = levels
         if not self.encoder_name.isidentifier():
             raise ValueError(f"model.encoder_name must be a Python identifier, got {self.encoder_name!r}.")
+
+    @property
+    def head_params(self) -> int:
+        """Outputs of the head per target: 1 (point), len(quantiles) (quantile) or 3 (student_t)."""
+        return {"none": 1, "quantile": len(self.quantiles), "student_t": 3}[self.distribution]
 
     @property
     def encoder_size(self) -> int:
@@ -106,7 +133,9 @@ class ModelConfig:
         return self.hidden_size * (2 if self.bidirectional else 1)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        d["quantiles"] = list(self.quantiles)  # YAML / JSON friendly
+        return d
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":

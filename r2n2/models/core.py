@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from .config import CUSTOM_CELLS, ModelConfig
+from .distribution import distribution_transform, init_head_bias, point_of
 from .relational import RelationalModule, max_shares
 from .rmc import RelationalMemoryRNN
 
@@ -73,7 +74,10 @@ class RelationalRNN(nn.Module):
         if cfg.pooling == "attention":
             self.attention = nn.Linear(width, 1)
         self.dropout = nn.Dropout(cfg.dropout)
-        self.fc = nn.Linear(width * (3 if cfg.pooling == "concat" else 1), cfg.output_size)
+        # a distribution head has head_params outputs per target (quantile levels or Student-t parameters)
+        self.fc = nn.Linear(width * (3 if cfg.pooling == "concat" else 1), cfg.output_size * cfg.head_params)
+        if cfg.distribution != "none":
+            init_head_bias(self.fc.bias, cfg)
 
     # -- parts -------------------------------------------------------------------------------------
     @property
@@ -154,8 +158,20 @@ class RelationalRNN(nn.Module):
         return mask
 
     # -- forward -----------------------------------------------------------------------------------
+    def _head(self, z: torch.Tensor, distribution: bool) -> torch.Tensor:
+        """(..., D) pooled states -> (..., out) point forecast, or with ``distribution`` (..., out, P)."""
+        raw = self.fc(self.dropout(z))
+        cfg = self.config
+        if cfg.distribution == "none":
+            if distribution:
+                raise ValueError("this model has no distribution head (model.distribution is 'none').")
+            return raw
+        dist = distribution_transform(raw.unflatten(-1, (cfg.output_size, cfg.head_params)), cfg)  # (..., out, P)
+        return dist if distribution else point_of(dist, cfg)
+
     def forward_with_attention(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                               mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                               mask: torch.Tensor | None = None,
+                               distribution: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Like ``forward`` but also returns the attention-pooling weights (None for other poolings)."""
         cfg = self.config
         if cfg.entities:
@@ -178,21 +194,30 @@ class RelationalRNN(nn.Module):
                 z = self.relational(z)  # every entity related to every other: (B, E, D)
             if weights is not None:
                 weights = weights.view(B, E, T, 1)
-            return self.fc(self.dropout(z)), weights  # (B, E, out)
+            return self._head(z, distribution), weights  # (B, E, out) [(B, E, out, P)]
         steps = x.size(1)
         mask = self._mask(x, lengths, mask, steps)
         h = self.encode(x, mask)
         z, weights = self.pool(h, mask, relational=cfg.relational)
-        return self.fc(self.dropout(z)), weights
+        return self._head(z, distribution), weights
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+                mask: torch.Tensor | None = None, distribution: bool = False) -> torch.Tensor:
         """(B, T, F) features or (B, T) token ids [or (B, E, T, F) entities] -> (B, out) [(B, E, out)].
 
         ``lengths`` (B,) or ``mask`` (B, T) mark right-padded variable-length sequences.
-        Classification models return logits (use ``predict_proba`` for probabilities).
+        Classification models return logits (use ``predict_proba`` for probabilities). A model with a
+        distribution head returns its point forecast (median / location); ``distribution=True`` returns the
+        whole (B, [E,] out, P): quantiles at ``config.quantiles`` or Student-t (location, scale, dof). It is a
+        flag of ``forward`` (not another method) so a DDP-wrapped model trains through it.
         """
-        return self.forward_with_attention(x, lengths, mask=mask)[0]
+        return self.forward_with_attention(x, lengths, mask=mask, distribution=distribution)[0]
+
+    @torch.no_grad()
+    def predict_distribution(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                             mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The distribution head's (B, [E,] out, P) output, without gradients (see ``forward``)."""
+        return self.forward(x, lengths, mask=mask, distribution=True)
 
     @property
     def has_focus(self) -> bool:

@@ -92,11 +92,11 @@ class MultiEntityR2N2(RelationalRNN):
                                      entities=True))
         self.num_entities = num_entities
 
-    def forward_with_attention(self, x, lengths=None, *, mask=None):
+    def forward_with_attention(self, x, lengths=None, *, mask=None, distribution=False):
         if x.dim() == 4 and x.size(1) != self.num_entities:
             raise ValueError(f"MultiEntityR2N2 was built for {self.num_entities} entities, "
                              f"got input with {x.size(1)}.")
-        return super().forward_with_attention(x, lengths, mask=mask)
+        return super().forward_with_attention(x, lengths, mask=mask, distribution=distribution)
 
 
 class GRUR2N2(RelationalRNN):

@@ -1,0 +1,140 @@
+"""The distribution half of the series evaluation, when ``model.distribution`` is quantile or student_t: the
+model's quantiles, split-conformally calibrated on the validation period (never test), scored on the test
+period (CRPS, pinball per level, coverage and width, PIT histogram, VaR backtests) beside two risk-desk
+baselines of the same returns fitted on training + validation days only: GARCH(1,1)-t and historical
+simulation (250 days); and a Diebold–Mariano test of the model's CRPS against each.
+
+Adaptive conformal inference (Gibbs & Candès 2021) in the replay and the monitor is not here: the calibration
+is one split-conformal offset per interval, fixed before the test period.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..evaluate.distribution import (apply_offsets, conformal_offsets, crps_comparison, garch_t_quantiles,
+                                     historical_quantiles, pit_histogram, score_quantiles, student_t_quantiles)
+from ..evaluate.report import fmt, interval_text, verdict_text
+from ..evaluate.stats import verdict
+from ..train import predict_batches
+
+__all__ = ["HS_WINDOW", "distribution_baselines", "distribution_report", "evaluate_distribution", "forecast_quantiles",
+           "model_outputs"]
+
+HS_WINDOW = 250  # trading days of historical simulation (about a year, the Basel convention)
+
+
+def model_outputs(model, data, role: str, split: str, *, distribution: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
+    """(n, P) model outputs on the model's scaled target (P = 1 for the point forecast; with ``distribution``
+    the head's quantiles or Student-t parameters) and the n rows they forecast, this role's entity only."""
+    entities = bool(model.config.entities)
+    batches = data.batches(role, split, batch_size=512, entities=entities)
+    out = predict_batches(model, batches, distribution=distribution)  # (n, 1[, P]) or (n, E, 1[, P])
+    rows = data.rows(role, split)
+    if entities:  # aligned windows: keep this role's entity, matched by date
+        w = batches.windows
+        col = w.entities.index(data.key(role))
+        sel = out[:, col, 0].reshape(len(out), -1)  # (n, P)
+        by_date = pd.DataFrame(sel, index=pd.DatetimeIndex(w.dates[w.ends]))
+        rows = rows[rows["date"].isin(by_date.index)].reset_index(drop=True)
+        out = by_date.loc[rows["date"]].to_numpy()
+    return out.reshape(len(rows), -1), rows
+
+
+def forecast_quantiles(model, data, role: str, split: str) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """(actual, (n, K) quantiles at ``model.config.quantiles``, rows) on the evaluation scale, from a model with a
+    distribution head (a Student-t head's quantiles are its distribution's)."""
+    out, rows = model_outputs(model, data, role, split, distribution=True)
+    cfg = model.config
+    q = student_t_quantiles(out, cfg.quantiles) if cfg.distribution == "student_t" else out  # scaled target
+    ts = data.meta.target_scaler
+    q = q * ts["scale"] + ts["mean"]  # a positive affine map keeps every quantile a quantile
+    actual = rows["target"].to_numpy(float)
+    if data.meta.target == "close":
+        base = rows["base_log_close"].to_numpy(float)
+        q, actual = q - base[:, None], actual - base
+    return actual, q, rows
+
+
+def distribution_baselines(data, role: str, rows: pd.DataFrame, levels) -> dict[str, np.ndarray]:
+    """Quantile forecasts of each row's next-day return known at its date: GARCH(1,1)-t (fitted once on the
+    returns dated before the test cut, i.e. training and validation days) and historical simulation. Only for
+    a next-day return target (else {})."""
+    meta = data.meta
+    if meta.target != "return" or meta.horizon != 1:
+        return {}
+    t = data.table[data.table["entity"] == data.key(role)].sort_values("date").reset_index(drop=True)
+    r = t["ret_close"].to_numpy(float)  # r[j]: the return realised on row j's date; row j's target is r[j + 1]
+    ends = pd.Index(t["date"]).get_indexer(rows["date"])
+    fit_end = int((t["date"] < pd.Timestamp(meta.cuts["test_start"])).sum())  # never a test-period return
+    out = {"garch_t": garch_t_quantiles(r, fit_end, ends, levels)}
+    if int(ends.min()) + 1 >= HS_WINDOW:
+        out["historical_simulation"] = historical_quantiles(r, ends, levels, window=HS_WINDOW)
+    return out
+
+
+def evaluate_distribution(data, model, y: np.ndarray, rows: pd.DataFrame, *, horizon: int,
+                          role: str = "pretrain") -> tuple[dict, dict, list[dict], dict]:
+    """(the model's scores, {baseline: scores}, CRPS comparisons, plot frames) on the test rows ``rows`` (whose
+    targets are ``y``). The conformal offsets come from the validation rows alone."""
+    levels = list(model.config.quantiles)
+    y_val, q_val, val_rows = forecast_quantiles(model, data, role, "val")
+    offsets = conformal_offsets(q_val, y_val, levels)
+    _, q_raw, test_rows = forecast_quantiles(model, data, role, "test")
+    if not np.array_equal(test_rows["date"].to_numpy(), rows["date"].to_numpy()):
+        raise ValueError("the distribution forecasts are not on the point forecasts' test rows.")
+    q = apply_offsets(q_raw, offsets, levels)
+    raw = score_quantiles(y, q_raw, levels)
+    block = {**score_quantiles(y, q, levels), "distribution": model.config.distribution, "levels": levels,
+             "uncalibrated": {k: raw[k] for k in ("crps", "coverage", "width", "var_backtests")},
+             "conformal": {"method": "split conformal (CQR, symmetric, one offset per central interval)",
+                           "fitted_on": "validation", "n": len(y_val),
+                           "start": str(val_rows["date"].min().date()), "end": str(val_rows["date"].max().date()),
+                           "offsets": offsets}}
+    base_q = distribution_baselines(data, role, rows, levels)
+    baselines = {name: score_quantiles(y, bq, levels) for name, bq in base_q.items()}
+    comps = []
+    for name, bq in base_q.items():
+        c = crps_comparison(y, q, bq, levels, a="model", b=name, horizon=horizon)
+        c["verdict"] = verdict(c, higher_is_better=False)
+        comps.append(c)
+    frames = {"pit": pd.DataFrame([{"forecast": name, **b} for name, qq in {"model": q, **base_q}.items()
+                                   for b in pit_histogram(y, qq, levels)])}
+    return block, baselines, comps, frames
+
+
+def _row(s: dict) -> str:
+    cov, width = s["coverage"], s["width"]
+    cells = [fmt(s["crps"])] + [fmt(cov.get(k), 3) for k in ("0.5", "0.8", "0.9", "0.98")] + [fmt(width.get("0.9"))]
+    for p in ("0.01", "0.05"):
+        v = s["var_backtests"].get(p)
+        cells += [f"{fmt(v['rate'], 3)} ({v['exceedances']})", fmt(v["p_value"], 3), fmt(v["p_value_ind"], 3),
+                  fmt(v["p_value_cc"], 3)] if v else ["n/a"] * 4
+    return " | ".join(cells)
+
+
+def distribution_report(m: dict) -> list[str]:
+    """The report's distribution section (model beside its baselines), from metrics.json's blocks."""
+    d = m["model"]
+    rows = {f"model ({d['distribution']}, conformal)": d, "model (before conformal)": d["uncalibrated"],
+            **m.get("distribution_baselines", {})}
+    head = ("| forecast | CRPS | cov 50 % | cov 80 % | cov 90 % | cov 98 % | width 90 % | VaR 1 % rate (n) | Kupiec p | "
+            "Chr. ind p | Chr. cc p | VaR 5 % rate (n) | Kupiec p | Chr. ind p | Chr. cc p |")
+    lines = ["## Forecast distribution", "",
+             (f"Quantiles at {', '.join(f'{t:g}' for t in d['levels'])}; the model's central intervals widened by a "
+             f"split-conformal offset fitted on the validation period only ({d['conformal']['start']} to "
+             f"{d['conformal']['end']}, {d['conformal']['n']} days). CRPS: scoringrules' quantile CRPS (2/K × the "
+             "pinball losses summed over these levels, the same levels for every row). VaR backtests of the 1 % and "
+             "5 % quantiles: Kupiec's proportion of failures, Christoffersen's independence and conditional "
+             "coverage (p-values; small = rejected). Baselines fitted on training + validation days only: "
+             "GARCH(1,1) with Student-t errors (arch; parameters fixed, filtered forward) and historical "
+             f"simulation ({HS_WINDOW} days)."), "", head, "|---" * 15 + "|"]
+    lines += [f"| {name} | {_row(s)} |" for name, s in rows.items()]
+    comps = [c for c in m.get("comparisons", []) if c["metric"] == "crps"]
+    if comps:
+        lines += ["", "CRPS of the model minus each baseline (Diebold–Mariano, HAC, two-sided; negative favours the "
+                  "model): " + "; ".join(f"vs {c['b']} {fmt(c['diff'], 3)} {interval_text(c, 3)}, p "
+                                         f"{fmt(c['p_value'], 2)}, MDE {fmt(c['mde'], 2)}: **{verdict_text(c)}**"
+                                         for c in comps) + "."]
+    return lines + ["", "Plot: `plots/pit.png` (PIT histogram on the quantile grid; `plots/pit.csv`).", ""]

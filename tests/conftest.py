@@ -13,6 +13,13 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # One Prefect home per test session, never the user's; no server per test (see the prefect_server fixture).
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="r2n2-prefect-")
 os.environ.pop("PREFECT_API_URL", None)
+# One torch thread per process (subprocesses inherit it): the suite's models are tiny, and two threads on a
+# 2-core machine beside the session's Prefect server spin against it (check_case on the four cases: 27 s with one
+# thread, 46 s with two, 2026-12-04). The server's background services the tests never use are off.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+for _service in ("CANCELLATION_CLEANUP", "DB_VACUUM", "FOREMAN", "LATE_RUNS", "PAUSE_EXPIRATIONS", "REPOSSESSOR",
+                 "CLEANUP_RECONCILER", "TRIGGERS"):
+    os.environ.setdefault(f"PREFECT_SERVER_SERVICES_{_service}_ENABLED", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 

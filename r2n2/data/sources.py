@@ -269,7 +269,7 @@ def _read_file(path: Path, *, na_values: list[str], encoding: str, name: str) ->
                          skip_blank_lines=False)  # a blank text is a row, refused later, never skipped
         if df.shape[1] > 1:  # in a table of several columns a blank line is not a row
             df = df.dropna(how="all").reset_index(drop=True)
-    except UnicodeDecodeError:
+    except UnicodeError:  # UnicodeDecodeError, or UTF-16 without its byte-order mark
         raise _decode_error(path, encoding, name) from None
     except LookupError:
         raise DataError(f"{name}.data.encoding {_quote(encoding)} is not a text encoding Python knows "
@@ -495,6 +495,11 @@ def _wide_to_long(df: pd.DataFrame, mapping: dict[str, str], source: str, case: 
     if date_col not in df.columns:
         raise DataError(f"{source} is read as a wide panel but has no date column (columns: "
                         f"{_listing(df.columns)}); map one with --set {case}.data.columns.date=<column name>.")
+    clash = [c for c in df.columns if c != date_col and str(c).strip().lower() in ("entity", *PRICE_COLUMNS)]
+    if clash:  # a column named close would collide with the melted closes
+        raise DataError(f"{source} is read as a wide panel (every column but the date is one entity's close), but "
+                        f"it has the column(s) {_listing(clash)}; set {case}.data.layout=long for one row per "
+                        "entity and date.")
     long = df.melt(id_vars=[date_col], var_name="entity", value_name="close").rename(columns={date_col: "date"})
     long["entity"] = long["entity"].astype("str")
     # Blanks before a stock's first price or after its last mean "not listed", not "missing": drop them.
@@ -532,6 +537,10 @@ def read_prices(d: DataConfig, *, name: str, builtin: Callable[[], pd.DataFrame]
     df["date"] = _local_times(df["date"], timezone=d.timezone, column="date", source=source).dt.normalize()
     if "entity" not in df:
         df.insert(0, "entity", d.entity or _default_entity(str(d.source), name))
+    if df["entity"].isna().any():  # a row without its entity cannot be filled or dropped safely
+        rows = df.index[df["entity"].isna()][:3].tolist()
+        raise DataError(f"column entity of {source} has {int(df['entity'].isna().sum())} missing value(s) (first "
+                        f"at rows {rows}); every row needs the name of its series.")
     df["entity"] = df["entity"].astype("str")
     present = [c for c in PRICE_COLUMNS if c in df]
     df = _numeric(df, present, source, name)

@@ -34,7 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from r2n2.data.planted import analogue_series, lead_lag_panel, lead_lag_share  # noqa: E402
+from r2n2.data.planted import analogue_series, lead_lag_panel, lead_lag_share, shared_ar_pair  # noqa: E402
 from r2n2.evaluate.metrics import daily_rank_ic, rank_ic_summary  # noqa: E402
 from r2n2.registry import parse_params, run_stage  # noqa: E402
 
@@ -137,6 +137,47 @@ def run_series(beta: float, seed: int, work: Path) -> list[dict]:
             {**base, "arm": "planted_rule", "rel_rmse_random_walk": _series_rule(folder, beta, seed)}]
 
 
+def run_transfer(beta: float, fraction: float, seed: int, work: Path) -> list[dict]:
+    """Source and target share a planted AR(1) rule; the target trains on ``fraction`` of its windows: the
+    pretrained encoder fine-tuned vs the same architecture from scratch on the same target windows."""
+    folder = work / f"transfer-b{beta}-f{fraction}-s{seed}"
+    folder.mkdir(parents=True)
+    shared_ar_pair(beta=beta, seed=seed).to_csv(folder / "pair.csv", index=False)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = raw["stocks"]
+    p["data"]["source"] = str(folder / "pair.csv")
+    p["window"].update({"val_start": "2012-01-03", "test_start": "2014-01-02", "pretrain_entity": "src",
+                        "finetune_entity": "tgt"})
+    p["evaluate"]["plots"] = False
+    p["train"]["seed"] = seed
+    p["finetune"]["train_fraction"] = fraction
+    cfg = parse_params(raw).cases["stocks"]
+    for stage in ("ingest", "validate", "window", "train", "baselines", "finetune", "evaluate"):
+        run_stage(stage, "stocks", cfg, folder, log=lambda _: None)
+    m = json.loads((folder / "data/reports/stocks/metrics.json").read_text())
+    dm = next(c for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
+              and c["test"] == "diebold_mariano")
+    base = {"family": "transfer_shared_ar", "beta": beta, "fraction": fraction, "share": beta ** 2, "seed": seed}
+    return [{**base, "arm": "finetuned", "rel_rmse_random_walk": m["finetuned"]["rel_rmse_random_walk"],
+             "vs_scratch_diff": dm["diff"], "vs_scratch_ci": [dm["ci_low"], dm["ci_high"]]},
+            {**base, "arm": "scratch", "rel_rmse_random_walk": m["scratch"]["rel_rmse_random_walk"]},
+            {**base, "arm": "rule", "rel_rmse_random_walk": float(np.sqrt(1 - beta ** 2))}]
+
+
+def transfer_table(rows: list[dict]) -> str:
+    df = pd.DataFrame([r for r in rows if r["family"] == "transfer_shared_ar"])
+    if df.empty:
+        return ""
+    out = ["| beta | target train fraction | arm | seeds | RMSE / random walk, mean | sd over seeds | "
+           "fine-tuned beats scratch (DM interval < 0) |", "|---|---|---|---|---|---|---|"]
+    for (beta, frac, arm), g in df.groupby(["beta", "fraction", "arm"], sort=True):
+        wins = "" if arm != "finetuned" else \
+            f"{sum(ci[1] is not None and ci[1] < 0 for ci in g['vs_scratch_ci'])}/{len(g)}"
+        out.append(f"| {beta:g} | {frac:g} | {arm} | {len(g)} | {g['rel_rmse_random_walk'].mean():.4f} | "
+                   f"{g['rel_rmse_random_walk'].std(ddof=1) if len(g) > 1 else float('nan'):.4f} | {wins} |")
+    return "\n".join(out)
+
+
 def series_table(rows: list[dict]) -> str:
     df = pd.DataFrame([r for r in rows if r["family"] == "series_analogue"])
     if df.empty:
@@ -195,6 +236,10 @@ def main() -> None:
     ap.add_argument("--betas", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.4])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--series-betas", type=float, nargs="*", default=[0.0, 0.2, 0.4])
+    ap.add_argument("--transfer", type=str, nargs="*", default=["0:0.05", "0.3:0.05", "0.3:0.2", "0.3:1"],
+                    help="transfer family cells as beta:target_train_fraction")
+    ap.add_argument("--only", choices=("panel", "series", "transfer"), help="run one family; the other families' "
+                    "rows are kept from an existing planted.json")
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot and tables from docs/planted.json")
     ap.add_argument("--skip-panel", action="store_true", help="series family only (rows of the panel family are "
                     "kept from an existing planted.json)")
@@ -208,9 +253,15 @@ def main() -> None:
     if args.plot_only:
         rows = json.loads((out / "planted.json").read_text())
         plot(rows, out / "planted_power.png")
-        print(table(rows), "", series_table(rows), sep="\n")
+        print(table(rows), "", series_table(rows), "", transfer_table(rows), sep="\n")
         return
-    if args.skip_panel:
+    if args.only:
+        family = {"panel": "panel_lead_lag", "series": "series_analogue", "transfer": "transfer_shared_ar"}[args.only]
+        rows = [r for r in json.loads((out / "planted.json").read_text()) if r["family"] != family]
+        args.skip_panel = args.only != "panel"
+        args.series_betas = args.series_betas if args.only == "series" else []
+        args.transfer = args.transfer if args.only == "transfer" else []
+    elif args.skip_panel:
         rows = [r for r in json.loads((out / "planted.json").read_text()) if r["family"] == "panel_lead_lag"]
     with tempfile.TemporaryDirectory() as tmp:
         for beta in [] if args.skip_panel else args.betas:
@@ -223,11 +274,19 @@ def main() -> None:
                 rows += run_series(beta, seed, Path(tmp))
                 print(f"series beta {beta:g} seed {seed}: " + ", ".join(
                     f"{r['arm']} {r['rel_rmse_random_walk']:.4f}" for r in rows[-3:]), flush=True)
+        for cell in args.transfer:
+            beta, fraction = (float(v) for v in cell.split(":"))
+            for seed in args.seeds:
+                rows += run_transfer(beta, fraction, seed, Path(tmp))
+                print(f"transfer beta {beta:g} fraction {fraction:g} seed {seed}: " + ", ".join(
+                    f"{r['arm']} {r['rel_rmse_random_walk']:.4f}" for r in rows[-3:]), flush=True)
     (out / "planted.json").write_text(json.dumps(rows, indent=1) + "\n")
     plot(rows, out / "planted_power.png")
     print(table(rows))
     print()
     print(series_table(rows))
+    print()
+    print(transfer_table(rows))
     print(f"\n{time.time() - t0:.0f} s for the runs of this call")
 
 

@@ -7,6 +7,8 @@ effect goes through the real stages (ingest, validate, window, train, evaluate).
 
 - :func:`lead_lag_panel`: followers' next-day returns load ``beta`` on one leader's return today. Only a model
   that relates the stocks to each other (and knows which one leads) can use it.
+- :func:`shared_ar_pair`: two series (``src``, ``tgt``) whose next-day returns follow the same AR(1) rule: what a
+  model pretrained on one can carry to the other (transfer with little target data).
 - :func:`analogue_series`: tomorrow's return loads ``beta`` on the return that followed the past day most
   similar to today (by the opening gap): a relation between two time steps, what the slides' module relates.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["lead_lag_panel", "lead_lag_share", "analogue_series"]
+__all__ = ["lead_lag_panel", "lead_lag_share", "analogue_series", "shared_ar_pair"]
 
 
 def lead_lag_panel(*, beta: float = 0.4, n_stocks: int = 10, n_followers: int = 5, start: str = "2004-01-02",
@@ -74,3 +76,26 @@ def analogue_series(*, beta: float = 0.4, lookback: int = 30, start: str = "2004
     return pd.DataFrame({"Date": dates.strftime("%Y-%m-%d"), "Open": open_,
                          "High": np.maximum(open_, close) * wick[0], "Low": np.minimum(open_, close) / wick[1],
                          "Close": close, "Volume": rng.integers(1_000_000, 2_000_000, n)})
+
+
+def shared_ar_pair(*, beta: float = 0.3, start: str = "2004-01-02", end: str = "2015-12-31", vol: float = 0.012,
+                   dof: float = 5.0, seed: int = 0) -> pd.DataFrame:
+    """Daily OHLCV of two independent series ``src`` and ``tgt`` (columns Entity, Date, Open, High, Low, Close,
+    Volume) with the same rule ``r[t+1] = beta * r[t] + sqrt(1 - beta^2) * e[t+1]`` on t(``dof``) shocks of sd
+    ``vol``: today's return explains a share ``beta^2`` of tomorrow's variance in both."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(start, end)
+    frames = []
+    for name in ("src", "tgt"):
+        e = rng.standard_t(dof, len(dates)) / np.sqrt(dof / (dof - 2))
+        r = e.copy()
+        for t in range(1, len(dates)):
+            r[t] = beta * r[t - 1] + np.sqrt(1 - beta ** 2) * e[t]
+        close = 50 * np.exp(np.cumsum(vol * r))
+        open_ = np.concatenate([[50.0], close[:-1]]) * np.exp(rng.normal(0.0, 0.002, len(dates)))
+        wick = np.exp(np.abs(rng.normal(0.0, 0.003, (2, len(dates)))))
+        frames.append(pd.DataFrame({"Entity": name, "Date": dates.strftime("%Y-%m-%d"), "Open": open_,
+                                    "High": np.maximum(open_, close) * wick[0],
+                                    "Low": np.minimum(open_, close) / wick[1], "Close": close,
+                                    "Volume": rng.integers(1_000_000, 2_000_000, len(dates))}))
+    return pd.concat(frames, ignore_index=True)

@@ -34,7 +34,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from r2n2.data.planted import analogue_series, lead_lag_panel, lead_lag_share, shared_ar_pair  # noqa: E402
+from r2n2.data.planted import (analogue_series, lead_lag_panel, lead_lag_share, shared_ar_pair,  # noqa: E402
+                               similar_partner_panel)
 from r2n2.evaluate.metrics import daily_rank_ic, rank_ic_summary  # noqa: E402
 from r2n2.registry import parse_params, run_stage  # noqa: E402
 
@@ -58,34 +59,46 @@ def _metrics(folder: Path) -> dict:
     return {"model": m["model"], "no_cross_entity": m["baselines"]["no_cross_entity"], "vs_alone": alone}
 
 
-def _planted_rule(folder: Path) -> dict:
+def _planted_rule(folder: Path, family: str = "panel_lead_lag") -> dict:
     t = pd.read_parquet(folder / "data/windows/panel/features.parquet")
+    if family == "panel_similar":  # today's return of the stock whose last 20 days correlate most with one's own
+        close = t.pivot(index="date", columns="entity", values="close").sort_index()
+        r = np.log(close).diff()
+        rows = []
+        for i in range(20, len(r)):
+            c = np.corrcoef(r.iloc[i - 19:i + 1].to_numpy().T)
+            np.fill_diagonal(c, -np.inf)
+            rows.append(r.iloc[i].to_numpy()[c.argmax(axis=1)])
+        scores = pd.DataFrame(rows, index=r.index[20:], columns=r.columns)
     t = t[t["split"] == "test"]
     feats = t.pivot(index="date", columns="entity", values="ret_1d")
     fwd = t.pivot(index="date", columns="entity", values="fwd_return")
-    scores = pd.DataFrame(0.0, index=feats.index, columns=feats.columns)
-    for follower in [f"s{i:02d}" for i in range(1, 6)]:
-        scores[follower] = feats["s00"]
-    s = rank_ic_summary(daily_rank_ic(scores, fwd))
+    if family == "panel_lead_lag":
+        scores = pd.DataFrame(0.0, index=feats.index, columns=feats.columns)
+        for follower in [f"s{i:02d}" for i in range(1, 6)]:
+            scores[follower] = feats["s00"]
+    s = rank_ic_summary(daily_rank_ic(scores.reindex(fwd.index), fwd))
     return {"rank_ic": s["mean"], "rank_ic_tstat": s["tstat"]}
 
 
-def run_one(beta: float, seed: int, work: Path) -> list[dict]:
-    folder = work / f"b{beta}-s{seed}"
+def run_one(beta: float, seed: int, work: Path, family: str = "panel_lead_lag") -> list[dict]:
+    folder = work / f"{family}-b{beta}-s{seed}"
     folder.mkdir(parents=True)
-    lead_lag_panel(beta=beta, seed=seed).to_csv(folder / "panel.csv", index=False)
+    make = lead_lag_panel if family == "panel_lead_lag" else similar_partner_panel
+    make(beta=beta, seed=seed).to_csv(folder / "panel.csv", index=False)
     t0 = time.time()
     for stage in STAGES:
         run_stage(stage, "panel", _cfg(folder, seed), folder, log=lambda _: None)
     main = _metrics(folder)
     seconds = time.time() - t0
-    blind = work / f"b{beta}-s{seed}-blind"
+    blind = work / f"{family}-b{beta}-s{seed}-blind"
     shutil.copytree(folder, blind)
     for stage in ("train", "evaluate"):  # the same baselines and windows, the model without identity
         run_stage(stage, "panel", _cfg(blind, seed, identity=False), blind, log=lambda _: None)
     off = _metrics(blind)
-    rule = _planted_rule(folder)
-    base = {"family": "panel_lead_lag", "beta": beta, "share": lead_lag_share(beta), "seed": seed}
+    rule = _planted_rule(folder, family)
+    share = lead_lag_share(beta) if family == "panel_lead_lag" else beta ** 2
+    base = {"family": family, "beta": beta, "share": share, "seed": seed}
     rows = [{**base, "arm": arm, "rank_ic": m["rank_ic"], "rank_ic_tstat": m["rank_ic_tstat"],
              "vs_alone_diff": d["diff"], "vs_alone_ci": [d["ci_low"], d["ci_high"]]}
             for arm, m, d in (("model", main["model"], main["vs_alone"]),
@@ -192,14 +205,16 @@ def series_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def table(rows: list[dict]) -> str:
-    df = pd.DataFrame([r for r in rows if r["family"] == "panel_lead_lag"])
+def table(rows: list[dict], family: str = "panel_lead_lag") -> str:
+    df = pd.DataFrame([r for r in rows if r["family"] == family])
+    if df.empty:
+        return ""
     out = ["| beta | share of follower variance | arm | seeds | rank IC mean | sd over seeds | NW t > 2 | "
            "beats each stock alone (interval > 0) |", "|---|---|---|---|---|---|---|---|"]
     for (beta, arm), g in df.groupby(["beta", "arm"], sort=True):
         wins = "" if "vs_alone_ci" not in g or g["vs_alone_ci"].isna().all() else \
             f"{sum(ci[0] is not None and ci[0] > 0 for ci in g['vs_alone_ci'])}/{len(g)}"
-        out.append(f"| {beta:g} | {lead_lag_share(beta):.1%} | {arm} | {len(g)} | {g['rank_ic'].mean():.3f} | "
+        out.append(f"| {beta:g} | {g['share'].iloc[0]:.1%} | {arm} | {len(g)} | {g['rank_ic'].mean():.3f} | "
                    f"{g['rank_ic'].std(ddof=1) if len(g) > 1 else float('nan'):.3f} | "
                    f"{(g['rank_ic_tstat'] > 2).sum()}/{len(g)} | {wins} |")
     return "\n".join(out)
@@ -238,7 +253,9 @@ def main() -> None:
     ap.add_argument("--series-betas", type=float, nargs="*", default=[0.0, 0.2, 0.4])
     ap.add_argument("--transfer", type=str, nargs="*", default=["0:0.05", "0.3:0.05", "0.3:0.2", "0.3:1"],
                     help="transfer family cells as beta:target_train_fraction")
-    ap.add_argument("--only", choices=("panel", "series", "transfer"), help="run one family; the other families' "
+    ap.add_argument("--similar-betas", type=float, nargs="*", default=[0.0, 0.2, 0.4],
+                    help="the content-based panel family (partner = the most correlated stock)")
+    ap.add_argument("--only", choices=("panel", "similar", "series", "transfer"), help="run one family; the other families' "
                     "rows are kept from an existing planted.json")
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot and tables from docs/planted.json")
     ap.add_argument("--skip-panel", action="store_true", help="series family only (rows of the panel family are "
@@ -253,14 +270,17 @@ def main() -> None:
     if args.plot_only:
         rows = json.loads((out / "planted.json").read_text())
         plot(rows, out / "planted_power.png")
-        print(table(rows), "", series_table(rows), "", transfer_table(rows), sep="\n")
+        print(table(rows), "", table(rows, "panel_similar"), "", series_table(rows), "", transfer_table(rows),
+              sep="\n")
         return
     if args.only:
-        family = {"panel": "panel_lead_lag", "series": "series_analogue", "transfer": "transfer_shared_ar"}[args.only]
+        family = {"panel": "panel_lead_lag", "similar": "panel_similar", "series": "series_analogue",
+                  "transfer": "transfer_shared_ar"}[args.only]
         rows = [r for r in json.loads((out / "planted.json").read_text()) if r["family"] != family]
         args.skip_panel = args.only != "panel"
         args.series_betas = args.series_betas if args.only == "series" else []
         args.transfer = args.transfer if args.only == "transfer" else []
+        args.similar_betas = args.similar_betas if args.only == "similar" else []
     elif args.skip_panel:
         rows = [r for r in json.loads((out / "planted.json").read_text()) if r["family"] == "panel_lead_lag"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -268,6 +288,11 @@ def main() -> None:
             for seed in args.seeds:
                 rows += run_one(beta, seed, Path(tmp))
                 print(f"beta {beta:g} seed {seed}: " + ", ".join(
+                    f"{r['arm']} {r['rank_ic']:.3f}" for r in rows[-4:]), flush=True)
+        for beta in args.similar_betas:
+            for seed in args.seeds:
+                rows += run_one(beta, seed, Path(tmp), "panel_similar")
+                print(f"similar beta {beta:g} seed {seed}: " + ", ".join(
                     f"{r['arm']} {r['rank_ic']:.3f}" for r in rows[-4:]), flush=True)
         for beta in args.series_betas:
             for seed in args.seeds:
@@ -283,6 +308,8 @@ def main() -> None:
     (out / "planted.json").write_text(json.dumps(rows, indent=1) + "\n")
     plot(rows, out / "planted_power.png")
     print(table(rows))
+    print()
+    print(table(rows, "panel_similar"))
     print()
     print(series_table(rows))
     print()

@@ -7,6 +7,8 @@ effect goes through the real stages (ingest, validate, window, train, evaluate).
 
 - :func:`lead_lag_panel`: followers' next-day returns load ``beta`` on one leader's return today. Only a model
   that relates the stocks to each other (and knows which one leads) can use it.
+- :func:`similar_partner_panel`: each stock's next-day return loads ``beta`` on today's return of the stock whose
+  last 20 days correlate most with its own: a relation by content, no identity needed.
 - :func:`shared_ar_pair`: two series (``src``, ``tgt``) whose next-day returns follow the same AR(1) rule: what a
   model pretrained on one can carry to the other (transfer with little target data).
 - :func:`analogue_series`: tomorrow's return loads ``beta`` on the return that followed the past day most
@@ -18,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["lead_lag_panel", "lead_lag_share", "analogue_series", "shared_ar_pair"]
+__all__ = ["lead_lag_panel", "lead_lag_share", "analogue_series", "shared_ar_pair", "similar_partner_panel"]
 
 
 def lead_lag_panel(*, beta: float = 0.4, n_stocks: int = 10, n_followers: int = 5, start: str = "2004-01-02",
@@ -99,3 +101,30 @@ def shared_ar_pair(*, beta: float = 0.3, start: str = "2004-01-02", end: str = "
                                     "Low": np.minimum(open_, close) / wick[1], "Close": close,
                                     "Volume": rng.integers(1_000_000, 2_000_000, len(dates))}))
     return pd.concat(frames, ignore_index=True)
+
+
+def similar_partner_panel(*, beta: float = 0.4, n_stocks: int = 10, window: int = 20, start: str = "2004-01-02",
+                          end: str = "2015-12-31", vol: float = 0.012, dof: float = 5.0, factors: int = 3,
+                          seed: int = 0) -> pd.DataFrame:
+    """A long price panel (date, entity, close) where each stock's next-day return is
+    ``beta * r_j(t) + sqrt(1 - beta^2) * e_i(t+1)``, ``j`` the other stock whose returns over the last ``window``
+    days correlate most with its own. Shocks mix ``factors`` slowly rotating common factors with t(``dof``)
+    noise, so partners exist and change over time; which stock is a partner is read from the data, not a name."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(start, end)
+    n = len(dates)
+    t_noise = rng.standard_t(dof, size=(n, n_stocks)) / np.sqrt(dof / (dof - 2))
+    f = rng.standard_normal((n, factors))
+    loadings = np.cumsum(rng.normal(0, 0.05, (n, n_stocks, factors)), axis=0) + rng.normal(0, 1, (n_stocks, factors))
+    common = np.einsum("tk,tnk->tn", f, loadings) / np.sqrt((loadings ** 2).sum(-1))  # (T, N), unit variance
+    e = (common + t_noise) / np.sqrt(2.0)
+    r = e.copy()
+    for t in range(window, n - 1):
+        c = np.corrcoef(r[t - window + 1:t + 1].T)  # (N, N) over the last `window` days, today included
+        np.fill_diagonal(c, -np.inf)
+        partner = c.argmax(axis=1)  # (N,)
+        r[t + 1] = beta * r[t, partner] + np.sqrt(1 - beta ** 2) * e[t + 1]
+    close = 50 * np.exp(np.cumsum(vol * r, axis=0))
+    names = [f"s{i:02d}" for i in range(n_stocks)]
+    wide = pd.DataFrame(close, index=pd.Index(dates.strftime("%Y-%m-%d"), name="date"), columns=names)
+    return wide.reset_index().melt(id_vars="date", var_name="entity", value_name="close")

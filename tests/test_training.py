@@ -146,7 +146,9 @@ def test_training_is_deterministic(stocks_windows, capsys):
 @pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted(tmp_path):
     root = Path(__file__).resolve().parents[1]
-    args = [*SMALL, "--set", "stocks.train.epochs=6", "--set", "stocks.train.patience=10",
+    # enough epochs that the run cannot finish between the first resume state and the kill, however fast one
+    # epoch is (one torch thread on an idle machine finished 6 of them inside the old 0.3 s wait)
+    args = [*SMALL, "--set", "stocks.train.epochs=40", "--set", "stocks.train.patience=100",
             "--set", "stocks.model.hidden_size=24", "--set", "stocks.model.dropout=0.2"]
     env = dict(os.environ, PYTHONPATH=str(root))
     cli = [sys.executable, "-m", "flows.cli"]
@@ -165,7 +167,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path):
     deadline = time.time() + 300
     while not state.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
-    time.sleep(0.3)  # well inside epoch 2
+    time.sleep(0.05)  # inside epoch 2 (the state is written atomically at the end of epoch 1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert state.exists(), "the run finished before it could be killed"

@@ -24,7 +24,8 @@ NEW = {0: ["zorp", "quib", "flen", "darv", "mopt", "snib"], 1: ["glax", "trun", 
        2: ["kelb", "frum", "yast", "broz", "nift", "caup"]}
 FILLER = [f"w{i}" for i in range(60)]
 TINY = [f"sentiment.{s}.{k}={json.dumps(v)}" for s, sec in TINY_PARAMS["sentiment"].items() if s != "data"
-        for k, v in sec.items()] + ["sentiment.train.epochs=1", "sentiment.evaluate.bootstrap=200"]
+        for k, v in sec.items()] + ["sentiment.train.epochs=1", "sentiment.evaluate.bootstrap=200",
+                                    "sentiment.window.val_texts=450", "sentiment.window.holdout_texts=100"]
 
 
 def make_stream(n: int, seed: int, *, shift_at: int | None = None, noise: float = 0.25) -> pd.DataFrame:
@@ -80,10 +81,10 @@ def test_no_look_ahead_and_fresh_promotion_windows(project):
     for e in rp.events:
         w = e["window"]
         assert w is not None
-        assert w["start"] > e["champion_train_end"]  # never what the champion trained or validated on
-        assert w["start"] >= e["challenger_val_start"]  # never what the challenger trained on
-        assert w["end"] <= e["decided_through"]  # never a text after the batch being decided
-    later = {e["batch"]: e for e in rp.events}
+        assert w["start"] >= e["champion_holdout_start"]  # never what the champion trained or early-stopped on
+        assert w["start"] >= e["challenger_holdout_start"]  # never what the challenger trained or early-stopped on
+        assert w["end"] <= e["date"]  # never a text after the batch being decided
+    later = {e["step"]: e for e in rp.events}
     for b, e in later.items():  # the decided batch's successor holds only texts after the window
         nxt = tl[tl["batch"] == b + 1]
         assert nxt.empty or nxt["date"].min() > e["window"]["end"]
@@ -110,6 +111,47 @@ def test_planted_shift_alarms_soon_and_a_calm_stream_rarely(project):
     assert len(before) == 8 and before["alarm"].sum() <= 2  # calm part: P(3+ of 8 | 5 % a check) < 0.6 %
     assert after["alarm"].iloc[:2].any(), per_batch  # found within 2 batches (200 texts) of the shift
     assert (rp.timeline()["model_train_end"] < rp.timeline()["date"]).all()
+
+
+@pytest.mark.slow
+def test_text_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands(project, capsys, tmp_path):
+    """Each from-scratch retrain of the text replay is the window and train stages on the texts known at its
+    step (``data.until`` = an arrival index) with rolling cuts: its ``set``, given to `r2n2
+    ingest/validate/window/train`, rebuilds the same model.pt bytes."""
+    import hashlib
+    import os
+
+    make_stream(1300, 9).to_csv("stream.csv", index=False)
+    args = ["--set", "sentiment.data.source=stream.csv"]
+    sets = [a for s in TINY for a in ("--set", s)]
+    for stage in ("ingest", "validate"):
+        assert main([stage, "sentiment", *sets, *args]) == 0, capsys.readouterr().err
+    cfg = load_params("params.yaml", [*TINY, "sentiment.data.source=stream.csv"]).case("sentiment")
+    rp = TextReplay(get_case("sentiment"), cfg, Path("."), "900", "1299", batch=100, retrain_every=2,
+                    monitor_every=1, log=lambda m: None)
+    rp.run_until()
+    summary = rp.write_report(Path("data/reports/sentiment/replay"), seconds=0.0)
+    retrains = summary["retrains"]
+    assert len(retrains) == 2 and all(r["model_sha256"] and r["set"] for r in retrains)
+    assert [r["date"] for r in retrains] == ["1099", "1299"]
+    assert len({r["model_sha256"] for r in retrains}) == 2  # each saw other texts
+    root = Path.cwd()
+    for r in retrains:
+        other = tmp_path / r["date"]
+        other.mkdir()
+        for f in ("params.yaml", "stream.csv"):
+            (other / f).write_bytes((root / f).read_bytes())
+        os.chdir(other)
+        try:
+            for stage in ("ingest", "validate", "window", "train"):
+                extra = [x for s in r["set"] for x in ("--set", s)]
+                assert main([stage, "sentiment", *sets, *args, *extra]) == 0, capsys.readouterr().err
+            got = hashlib.sha256((other / "data/models/sentiment/model.pt").read_bytes()).hexdigest()
+        finally:
+            os.chdir(root)
+        assert got == r["model_sha256"], r["date"]
+    assert summary["look_ahead_rows"] == 0 and summary["first_model"]["model_sha256"]
+    assert all(e["window"] and e["window"]["end"] <= int(e["date"]) for e in summary["events"])
 
 
 def test_cli_replays_texts_end_to_end(project, prefect_server):

@@ -68,8 +68,9 @@ class DataConfig:
     query: str | None = None             # SQL that selects the rows of a database source (required there)
     timezone: str = "America/New_York"   # exchange-local calendar: timestamps with a UTC offset are converted
     #                                      to this zone before their date is taken
-    until: str | None = None             # ISO date: rows after it are not ingested (simulates data arriving over
-    #                                      time on a fixed history such as the built-in one)
+    until: str | int | None = None       # ISO date (or, for texts without a time column, an arrival index): rows
+    #                                      after it are not ingested (simulates data arriving over time on a fixed
+    #                                      history such as the built-in one; the replay's retrains use it)
     layout: str = "auto"                 # prices: long | wide | auto (wide = a date column + one close per entity)
 
     def __post_init__(self) -> None:
@@ -79,11 +80,15 @@ class DataConfig:
                 raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {_quote(value)}.")
         if isinstance(self.until, dt.date):  # YAML reads an unquoted 2015-06-30 as a date
             self.until = self.until.isoformat()[:10]
+        if isinstance(self.until, int) and not isinstance(self.until, bool):
+            self.until = str(self.until)
         if self.until is not None:
             try:
-                dt.date.fromisoformat(str(self.until))
+                if not str(self.until).isdigit():
+                    dt.date.fromisoformat(str(self.until))
             except ValueError:
-                raise ConfigError(f"until must be an ISO date such as 2015-06-30, got {_quote(self.until)}.") from None
+                raise ConfigError(f"until must be an ISO date such as 2015-06-30 (texts without a time column: an "
+                                  f"arrival index such as 20000), got {_quote(self.until)}.") from None
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -509,8 +514,11 @@ def _wide_to_long(df: pd.DataFrame, mapping: dict[str, str], source: str, case: 
     return long[started & ended].reset_index(drop=True)[["entity", "date", "close"]]
 
 
-def _until(d: DataConfig) -> pd.Timestamp | None:
-    return None if d.until is None else pd.Timestamp(dt.date.fromisoformat(str(d.until)))
+def _until(d: DataConfig) -> pd.Timestamp | int | None:
+    """``data.until`` as a day (inclusive) or, all digits, an arrival index (inclusive)."""
+    if d.until is None:
+        return None
+    return int(d.until) if str(d.until).isdigit() else pd.Timestamp(dt.date.fromisoformat(str(d.until)))
 
 
 def _default_entity(source: str, name: str) -> str:
@@ -546,6 +554,9 @@ def read_prices(d: DataConfig, *, name: str, builtin: Callable[[], pd.DataFrame]
     df = _numeric(df, present, source, name)
     df = _handle_missing(df, ["date", *present], d.missing, source, name, "entity")
     until = _until(d)
+    if isinstance(until, int):
+        raise ConfigError(f"{name}.data.until={d.until} is an arrival index, which only texts without a time column "
+                          "have; prices need an ISO date such as 2015-06-30.")
     if until is not None:
         df = df[df["date"] <= until].reset_index(drop=True)
     if df.empty:
@@ -591,11 +602,18 @@ def read_texts(d: DataConfig, *, name: str, builtin: Callable[[], pd.DataFrame],
     if "time" not in df:
         df["time"] = np.arange(len(df), dtype="int64")  # arrival index, in file order
     until = _until(d)
-    if until is not None:
-        if not pd.api.types.is_datetime64_any_dtype(df["time"]):
+    dated = pd.api.types.is_datetime64_any_dtype(df["time"])
+    if isinstance(until, int) and dated:
+        raise DataError(f"{name}.data.until={d.until} is an arrival index, but the texts of {source} have a time "
+                        f"column of dates; give an ISO date such as 2015-06-30.")
+    if isinstance(until, int):
+        df = df[df["time"] <= until].reset_index(drop=True)
+    elif until is not None:
+        if not dated:
             raise DataError(f"{name}.data.until is a date, but the texts of {source} have no time column (their "
-                            f"time is an arrival index); map one with --set {name}.data.columns.time=<column name> "
-                            f"or leave {name}.data.until empty.")
+                            f"time is an arrival index: give one, such as {name}.data.until=20000); map a time "
+                            f"column with --set {name}.data.columns.time=<column name> or leave {name}.data.until "
+                            "empty.")
         df = df[df["time"] < until + pd.Timedelta(days=1)].reset_index(drop=True)
     if df.empty:
         after = f" on or before {name}.data.until={d.until}" if until is not None else ""

@@ -55,18 +55,30 @@ _quiet = lambda msg: None  # noqa: E731
 
 @dataclass
 class Deployed:
+    """One model of the replay: its weights and checkpoint metadata (``ck``, as `r2n2 train` writes it), the last
+    time whose data it knew (its retrain's ``data.until``) and its predictions; its monitor is fitted lazily."""
+
     model: object
-    meta: SeriesMeta
-    train_end: pd.Timestamp                 # last day whose realised target the model trained on
-    preds: pd.Series                        # forecast per window-end date, over the whole history
-    monitor: object = None                  # fitted lazily
+    ck: dict
+    meta: object                            # its window metadata (rolling cuts)
+    train_end: object                       # the last time of the data it was trained with (day or arrival index)
+    preds: object                           # series: forecast per window-end date; texts: {stream position: class id}
+    monitor: object = None                  # fitted lazily (texts: False when there is too little history)
     window: int = 0
-    cusum: object = None                    # the calibrated chart (or why there is none), fitted lazily
+    cusum: object = None                    # the calibrated charts (or why there are none), fitted lazily
+    note: str = ""
 
 
 @dataclass
 class ReplaySchedule:
-    """What every replay shares: its case, period, schedule (in the case's steps) and its record so far."""
+    """The one replay loop: the deployed loop (monitor -> retrain -> promote) under a simulated clock, for every
+    kind. A step is a trading day (series) or an arrival batch of texts (texts); the kind's subclass says what a
+    step holds (``step_time``, ``_record``), how its models predict and are monitored (``_deployed``,
+    ``_monitor``) and which rows the gate scores (``_gate_scores``). Everything else is shared and is what
+    `r2n2 retrain` runs: each retrain is the case's window and train stages on the data known at that step
+    (``data.until``) with rolling cut dates, in a scratch project under ``data/replay/<case>/``, so its ``set``
+    (``summary.json["retrains"]``) rebuilds the same ``model.pt`` bytes through `r2n2 ingest/validate/window/train`;
+    each decision is the deployed gate (``fresh_window`` + ``decide_promotion``, benchmark leg included)."""
 
     case: UseCase
     cfg: object
@@ -86,16 +98,178 @@ class ReplaySchedule:
     def case_name(self) -> str:
         return self.case.name
 
+    def _begin(self) -> None:
+        """Shared state; the subclass calls it in ``__post_init__`` before training the first model."""
+        self.paths = CasePaths(self.case_name, Path(self.root))
+        self.work = CasePaths(self.case_name, Path(self.root) / "data" / "replay" / self.case_name)
+        self.step = self.since_retrain = 0
+        self.n_steps = 0
+        self.counts = {"checks": 0, "alarms": 0, "retrains": 0, "promotions": 0}
+        self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
+        self.retrains: list[dict] = []
+
+    # -- what a kind says (SeriesReplay here, r2n2.ops.textreplay.TextReplay) ----------------------------------
+    def step_time(self, i: int):
+        """The time of the newest data known at step ``i``'s close (comparable with ``_parse(until)``)."""
+        raise NotImplementedError
+
+    def _parse(self, until):
+        raise NotImplementedError
+
+    def _show(self, t) -> str:
+        """A time as the report and ``data.until`` write it."""
+        raise NotImplementedError
+
+    def _json(self, t):
+        """A time as summary.json and the events hold it."""
+        return self._show(t)
+
+    def _known_source(self, t) -> pd.DataFrame:
+        """The validated rows that ingest with ``data.until = _show(t)`` keeps."""
+        raise NotImplementedError
+
+    def _record(self, i: int):
+        """Step ``i``'s timeline row(s) (a dict, or a frame for several rows): every line's predictions."""
+        raise NotImplementedError
+
+    def _monitor(self, i: int) -> dict:
+        raise NotImplementedError
+
+    def _deployed(self, model, ck: dict, t, data) -> Deployed:
+        """A trained model as the replay deploys it: its predictions over the history, from its own metadata."""
+        raise NotImplementedError
+
+    def _warm(self, data, warm_from: Deployed) -> tuple:
+        """(data, checkpoint metadata) of a retrain warm-started from ``warm_from``'s weights."""
+        return data, data.checkpoint_metadata()
+
+    def _gate_scores(self, challenger: Deployed, champion: Deployed, window: dict) -> dict | None:
+        """{actual, champion, challenger, benchmark, benchmark_id, kind, n_classes, horizon} on the window's rows."""
+        raise NotImplementedError
+
+    # -- training: the stage functions on the data known at t ------------------------------------------------
+    def overrides_at(self, t) -> dict[str, object]:
+        """The params a retrain at ``t`` runs with, beyond the replay's own: the data known at ``t``, rolling cut
+        dates, one seed (None: the whole history)."""
+        out = {"window.cuts": "rolling", "evaluate.seeds": 1}
+        if t is not None:
+            out["data.until"] = self._show(t)
+        return out
+
+    def _cfg_at(self, t):
+        return with_values(self.cfg, self.overrides_at(t))
+
+    def _train(self, t, warm_from: Deployed | None) -> Deployed:
+        """A challenger trained on the data known at ``t`` by the window and train stages (from scratch), or
+        warm-started from ``warm_from``'s weights for ``warm_epochs`` epochs (not a stage command: no ``set``)."""
+        from ..stages import fit, train_stage
+
+        t0 = _time.perf_counter()
+        cfg = self._cfg_at(t)
+        try:
+            self.case.build_windows(cfg, self._known_source(t), self.work.windows, _quiet)
+        except DataError as exc:
+            raise DataError(f"at {self._show(t)} the known data cannot be windowed for a retrain ({exc}) Start the "
+                            "replay later.") from None
+        path = self.work.model_dir / "model.pt"
+        data = self.case.load(cfg, self.work.windows)
+        if warm_from is None:
+            train_stage(self.case, cfg, self.work, _quiet)
+            model, ck = load_checkpoint(path)
+        else:
+            data, ck = self._warm(data, warm_from)
+            seed_everything(cfg.train.seed)
+            model = build_model(data.model_config())
+            model.load_state_dict(warm_from.model.state_dict())
+            wcfg = replace(cfg, train=replace(cfg.train, epochs=min(self.warm_epochs, cfg.train.epochs)))
+            fit(wcfg, data, model, "pretrain", f"replay-{self._show(t)}", self.work, seed=cfg.train.seed)
+        self.retrains.append({"date": self._show(t),
+                              "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest() if warm_from is None else None,
+                              "set": None if warm_from is not None else
+                              [f"{self.case_name}.{k}={v}" for k, v in self.overrides_at(t).items()]})
+        self.seconds["train"] += _time.perf_counter() - t0
+        t1 = _time.perf_counter()
+        out = self._deployed(model, ck, t, data)
+        self.seconds["predict"] += _time.perf_counter() - t1
+        return out
+
+    # -- the gate: the deployed one -------------------------------------------------------------------------
+    def _decide(self, challenger: Deployed) -> dict:
+        """The deployed gate (``r2n2.ops.champion.fresh_window``): champion, challenger and the naive benchmark on
+        the challenger's holdout after both models' cut-offs (neither trained or early-stopped on it); the
+        holdout ends with the data known at the retrain, so never a later row."""
+        champ = self.champion
+        window = fresh_window(challenger.meta, champ.meta)
+        s = None if window is None else self._gate_scores(challenger, champ, window)
+        if s is None or len(s["actual"]) == 0:
+            return {"promoted": False, "reason": "no fresh rows to compare on; kept the champion.", "window": None,
+                    "test": {"p_value": None}}
+        p = self.cfg.promotion
+        return decide_promotion(actual=s["actual"], champion_pred=s["champion"], challenger_pred=s["challenger"],
+                                kind=s["kind"], window=window, horizon=s["horizon"], n_classes=s["n_classes"],
+                                alpha=p.alpha, tolerance=p.tolerance, benchmark_pred=s["benchmark"],
+                                benchmark_id=s["benchmark_id"], benchmark_tolerance=p.benchmark_tolerance,
+                                champion_id=f"cut-off {champ.meta.cuts['test_start']}",
+                                challenger_id=f"cut-off {challenger.meta.cuts['test_start']}")
+
+    # -- the calendar ---------------------------------------------------------------------------------------
+    def run_until(self, until=None) -> dict:
+        """Advance step by step through the step that closes at ``until`` (a value of ``period_ends()``; default:
+        the end). Each step: the deployed champion predicts it (out of sample), the monitor checks every
+        ``monitor_every`` steps, a challenger is trained every ``retrain_every`` steps or right after an alarm and
+        the gate decides. Returns this period's counts."""
+        stop = None if until is None else self._parse(until)
+        counts = {"steps": 0, "rows": 0, "alarms": 0, "retrains": 0, "promotions": 0}
+        while self.step < self.n_steps and (stop is None or self.step_time(self.step) <= stop):
+            i = self.step
+            rec = self._record(i)
+            self.step += 1
+            self.since_retrain += 1
+            counts["steps"] += 1
+            counts["rows"] += len(rec) if isinstance(rec, pd.DataFrame) else 1
+            alarm = False
+            if self.step % self.monitor_every == 0:  # the step's targets / labels have arrived
+                m = self._monitor(i)
+                self.counts["checks"] += 1
+                alarm = bool(m["alarm"])
+                ps = [s.get("p_value") for s in m["signals"].values() if s.get("p_value") is not None]
+                rec["alarm"], rec["monitor_p_min"] = alarm, (min(ps) if ps else np.nan)
+                if "cusum" in m:
+                    rec["cusum"], rec["cusum_alarm"] = m["cusum"]["statistic"], m["cusum"]["alarm"]
+                if alarm:
+                    counts["alarms"] += 1
+                    (self.warn or self.log)(f"step {i} (data through {self._show(self.step_time(i))}): {m['verdict']}")
+            if self.since_retrain >= self.retrain_every or alarm:
+                counts["retrains"] += 1
+                t = self.step_time(i)
+                challenger = self._train(t, self.champion if self.warm_start else None)
+                decision = self._decide(challenger)
+                rec["retrained"], rec["promoted"] = True, decision["promoted"]
+                counts["promotions"] += int(decision["promoted"])
+                self.events.append({"date": self._json(t), "step": i, "trigger": "alarm" if alarm else "schedule",
+                                    "promoted": decision["promoted"], "reason": decision["reason"],
+                                    "window": decision["window"], "p_value": decision["test"]["p_value"],
+                                    "champion_train_end": self._json(self.champion.train_end),
+                                    "champion_holdout_start": self.champion.meta.cuts["test_start"],
+                                    "challenger_holdout_start": challenger.meta.cuts["test_start"]})
+                self.latest = challenger
+                if decision["promoted"]:
+                    self.champion = challenger
+                self.since_retrain = 0
+            self.rows.append(rec)
+        for k in ("alarms", "retrains", "promotions"):
+            self.counts[k] += counts[k]
+        return counts
+
+    def period_ends(self) -> list[str]:
+        """The time (as ``_show`` writes it) closing each scheduled retrain period: the replay's sub-runs."""
+        return [self._show(self.step_time(i)) for i in period_ends(list(range(self.n_steps)), self.retrain_every)]
+
 
 @dataclass
 class SeriesReplay(ReplaySchedule):
-    """The simulated calendar of one series case; ``run_until(date)`` advances it (one Prefect sub-run each).
-
-    Each retrain runs the deployed loop's own functions on the data known at its day ``d``: the validated
-    source up to ``d`` (what ingest gives with ``data.until = d``), the case's windowing with rolling cut dates
-    (``window.cuts = rolling``: the newest ``holdout_days`` decide the promotion, the ``val_days`` before them
-    early-stop) and the train stage, in a scratch project under ``data/replay/<case>/``. Its ``set`` (in
-    ``summary.json["retrains"]``) reproduces that model's bytes through ``r2n2 ingest/validate/window/train``."""
+    """The simulated calendar of one series case: a step is a trading day ``d``; the data known at ``d``'s
+    close is every row whose target was realised by then (what ingest gives with ``data.until = d``)."""
 
     cusum_arl: float = 1000.0               # the sequential detector's in-control average run length (steps)
 
@@ -103,8 +277,7 @@ class SeriesReplay(ReplaySchedule):
         if self.case.kind != "series":  # one series of trading days
             raise DataError(f"this replay covers series cases (trading days); {self.case_name} is a "
                             f"{self.case.kind or 'other'} case.")
-        self.paths = CasePaths(self.case_name, Path(self.root))
-        self.work = CasePaths(self.case_name, Path(self.root) / "data" / "replay" / self.case_name)
+        self._begin()
         self.source = read_parquet(self.paths.validated, f"validated {self.case_name} data")
         w = self.cfg.window
         entity = w.pretrain_entity if w.pretrain_entity in set(self.source["entity"]) else \
@@ -118,13 +291,10 @@ class SeriesReplay(ReplaySchedule):
         self.entity = entity
         dates = self.table["date"]
         self.calendar = list(dates[(dates >= pd.Timestamp(self.start)) & (dates <= pd.Timestamp(self.end))])
+        self.n_steps = len(self.calendar)
         if len(self.calendar) < 2 * self.retrain_every:
             raise DataError(f"the replay period {self.start} .. {self.end} holds {len(self.calendar)} trading days of "
                             f"{entity}; it needs at least 2 x --retrain-every = {2 * self.retrain_every}.")
-        self.step = 0
-        self.since_retrain = 0
-        self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
-        self.retrains: list[dict] = []
         self.armed: dict[str, bool] = {}    # drift signal -> may alarm (re-armed by a calm check)
         self.cusum_pos = 0                  # timeline rows the charts have consumed
         self.cusum_stat: dict[str, float] = {}  # each chart's statistic (empty: restarted)
@@ -139,58 +309,49 @@ class SeriesReplay(ReplaySchedule):
         self.never = self.champion
         self.latest = self.champion
 
-    # -- training -----------------------------------------------------------------------------------
+    # -- the kind's answers ---------------------------------------------------------------------------------
+    def step_time(self, i: int) -> pd.Timestamp:
+        return self.calendar[i]
+
+    def _parse(self, until) -> pd.Timestamp:
+        return pd.Timestamp(until)
+
+    def _show(self, t) -> str:
+        return str(pd.Timestamp(t).date())
+
+    def _known_source(self, t) -> pd.DataFrame:
+        return self.source[self.source["date"] <= pd.Timestamp(t)]  # = ingest with data.until=t (validated rows)
+
     def _known(self, day: pd.Timestamp) -> pd.DataFrame:
+        """Windows whose target was realised by ``day``'s close."""
         return self.table[self.table["target_date"] <= day].reset_index(drop=True)
 
-    def overrides_at(self, day: pd.Timestamp | None) -> dict[str, object]:
-        """The params a retrain at ``day`` runs with, beyond the replay's own: the data known at ``day``,
-        rolling cut dates, one seed (None: the whole history)."""
-        out = {"window.cuts": "rolling", "evaluate.seeds": 1}
-        if day is not None:
-            out["data.until"] = str(pd.Timestamp(day).date())
-        return out
-
-    def _cfg_at(self, day):
-        return with_values(self.cfg, self.overrides_at(day))
-
-    def _train(self, day: pd.Timestamp, warm_from: Deployed | None) -> Deployed:
-        """A challenger trained on the data known at ``day``'s close, by the window and train stages."""
-        from ..stages import fit, train_stage
-
-        t0 = _time.perf_counter()
-        cfg = self._cfg_at(day)
-        known = self.source[self.source["date"] <= day]  # = ingest with data.until=day (validated rows)
-        try:
-            self.case.build_windows(cfg, known, self.work.windows, _quiet)
-        except DataError as exc:
-            raise DataError(f"at {day.date()} the known data cannot be windowed for a retrain ({exc}) Start the "
-                            "replay later.") from None
-        path = self.work.model_dir / "model.pt"
-        if warm_from is None:
-            train_stage(self.case, cfg, self.work, _quiet)
-            model, ck = load_checkpoint(path)
-        else:  # the champion's weights, a few epochs: not a stage command, so no `set` reproduces it
-            data = self.case.load(cfg, self.work.windows)
-            seed_everything(cfg.train.seed)
-            model = build_model(data.model_config())
-            model.load_state_dict(warm_from.model.state_dict())
-            cfg = replace(cfg, train=replace(cfg.train, epochs=min(self.warm_epochs, cfg.train.epochs)))
-            fit(cfg, data, model, "pretrain", f"replay-{day.date()}", self.work, seed=cfg.train.seed)
-            ck = data.checkpoint_metadata()
+    def _deployed(self, model, ck: dict, t, data) -> Deployed:
         meta = window_meta_of(ck)
-        self.retrains.append({"date": str(day.date()),
-                              "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest() if warm_from is None else None,
-                              "set": None if warm_from is not None else
-                              [f"{self.case_name}.{k}={v}" for k, v in self.overrides_at(day).items()]})
-        self.seconds["train"] += _time.perf_counter() - t0
-        t1 = _time.perf_counter()
         frame = series_frame(model, meta, self.table, naive=self.case.naive_forecast)
-        self.seconds["predict"] += _time.perf_counter() - t1
-        return Deployed(model=model, meta=meta, train_end=day, preds=frame.set_index("date")["pred"])
+        return Deployed(model=model, ck=ck, meta=meta, train_end=pd.Timestamp(t), preds=frame.set_index("date")["pred"])
+
+    def _record(self, i: int) -> dict:
+        day = self.calendar[i]
+        row = self.table.loc[self.table["date"] == day].iloc[0]
+        c = self.champion
+        return {"date": day, "actual": float(row["target"]), "prediction": float(c.preds.get(day, np.nan)),
+                "model_train_end": c.train_end, "never_retrained": float(self.never.preds.get(day, np.nan)),
+                "always_retrained": float(self.latest.preds.get(day, np.nan)),
+                "random_walk": float(self.bench.get(day, np.nan)),  # the naive benchmark's forecast
+                "alarm": False, "retrained": False, "promoted": False, "monitor_p_min": np.nan,
+                "cusum": np.nan, "cusum_alarm": False}
+
+    def _gate_scores(self, challenger: Deployed, champion: Deployed, window: dict) -> dict:
+        known = self._known(self.step_time(self.step - 1))
+        win = known[(known["date"] >= pd.Timestamp(window["start"])) & (known["date"] <= pd.Timestamp(window["end"]))]
+        return {"actual": win["target"].to_numpy(), "champion": champion.preds.reindex(win["date"]).to_numpy(),
+                "challenger": challenger.preds.reindex(win["date"]).to_numpy(),
+                "benchmark": self.bench.reindex(win["date"]).to_numpy(), "benchmark_id": self.case.naive_name,
+                "kind": "forecast", "n_classes": None, "horizon": self.cfg.window.horizon}
 
     # -- monitoring ---------------------------------------------------------------------------------
-    def _monitor(self, day: pd.Timestamp) -> dict:
+    def _monitor(self, i: int) -> dict:
         """The deployed monitor's drift checks on the champion's rows since it was deployed, and the CUSUM of the
         deployed process's loss differential against the random walk since the chart's last restart (a promotion
         does not reset it). Measured on the calm synthetic series of ``tests/test_ops.py`` (3 seeds, 237 checks):
@@ -198,6 +359,7 @@ class SeriesReplay(ReplaySchedule):
         after deployment only, and windows of the deployed forecasts across promotions 60 prediction alarms (the
         previous champion's forecasts are another distribution)."""
         t0 = _time.perf_counter()
+        day = self.calendar[i]
         c = self.champion
         known = self._known(day)
         if c.monitor is None:
@@ -280,75 +442,6 @@ class SeriesReplay(ReplaySchedule):
         d = charts["differential"]
         return {"alarm": bool(reasons), "reason": "; ".join(reasons) or None, "statistic": d["statistic"],
                 "h": d["h"], "charts": charts}
-
-    # -- the calendar -------------------------------------------------------------------------------
-    def run_until(self, until: str | pd.Timestamp | None = None) -> dict:
-        """Advance day by day up to ``until`` (an ISO date, inclusive; default: the end). Returns this period's
-        counts."""
-        until = None if until is None else pd.Timestamp(until)
-        counts = {"days": 0, "alarms": 0, "retrains": 0, "promotions": 0}
-        while self.step < len(self.calendar) and (until is None or self.calendar[self.step] <= until):
-            day = self.calendar[self.step]
-            row = self.table.loc[self.table["date"] == day].iloc[0]
-            c = self.champion
-            rec = {"date": day, "actual": float(row["target"]), "prediction": float(c.preds.get(day, np.nan)),
-                   "model_train_end": c.train_end, "never_retrained": float(self.never.preds.get(day, np.nan)),
-                   "always_retrained": float(self.latest.preds.get(day, np.nan)),
-                   "random_walk": float(self.bench.get(day, np.nan)),  # the naive benchmark's forecast
-                   "alarm": False, "retrained": False, "promoted": False, "monitor_p_min": np.nan,
-                   "cusum": np.nan, "cusum_alarm": False}
-            self.step += 1
-            self.since_retrain += 1
-            counts["days"] += 1
-            if self.step % self.monitor_every == 0:
-                m = self._monitor(day)
-                rec["alarm"] = m["alarm"]
-                rec["cusum"] = m["cusum"]["statistic"]
-                rec["cusum_alarm"] = m["cusum"]["alarm"]
-                ps = [s.get("p_value") for s in m["signals"].values() if s.get("p_value") is not None]
-                rec["monitor_p_min"] = min(ps) if ps else np.nan
-                if m["alarm"]:
-                    counts["alarms"] += 1
-                    (self.warn or self.log)(f"{day.date()}: {m['verdict']}")
-            if self.since_retrain >= self.retrain_every or rec["alarm"]:
-                rec["retrained"] = True
-                counts["retrains"] += 1
-                challenger = self._train(day, self.champion if self.warm_start else None)
-                decision = self._decide(challenger, day)
-                rec["promoted"] = decision["promoted"]
-                counts["promotions"] += int(decision["promoted"])
-                self.events.append({"date": str(day.date()), "trigger": "alarm" if rec["alarm"] else "schedule",
-                                    **{k: decision[k] for k in ("promoted", "reason")},
-                                    "window": decision["window"], "p_value": decision["test"]["p_value"]})
-                self.latest = challenger
-                if decision["promoted"]:
-                    self.champion = challenger
-                self.since_retrain = 0
-            self.rows.append(rec)
-        return counts
-
-    def _decide(self, challenger: Deployed, day: pd.Timestamp) -> dict:
-        """The deployed gate (``r2n2.ops.champion.fresh_window``): champion, challenger and the random walk on
-        the challenger's holdout days after the champion's cut-off (neither trained or early-stopped on them);
-        never a day after ``day``."""
-        champ = self.champion
-        known = self._known(day)
-        window = fresh_window(challenger.meta, champ.meta)
-        if window is None:
-            return {"promoted": False, "reason": "no fresh days to compare on; kept the champion.", "window": None,
-                    "test": {"p_value": None}}
-        win = known[(known["date"] >= pd.Timestamp(window["start"])) & (known["date"] <= pd.Timestamp(window["end"]))]
-        p = self.cfg.promotion
-        return decide_promotion(actual=win["target"].to_numpy(), champion_pred=champ.preds.reindex(win["date"]).to_numpy(),
-                                challenger_pred=challenger.preds.reindex(win["date"]).to_numpy(), kind="forecast",
-                                window=window, horizon=self.cfg.window.horizon, alpha=p.alpha, tolerance=p.tolerance,
-                                benchmark_pred=self.bench.reindex(win["date"]).to_numpy(),
-                                benchmark_id=self.case.naive_name,
-                                benchmark_tolerance=p.benchmark_tolerance)
-
-    def period_ends(self) -> list[str]:
-        """The days (ISO) that close each scheduled retrain period (the replay's sub-runs)."""
-        return [str(d.date()) for d in period_ends(self.calendar, self.retrain_every)]
 
     def timeline(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)

@@ -25,7 +25,7 @@ import hashlib
 import time as _time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -107,6 +107,8 @@ class ReplaySchedule:
         self.counts = {"checks": 0, "alarms": 0, "retrains": 0, "promotions": 0}
         self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
         self.retrains: list[dict] = []
+        self.cusum_pos = 0                  # timeline records the charts have consumed
+        self.cusum_stat: dict[str, float] = {}  # each chart's statistic (empty: restarted)
 
     # -- what a kind says (SeriesReplay here, r2n2.ops.textreplay.TextReplay) ----------------------------------
     def step_time(self, i: int):
@@ -212,6 +214,62 @@ class ReplaySchedule:
                                 champion_id=f"cut-off {champ.meta.cuts['test_start']}",
                                 challenger_id=f"cut-off {challenger.meta.cuts['test_start']}")
 
+    # -- the sequential charts of the deployed process (every kind; CHARTS: name -> (what, stream)) -----------
+    CHARTS: ClassVar[dict] = {}
+    unit: ClassVar[str] = "days"
+
+    def _calibrate(self, pred, bench, y, *, arl0: float, n_boot: int = 200) -> dict:
+        """Each chart fitted on a champion's reference rows (its validation period: out of sample for its
+        weights, before its holdout and before every step it is then charted on)."""
+        out = {}
+        for name, (_, stream) in self.CHARTS.items():
+            try:
+                out[name] = fit_cusum(stream(pred, bench, y), arl0=arl0, n_boot=n_boot, seed=self.cfg.train.seed)
+            except DataError as exc:  # too short a reference: no chart, said in every check
+                out[name] = str(exc)
+        return out
+
+    def _realised(self) -> int:
+        """Timeline records (``self.rows`` and then the step being checked, ``self.pending``) whose targets or
+        labels have arrived."""
+        return len(self.rows) + 1
+
+    def _chart_arrays(self, recs: list) -> tuple:
+        """(prediction, benchmark, actual) of the timeline records ``recs``."""
+        raise NotImplementedError
+
+    def _check_cusum(self, c: Deployed) -> dict:
+        """Advance each chart over the rows realised since the previous check, each row's increment standardised
+        by the chart of the champion deployed then (a promotion changes the scale of new increments, never the
+        statistic already accumulated); alarm when it crosses its threshold, then restart (the alarm is
+        investigated: a retrain)."""
+        realised = self._realised()
+        new = [*self.rows, self.pending][self.cusum_pos:realised]
+        self.cusum_pos = max(self.cusum_pos, realised)
+        arrays = self._chart_arrays(new) if new else None
+        charts, reasons = {}, []
+        for name, (what, stream) in self.CHARTS.items():
+            chart = c.cusum[name]
+            if isinstance(chart, str):
+                charts[name] = {"alarm": False, "statistic": None, "h": None, "note": chart}
+                continue
+            d = np.asarray(stream(*arrays), dtype=float) if arrays is not None else np.zeros(0)
+            z = chart.standardise(d[np.isfinite(d)]) if len(d) else np.zeros(0)
+            stat, crossed = self.cusum_stat.get(name, 0.0), False
+            for step in z:  # Page's recursion, continued from the statistic so far
+                stat = max(0.0, stat + float(step) - chart.k)
+                crossed = crossed or stat > chart.h
+            self.cusum_stat[name] = stat
+            charts[name] = {"alarm": crossed, "statistic": stat, "h": float(chart.h)}
+            if crossed:
+                reasons.append(f"CUSUM of the {what} crossed {chart.h:.2f} (now {stat:.2f}; in-control ARL "
+                               f"{chart.arl0:.0f} {self.unit}, calibrated on the champion's validation period)")
+        if reasons:
+            self.cusum_stat = {}  # restart every chart
+        d = charts["differential"]
+        return {"alarm": bool(reasons), "reason": "; ".join(reasons) or None, "statistic": d["statistic"],
+                "h": d["h"], "charts": charts}
+
     # -- the calendar ---------------------------------------------------------------------------------------
     def run_until(self, until=None) -> dict:
         """Advance step by step through the step that closes at ``until`` (a value of ``period_ends()``; default:
@@ -222,7 +280,7 @@ class ReplaySchedule:
         counts = {"steps": 0, "rows": 0, "alarms": 0, "retrains": 0, "promotions": 0}
         while self.step < self.n_steps and (stop is None or self.step_time(self.step) <= stop):
             i = self.step
-            rec = self._record(i)
+            rec = self.pending = self._record(i)
             self.step += 1
             self.since_retrain += 1
             counts["steps"] += 1
@@ -296,8 +354,6 @@ class SeriesReplay(ReplaySchedule):
             raise DataError(f"the replay period {self.start} .. {self.end} holds {len(self.calendar)} trading days of "
                             f"{entity}; it needs at least 2 x --retrain-every = {2 * self.retrain_every}.")
         self.armed: dict[str, bool] = {}    # drift signal -> may alarm (re-armed by a calm check)
-        self.cusum_pos = 0                  # timeline rows the charts have consumed
-        self.cusum_stat: dict[str, float] = {}  # each chart's statistic (empty: restarted)
         first = self.calendar[0]
         before = dates[dates < first]
         if before.empty:
@@ -403,45 +459,15 @@ class SeriesReplay(ReplaySchedule):
         holdout and before every day it is then charted on)."""
         ref = frame[(frame["date"] >= pd.Timestamp(meta.cuts["val_start"])) &
                     (frame["date"] < pd.Timestamp(meta.cuts["test_start"]))]
-        out = {}
-        for name, (_, stream) in self.CHARTS.items():
-            try:
-                out[name] = fit_cusum(stream(ref["pred"].to_numpy(), ref["bench"].to_numpy(), ref["target"].to_numpy()),
-                                      arl0=self.cusum_arl, n_boot=200, seed=self.cfg.train.seed)
-            except DataError as exc:  # too short a reference: no chart, said in every check
-                out[name] = str(exc)
-        return out
+        return self._calibrate(ref["pred"].to_numpy(), ref["bench"].to_numpy(), ref["target"].to_numpy(),
+                               arl0=self.cusum_arl)
 
-    def _check_cusum(self, c: Deployed) -> dict:
-        """Advance each chart over the days realised since the previous check, each day's increment standardised
-        by the chart of the champion deployed that day (a promotion changes the scale of new increments, never
-        the statistic already accumulated); alarm when it crosses its threshold, then restart (the alarm is
-        investigated: a retrain). A day's row counts once its target is realised (``horizon`` days later)."""
-        realised = max(0, len(self.rows) - (self.cfg.window.horizon - 1))
-        new = self.rows[self.cusum_pos:realised]
-        self.cusum_pos = max(self.cusum_pos, realised)
-        charts, reasons = {}, []
-        for name, (what, stream) in self.CHARTS.items():
-            chart = c.cusum[name]
-            if isinstance(chart, str):
-                charts[name] = {"alarm": False, "statistic": None, "h": None, "note": chart}
-                continue
-            d = np.array([stream(r["prediction"], r["random_walk"], r["actual"]) for r in new], dtype=float)
-            z = chart.standardise(d[np.isfinite(d)]) if len(d) else np.zeros(0)
-            stat, crossed = self.cusum_stat.get(name, 0.0), False
-            for step in z:  # Page's recursion, continued from the statistic so far
-                stat = max(0.0, stat + float(step) - chart.k)
-                crossed = crossed or stat > chart.h
-            self.cusum_stat[name] = stat
-            charts[name] = {"alarm": crossed, "statistic": stat, "h": float(chart.h)}
-            if crossed:
-                reasons.append(f"CUSUM of the {what} crossed {chart.h:.2f} (now {stat:.2f}; in-control ARL "
-                               f"{chart.arl0:.0f} days, calibrated on the champion's validation days)")
-        if reasons:
-            self.cusum_stat = {}  # restart every chart
-        d = charts["differential"]
-        return {"alarm": bool(reasons), "reason": "; ".join(reasons) or None, "statistic": d["statistic"],
-                "h": d["h"], "charts": charts}
+    def _realised(self) -> int:
+        """Timeline rows whose target is realised (``horizon`` days after their date)."""
+        return max(0, len(self.rows) - (self.cfg.window.horizon - 1))
+
+    def _chart_arrays(self, recs: list) -> tuple:
+        return tuple(np.array([r[k] for r in recs], dtype=float) for k in ("prediction", "random_walk", "actual"))
 
     def timeline(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)

@@ -39,6 +39,7 @@ from ..data.sources import LABELS, read_parquet
 from ..errors import ConfigError, DataError
 from .monitoring import check_window, fit_frame_monitor, signal_config
 from .replay import Deployed, ReplaySchedule, plot_live_error, report_counts
+from .sequential import _MAX_CELLS
 
 __all__ = ["TextReplay", "arrival_batches", "DEFAULT_BATCH"]
 
@@ -64,6 +65,7 @@ class TextDeployed(Deployed):
     vocab: set | None = None                # words of its training texts (the new-word signal's reference)
     train: np.ndarray | None = None         # positions of its training texts
     val: np.ndarray | None = None           # positions of its validation texts (near-duplicates of training left out)
+    holdout: np.ndarray | None = None       # positions of its holdout texts (the promotion slice: never fitted on)
     data: CaseData | None = None            # its windows, until its promotion is decided
 
 
@@ -73,6 +75,12 @@ class TextReplay(ReplaySchedule):
 
     batch: int = DEFAULT_BATCH
     reference_windows: int = 16             # the monitor's window is at most 1/16 of the validation texts (below)
+    cusum_batches: float = 100.0            # the chart's in-control average run length, in arrival batches
+
+    # the sequential chart of the deployed process: its 0/1 error minus the majority class's, text by text
+    CHARTS = {"differential": ("live error differential vs the majority class",
+                               lambda pred, bench, y: (pred != y).astype(float) - (bench != y).astype(float))}
+    unit = "texts"
 
     def __post_init__(self):
         from ..data.textkey import near_duplicate_keys
@@ -150,9 +158,10 @@ class TextReplay(ReplaySchedule):
             raise DataError(f"the {self.case_name} windows at {self._show(t)} do not follow the replay's stream; "
                             "rerun the validate stage.")
         split = src["split"].to_numpy()
-        train, val = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
+        train, val, holdout = (np.flatnonzero(split == s) for s in ("train", "val", "test"))
         m = TextDeployed(model=model, ck=ck, meta=window_meta_of(ck), train_end=t, preds={}, n_known=n_known,
-                         vocab=text_vocab(self.stream["text"].iloc[train]), train=train, val=val, data=data)
+                         vocab=text_vocab(self.stream["text"].iloc[train]), train=train, val=val, holdout=holdout,
+                         data=data)
         self._predict(m, val)  # the monitor's reference
         return m
 
@@ -215,6 +224,14 @@ class TextReplay(ReplaySchedule):
                                                         bench=sig.bench, val_inputs=tuple(sig.val_inputs))
             except DataError as exc:  # too little history to calibrate: say so, never alarm on a guess
                 c.monitor, c.note = False, f"no verdict: too little history to calibrate the monitor ({exc})"
+            # the chart's reference: the holdout texts, which neither trained nor early-stopped the model (its
+            # validation texts did, and their error is optimistic: measured on the calm streams of
+            # tests/test_textreplay.py, 2 false chart alarms in 32 checks with them as the reference)
+            labels, ref = np.asarray(LABELS, dtype=object), c.holdout
+            arl = self.cusum_batches * self.batch  # texts
+            c.cusum = self._calibrate(labels[self._predict(c, ref)], np.full(len(ref), labels[self.majority]),
+                                      labels[self.stream["label_id"].to_numpy()[ref]], arl0=arl,
+                                      n_boot=int(max(50, min(200, _MAX_CELLS // (3 * arl)))))
         if c.monitor is False:
             out = {"alarm": False, "signals": {}, "verdict": c.note}
         else:
@@ -223,8 +240,16 @@ class TextReplay(ReplaySchedule):
             frame = text_frame(self.stream.iloc[post], self._predict(c, post), c.vocab)
             out = check_window(c.monitor, frame, c.meta, self.mcfg, inputs=list(self.signals.inputs),
                                time=self.signals.time, bench=self.signals.bench)
+        out["cusum"] = self._check_cusum(c)  # across promotions: every check can alarm
+        if out["cusum"]["alarm"]:
+            out["verdict"] = (out["verdict"] + "; " if out["alarm"] else "ALARM: ") + out["cusum"]["reason"]
+            out["alarm"] = True
         self.seconds["monitor"] += _time.perf_counter() - t0
         return out
+
+    def _chart_arrays(self, recs: list) -> tuple:
+        f = pd.concat(recs, ignore_index=True)
+        return f["prediction"].to_numpy(), f["majority"].to_numpy(), f["actual"].to_numpy()
 
     # -- the calendar -----------------------------------------------------------------------------
     def _record(self, i: int) -> pd.DataFrame:
@@ -238,7 +263,7 @@ class TextReplay(ReplaySchedule):
                              "never_retrained": labels[self._predict(self.never, pos)],
                              "always_retrained": labels[self._predict(self.latest, pos)],
                              "majority": labels[self.majority], "alarm": False, "retrained": False,
-                             "promoted": False, "monitor_p_min": np.nan})
+                             "promoted": False, "monitor_p_min": np.nan, "cusum": np.nan, "cusum_alarm": False})
 
     def timeline(self) -> pd.DataFrame:
         """One row per replayed text: its time (``date``), batch, label, every line's prediction, the champion's

@@ -17,6 +17,27 @@ for _var, _val in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DVC_NO_ANALY
                    ("GX_ANALYTICS_ENABLED", "false")):
     os.environ.setdefault(_var, _val)
 
+
+def _pin_openblas_kernel() -> None:
+    """One OpenBLAS kernel for numpy and scipy on every x86-64 CPU with AVX2 (set before numpy loads; a value in
+    the environment wins). OpenBLAS picks its kernel by CPU, and kernels round differently in the last bits: on
+    this project's AMD EPYC, numpy 2.4.6's OpenBLAS picks SkylakeX, and the stocks report's test statistics move
+    by ~1e-15, the volatility report's GJR-GARCH-t numbers by up to 1e-4; Haswell gives the committed bytes
+    (2026-12-05, docs/reproducibility.md)."""
+    import platform
+
+    if "OPENBLAS_CORETYPE" in os.environ or platform.machine() not in ("x86_64", "AMD64"):
+        return
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return
+    if " avx2" in flags:  # Haswell's kernel needs AVX2
+        os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+
+
+_pin_openblas_kernel()
+
 EXIT_ERROR = 2
 EXIT_VALIDATION = 3
 
@@ -106,6 +127,18 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("headline", help="one table per case: the model beside its baselines on the test period")
     p.add_argument("case", nargs="?", default="all", choices=[*cases, "all"])
     _common(p)
+    p = sub.add_parser("verify", help="compare a run's headline numbers with the committed report's",
+                       description="Each headline number of data/reports/<case>/metrics.json (the model and every "
+                                   "baseline, as `r2n2 headline` shows them) beside its committed version (git show "
+                                   "REV:<path>): difference, tolerance (3 sd over seeds where the committed report "
+                                   "holds a seed spread, else --rtol of the committed value) and 'reproduced within "
+                                   "tolerance' or 'MOVED'. Exit 0: all within tolerance; 1: something moved; 2: a "
+                                   "file is missing or not in git.")
+    p.add_argument("case", nargs="?", default="all", choices=[*cases, "all"])
+    p.add_argument("--rev", default="HEAD", help="the commit to compare with (default: HEAD)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="relative tolerance where the report has no seed spread (default: 1e-06, float rounding)")
+    _common(p)
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it differs)")
     p.add_argument("--check", action="store_true")
     _common(p)
@@ -169,6 +202,26 @@ def _headline(case: str, params) -> str:
     return "\n".join(out).rstrip()
 
 
+def _verify(args, params) -> tuple[str, int]:
+    """(the comparison of every case asked for, exit code: 0 all within tolerance, 1 something moved)."""
+    from r2n2.errors import ConfigError
+    from r2n2.paths import CasePaths
+    from r2n2.registry import get_case
+    from r2n2.verify import DEFAULT_RTOL, compare, read_pair, render
+
+    rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
+    if not rtol >= 0:
+        raise ConfigError(f"--rtol must be a number >= 0, got {args.rtol}.")
+    out, code = [], 0
+    for name in (list(params.cases) if args.case == "all" else [args.case]):
+        path = CasePaths(name).reports / "metrics.json"
+        committed, now, identical = read_pair(path, name, args.rev)
+        rows = compare(committed, now, get_case(name).headline_metrics, rtol=rtol)
+        code = max(code, int(any(r.moved for r in rows)))
+        out += [render(name, path, args.rev, rows, identical=identical), ""]
+    return "\n".join(out).rstrip(), code
+
+
 def _predict(args, params) -> str:
     import json
 
@@ -203,7 +256,7 @@ def _predict(args, params) -> str:
     return f"wrote {len(out)} predictions from {model_path} -> {out_path}"
 
 
-def dispatch(args) -> str:
+def dispatch(args) -> str | tuple[str, int]:
     from r2n2.registry import load_params
     from r2n2.stages import STAGE_NAMES
 
@@ -269,6 +322,8 @@ def dispatch(args) -> str:
         return f"best {args.case} trial: {best}"
     if args.command == "headline":
         return _headline(args.case, params)
+    if args.command == "verify":
+        return _verify(args, params)
     if args.command == "champion":
         return _champion(args)
     if args.command == "dvc-yaml":
@@ -319,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
 
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
+    message, code = message if isinstance(message, tuple) else (message, 0)  # `verify` exits 1 when a number moved
     print(message)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

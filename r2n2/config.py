@@ -43,6 +43,11 @@ class TrainConfig:
     label_smoothing: float = 0.0         # classification: cross-entropy label smoothing in [0, 1)
     ema_decay: float = 0.0               # > 0: validate and keep an exponential moving average of the
     #                                      weights (updated every step), e.g. 0.999; 0 = off
+    threads: int = 2                     # torch CPU threads while training (torch.set_num_threads); float sums
+    #                                      split by thread, so other counts give other bytes. 2: what torch chose on
+    #                                      the 2-core machine that made the committed dvc.lock, now fixed on any
+    #                                      machine. 0 = torch's default (the core count). OMP_NUM_THREADS, when set,
+    #                                      wins (the tests set 1), and the train log says so
 
 
 @dataclass
@@ -196,6 +201,8 @@ def _check_shared(name: str, case: Any) -> None:
                        ("monitor.window", case.monitor.window), ("monitor.min_samples", case.monitor.min_samples)):
         if value < 1:
             raise ConfigError(f"{name}.{key} must be >= 1, got {value}.")
+    if case.train.threads < 0:
+        raise ConfigError(f"{name}.train.threads must be >= 0 (0 = torch's default), got {case.train.threads}.")
     for key, value in (("train.label_smoothing", case.train.label_smoothing),
                        ("train.ema_decay", case.train.ema_decay)):
         if not 0 <= value < 1:

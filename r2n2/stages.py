@@ -67,7 +67,7 @@ def _save(model: RelationalRNN, path: Path, data: CaseData, result: TrainResult,
     save_checkpoint(path, model, metadata=meta)
     write_json_atomic(result.history, path.with_name("train_log.json"))
     write_json_atomic({"epoch_seconds": result.epoch_seconds, "seconds": result.seconds,
-                       "resumed_from": result.resumed_from},
+                       "resumed_from": result.resumed_from, "torch_threads": result.threads},
                       paths.data / "logs" / paths.case / (paths.rel(path.parent).replace("/", "_") + ".json"))
 
 
@@ -151,7 +151,7 @@ def train_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
     rs = _train_family(cfg, data, cfg.model, paths.model_dir, "model", paths, log)
     r = rs[0]
     return (f"trained {case.name} model ({len(rs)} seed(s)): best {r.metric_name} {r.best_metric:.5g} at epoch "
-            f"{r.best_epoch + 1} -> {paths.model_dir / 'model.pt'}")
+            f"{r.best_epoch + 1}, {r.threads} torch threads ({r.threads_source}) -> {paths.model_dir / 'model.pt'}")
 
 
 def baselines_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:

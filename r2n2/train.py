@@ -27,7 +27,7 @@ from .models.core import RelationalRNN
 from .models.distribution import distribution_loss
 
 __all__ = ["train_model", "TrainResult", "resolve_device", "predict_batches", "seed_everything", "fingerprint",
-           "distributed", "is_main_process"]
+           "distributed", "is_main_process", "training_threads"]
 
 
 @dataclass
@@ -40,6 +40,8 @@ class TrainResult:
     seconds: float = 0.0
     epoch_seconds: list[float] = field(default_factory=list)  # training time of each epoch run here
     train_examples: int = 0                            # examples per epoch, all ranks together
+    threads: int = 0                                   # torch CPU threads it trained with (the stages log it)
+    threads_source: str = ""                           # where that count came from (train.threads, OMP_NUM_THREADS)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -70,6 +72,19 @@ def distributed() -> tuple[int, int]:
 
 def is_main_process() -> bool:
     return distributed()[0] == 0
+
+
+def training_threads(threads: int) -> tuple[int, str]:
+    """(torch CPU thread count to train with, where it comes from): ``train.threads``; 0 leaves torch's default;
+    an OMP_NUM_THREADS in the environment wins (the tests set 1), said so because the bytes then differ."""
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env), f"OMP_NUM_THREADS={env} in the environment, not train.threads={threads}"
+    if threads == 0:
+        return torch.get_num_threads(), "train.threads=0: torch's default for this machine"
+    return threads, "train.threads"
 
 
 def seed_everything(seed: int) -> None:
@@ -144,12 +159,26 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
     run resumes after its last finished epoch. It is removed once training completes.
     ``epoch_callback(epoch, val_metric)`` runs after each epoch (Optuna pruning raises from it).
     """
-    from tqdm.auto import tqdm
-
     log = log or (lambda msg: None)
     rank, world = distributed()
     if world > 1:
         log = log if rank == 0 else (lambda msg: None)
+    threads, source = training_threads(cfg.threads)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # float sums split by thread: the count is part of what makes the bytes
+    try:
+        result = _train(model, train, val, cfg, state_path=state_path, run_id=run_id, epochs=epochs, lr=lr, log=log,
+                        progress=progress, epoch_callback=epoch_callback, rank=rank, world=world)
+    finally:
+        torch.set_num_threads(before)  # the caller's setting again (e.g. a tuning study's split of the cores)
+    result.threads, result.threads_source = threads, source
+    return result
+
+
+def _train(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_path, run_id, epochs, lr, log, progress,
+           epoch_callback, rank: int, world: int) -> TrainResult:
+    from tqdm.auto import tqdm
+
     device = resolve_device(cfg.device)
     if world > 1 and device.type == "cuda":
         device = torch.device("cuda", torch.cuda.current_device())

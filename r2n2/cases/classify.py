@@ -11,6 +11,7 @@ from ..data.textkey import near_duplicate_keys
 from ..errors import DataError
 from ..evaluate.baselines import (majority_baseline, tune_tfidf_logreg, tune_vader_thresholds, vader_classes,
                                  vader_compound)
+from ..evaluate.calibration import calibration_block, plot_reliability
 from ..evaluate.metrics import classification_metrics
 from ..evaluate.plots import plot_confusion, plot_learning_curves, write_csv
 from ..evaluate.report import fmt, history, md_table, seed_section, verdict_text
@@ -18,14 +19,23 @@ from ..evaluate.stats import classifier_bootstrap, mcnemar_test, mde_block, seed
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
-__all__ = ["evaluate_classifier", "predict_texts", "predict_file_texts", "class_predictions"]
+__all__ = ["evaluate_classifier", "predict_texts", "predict_file_texts", "class_logits", "class_predictions"]
+
+CALIBRATION_BINS = 15  # equal-width confidence bins of the ECE and the reliability diagram (Guo et al. 2017)
+CONFORMAL_ALPHA = 0.1  # prediction sets aim at 90 % coverage
+
+
+def class_logits(model, data, role: str, split: str):
+    """(labels, (n, K) logits, rows) of one role/split, all in batch order."""
+    b = data.batches(role, split, batch_size=256)
+    rows = data.rows(role, split).iloc[b.order()].reset_index(drop=True)
+    return b.targets(), predict_batches(model, b), rows
 
 
 def class_predictions(model, data, role: str, split: str):
     """(labels, predicted ids, rows in batch order) of one role/split."""
-    b = data.batches(role, split, batch_size=256)
-    rows = data.rows(role, split).iloc[b.order()].reset_index(drop=True)
-    return b.targets(), predict_batches(model, b).argmax(1), rows
+    y, logits, rows = class_logits(model, data, role, split)
+    return y, logits.argmax(1), rows
 
 
 def text_groups(rows: pd.DataFrame) -> np.ndarray:
@@ -72,15 +82,17 @@ def _seed_comparisons(per_seed: dict[str, list[dict]], a: str) -> list[dict]:
 
 
 def _text_baselines(cfg, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, k: int, *,
-                    extra_train: pd.DataFrame | None = None) -> tuple[dict, dict]:
+                    extra_train: pd.DataFrame | None = None) -> tuple[dict, dict, dict]:
     """Predictions of the majority class, TF-IDF + LR (C and n-grams chosen on validation) and VADER (both
-    thresholds chosen on validation) on ``test``; and the chosen settings. ``extra_train``: also a TF-IDF
-    trained on train + extra (source + target for transfer)."""
+    thresholds chosen on validation) on ``test``; the chosen settings; and the TF-IDF + LR class probabilities
+    {"tfidf_logreg": (on val, on test)} for its conformal sets. ``extra_train``: also a TF-IDF trained on
+    train + extra (source + target for transfer)."""
     preds, chosen = {}, {}
     preds["majority"] = majority_baseline(train["label_id"].to_numpy(), len(test))
     pipe, chosen["tfidf_logreg"] = tune_tfidf_logreg(train["text"], train["label_id"], val["text"], val["label_id"],
                                                      seed=cfg.train.seed, n_classes=k)
     preds["tfidf_logreg"] = pipe.predict(list(test["text"]))
+    probs = {"tfidf_logreg": (_class_probs(pipe, val["text"], k), _class_probs(pipe, test["text"], k))}
     th = tune_vader_thresholds(vader_compound(val["text"]), val["label_id"].to_numpy())
     chosen["vader"] = th
     preds["vader"] = vader_classes(vader_compound(test["text"]), low=th["low"], high=th["high"])
@@ -89,17 +101,26 @@ def _text_baselines(cfg, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFr
         pipe2, chosen["tfidf_logreg_source_and_target"] = tune_tfidf_logreg(
             both["text"], both["label_id"], val["text"], val["label_id"], seed=cfg.train.seed, n_classes=k)
         preds["tfidf_logreg_source_and_target"] = pipe2.predict(list(test["text"]))
-    return preds, chosen
+    return preds, chosen, probs
+
+
+def _class_probs(pipe, texts, k: int) -> np.ndarray:
+    """(n, k) ``predict_proba`` of a fitted classifier, one column per class id (0 for a class it never saw)."""
+    p = np.zeros((len(texts), k))
+    p[:, pipe.classes_] = pipe.predict_proba(list(texts))
+    return p
 
 
 def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
     labels = data.meta.labels
     k = len(labels)
     model, model_meta = models["model"]
-    y, pred, test_rows = class_predictions(model, data, "pretrain", "test")
+    y, logits, test_rows = class_logits(model, data, "pretrain", "test")
+    pred = logits.argmax(1)
     score = lambda p, yy=y: classification_metrics(yy, p, labels)  # noqa: E731
     log("baselines: TF-IDF + LR and VADER, tuned on the validation split")
-    bpreds, chosen = _text_baselines(cfg, data.rows("pretrain", "train"), data.rows("pretrain", "val"), test_rows, k)
+    val_rows = data.rows("pretrain", "val")
+    bpreds, chosen, bprobs = _text_baselines(cfg, data.rows("pretrain", "train"), val_rows, test_rows, k)
     metrics = {"model": score(pred), "baselines": {n: score(p) for n, p in bpreds.items()}, "baseline_settings": chosen,
                "test_period": {"entity": "source", "start": data.meta.cuts["test_start"], "end": data.meta.cuts["end"],
                                "n": int(len(y))}}
@@ -120,8 +141,8 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
         spred = class_predictions(sc, data, "target", "test")[1]
         tscore = lambda p: classification_metrics(ty, p, labels)  # noqa: E731
         metrics["finetuned"], metrics["scratch"] = tscore(tpred), tscore(spred)
-        tpreds, tchosen = _text_baselines(cfg, data.rows("target", "train"), data.rows("target", "val"), ttest, k,
-                                          extra_train=data.rows("pretrain", "train"))
+        tpreds, tchosen, _ = _text_baselines(cfg, data.rows("target", "train"), data.rows("target", "val"), ttest,
+                                             k, extra_train=data.rows("pretrain", "train"))
         metrics["target_baselines"] = {n: tscore(p) for n, p in tpreds.items()}
         metrics["target_baseline_settings"] = tchosen
         tg = text_groups(ttest)
@@ -146,6 +167,12 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
     m_, b_ = metrics["model"]["macro_f1"], metrics["baselines"]["tfidf_logreg"]["macro_f1"]
     metrics["tests"] = {"model_minus_tfidf_macro_f1": m_ - b_}
     metrics["near_duplicates"] = data.meta.near_duplicates
+    log("calibration: temperature and conformal sets fitted on the validation split, scored on test")
+    y_val, val_logits, _ = class_logits(model, data, "pretrain", "val")
+    tf_val, tf_test = bprobs["tfidf_logreg"]
+    metrics["calibration"], reliability = calibration_block(
+        val_logits, y_val, logits, y, bins=CALIBRATION_BINS, alpha=CONFORMAL_ALPHA,
+        baselines={"tfidf_logreg": (tf_val, val_rows["label_id"].to_numpy(), tf_test)})
     write_json_atomic(metrics, paths.reports / "metrics.json")
 
     plots = paths.reports / "plots"
@@ -156,6 +183,13 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
                   plots / "confusion.csv")
         write_json_atomic([{"model": k_, **r} for k_, h in histories.items() for r in h], plots / "learning_curves.json")
         plot_learning_curves(histories, plots / "learning_curves.png", title="sentiment: learning curves (CE loss)")
+        c = metrics["calibration"]
+        curves = {f"raw (ECE {fmt(c['ece']['raw'], 3)})": reliability["raw"],
+                  f"temperature scaled, T = {fmt(c['temperature'], 3)} (ECE {fmt(c['ece']['temperature'], 3)})":
+                      reliability["temperature"]}
+        plot_reliability(curves, plots / "reliability.png", title="sentiment: reliability of the model (test)")
+        write_csv(pd.DataFrame([{"probabilities": k_, **r} for k_, rows in reliability.items() for r in rows]),
+                  plots / "reliability.csv")
         if model.has_focus:
             _plot_focus(model, data, plots)
     write_text_atomic(_report(metrics, data), paths.reports / "report.md")
@@ -214,8 +248,27 @@ def _report(m: dict, data) -> str:
                    and c["test"] == "paired_t_seeds"), None)
         if sv:
             lines += [f"Across seeds (paired t on per-seed macro-F1) fine-tuned vs scratch is a **{sv}**.", ""]
-    lines += ["Plots: `plots/confusion.png`, `plots/learning_curves.png`, `plots/attention.png`.", ""]
+    lines += _calibration_section(m["calibration"])
+    lines += ["Plots: `plots/confusion.png`, `plots/learning_curves.png`, `plots/attention.png`, "
+              "`plots/reliability.png`.", ""]
     return "\n".join(lines)
+
+
+def _calibration_section(c: dict) -> list[str]:
+    """Plain sentences on the test split: ECE and NLL before and after temperature scaling, and the coverage
+    and size of the conformal prediction sets of the model and of TF-IDF + LR."""
+    cf, acc = c["conformal"], c["accuracy"]
+    tf = cf.get("tfidf_logreg")
+    tf_text = (f" (TF-IDF + LR, sets from its own probabilities at the same alpha: {fmt(tf['coverage'], 3)} "
+               f"with {fmt(tf['mean_set_size'], 3)} labels)") if tf else ""
+    return ["## Probabilities", "",
+            f"Expected calibration error (top label, {c['bins']} equal-width bins) {fmt(c['ece']['raw'], 3)} before, "
+            f"{fmt(c['ece']['temperature'], 3)} after temperature scaling (T = {fmt(c['temperature'], 3)}, fitted on "
+            f"validation); test NLL {fmt(c['nll']['raw'], 4)} before, {fmt(c['nll']['temperature'], 4)} after; "
+            f"accuracy {fmt(acc['raw'], 4)} before and {fmt(acc['temperature'], 4)} after (the top label does not "
+            f"move). {fmt(100 * (1 - cf['alpha']), 3)} % prediction sets (APS, non-randomised, calibrated on "
+            f"validation) cover {fmt(cf['model']['coverage'], 3)} of the test texts with "
+            f"{fmt(cf['model']['mean_set_size'], 3)} labels on average{tf_text}.", ""]
 
 
 # ---------------------------------------------------------------------------------------------- predict

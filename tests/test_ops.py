@@ -214,3 +214,31 @@ def test_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands(proj
             os.chdir(root)
         assert got == r["model_sha256"], r["date"]
     assert summary["look_ahead_rows"] == 0 and summary["first_model"]["model_sha256"]
+
+
+@pytest.mark.slow
+def test_replay_on_two_dask_workers_writes_the_sequential_bytes(project, capsys):
+    """The scheduled from-scratch challengers trained ahead as tasks on a 2-worker LocalCluster: the timeline and
+    summary are byte for byte the sequential run's (same torch threads per training)."""
+    prices = make_prices(760, seed=7)
+    prices.to_csv("prices.csv", index=False)
+    args = ["--set", "stocks.data.source=prices.csv", "--set", "stocks.data.columns.close=Price",
+            "--set", "stocks.window.val_days=60", "--set", "stocks.window.holdout_days=30"]
+    for stage in ("ingest", "validate"):
+        assert _stage(capsys, stage, *args)[0] == 0, capsys.readouterr().err
+    cfg = load_params("params.yaml", [a for a in [*TINY, *args] if a != "--set"]).case("stocks")
+    dates = pd.bdate_range("2015-01-01", periods=760)
+    out = {}
+    for workers in (1, 2):
+        logs = []
+        rp = SeriesReplay(get_case("stocks"), cfg, Path("."), str(dates[600].date()), str(dates[-1].date()),
+                          retrain_every=40, monitor_every=5, workers=workers, threads=1, log=logs.append)
+        for until in rp.period_ends():
+            rp.run_until(until)
+        rep = Path(f"data/reports/stocks/replay-{workers}")
+        summary = rp.write_report(rep, seconds=0.0)
+        out[workers] = [(rep / f).read_bytes() for f in ("timeline.parquet", "summary.json")]
+        assert json.loads((rep / "timing.json").read_text())["workers"] == workers
+        assert len(summary["retrains"]) >= 3 and summary["look_ahead_rows"] == 0  # 3 scheduled, and after alarms
+    assert "training the first model and 3 scheduled challengers on 2 local Dask workers x 1 torch thread(s) each" in logs
+    assert out[1] == out[2]

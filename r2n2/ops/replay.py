@@ -22,6 +22,7 @@ retrain" (every challenger deployed without a test), scored on the same days.
 from __future__ import annotations
 
 import hashlib
+import os
 import time as _time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +52,31 @@ BREAKS = {"Lehman, Sep 2008": "2008-09-15", "US downgrade, Aug 2011": "2011-08-0
           "China devaluation, Aug 2015": "2015-08-11", "Volmageddon, Feb 2018": "2018-02-02"}
 BREAK_HORIZON = 126  # trading days (half a year): a later alarm answers something else, not the break
 _quiet = lambda msg: None  # noqa: E731
+
+
+def _build(case: UseCase, cfg, known: pd.DataFrame, work: CasePaths, when: str) -> None:
+    try:
+        case.build_windows(cfg, known, work.windows, _quiet)
+    except DataError as exc:
+        raise DataError(f"at {when} the known data cannot be windowed for a retrain ({exc}) Start the replay "
+                        "later.") from None
+
+
+def fit_retrain(case: UseCase, cfg, known: pd.DataFrame, root: Path, threads: int | None, when: str) -> dict:
+    """One from-scratch retrain of the replay, in the scratch project ``root``: the case's window stage on the
+    rows ``known`` at ``when`` (what ingest keeps with ``data.until``) and its train stage, with ``threads`` torch
+    threads (None: as set). A Dask task (it depends on nothing but its arguments). Returns {"path", "sha256"}."""
+    import torch
+
+    from ..stages import train_stage
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    work = CasePaths(case.name, Path(root))
+    _build(case, cfg, known, work, when)
+    train_stage(case, cfg, work, _quiet)
+    path = work.model_dir / "model.pt"
+    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 @dataclass
@@ -89,6 +115,9 @@ class ReplaySchedule:
     monitor_every: int = 5
     warm_start: bool = False
     warm_epochs: int = 3                    # epochs of a warm-started retrain
+    workers: int = 1                        # local Dask worker processes that pre-train the scheduled challengers
+    dask_address: str | None = None         # or a running Dask scheduler (tcp://host:8786) that does
+    threads: int | None = None              # torch threads per training (None: the cores / workers, at least 1)
     log: Callable[[str], None] = print
     warn: Callable[[str], None] | None = None  # where alarms go (a logger's warning); default: ``log``
     rows: list = field(default_factory=list)
@@ -102,8 +131,9 @@ class ReplaySchedule:
         """Shared state; the subclass calls it in ``__post_init__`` before training the first model."""
         self.paths = CasePaths(self.case_name, Path(self.root))
         self.work = CasePaths(self.case_name, Path(self.root) / "data" / "replay" / self.case_name)
-        self.step = self.since_retrain = 0
+        self.step = 0
         self.n_steps = 0
+        self.prefitted: dict[str, dict] = {}  # retrain time -> {"path", "sha256"} trained ahead (Dask)
         self.counts = {"checks": 0, "alarms": 0, "retrains": 0, "promotions": 0}
         self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
         self.retrains: list[dict] = []
@@ -161,32 +191,83 @@ class ReplaySchedule:
     def _cfg_at(self, t):
         return with_values(self.cfg, self.overrides_at(t))
 
+    def _schedule(self) -> list[int]:
+        """The steps whose close retrains by schedule: every ``retrain_every``-th step of the calendar (a cron, as
+        `r2n2 serve` deploys it; an alarm adds a retrain and leaves the schedule as it is)."""
+        return [i for i in range(self.n_steps) if (i + 1) % self.retrain_every == 0]
+
+    def _root_at(self, t) -> Path:
+        """The scratch project of the retrain at ``t``."""
+        return self.work.data / "retrains" / self._show(t)
+
+    def _threads(self) -> int | None:
+        """Torch threads of a training: ``threads``, else (parallel) the cores shared out among the workers so
+        they do not oversubscribe them, else (sequential) None: this process's setting."""
+        if self.threads:
+            return int(self.threads)
+        if int(self.workers) > 1:
+            return max(1, len(os.sched_getaffinity(0)) // int(self.workers))
+        return None
+
+    def _prefit(self, first) -> None:
+        """Train the first model and every scheduled from-scratch challenger ahead, as parallel Dask tasks (each
+        depends only on the data known at its time), when ``workers`` > 1 or ``dask_address`` is given; the
+        calendar walk then only loads them. Warm-started replays stay sequential (each retrain starts from the
+        previous champion). Results are the bytes a sequential run trains, for the same ``threads``."""
+        if self.warm_start or (int(self.workers) <= 1 and not self.dask_address):
+            if self.warm_start and (int(self.workers) > 1 or self.dask_address):
+                self.log("a warm-started replay trains each challenger from the previous champion: sequential, "
+                         "--workers and --dask-address are not used")
+            return
+        from distributed import Client, LocalCluster
+
+        times = [first, *(self.step_time(i) for i in self._schedule())]
+        t0 = _time.perf_counter()
+        if self.dask_address:
+            client, cluster = Client(self.dask_address), None
+            where = f"the Dask cluster at {self.dask_address}"
+        else:
+            cluster = LocalCluster(n_workers=int(self.workers), threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+            where = f"{self.workers} local Dask workers x {self._threads()} torch thread(s) each"
+        self.log(f"training the first model and {len(times) - 1} scheduled challengers on {where}")
+        try:
+            futures = [client.submit(fit_retrain, self.case, self._cfg_at(t), self._known_source(t), self._root_at(t),
+                                     self._threads(), self._show(t), pure=False) for t in times]
+            results = client.gather(futures)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        self.prefitted = {self._show(t): r for t, r in zip(times, results)}
+        self.seconds["train"] += _time.perf_counter() - t0
+
     def _train(self, t, warm_from: Deployed | None) -> Deployed:
-        """A challenger trained on the data known at ``t`` by the window and train stages (from scratch), or
-        warm-started from ``warm_from``'s weights for ``warm_epochs`` epochs (not a stage command: no ``set``)."""
-        from ..stages import fit, train_stage
+        """A challenger trained on the data known at ``t`` by the window and train stages (from scratch; trained
+        ahead by ``_prefit`` when it is on the schedule of a parallel replay), or warm-started from
+        ``warm_from``'s weights for ``warm_epochs`` epochs (not a stage command: no ``set``)."""
+        from ..stages import fit
 
         t0 = _time.perf_counter()
         cfg = self._cfg_at(t)
-        try:
-            self.case.build_windows(cfg, self._known_source(t), self.work.windows, _quiet)
-        except DataError as exc:
-            raise DataError(f"at {self._show(t)} the known data cannot be windowed for a retrain ({exc}) Start the "
-                            "replay later.") from None
-        path = self.work.model_dir / "model.pt"
-        data = self.case.load(cfg, self.work.windows)
+        work = CasePaths(self.case_name, self._root_at(t))
         if warm_from is None:
-            train_stage(self.case, cfg, self.work, _quiet)
-            model, ck = load_checkpoint(path)
+            done = self.prefitted.pop(self._show(t), None) or \
+                fit_retrain(self.case, cfg, self._known_source(t), self._root_at(t), self._threads(), self._show(t))
+            data = self.case.load(cfg, work.windows)
+            model, ck = load_checkpoint(Path(done["path"]))
+            sha = done["sha256"]
         else:
-            data, ck = self._warm(data, warm_from)
+            _build(self.case, cfg, self._known_source(t), work, self._show(t))
+            data, ck = self._warm(self.case.load(cfg, work.windows), warm_from)
             seed_everything(cfg.train.seed)
             model = build_model(data.model_config())
             model.load_state_dict(warm_from.model.state_dict())
             wcfg = replace(cfg, train=replace(cfg.train, epochs=min(self.warm_epochs, cfg.train.epochs)))
-            fit(wcfg, data, model, "pretrain", f"replay-{self._show(t)}", self.work, seed=cfg.train.seed)
-        self.retrains.append({"date": self._show(t),
-                              "model_sha256": hashlib.sha256(path.read_bytes()).hexdigest() if warm_from is None else None,
+            fit(wcfg, data, model, "pretrain", f"replay-{self._show(t)}", work, seed=cfg.train.seed)
+            sha = None
+        self.retrains.append({"date": self._show(t), "model_sha256": sha,
                               "set": None if warm_from is not None else
                               [f"{self.case_name}.{k}={v}" for k, v in self.overrides_at(t).items()]})
         self.seconds["train"] += _time.perf_counter() - t0
@@ -282,7 +363,6 @@ class ReplaySchedule:
             i = self.step
             rec = self.pending = self._record(i)
             self.step += 1
-            self.since_retrain += 1
             counts["steps"] += 1
             counts["rows"] += len(rec) if isinstance(rec, pd.DataFrame) else 1
             alarm = False
@@ -297,7 +377,7 @@ class ReplaySchedule:
                 if alarm:
                     counts["alarms"] += 1
                     (self.warn or self.log)(f"step {i} (data through {self._show(self.step_time(i))}): {m['verdict']}")
-            if self.since_retrain >= self.retrain_every or alarm:
+            if (i + 1) % self.retrain_every == 0 or alarm:
                 counts["retrains"] += 1
                 t = self.step_time(i)
                 challenger = self._train(t, self.champion if self.warm_start else None)
@@ -313,7 +393,6 @@ class ReplaySchedule:
                 self.latest = challenger
                 if decision["promoted"]:
                     self.champion = challenger
-                self.since_retrain = 0
             self.rows.append(rec)
         for k in ("alarms", "retrains", "promotions"):
             self.counts[k] += counts[k]
@@ -361,6 +440,7 @@ class SeriesReplay(ReplaySchedule):
                             "first model can be trained on what came before.")
         self.log(f"replay {self.case_name} ({entity}) {first.date()} .. {self.calendar[-1].date()}: training the "
                  f"first model on data up to {before.iloc[-1].date()}")
+        self._prefit(before.iloc[-1])
         self.champion = self._train(before.iloc[-1], None)
         self.never = self.champion
         self.latest = self.champion
@@ -522,6 +602,16 @@ def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, pro
     return save_figure(fig, path)
 
 
+def write_summary(rp: ReplaySchedule, summary: dict, out_dir: Path) -> None:
+    """summary.json: what the replay decided and measured, the same bytes whatever ran it (any number of
+    workers); timing.json: its run times and the workers."""
+    from ..io import write_json_atomic
+
+    write_json_atomic({k: v for k, v in summary.items() if k != "seconds"}, Path(out_dir) / "summary.json")
+    write_json_atomic({"seconds": summary["seconds"], "workers": int(rp.workers), "dask_address": rp.dask_address,
+                       "threads": rp._threads()}, Path(out_dir) / "timing.json")
+
+
 def report_counts(summary: dict) -> list[str]:
     """The replay report's lines on what the loop did and what it cost (Markdown)."""
     s = summary["seconds"]
@@ -578,7 +668,7 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
                "seconds": {"total": round(seconds, 1), **{k: round(v, 1) for k, v in rp.seconds.items()}},
                "headline": f"RMSE ratio to the random walk: champion {ratio['deployed champion']:.4f}, never "
                            f"retrained {ratio['never retrained']:.4f}"}
-    write_json_atomic(summary, out_dir / "summary.json")
+    write_summary(rp, summary, out_dir)
 
     err = {k: (pd.Series((tl[c].to_numpy() - y) ** 2).rolling(63, min_periods=20).mean() ** 0.5).to_numpy()
            for k, c in lines.items()}

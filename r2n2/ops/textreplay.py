@@ -38,7 +38,7 @@ from ..cases.text import TextData, encode_texts, label_ids, source_domain, text_
 from ..data.sources import LABELS, read_parquet
 from ..errors import ConfigError, DataError
 from .monitoring import check_window, fit_frame_monitor, signal_config
-from .replay import Deployed, ReplaySchedule, plot_live_error, report_counts
+from .replay import Deployed, ReplaySchedule, plot_live_error, report_counts, write_summary
 from .sequential import _MAX_CELLS
 
 __all__ = ["TextReplay", "arrival_batches", "DEFAULT_BATCH"]
@@ -118,6 +118,7 @@ class TextReplay(ReplaySchedule):
         self.log(f"replay {self.case_name}: {p1 - p0} texts in {len(self.batches)} batches from "
                  f"{self._json(self.times[p0])} to {self._json(self.times[p1 - 1])}; training the first model on "
                  f"the {p0} texts before")
+        self._prefit(self.steps_at[p0 - 1])
         self.champion = self._train(self.steps_at[p0 - 1], None)
         self.never = self.latest = self.champion
         self.majority = int(majority_baseline(df["label_id"].to_numpy()[self.champion.train], 1)[0])
@@ -311,7 +312,7 @@ def write_text_replay_report(rp: TextReplay, out_dir: Path, *, seconds: float) -
     summary["n_retrains"] = summary.pop("retrains")
     summary["retrains"] = rp.retrains[1:]  # the first model is trained before the period: not a retrain
     summary["first_model"] = rp.retrains[0]
-    write_json_atomic(summary, out_dir / "summary.json")
+    write_summary(rp, summary, out_dir)
 
     wrong = pd.DataFrame({name: p != y for name, p in preds.items()}).groupby(tl["batch"].to_numpy()).mean()
     plot_live_error(wrong.index.to_numpy(), {n: wrong[n].rolling(_ROLL, min_periods=1).mean().to_numpy()

@@ -110,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=None, help="texts only: texts per arrival batch, the step of a text "
                    "replay (default 500); an error for price cases, whose step is one trading day")
     p.add_argument("--warm-start", action="store_true", help="retrain from the champion's weights (and tokenizer)")
+    p.add_argument("--workers", type=int, default=1, help="local Dask worker processes that train the scheduled "
+                   "from-scratch challengers in parallel before the calendar walk (default 1: sequential)")
+    p.add_argument("--dask-address", default=None, help="a running Dask scheduler (tcp://host:8786) to train them "
+                   "on instead of local workers")
+    p.add_argument("--threads", type=int, default=None, help="torch threads per training (train.threads); default: "
+                   "the cores / --workers with several workers, else params.yaml's")
     _common(p)
     p = sub.add_parser("serve", help="serve the scheduled retrain and monitor deployments (needs `r2n2 ui`)")
     _common(p)
@@ -303,7 +309,8 @@ def dispatch(args) -> str | tuple[str, int]:
 
         return run_replay(args.case, args.params, args.overrides, start=args.start, end=args.end,
                           retrain_every=args.retrain_every, monitor_every=args.monitor_every,
-                          warm_start=args.warm_start, batch=args.batch)
+                          warm_start=args.warm_start, batch=args.batch, workers=args.workers,
+                          dask_address=args.dask_address, threads=args.threads)
     if args.command == "serve":
         if not os.environ.get("PREFECT_API_URL"):
             from r2n2.errors import ConfigError

@@ -1,6 +1,7 @@
-"""`r2n2 replay`: a case's simulated calendar (``UseCase.replay``: ``r2n2.ops.replay`` for prices,
-``r2n2.ops.textreplay`` for texts) as one Prefect flow with a named sub-run per retrain period, so the UI shows
-the history: alarms, retrains and promotions as they happened."""
+"""`r2n2 replay`: a case's simulated calendar (the one loop of ``r2n2.ops.replay``, stepping trading days for
+prices and arrival batches for texts) as one Prefect flow with a named sub-run per retrain period, so the UI shows
+the history: alarms, retrains and promotions as they happened. With ``--workers`` / ``--dask-address`` the
+scheduled challengers are trained ahead on Dask before the first sub-run."""
 
 from __future__ import annotations
 
@@ -35,11 +36,13 @@ def replay_period(key: str, case: str, until: str) -> dict:
 @expected_failures
 def replay_flow(case: str, start: str, end: str, retrain_every: int = 21, monitor_every: int = 5,
                 warm_start: bool = False, params_path: str = "params.yaml", overrides: list[str] | None = None,
-                batch: int | None = None) -> dict:
+                batch: int | None = None, workers: int = 1, dask_address: str | None = None,
+                threads: int | None = None) -> dict:
     t0 = time.perf_counter()
     cfg = load_params(params_path, overrides).case(case)
     rp = make_replay(get_case(case), cfg, Path("."), start=start, end=end, retrain_every=retrain_every,
                                monitor_every=monitor_every, warm_start=warm_start, batch=batch,
+                               workers=workers, dask_address=dask_address, threads=threads,
                                log=get_run_logger().info)
     key = f"{case}-{start}-{id(rp)}"
     _RUNS[key] = rp
@@ -62,7 +65,8 @@ def _url(path: Path) -> str:
 
 
 def run_replay(case: str, params_path: str, overrides: list[str] | None, *, start: str, end: str,
-               retrain_every: int, monitor_every: int, warm_start: bool, batch: int | None = None) -> str:
+               retrain_every: int, monitor_every: int, warm_start: bool, batch: int | None = None, workers: int = 1,
+               dask_address: str | None = None, threads: int | None = None) -> str:
     """`r2n2 replay`: run the flow and return its one-line summary."""
     from r2n2.errors import ConfigError
 
@@ -70,10 +74,12 @@ def run_replay(case: str, params_path: str, overrides: list[str] | None, *, star
 
     if retrain_every < 1 or monitor_every < 1:
         raise ConfigError("--retrain-every and --monitor-every must be >= 1.")
+    if workers < 1 or (threads is not None and threads < 1):
+        raise ConfigError(f"--workers and --threads must be >= 1, got {workers} and {threads}.")
     load_params(params_path, overrides).case(case)
     get_case(case).replay_check(batch=batch)  # a replay this case cannot run fails before a Prefect server starts
     s = run_flow_cli(replay_flow, case, start, end, retrain_every, monitor_every, warm_start, params_path, overrides,
-                     batch)
+                     batch, workers, dask_address, threads)
     return (f"replay {case} {s['start']} .. {s['end']}: {s['checks']} checks, {s['alarms']} alarms, "
             f"{s['n_retrains']} retrains, {s['promotions']} promotions; {s['headline']} -> "
             f"data/reports/{case}/replay/ ({s['seconds']['total']:.0f} s)")

@@ -1,6 +1,6 @@
-"""The replay of a case, chosen by its kind (``r2n2 replay``): the series kind steps one trading day at a time
-(``r2n2.ops.replay.SeriesReplay``), the text kind one arrival batch (``r2n2.ops.textreplay.TextReplay``).
-A driver: it is handed the case object and never names a case."""
+"""The replay of a case (``r2n2 replay``): the one loop of ``r2n2.ops.replay.ReplaySchedule``, with the steps of
+the case's kind: one trading day (``SeriesReplay``) or one arrival batch of texts (``r2n2.ops.textreplay.
+TextReplay``). A driver: it is handed the case object and never names a case."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ __all__ = ["make_replay"]
 
 
 def make_replay(case: UseCase, cfg, root: Path, *, start: str, end: str, retrain_every: int, monitor_every: int,
-                warm_start: bool = False, batch: int | None = None, log: Log = print):
+                warm_start: bool = False, batch: int | None = None, workers: int = 1, dask_address: str | None = None,
+                threads: int | None = None, log: Log = print):
     """The case's simulated calendar over its real history: an object with ``period_ends() -> list[str]``,
     ``run_until(until: str) -> dict`` (one Prefect sub-run each) and ``write_report(out_dir, *, seconds) -> dict``
     (the summary, with a one-line ``headline``). ``start``, ``end``: in the units of the case's time axis;
     ``retrain_every``, ``monitor_every``: steps; ``batch``: texts per step (text cases; None: the default)."""
     case.replay_check(batch=batch)  # refuses what this case cannot run (e.g. a cross-section: no replay yet)
-    common = dict(retrain_every=retrain_every, monitor_every=monitor_every, warm_start=warm_start, log=log)
+    common = dict(retrain_every=retrain_every, monitor_every=monitor_every, warm_start=warm_start, workers=workers,
+                  dask_address=dask_address, threads=threads, log=log)
     if case.kind == "series":
         return SeriesReplay(case, cfg, Path(root), str(start), str(end), **common)
     if case.kind == "text":

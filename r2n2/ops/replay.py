@@ -62,16 +62,12 @@ def _build(case: UseCase, cfg, known: pd.DataFrame, work: CasePaths, when: str) 
                         "later.") from None
 
 
-def fit_retrain(case: UseCase, cfg, known: pd.DataFrame, root: Path, threads: int | None, when: str) -> dict:
+def fit_retrain(case: UseCase, cfg, known: pd.DataFrame, root: Path, when: str) -> dict:
     """One from-scratch retrain of the replay, in the scratch project ``root``: the case's window stage on the
-    rows ``known`` at ``when`` (what ingest keeps with ``data.until``) and its train stage, with ``threads`` torch
-    threads (None: as set). A Dask task (it depends on nothing but its arguments). Returns {"path", "sha256"}."""
-    import torch
-
+    rows ``known`` at ``when`` (what ingest keeps with ``data.until``) and its train stage (with ``cfg``'s
+    ``train.threads``). A Dask task: it depends on nothing but its arguments. Returns {"path", "sha256"}."""
     from ..stages import train_stage
 
-    if threads:
-        torch.set_num_threads(int(threads))
     work = CasePaths(case.name, Path(root))
     _build(case, cfg, known, work, when)
     train_stage(case, cfg, work, _quiet)
@@ -184,6 +180,8 @@ class ReplaySchedule:
         """The params a retrain at ``t`` runs with, beyond the replay's own: the data known at ``t``, rolling cut
         dates, one seed (None: the whole history)."""
         out = {"window.cuts": "rolling", "evaluate.seeds": 1}
+        if self._threads() is not None:
+            out["train.threads"] = self._threads()
         if t is not None:
             out["data.until"] = self._show(t)
         return out
@@ -201,8 +199,9 @@ class ReplaySchedule:
         return self.work.data / "retrains" / self._show(t)
 
     def _threads(self) -> int | None:
-        """Torch threads of a training: ``threads``, else (parallel) the cores shared out among the workers so
-        they do not oversubscribe them, else (sequential) None: this process's setting."""
+        """Torch threads of a training (``train.threads``): ``threads``, else (parallel) the cores shared out among
+        the workers so they do not oversubscribe them, else (sequential) None: the params' ``train.threads``.
+        Float sums split by thread, so a model's bytes depend on it: it is part of each retrain's ``set``."""
         if self.threads:
             return int(self.threads)
         if int(self.workers) > 1:
@@ -234,7 +233,7 @@ class ReplaySchedule:
         self.log(f"training the first model and {len(times) - 1} scheduled challengers on {where}")
         try:
             futures = [client.submit(fit_retrain, self.case, self._cfg_at(t), self._known_source(t), self._root_at(t),
-                                     self._threads(), self._show(t), pure=False) for t in times]
+                                     self._show(t), pure=False) for t in times]
             results = client.gather(futures)
         finally:
             client.close()
@@ -254,7 +253,7 @@ class ReplaySchedule:
         work = CasePaths(self.case_name, self._root_at(t))
         if warm_from is None:
             done = self.prefitted.pop(self._show(t), None) or \
-                fit_retrain(self.case, cfg, self._known_source(t), self._root_at(t), self._threads(), self._show(t))
+                fit_retrain(self.case, cfg, self._known_source(t), self._root_at(t), self._show(t))
             data = self.case.load(cfg, work.windows)
             model, ck = load_checkpoint(Path(done["path"]))
             sha = done["sha256"]

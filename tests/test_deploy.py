@@ -2,6 +2,7 @@
 rows and decides on days neither model trained or early-stopped on."""
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -62,3 +63,73 @@ def test_evaluate_refuses_windows_with_rolling_cuts(project, capsys):
     assert main(["evaluate", "stocks", *sets]) == 2
     err = capsys.readouterr().err
     assert "has rolling cut dates (a deployment retrain wrote them)" in err and "Traceback" not in err
+
+
+def _champion_is_consistent(root) -> str:
+    """What every reader of the champion relies on: each version in the history has its bytes; the version the
+    history names last is served (model.pt, complete, and champion.json), after the reader's own sync."""
+    import hashlib
+
+    from r2n2.checkpoint import load_checkpoint
+    from r2n2.ops.champion import history, sync_champion
+    from r2n2.paths import CasePaths
+
+    paths = CasePaths("stocks", root)
+    rows = history(paths)
+    assert rows, "the first retrain made a champion"
+    assert all((paths.champion_dir / "versions" / f"{r['version']}.pt").is_file() for r in rows)
+    version = sync_champion(paths)
+    model = paths.champion_dir / "model.pt"
+    assert version == rows[-1]["version"] == hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+    load_checkpoint(model)  # complete
+    assert json.loads((paths.champion_dir / "champion.json").read_text())["version"] == version
+    return version
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_of_a_real_retrain_leaves_one_consistent_champion(prefect_server, project):
+    """`r2n2 retrain` as a real process, killed with SIGKILL at seeded random moments while its source grows;
+    after each kill the champion, its versions and its history agree, and the next retrain completes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import numpy as np
+    from prefect.settings import PREFECT_API_URL
+
+    later, drops = _folder_project(project, 600, 720)
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the session's server: no start-up per run
+    cmd = [sys.executable, "-m", "flows.cli", "retrain", "stocks", "--no-push"]
+    cwd = os.getcwd()
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+
+    def retrain(kill_after: float | None) -> int | None:
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if kill_after is None:
+            err = p.communicate(timeout=300)[1]
+            assert p.returncode == 0, err[-2000:]
+            return 0
+        try:
+            p.wait(timeout=kill_after)
+            return p.returncode  # it finished first
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGKILL)
+            p.wait()
+            return None
+
+    t0 = time.perf_counter()
+    retrain(None)  # the first champion
+    full = time.perf_counter() - t0
+    rng = np.random.default_rng(20)
+    killed = 0
+    days = sorted(later["Date"].unique())
+    for i, delay in enumerate(rng.uniform(0.2 * full, 1.1 * full, 4)):
+        # 15 new trading days arrive before each run, so there is always something to train and decide on
+        later[later["Date"].isin(days[i * 15:(i + 1) * 15])].to_csv(drops / f"2016-drop{i}.csv", index=False)
+        killed += retrain(float(delay)) is None
+        _champion_is_consistent(project)
+    assert killed >= 2, "most runs were killed, not finished"
+    retrain(None)  # the next retrain completes (the kills left no lock held and nothing half-written)
+    _champion_is_consistent(project)

@@ -195,8 +195,9 @@ class ReplaySchedule:
         return [i for i in range(self.n_steps) if (i + 1) % self.retrain_every == 0]
 
     def _root_at(self, t) -> Path:
-        """The scratch project of the retrain at ``t``."""
-        return self.work.data / "retrains" / self._show(t)
+        """The scratch project of the retrain at ``t`` (absolute: a Dask worker may run elsewhere; with
+        ``dask_address`` the workers and this process must share this folder's file system)."""
+        return (self.work.data / "retrains" / self._show(t)).resolve()
 
     def _threads(self) -> int | None:
         """Torch threads of a training (``train.threads``): ``threads``, else (parallel) the cores shared out among

@@ -262,82 +262,108 @@ def _predict(args, params) -> str:
     return f"wrote {len(out)} predictions from {model_path} -> {out_path}"
 
 
+def _ui(args) -> str:
+    from .ui import run_ui
+
+    raise SystemExit(run_ui(args.port, files_port=args.files_port))
+
+
+def _retrain(args) -> str:
+    """The lock first: a second retrain exits before anything slow starts (params are read under it)."""
+    from r2n2.registry import load_params
+
+    from .failures import hold_retrain_lock
+
+    with hold_retrain_lock(Path("data") / ".retrain.lock"):
+        params = load_params(Path(args.params), args.overrides)
+        for c in args.cases:
+            params.case(c)
+        from .retrain import run_retrain
+
+        decisions = run_retrain(args.cases or params.serve.cases, args.params, args.overrides,
+                                push=not args.no_push, cuts=args.cuts)
+    return "\n".join(f"{d['case']}: {d['reason']}" for d in decisions)
+
+
+def _stage(args, params) -> str:
+    params.case(args.case)
+    if args.prefect or os.environ.get("PREFECT_API_URL"):
+        from .stages import run_stage_flow
+
+        return run_stage_flow(args.command, args.case, args.params, args.overrides)
+    from r2n2.registry import run_stage
+
+    return run_stage(args.command, args.case, params.case(args.case), log=_log(args.case, args.command))
+
+
+def _pipeline(args, params) -> str:
+    from .stages import run_pipeline
+
+    run_pipeline(args.case, args.params, args.overrides)
+    return f"pipeline {args.case} finished; reports under data/reports/"
+
+
+def _monitor(args, params) -> str:
+    from .monitor import run_monitor
+
+    results = run_monitor(args.case, args.params, args.overrides, trigger_retrain=not args.no_retrain)
+    return "\n".join(f"{c}: {r['verdict']}" for c, r in results.items())
+
+
+def _replay(args, params) -> str:
+    from .replay import run_replay
+
+    return run_replay(args.case, args.params, args.overrides, start=args.start, end=args.end,
+                      retrain_every=args.retrain_every, monitor_every=args.monitor_every,
+                      warm_start=args.warm_start, batch=args.batch, workers=args.workers,
+                      dask_address=args.dask_address, threads=args.threads)
+
+
+def _serve(args, params) -> str:
+    if not os.environ.get("PREFECT_API_URL"):
+        from r2n2.errors import ConfigError
+
+        raise ConfigError("`r2n2 serve` needs a running Prefect server: start one with `make ui` (or `r2n2 ui`) "
+                          "and export PREFECT_API_URL=http://127.0.0.1:4200/api in this shell.")
+    from .serve import serve
+
+    serve(params, args.params)
+    return "serve stopped"
+
+
+def _tune(args, params) -> str:
+    from .startup import run_with_prefect_startup
+    from .tune import tune_flow
+
+    best = run_with_prefect_startup(tune_flow, args.case, args.params, args.overrides)
+    return f"best {args.case} trial: {best}"
+
+
+def _dvc_yaml(args, params) -> str:
+    from .dvcgen import check_or_write
+
+    return check_or_write(params, check=args.check)
+
+
+# The subcommands: those that run before params.yaml is read, then those handed the parsed params (every stage
+# name runs its stage). Each returns the line to print, or (line, exit code).
+EARLY = {"ui": _ui, "retrain": _retrain}
+COMMANDS = {"pipeline": _pipeline, "predict": _predict, "monitor": _monitor, "replay": _replay, "serve": _serve,
+            "tune": _tune, "headline": lambda args, params: _headline(args.case, params), "verify": _verify,
+            "champion": lambda args, params: _champion(args), "dvc-yaml": _dvc_yaml}
+
+
 def dispatch(args) -> str | tuple[str, int]:
     from r2n2.registry import load_params
     from r2n2.stages import STAGE_NAMES
 
-    if args.command == "ui":
-        from .ui import run_ui
-
-        raise SystemExit(run_ui(args.port, files_port=args.files_port))
-    if args.command == "retrain":  # the lock first: a second retrain exits before anything slow starts
-        from .failures import hold_retrain_lock
-
-        with hold_retrain_lock(Path("data") / ".retrain.lock"):
-            params = load_params(Path(args.params), args.overrides)
-            for c in args.cases:
-                params.case(c)
-            from .retrain import run_retrain
-
-            decisions = run_retrain(args.cases or params.serve.cases, args.params, args.overrides,
-                                    push=not args.no_push, cuts=args.cuts)
-        return "\n".join(f"{d['case']}: {d['reason']}" for d in decisions)
+    if args.command in EARLY:
+        return EARLY[args.command](args)
     params = load_params(Path(args.params), args.overrides)
-    if args.command in STAGE_NAMES:
-        params.case(args.case)
-        if args.prefect or os.environ.get("PREFECT_API_URL"):
-            from .stages import run_stage_flow
-
-            return run_stage_flow(args.command, args.case, args.params, args.overrides)
-        from r2n2.registry import run_stage
-
-        return run_stage(args.command, args.case, params.case(args.case), log=_log(args.case, args.command))
-    if args.command == "pipeline":
-        from .stages import run_pipeline
-
-        run_pipeline(args.case, args.params, args.overrides)
-        return f"pipeline {args.case} finished; reports under data/reports/"
-    if args.command == "predict":
-        return _predict(args, params)
-    if args.command == "monitor":
-        from .monitor import run_monitor
-
-        results = run_monitor(args.case, args.params, args.overrides, trigger_retrain=not args.no_retrain)
-        return "\n".join(f"{c}: {r['verdict']}" for c, r in results.items())
-    if args.command == "replay":
-        from .replay import run_replay
-
-        return run_replay(args.case, args.params, args.overrides, start=args.start, end=args.end,
-                          retrain_every=args.retrain_every, monitor_every=args.monitor_every,
-                          warm_start=args.warm_start, batch=args.batch, workers=args.workers,
-                          dask_address=args.dask_address, threads=args.threads)
-    if args.command == "serve":
-        if not os.environ.get("PREFECT_API_URL"):
-            from r2n2.errors import ConfigError
-
-            raise ConfigError("`r2n2 serve` needs a running Prefect server: start one with `make ui` (or `r2n2 ui`) "
-                              "and export PREFECT_API_URL=http://127.0.0.1:4200/api in this shell.")
-        from .serve import serve
-
-        serve(params, args.params)
-        return "serve stopped"
-    if args.command == "tune":
-        from .startup import run_with_prefect_startup
-        from .tune import tune_flow
-
-        best = run_with_prefect_startup(tune_flow, args.case, args.params, args.overrides)
-        return f"best {args.case} trial: {best}"
-    if args.command == "headline":
-        return _headline(args.case, params)
-    if args.command == "verify":
-        return _verify(args, params)
-    if args.command == "champion":
-        return _champion(args)
-    if args.command == "dvc-yaml":
-        from .dvcgen import check_or_write
-
-        return check_or_write(params, check=args.check)
-    raise SystemExit(f"unknown command {args.command}")
+    handler = _stage if args.command in STAGE_NAMES else COMMANDS.get(args.command)
+    if handler is None:
+        raise SystemExit(f"unknown command {args.command}")
+    return handler(args, params)
 
 
 def _file_overrides(files: list[str]) -> list[str]:

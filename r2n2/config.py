@@ -74,6 +74,10 @@ class TuneConfig:
     timeout: int = 1800                  # seconds for the whole study (0 = no limit)
     workers: int = 1                     # trials run concurrently (Prefect task runner workers)
     dask_address: str | None = None      # run trials on this Dask scheduler (prefect-dask) when set
+    dask_workers: int = 0                # > 0: trials on a local Dask cluster of this many processes (0 = off)
+    storage: str = "sqlite"              # the study: "sqlite" (data/tuning/<case>.db, one process), "journal"
+    #                                      (data/tuning/<case>.journal, several processes on one machine) or a
+    #                                      database URL (postgresql://user@host/db: several machines)
     epochs: int = 6                      # per trial; the median pruner stops bad trials earlier
     seed: int = 0
 
@@ -291,7 +295,23 @@ def parse_params(raw: dict, cases: Mapping[str, Any]) -> Params:
     tune = _build(TuneConfig, raw.get("tune"), "tune")
     if tune.n_trials < 1 or tune.workers < 1 or tune.epochs < 1:
         raise ConfigError("tune.n_trials, tune.workers and tune.epochs must be >= 1.")
+    _check_tune(tune)
     return Params(cases=configs, serve=serve, tune=tune)
+
+
+def _check_tune(tune: TuneConfig) -> None:
+    if tune.dask_workers < 0:
+        raise ConfigError(f"tune.dask_workers must be >= 0 (0 = no local Dask cluster), got {tune.dask_workers}.")
+    if tune.dask_workers and tune.dask_address:
+        raise ConfigError("tune.dask_workers and tune.dask_address are both set: set dask_workers for a local Dask "
+                          "cluster or dask_address for a running scheduler, not both.")
+    if tune.storage not in ("sqlite", "journal") and not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", tune.storage):
+        raise ConfigError(f"tune.storage must be sqlite, journal or a database URL such as "
+                          f"postgresql://user@host:5432/db, got {str(tune.storage)[:80]!r}.")
+    if tune.storage.split(":", 1)[0].split("+", 1)[0] == "sqlite" and (tune.dask_workers or tune.dask_address):
+        raise ConfigError("tune.storage is SQLite, which cannot hold a study run on Dask: trials in several processes "
+                          "would write one SQLite file at once. Set tune.storage to journal (a file that the "
+                          "processes of one machine can share) or to a PostgreSQL URL (several machines).")
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None, *,

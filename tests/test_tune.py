@@ -118,3 +118,59 @@ def test_every_suggested_cell_makes_a_valid_config(case, cell):
         fixed["bidirectional"] = True
     cfg = _apply(load_params(ROOT / "params.yaml").case(case), suggest(FixedTrial(fixed), get_case(case)))
     assert cfg.model.cell == cell and cfg.model.bidirectional == (cell != "rmc")
+
+
+@pytest.mark.slow
+def test_journal_storage_runs_on_dask_workers_and_resumes(prefect_server, tiny, capsys):
+    from optuna import load_study
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    args = ["--set", "tune.epochs=1", "--set", "tune.storage=journal"]
+    # two worker processes append to one journal file
+    assert main(["tune", "stocks", *args, "--set", "tune.n_trials=2", "--set", "tune.dask_workers=2"]) == 0, \
+        capsys.readouterr().err
+    journal = tiny / "data/tuning/stocks.journal"
+
+    def complete():
+        study = load_study(study_name="stocks", storage=JournalStorage(JournalFileBackend(str(journal))))
+        return len(study.get_trials(states=(TrialState.COMPLETE,)))  # one epoch: the median pruner never acts
+
+    assert complete() == 2 and not (tiny / "data/tuning/stocks.db").exists()
+    # a second run, on threads this time, resumes the study from the journal: only the missing trial runs
+    assert main(["tune", "stocks", *args, "--set", "tune.n_trials=3"]) == 0, capsys.readouterr().err
+    assert complete() == 3
+    assert "best of 3 complete trials" in (tiny / "data/tuning/stocks-best.yaml").read_text()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["tune.storage=mongo"],
+     "tune.storage must be sqlite, journal or a database URL such as postgresql://user@host:5432/db, got 'mongo'."),
+    (["tune.dask_workers=2"],
+     "tune.storage is SQLite, which cannot hold a study run on Dask: trials in several processes would write one "
+     "SQLite file at once. Set tune.storage to journal (a file that the processes of one machine can share) or to a "
+     "PostgreSQL URL (several machines)."),
+    (["tune.dask_address=tcp://scheduler:8786", "tune.storage=sqlite:////tmp/t.db"],
+     "tune.storage is SQLite, which cannot hold a study run on Dask: trials in several processes would write one "
+     "SQLite file at once. Set tune.storage to journal (a file that the processes of one machine can share) or to a "
+     "PostgreSQL URL (several machines)."),
+    (["tune.dask_workers=-1"], "tune.dask_workers must be >= 0 (0 = no local Dask cluster), got -1."),
+    (["tune.dask_workers=2", "tune.dask_address=tcp://scheduler:8786", "tune.storage=journal"],
+     "tune.dask_workers and tune.dask_address are both set: set dask_workers for a local Dask cluster or "
+     "dask_address for a running scheduler, not both."),
+])
+def test_bad_tune_storage_and_dask_settings_name_the_key(overrides, message):
+    from r2n2.errors import ConfigError
+    from r2n2.registry import load_params
+
+    with pytest.raises(ConfigError) as exc:
+        load_params(ROOT / "params.yaml", overrides)
+    assert str(exc.value) == message
+
+
+def test_storage_choices_parse():
+    from r2n2.registry import load_params
+
+    for value in ("sqlite", "journal", "postgresql://user:secret@db.example:5432/tune"):
+        assert load_params(ROOT / "params.yaml", [f"tune.storage={value}"]).tune.storage == value

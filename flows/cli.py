@@ -119,6 +119,14 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("serve", help="serve the scheduled retrain and monitor deployments (needs `r2n2 ui`)")
     _common(p)
+    p = sub.add_parser("deploy", help="register the retrain and monitor deployments on a Prefect process work pool",
+                       description="The deployments of `r2n2 serve` (same names, crons, parameters) on a process work "
+                                   "pool, created if missing; runs execute in this folder on the machine that runs "
+                                   "`prefect worker start --pool <pool>` (docs/deploy.md). Needs PREFECT_API_URL.")
+    from .deploy import POOL
+
+    p.add_argument("--pool", default=POOL, help=f"the work pool's name (default: {POOL})")
+    _common(p)
     p = sub.add_parser("ui", help="start the Prefect server and UI on 127.0.0.1:4200")
     p.add_argument("--port", type=int, default=4200)
     p.add_argument("--files-port", type=int, default=4201, help="port of the plot file server the UI links to")
@@ -331,6 +339,12 @@ def _serve(args, params) -> str:
     return "serve stopped"
 
 
+def _deploy(args, params) -> str:
+    from .deploy import deploy_command
+
+    return deploy_command(args, params)
+
+
 def _tune(args, params) -> str:
     from .startup import run_with_prefect_startup
     from .tune import tune_flow
@@ -349,8 +363,8 @@ def _dvc_yaml(args, params) -> str:
 # name runs its stage). Each returns the line to print, or (line, exit code).
 EARLY = {"ui": _ui, "retrain": _retrain}
 COMMANDS = {"pipeline": _pipeline, "predict": _predict, "monitor": _monitor, "replay": _replay, "serve": _serve,
-            "tune": _tune, "headline": lambda args, params: _headline(args.case, params), "verify": _verify,
-            "champion": lambda args, params: _champion(args), "dvc-yaml": _dvc_yaml}
+            "deploy": _deploy, "tune": _tune, "headline": lambda args, params: _headline(args.case, params),
+            "verify": _verify, "champion": lambda args, params: _champion(args), "dvc-yaml": _dvc_yaml}
 
 
 def dispatch(args) -> str | tuple[str, int]:

@@ -131,3 +131,25 @@ def copy_code(folder: Path) -> None:
     shutil.copytree(ROOT / "r2n2", folder / "r2n2", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "dvc.yaml", folder / "dvc.yaml")
     (folder / ".dvcignore").write_text("__pycache__/\n")
+
+
+def rebuild_retrain(retrain: dict, folder, files: list[str], run_stage) -> str:
+    """Rebuild one replay retrain in ``folder`` (a copy of ``files``) through the stage commands with its ``set``
+    (``run_stage(stage, set_args)`` runs `r2n2 <stage> <case>` there and returns its exit code); returns the
+    sha256 of the model.pt it wrote."""
+    import hashlib
+    import os
+
+    root = Path.cwd()
+    folder.mkdir()
+    for f in files:
+        (folder / f).write_bytes((root / f).read_bytes())
+    case = retrain["set"][0].split(".", 1)[0]
+    extra = [x for s in retrain["set"] for x in ("--set", s)]
+    os.chdir(folder)
+    try:
+        for stage in ("ingest", "validate", "window", "train"):
+            assert run_stage(stage, extra) == 0, stage
+        return hashlib.sha256((folder / f"data/models/{case}/model.pt").read_bytes()).hexdigest()
+    finally:
+        os.chdir(root)

@@ -15,7 +15,7 @@ from r2n2.registry import get_case, load_params
 from r2n2.ops.champion import fresh_window
 from r2n2.ops.replay import SeriesReplay
 
-from .conftest import make_prices
+from .conftest import make_prices, rebuild_retrain
 
 TINY = ["--set", "stocks.validate.min_rows=50", "--set", "stocks.window.lookback=10",
         "--set", "stocks.window.val_start=null", "--set", "stocks.window.test_start=null",
@@ -121,21 +121,31 @@ def _series_with_break(n=1300, break_at=None, seed=3, t_df=None):
     return pd.DataFrame({"Date": dates.strftime("%Y-%m-%d"), "Price": close}), dates
 
 
-def _replay(project, capsys, prices, dates, start, every=120):
+@pytest.fixture(scope="module")
+def dask_address():
+    """One 2-process local Dask cluster for the module's long replays: their scheduled challengers train two at a
+    time (the bytes a sequential run trains: test_replay_on_two_dask_workers_writes_the_sequential_bytes)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def _replay(project, capsys, prices, dates, start, every=120, dask_address=None):
     prices.to_csv("prices.csv", index=False)
     args = ["--set", "stocks.data.source=prices.csv", "--set", "stocks.data.columns.close=Price"]
     for stage in ("ingest", "validate"):
         assert _stage(capsys, stage, *args)[0] == 0, capsys.readouterr().err
     cfg = load_params("params.yaml", [a for a in [*TINY, *args] if a != "--set"]).case("stocks")
     rp = SeriesReplay(get_case("stocks"), cfg, Path("."), str(dates[start].date()), str(dates[-1].date()),
-                      retrain_every=every, monitor_every=5, log=lambda m: None)
+                      retrain_every=every, monitor_every=5, dask_address=dask_address, log=lambda m: None)
     rp.run_until()
     return rp.timeline()
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("every", [120, 21])
-def test_replay_alarms_on_a_planted_break_and_not_on_a_calm_series(project, capsys, every):
+def test_replay_alarms_on_a_planted_break_and_not_on_a_calm_series(project, capsys, every, dask_address):
     """Retraining every 120 days, or monthly (21): after each promotion the drift tests wait for ``min_samples``
     new days, but the input tests and the CUSUM charts can alarm at every check."""
     alarms = checks = 0
@@ -144,7 +154,7 @@ def test_replay_alarms_on_a_planted_break_and_not_on_a_calm_series(project, caps
     calm_series = ((3, None), (4, None), (5, None), (6, 5), (7, 5)) if every == 21 else ((3, None), (4, None), (5, None))
     for seed, t_df in calm_series:
         calm, dates = _series_with_break(seed=seed, t_df=t_df)
-        tl = _replay(project, capsys, calm, dates, 900, every)
+        tl = _replay(project, capsys, calm, dates, 900, every, dask_address)
         assert (tl["model_train_end"] < tl["date"]).all()  # every prediction from a model trained before its date
         checks += len(tl) // 5
         alarms += int(tl["alarm"].sum())
@@ -152,7 +162,7 @@ def test_replay_alarms_on_a_planted_break_and_not_on_a_calm_series(project, caps
 
     for seed, t_df in ((3, None), (4, 5), (5, 5)) if every == 21 else ((3, None),):  # normal and Student-t(5) steps
         broken, dates = _series_with_break(break_at=1000, seed=seed, t_df=t_df)
-        tl = _replay(project, capsys, broken, dates, 900, every)
+        tl = _replay(project, capsys, broken, dates, 900, every, dask_address)
         after = tl[(tl["date"] >= dates[1000]) & tl["alarm"]]
         before = tl[tl["date"] < dates[1000]]
         if t_df is None:  # the normal series: within the false-alarm budget on its own
@@ -176,21 +186,22 @@ def test_rolling_promotion_window_is_the_holdout_after_both_cut_offs():
     assert fresh_window(chal, rolling("2016-03-01", "2017-01-03", "2017-01-31")) is None
 
 
-@pytest.mark.slow
-def test_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands(project, capsys, tmp_path):
-    """Each from-scratch retrain of the replay is the train stage on rolling windows of the data known that day:
-    its ``set`` overrides, given to `r2n2 ingest/validate/window/train`, rebuild the same model.pt bytes."""
-    import hashlib
-    import os
-
-    prices = make_prices(760, seed=7)
-    prices.to_csv("prices.csv", index=False)
+def _short_replay_project(capsys):
+    """760 days of two tiny series, ingested and validated, with short rolling cuts: (cfg, dates, --set args)."""
+    make_prices(760, seed=7).to_csv("prices.csv", index=False)
     args = ["--set", "stocks.data.source=prices.csv", "--set", "stocks.data.columns.close=Price",
             "--set", "stocks.window.val_days=60", "--set", "stocks.window.holdout_days=30"]
     for stage in ("ingest", "validate"):
         assert _stage(capsys, stage, *args)[0] == 0, capsys.readouterr().err
     cfg = load_params("params.yaml", [a for a in [*TINY, *args] if a != "--set"]).case("stocks")
-    dates = pd.bdate_range("2015-01-01", periods=760)
+    return cfg, pd.bdate_range("2015-01-01", periods=760), args
+
+
+@pytest.mark.slow
+def test_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands(project, capsys, tmp_path):
+    """Each from-scratch retrain of the replay is the train stage on rolling windows of the data known that day:
+    its ``set`` overrides, given to `r2n2 ingest/validate/window/train`, rebuild the same model.pt bytes."""
+    cfg, dates, args = _short_replay_project(capsys)
     rp = SeriesReplay(get_case("stocks"), cfg, Path("."), str(dates[600].date()), str(dates[-1].date()),
                       retrain_every=40, monitor_every=5, log=lambda m: None)
     rp.run_until()
@@ -198,20 +209,9 @@ def test_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands(proj
     retrains = summary["retrains"]
     assert len(retrains) >= 3 and all(r["model_sha256"] and r["set"] for r in retrains)
     assert len({r["model_sha256"] for r in retrains}) == len(retrains)  # each saw other data
-    root = Path.cwd()
     for r in retrains[:2]:
-        other = tmp_path / r["date"]
-        other.mkdir()
-        for f in ("params.yaml", "prices.csv"):
-            (other / f).write_bytes((root / f).read_bytes())
-        os.chdir(other)
-        try:
-            for stage in ("ingest", "validate", "window", "train"):
-                sets = [x for s in r["set"] for x in ("--set", s)]
-                assert _stage(capsys, stage, *args, *sets)[0] == 0, capsys.readouterr().err
-            got = hashlib.sha256((other / "data/models/stocks/model.pt").read_bytes()).hexdigest()
-        finally:
-            os.chdir(root)
+        got = rebuild_retrain(r, tmp_path / r["date"], ["params.yaml", "prices.csv"],
+                              lambda stage, sets: _stage(capsys, stage, *args, *sets)[0])
         assert got == r["model_sha256"], r["date"]
     assert summary["look_ahead_rows"] == 0 and summary["first_model"]["model_sha256"]
 
@@ -220,14 +220,7 @@ def test_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands(proj
 def test_replay_on_two_dask_workers_writes_the_sequential_bytes(project, capsys):
     """The scheduled from-scratch challengers trained ahead as tasks on a 2-worker LocalCluster: the timeline and
     summary are byte for byte the sequential run's (same torch threads per training)."""
-    prices = make_prices(760, seed=7)
-    prices.to_csv("prices.csv", index=False)
-    args = ["--set", "stocks.data.source=prices.csv", "--set", "stocks.data.columns.close=Price",
-            "--set", "stocks.window.val_days=60", "--set", "stocks.window.holdout_days=30"]
-    for stage in ("ingest", "validate"):
-        assert _stage(capsys, stage, *args)[0] == 0, capsys.readouterr().err
-    cfg = load_params("params.yaml", [a for a in [*TINY, *args] if a != "--set"]).case("stocks")
-    dates = pd.bdate_range("2015-01-01", periods=760)
+    cfg, dates, _ = _short_replay_project(capsys)
     out = {}
     for workers in (1, 2):
         logs = []

@@ -14,7 +14,7 @@ from r2n2.registry import get_case, load_params
 from r2n2.io import write_parquet_atomic
 from r2n2.ops.textreplay import TextReplay, arrival_batches
 
-from .conftest import TINY_PARAMS
+from .conftest import TINY_PARAMS, rebuild_retrain
 
 LABELS = ["negative", "neutral", "positive"]
 # class words before the shift, and the words that replace them after it (with the label mapping flipped)
@@ -130,9 +130,6 @@ def test_text_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands
     """Each from-scratch retrain of the text replay is the window and train stages on the texts known at its
     step (``data.until`` = an arrival index) with rolling cuts: its ``set``, given to `r2n2
     ingest/validate/window/train`, rebuilds the same model.pt bytes."""
-    import hashlib
-    import os
-
     make_stream(1300, 9).to_csv("stream.csv", index=False)
     args = ["--set", "sentiment.data.source=stream.csv"]
     sets = [a for s in TINY for a in ("--set", s)]
@@ -146,20 +143,9 @@ def test_text_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands
     retrains = summary["retrains"]
     assert len(retrains) >= 2 and all(r["model_sha256"] and r["set"] for r in retrains)
     assert len({r["model_sha256"] for r in retrains}) == len(retrains)  # each saw other texts
-    root = Path.cwd()
     for r in retrains[:2]:
-        other = tmp_path / r["date"]
-        other.mkdir()
-        for f in ("params.yaml", "stream.csv"):
-            (other / f).write_bytes((root / f).read_bytes())
-        os.chdir(other)
-        try:
-            for stage in ("ingest", "validate", "window", "train"):
-                extra = [x for s in r["set"] for x in ("--set", s)]
-                assert main([stage, "sentiment", *sets, *args, *extra]) == 0, capsys.readouterr().err
-            got = hashlib.sha256((other / "data/models/sentiment/model.pt").read_bytes()).hexdigest()
-        finally:
-            os.chdir(root)
+        got = rebuild_retrain(r, tmp_path / r["date"], ["params.yaml", "stream.csv"],
+                              lambda stage, extra: main([stage, "sentiment", *sets, *args, *extra]))
         assert got == r["model_sha256"], r["date"]
     assert summary["look_ahead_rows"] == 0 and summary["first_model"]["model_sha256"]
     assert all(e["window"] and e["window"]["end"] <= int(e["date"]) for e in summary["events"])

@@ -86,10 +86,13 @@ def champion_task(case: str, params_path: str, overrides: list[str] | None) -> d
 
     decision = promote_if_not_worse(get_case(case), load_params(params_path, overrides).case(case))
     get_run_logger().info(f"{case}: {decision['reason']}")
-    if decision["promoted"] and Path(".dvc").is_dir():  # the versions in DVC (pushed below), their .dvc file in git
-        from r2n2.paths import CasePaths
+    from r2n2.paths import CasePaths
 
-        _dvc(["add", "-q", str(CasePaths(case).champion_dir / "versions")], get_run_logger().debug)
+    versions = CasePaths(case).champion_dir / "versions"
+    if Path(".dvc").is_dir() and versions.is_dir():
+        # the versions in DVC (pushed below), their .dvc file in git; after every decision, not only a promotion,
+        # so a retrain killed between a promotion and this line is made whole by the next one
+        _dvc(["add", "-q", str(versions)], get_run_logger().debug)
     publish_promotion(decision)
     return decision
 

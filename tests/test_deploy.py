@@ -89,7 +89,8 @@ def _champion_is_consistent(root) -> str:
 @pytest.mark.slow
 def test_kill_9_at_random_points_of_a_real_retrain_leaves_one_consistent_champion(prefect_server, project):
     """`r2n2 retrain` as a real process, killed with SIGKILL at seeded random moments while its source grows;
-    after each kill the champion, its versions and its history agree, and the next retrain completes."""
+    after each kill the champion, its versions and its history agree, and the next retrain completes and leaves
+    the versions' DVC record up to date."""
     import os
     import signal
     import subprocess
@@ -100,7 +101,11 @@ def test_kill_9_at_random_points_of_a_real_retrain_leaves_one_consistent_champio
     from prefect.settings import PREFECT_API_URL
 
     later, drops = _folder_project(project, 600, 720)
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the session's server: no start-up per run
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    for init in (["git", "init", "-q"], [dvc, "init", "-q"]):  # a DVC project: retrain `dvc add`s the versions
+        subprocess.run(init, check=True, cwd=project)
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(),  # the session's server: no start-up per run
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [sys.executable, "-m", "flows.cli", "retrain", "stocks", "--no-push"]
     cwd = os.getcwd()
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
@@ -133,3 +138,6 @@ def test_kill_9_at_random_points_of_a_real_retrain_leaves_one_consistent_champio
     assert killed >= 2, "most runs were killed, not finished"
     retrain(None)  # the next retrain completes (the kills left no lock held and nothing half-written)
     _champion_is_consistent(project)
+    status = subprocess.run([dvc, "status", "data/champion/stocks/versions.dvc"], cwd=project, capture_output=True,
+                            text=True, env=env)
+    assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr

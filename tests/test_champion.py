@@ -115,3 +115,53 @@ def test_a_corrupt_history_is_one_paragraph_and_changes_nothing(project, capsys)
     err = capsys.readouterr().err
     assert "is not a champion history written by r2n2" in err and "Traceback" not in err
     assert (d / "history.json").read_text() == "{not json"
+
+
+def test_predict_reads_a_complete_champion_while_promotions_race_it(tmp_path):
+    """What `r2n2 predict` does to read the champion (finish an interrupted promotion, then load model.pt), in a
+    loop while another process promotes two versions in turn 200 times: every read is a complete checkpoint of
+    one version or the other."""
+    import subprocess
+    import sys
+    import textwrap
+
+    import torch
+
+    from r2n2.checkpoint import load_checkpoint, save_checkpoint
+    from r2n2.models.config import ModelConfig
+    from r2n2.models.core import build_model
+    from r2n2.ops.champion import sync_champion
+
+    meta = ('{"kind": "series", "case": "stocks", "time": "date", "splits": {}, "cuts": {"start": "2015-01-02", '
+            '"val_start": "2016-01-04", "test_start": "2016-06-01", "end": "2016-09-30"}}')
+    firsts = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        torch.manual_seed(seed)
+        model = build_model(ModelConfig(hidden_size=32))
+        save_checkpoint(tmp_path / f"{name}.pt", model, metadata={"case": "stocks", "window_meta": meta})
+        firsts[name] = float(next(model.parameters()).detach().sum())
+    promoter = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        from pathlib import Path
+        from r2n2.cases.base import WindowMeta
+        from r2n2.ops.champion import record_version
+        from r2n2.paths import CasePaths
+        import json
+        root = Path({str(tmp_path)!r})
+        meta = WindowMeta.from_dict(json.loads({meta!r}))
+        for i in range(200):
+            record_version(CasePaths("stocks", root), root / ("a.pt" if i % 2 == 0 else "b.pt"), meta, None)
+        """)], stderr=subprocess.PIPE, text=True)
+    paths = CasePaths("stocks", tmp_path)
+    seen, reads = {"a": 0, "b": 0}, 0
+    while promoter.poll() is None or reads < 200:
+        if sync_champion(paths) is None:  # no version yet
+            continue
+        model, _ = load_checkpoint(paths.champion_dir / "model.pt")  # complete, or this raises
+        first = float(next(model.parameters()).detach().sum())
+        name = [n for n, v in firsts.items() if v == first]
+        assert len(name) == 1, first  # one version or the other, never a mix
+        seen[name[0]] += 1
+        reads += 1
+    assert promoter.wait() == 0, promoter.stderr.read()
+    assert reads >= 200 and min(seen.values()) > 0, seen  # both versions were read while they raced
+    assert len(history(paths)) == 200

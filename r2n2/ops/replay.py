@@ -219,8 +219,12 @@ class ReplaySchedule:
                 self.log("a warm-started replay trains each challenger from the previous champion: sequential, "
                          "--workers and --dask-address are not used")
             return
+        import logging
+
         from distributed import Client, LocalCluster
 
+        for name in ("distributed", "distributed.scheduler", "distributed.core", "distributed.nanny"):
+            logging.getLogger(name).setLevel(logging.WARNING)  # the cluster's connection chatter is not the replay's
         times = [first, *(self.step_time(i) for i in self._schedule())]
         t0 = _time.perf_counter()
         if self.dask_address:

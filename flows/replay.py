@@ -59,9 +59,9 @@ def replay_flow(case: str, start: str, end: str, retrain_every: int = 21, monito
 
 
 def _url(path: Path) -> str:
-    from .ui import plot_url
+    from .ui import published_plot_url
 
-    return plot_url(path)
+    return published_plot_url(path)
 
 
 def run_replay(case: str, params_path: str, overrides: list[str] | None, *, start: str, end: str,

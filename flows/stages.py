@@ -19,7 +19,7 @@ from r2n2.stages import STAGE_NAMES
 
 from .failures import expected_failures
 from .naming import fmt4
-from .ui import plot_url
+from .ui import published_plot_url
 
 
 def _params(params_path: str, overrides: list[str] | None) -> Params:
@@ -63,7 +63,7 @@ def publish_report(case: str, paths: CasePaths) -> None:
                           description=f"{case}: model vs baselines (each row says its test set)")
     report = (paths.reports / "report.md").read_text()
     plots = sorted((paths.reports / "plots").glob("*.png"))
-    images = "\n\n".join(f"![{p.stem}]({plot_url(p)})" for p in plots)
+    images = "\n\n".join(f"![{p.stem}]({published_plot_url(p)})" for p in plots)  # this run's pictures, kept
     create_markdown_artifact(report + "\n\n## Plots\n\n" + images, key=f"{case}-report",
                              description=f"{case}: evaluation report")
 

@@ -1,7 +1,10 @@
 """`r2n2 ui`: the Prefect server and UI, plus a file server for report plots; both stop on SIGTERM and Ctrl-C.
 
-Browsers refuse `file://` links and images on an http page, so report artifacts embed plots by http URL
-(`plot_url`) from a small static server on 127.0.0.1 that serves only `data/reports/`. The Prefect server runs
+Browsers refuse `file://` links and images on an http page, so report artifacts embed plots by http URL from a
+small static server on 127.0.0.1. An artifact's pictures are published content-addressed (`published_plot_url`):
+their bytes go to a store shared by every workspace of this user (`R2N2_PLOT_STORE`, default
+~/.cache/r2n2/plots) as `<sha256>.png`, served under `/_plots/`, so a report version shows its own run's pictures
+forever, whichever folder the run or `r2n2 ui` started in. The server also serves `data/reports/` (`plot_url`). The Prefect server runs
 in its own process group, which is signalled as a whole on exit: `prefect server start` has children of its
 own, and none of them may keep the port.
 """
@@ -22,7 +25,8 @@ from urllib.parse import quote
 
 from r2n2.errors import ConfigError
 
-__all__ = ["DEFAULT_FILES_URL", "REPORTS_DIR", "plot_url", "run_ui", "serve_files"]
+__all__ = ["DEFAULT_FILES_URL", "REPORTS_DIR", "plot_store", "plot_url", "published_plot_url", "run_ui",
+           "serve_files"]
 
 HOST = "127.0.0.1"  # never another interface: the file server has no authentication
 REPORTS_DIR = Path("data") / "reports"
@@ -47,7 +51,38 @@ def plot_url(path: str | os.PathLike[str], *, reports_dir: str | os.PathLike[str
     return f"{base}/{quote(rel.as_posix())}"
 
 
+def plot_store() -> Path:
+    """The content-addressed picture store (``R2N2_PLOT_STORE``, default ~/.cache/r2n2/plots)."""
+    return Path(os.environ.get("R2N2_PLOT_STORE") or Path.home() / ".cache" / "r2n2" / "plots")
+
+
+def published_plot_url(path: str | os.PathLike[str], *, base: str | None = None) -> str:
+    """Copy the picture at `path` into the store under its sha256 (never changed afterwards) and return the URL
+    `r2n2 ui` serves it under: what a report artifact embeds, so the artifact keeps its own pictures."""
+    import hashlib
+    import shutil
+
+    from r2n2.io import atomic_path
+
+    src = Path(path)
+    name = hashlib.sha256(src.read_bytes()).hexdigest() + src.suffix.lower()
+    target = plot_store() / name
+    if not target.is_file():
+        with atomic_path(target) as tmp:
+            shutil.copyfile(src, tmp)
+    base = (base or os.environ.get("R2N2_FILES_URL") or DEFAULT_FILES_URL).rstrip("/")
+    return f"{base}/_plots/{name}"
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
+    store: Path | None = None  # served under /_plots/
+
+    def translate_path(self, path: str) -> str:
+        if self.store is not None and path.split("?", 1)[0].startswith("/_plots/"):
+            name = Path(path.split("?", 1)[0]).name  # a flat store: no sub-folders, no ".."
+            return str(self.store / name)
+        return super().translate_path(path)
+
     def log_message(self, format, *args):  # noqa: A002 - one line per image request would drown the terminal
         pass
 
@@ -57,10 +92,13 @@ def _bind_error(what: str, port: int, exc: OSError) -> ConfigError:
                        f"perhaps an earlier `r2n2 ui`, is using that port. Stop it, or choose another port.")
 
 
-def serve_files(directory: str | os.PathLike[str], port: int) -> ThreadingHTTPServer:
-    """Serve `directory` read-only over http on 127.0.0.1:`port` from a daemon thread; `.shutdown()` stops it."""
+def serve_files(directory: str | os.PathLike[str], port: int, *, store: str | os.PathLike[str] | None = None
+                ) -> ThreadingHTTPServer:
+    """Serve `directory` (and the picture store under /_plots/) read-only over http on 127.0.0.1:`port` from a
+    daemon thread; `.shutdown()` stops it."""
     Path(directory).mkdir(parents=True, exist_ok=True)  # before the first run there are no reports yet
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+    handler = functools.partial(type("_Handler", (_QuietHandler,), {"store": Path(store or plot_store())}),
+                                directory=str(directory))
     try:
         httpd = ThreadingHTTPServer((HOST, port), handler)
     except OSError as exc:

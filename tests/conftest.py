@@ -13,6 +13,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # One Prefect home per test session, never the user's; no server per test (see the prefect_server fixture).
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="r2n2-prefect-")
 os.environ.pop("PREFECT_API_URL", None)
+os.environ["R2N2_PLOT_STORE"] = tempfile.mkdtemp(prefix="r2n2-plots-")  # report pictures of the session's runs
 # One torch thread per process (subprocesses inherit it): the suite's models are tiny, and two threads on a
 # 2-core machine beside the session's Prefect server spin against it (check_case on the four cases: 27 s with one
 # thread, 46 s with two, 2026-12-04). The server's background services the tests never use are off.

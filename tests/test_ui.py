@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import psutil
 import pytest
 
 from flows.naming import case_run_name, fmt4, run_name
-from flows.ui import plot_url, run_ui, serve_files
+from flows.ui import plot_url, published_plot_url, run_ui, serve_files
 from r2n2.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,7 @@ def _closed(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def _plot(path: Path) -> Path:
+def _plot(path: Path, color: str = "C0") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,10 +82,39 @@ def _plot(path: Path) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(4, 3))
-    ax.plot([0, 1, 2, 3], [1, 3, 2, 4], linewidth=6)
+    ax.plot([0, 1, 2, 3], [1, 3, 2, 4], linewidth=6, color=color)
     fig.savefig(path, dpi=60)
     plt.close(fig)
     return path
+
+
+def test_two_workspaces_reports_keep_their_own_pictures(tmp_path, monkeypatch):
+    """Two workspaces publish a picture of the same name; a rerun redraws one of them. Each published URL serves
+    the bytes of its own run, also after the rerun and from a file server started in a third folder."""
+    store, port = tmp_path / "store", _free_port()
+    a = _plot(tmp_path / "one/data/reports/stocks/plots/forecast.png")
+    b = _plot(tmp_path / "two/data/reports/stocks/plots/forecast.png", color="C3")
+    first = {"one": a.read_bytes(), "two": b.read_bytes()}
+    assert first["one"] != first["two"]
+    base = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("R2N2_PLOT_STORE", str(store))
+    urls = {"one": published_plot_url(a, base=base), "two": published_plot_url(b, base=base)}
+    _plot(a, color="C2")  # a rerun in workspace one redraws its picture
+    urls["one again"] = published_plot_url(a, base=base)
+    httpd = serve_files(tmp_path / "elsewhere", port, store=store)
+
+    def get(url):
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.read()
+
+    try:
+        assert get(urls["one"]) == first["one"] and get(urls["two"]) == first["two"]  # each its own
+        assert get(urls["one again"]) == a.read_bytes() != first["one"]  # the rerun has a URL of its own
+        with pytest.raises(urllib.error.HTTPError):
+            get(f"{base}/_plots/../../etc/passwd")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_file_server_serves_reports_on_localhost_only(tmp_path):

@@ -590,19 +590,22 @@ def period_ends(steps: list, every: int) -> list:
 def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, promotions, title: str, ylabel: str,
                     xlabel: str = "") -> Path:
     """Rolling live error of each line over the replay (the first line, the deployed champion, drawn thicker);
-    monitor alarms as red verticals, promotions as ticks on the x axis."""
+    monitor alarms as red verticals, promotions as ticks along the bottom edge. The y axis fits the lines (it is
+    not pulled to 0) and the legend sits below the axes, never over a line."""
     from ..evaluate.plots import _figure, save_figure
 
     fig, ax = _figure(11, 5)
     colors = ["C1", "C0", "C2"]  # champion, never retrained, always retrain; the naive line grey
     for i, (name, err) in enumerate(errors.items()):
         ax.plot(x, err, lw=1.2 if i == 0 else 0.9, label=name, color=colors[i] if i < len(colors) else "0.4")
-    for a in alarms:
-        ax.axvline(a, color="red", lw=0.6, alpha=0.5)
-    for p in promotions:
-        ax.plot([p], [0], marker="|", color="C1", ms=8)
+    for k, a in enumerate(alarms):
+        ax.axvline(a, color="red", lw=0.6, alpha=0.5, label="monitor alarm" if k == 0 else None)
+    bottom = ax.get_xaxis_transform()  # x in data, y in axes fractions
+    for k, p in enumerate(promotions):
+        ax.plot([p], [0.0], marker="|", color="C1", ms=10, transform=bottom, clip_on=False,
+                label="promotion" if k == 0 else None, linestyle="none")
     ax.set(title=title, ylabel=ylabel, xlabel=xlabel)
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 if not xlabel else -0.18), ncol=6, frameon=False)
     return save_figure(fig, path)
 
 

@@ -75,8 +75,10 @@ def _parser() -> argparse.ArgumentParser:
                                    "Open, High, Low, Volume; an Entity column for several series; the case's "
                                    "data.columns mapping applies). An entity of N rows gives N - lookback forecasts, one "
                                    "per day with a full lookback of returns behind it, each with its origin_date (the "
-                                   "last input day), target_date (the day forecast) and horizon_days. Text cases read "
-                                   "a text column and give class probabilities. Example: docs/predict_example.csv.")
+                                   "last input day), target_date (the day forecast) and horizon_days; a model with a "
+                                   "distribution head (model.distribution) adds q<level> quantile columns (q0.05, ...). "
+                                   "Text cases read a text column and give class probabilities. Example: "
+                                   "docs/predict_example.csv.")
     p.add_argument("case", choices=cases)
     p.add_argument("--input", required=True, help="CSV or Parquet with the training data's schema (see above)")
     p.add_argument("--output", required=True, help="output file: .parquet or .csv")

@@ -207,3 +207,10 @@ def test_tiny_stocks_run_with_a_quantile_head(project, capsys):
     assert any(c["metric"] == "crps" and c["b"] == "garch_t" for c in full["comparisons"])
     assert "## Forecast distribution" in (reports / "report.md").read_text()
     assert (reports / "plots" / "pit.png").read_bytes()[:4] == b"\x89PNG"
+    from flows.cli import main
+
+    assert main(["predict", "stocks", "--input", "prices.csv", "--output", "pred.csv", *args,
+                 "--model", "data/models/stocks/model.pt"]) == 0
+    pred = pd.read_csv("pred.csv")
+    qs = pred[[f"q{t:g}" for t in LEVELS]].to_numpy()
+    assert (np.diff(qs, axis=1) >= 0).all() and len(pred) > 0  # every level, never crossing

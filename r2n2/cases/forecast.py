@@ -10,6 +10,7 @@ import pandas as pd
 from ..data.window import StockBatches, StockWindows, scale_features, series_features
 from ..errors import DataError
 from ..evaluate.baselines import garch_volatility
+from ..evaluate.distribution import student_t_quantiles
 from ..evaluate.metrics import expanding_mean_forecast, forecast_tests, regression_metrics
 from ..evaluate.stats import (clark_west, diebold_mariano, mde_block, oos_r2_mde, rmse_ratio_bootstrap,
                               seed_difference, seed_summary, verdict)
@@ -337,7 +338,9 @@ def predict_prices(model, meta, prices: pd.DataFrame, *, batch_size: int = 4096)
     """Canonical long prices -> one forecast per window (every day with a full lookback of ``lookback`` rows
     behind it, so N input rows of an entity give N - lookback forecasts: the first row only starts the returns),
     with the same features and scaling as training. Each row: ``origin_date`` (the last input day, the forecast's
-    origin), ``target_date`` (the day it forecasts) and ``horizon_days``."""
+    origin), ``target_date`` (the day it forecasts) and ``horizon_days``; a model with a distribution head adds
+    ``q<level>`` columns (``q0.05``: the forecast 5 % quantile, as the head gives it: the split-conformal offsets
+    of the evaluation, fitted on its validation period, are in ``metrics.json["model"]["conformal"]``)."""
     import torch
 
     L, feats = meta.lookback, meta.features
@@ -354,11 +357,19 @@ def predict_prices(model, meta, prices: pd.DataFrame, *, batch_size: int = 4096)
             raise DataError(f"entity {str(entity)[:80]!r} has {len(part)} rows; a forecast needs at least {L + 1}.")
         windows = StockWindows(scale_features(f, meta), np.zeros(len(f)), np.arange(L - 1, len(f)), L)
         pred = predict_batches(model, StockBatches(windows, batch_size)).reshape(-1) * ts["scale"] + ts["mean"]
-        if meta.target == "close":
-            pred = pred - f["base_log_close"].to_numpy(float)[windows.ends]
+        base = f["base_log_close"].to_numpy(float)[windows.ends] if meta.target == "close" else 0.0
+        pred = pred - base
         origin = pd.DatetimeIndex(f["date"].to_numpy()[windows.ends])
-        frames.append(pd.DataFrame({"entity": str(entity), "origin_date": origin,
-                                    "target_date": _target_dates(pd.DatetimeIndex(part["date"]), origin, meta.horizon),
-                                    "horizon_days": meta.horizon, f"forecast_{meta.target}_{meta.horizon}d": pred}))
+        out = pd.DataFrame({"entity": str(entity), "origin_date": origin,
+                            "target_date": _target_dates(pd.DatetimeIndex(part["date"]), origin, meta.horizon),
+                            "horizon_days": meta.horizon, f"forecast_{meta.target}_{meta.horizon}d": pred})
+        cfg = model.config
+        if cfg.distribution != "none":  # the head's quantiles, q<level> (before the evaluation's conformal offsets)
+            raw = predict_batches(model, StockBatches(windows, batch_size), distribution=True).reshape(len(pred), -1)
+            q = student_t_quantiles(raw, cfg.quantiles) if cfg.distribution == "student_t" else raw
+            q = q * ts["scale"] + ts["mean"] - (base[:, None] if meta.target == "close" else 0.0)
+            for j, level in enumerate(cfg.quantiles):
+                out[f"q{level:g}"] = q[:, j]
+        frames.append(out)
     del torch
     return pd.concat(frames, ignore_index=True)

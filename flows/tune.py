@@ -140,7 +140,8 @@ def tune_flow(case: str, params_path: str = "params.yaml", overrides: list[str] 
     params = load_params(params_path, overrides)
     params.case(case)
     t = params.tune
-    _storage(case, t.storage)  # a database that cannot be reached fails here, before a flow or a cluster starts
+    if t.storage not in ("sqlite", "journal"):  # a database that cannot be reached fails here, before a flow or a
+        _storage(case, t.storage)               # cluster starts; the files are made when the study starts
     return _tune.with_options(task_runner=_task_runner(t))(case, params_path, overrides)
 
 

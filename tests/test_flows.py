@@ -92,7 +92,7 @@ def test_pipeline_flow_end_to_end_with_artifacts(prefect_server, tmp_path, monke
     assert all(len(repr(v)) <= 12 for row in table for v in row.values() if isinstance(v, float))  # 4 digits
     import hashlib
 
-    forecast = hashlib.sha256((project / "data/reports/stocks/plots/forecast.png").read_bytes()).hexdigest()
+    forecast = hashlib.sha256((tmp_path / "data/reports/stocks/plots/forecast.png").read_bytes()).hexdigest()
     assert f"](http://127.0.0.1:4201/_plots/{forecast}.png)" in artifacts["stocks-report"].data  # its own bytes
 
 

@@ -127,7 +127,7 @@ def dask_address():
     time (the bytes a sequential run trains: test_replay_on_two_dask_workers_writes_the_sequential_bytes)."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         yield cluster.scheduler_address
 
 

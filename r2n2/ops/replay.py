@@ -232,7 +232,7 @@ class ReplaySchedule:
             where = f"the Dask cluster at {self.dask_address}"
         else:
             cluster = LocalCluster(n_workers=int(self.workers), threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+                                   dashboard_address=":0")  # any free port: never another cluster's 8787
             client = Client(cluster)
             where = f"{self.workers} local Dask workers x {self._threads()} torch thread(s) each"
         self.log(f"training the first model and {len(times) - 1} scheduled challengers on {where}")

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..cases.base import UseCase, window_meta_of
-from ..cases.series import SeriesMeta, series_frame
+from ..cases.series import series_frame
 from ..checkpoint import load_checkpoint
 from ..config import with_values
 from ..data.sources import read_parquet
@@ -633,7 +633,7 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
     from ..cases.forecast import comparison_table
     from ..evaluate.report import md_table
     from ..evaluate.stats import diebold_mariano, verdict
-    from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
+    from ..io import write_parquet_atomic, write_text_atomic
 
     tl = rp.timeline()
     write_parquet_atomic(tl, out_dir / "timeline.parquet")

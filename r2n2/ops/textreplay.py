@@ -283,7 +283,7 @@ def write_text_replay_report(rp: TextReplay, out_dir: Path, *, seconds: float) -
     from ..cases.forecast import comparison_table
     from ..evaluate.metrics import classification_metrics
     from ..evaluate.report import fmt, md_table
-    from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
+    from ..io import write_parquet_atomic, write_text_atomic
 
     tl = rp.timeline()
     if tl.empty:

@@ -155,8 +155,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rtol", type=float, default=None,
                    help="relative tolerance where the report has no seed spread (default: 1e-06, float rounding)")
     _common(p)
-    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it differs)")
+    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it differs); "
+                                        "--tune CASE...: add the opt-in Optuna stages to data/tuning/dvc.yaml")
     p.add_argument("--check", action="store_true")
+    p.add_argument("--tune", nargs="+", metavar="CASE", choices=cases,
+                   help="add tune@CASE to data/tuning/dvc.yaml (run it: dvc repro data/tuning/dvc.yaml:tune@CASE)")
     _common(p)
     return ap
 
@@ -356,9 +359,9 @@ def _tune(args, params) -> str:
 
 
 def _dvc_yaml(args, params) -> str:
-    from .dvcgen import check_or_write
+    from .dvcgen import add_tune, check_or_write
 
-    return check_or_write(params, check=args.check)
+    return add_tune(params, args.tune) if args.tune else check_or_write(params, check=args.check)
 
 
 # The subcommands: those that run before params.yaml is read, then those handed the parsed params (every stage

@@ -1,6 +1,10 @@
 """dvc.yaml from the stage table: every stage of every case in params, with the params sections it reads, the
 source files it runs and its data dependencies and outputs. `r2n2 dvc-yaml` writes it; `--check` (and a test)
-fails when the committed file differs."""
+fails when the committed file differs.
+
+The Optuna search is opt-in: `r2n2 dvc-yaml --tune <case>...` adds ``tune@<case>`` to ``data/tuning/dvc.yaml``
+(`dvc repro data/tuning/dvc.yaml:tune@<case>` runs it). A fresh clone has no such file, so `dvc status` after
+`make run` lists only the pipeline's stages; a study that was asked for is tracked like any other stage."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from r2n2.depgraph import closure, source_paths
 from r2n2.registry import get_case
 from r2n2.errors import ConfigError
 from r2n2.io import write_text_atomic
@@ -48,6 +53,40 @@ def plots(case_names: list[str]) -> list:
 def render(case_names: list[str]) -> str:
     body = {"stages": dvc_stages(case_names), "plots": plots(case_names)}
     return HEADER + yaml.safe_dump(body, sort_keys=False, width=120)
+
+
+TUNE_FILE = Path("data") / "tuning" / "dvc.yaml"
+TUNE_HEADER = ("# Written by `r2n2 dvc-yaml --tune <case>...`: the Optuna searches that were asked for (a plain `dvc repro`\n"
+               "# never runs them). Run one by name:  dvc repro data/tuning/dvc.yaml:tune@<case>\n")
+
+
+def tune_cases(path: Path = TUNE_FILE) -> list[str]:
+    """The cases whose tune stage ``path`` holds (none when it does not exist)."""
+    if not path.is_file():
+        return []
+    return list(yaml.safe_load(path.read_text())["stages"]["tune"]["foreach"])
+
+
+def render_tune(case_names: list[str]) -> str:
+    do = {"wdir": "../..", "cmd": "r2n2 tune ${item}",
+          "deps": [*source_paths(closure(["flows.tune"])), "data/windows/${item}"],
+          "params": ["tune", "${item}.model", "${item}.train"],
+          "outs": [{"data/tuning/${item}-best.yaml": {"cache": False}},
+                   {"data/tuning/${item}.db": {"persist": True, "cache": False}}]}
+    return TUNE_HEADER + yaml.safe_dump({"stages": {"tune": {"foreach": case_names, "do": do}}}, sort_keys=False,
+                                        width=120)
+
+
+def add_tune(params, case_names: list[str], path: Path = TUNE_FILE) -> str:
+    unknown = sorted(set(case_names) - set(params.cases))
+    if unknown:
+        raise ConfigError(f"no case {', '.join(unknown)} in params.yaml; the cases are {', '.join(params.cases)}.")
+    have = tune_cases(path)
+    names = have + [c for c in case_names if c not in have]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(render_tune(names), path)
+    return (f"wrote {path}: tune@{', tune@'.join(names)}; run one with "
+            f"`dvc repro {path.as_posix()}:tune@{case_names[0]}`")
 
 
 def check_or_write(params, *, check: bool, path: str | Path = "dvc.yaml") -> str:

@@ -6,11 +6,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from filelock import FileLock
 
+from r2n2.errors import ConfigError
 from r2n2.registry import load_params
 
 from .conftest import ROOT, copy_code, write_tiny_project
@@ -164,3 +166,27 @@ def test_dvc_yaml_is_generated_from_the_stage_table():
 
     params = load_params(ROOT / "params.yaml")
     assert (ROOT / "dvc.yaml").read_text() == render(list(params.cases))
+
+
+def test_tune_stages_are_opt_in_and_reachable_by_name(tmp_path):
+    """A fresh clone holds no tune stage (so `dvc status` after `make run` is clean); `r2n2 dvc-yaml --tune`
+    adds them, keeps those already asked for, and DVC finds each by name."""
+    from flows.dvcgen import TUNE_FILE, add_tune, tune_cases
+
+    assert not (ROOT / TUNE_FILE).exists()
+    params = load_params(ROOT / "params.yaml")
+    path = tmp_path / "dvc.yaml"
+    add_tune(params, ["sentiment"], path)
+    assert f"run one with `dvc repro {path.as_posix()}:tune@panel`" in add_tune(params, ["panel", "sentiment"], path)
+    assert tune_cases(path) == ["sentiment", "panel"]
+    with pytest.raises(ConfigError, match="no case nope in params.yaml"):
+        add_tune(params, ["nope"], path)
+    project = tmp_path / "project"
+    (project / "data/tuning").mkdir(parents=True)
+    (project / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    (project / TUNE_FILE).write_text(path.read_text())
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=project, check=True)
+    listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--all"], cwd=project, check=True,
+                            capture_output=True, text=True).stdout
+    assert "data/tuning/dvc.yaml:tune@sentiment" in listed and "data/tuning/dvc.yaml:tune@panel" in listed

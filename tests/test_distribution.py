@@ -203,10 +203,25 @@ def test_tiny_stocks_run_with_a_quantile_head(project, capsys):
     assert m["crps"] > 0 and set(m["coverage"]) == {"0.5", "0.8", "0.9", "0.98"}
     assert set(m["pinball"]) == {f"{t:g}" for t in LEVELS} and m["conformal"]["fitted_on"] == "validation"
     assert set(m["var_backtests"]) == {"0.01", "0.05"} and "p_value_cc" in m["var_backtests"]["0.01"]
-    assert "garch_t" in full["distribution_baselines"]
-    assert any(c["metric"] == "crps" and c["b"] == "garch_t" for c in full["comparisons"])
-    assert "## Forecast distribution" in (reports / "report.md").read_text()
-    assert (reports / "plots" / "pit.png").read_bytes()[:4] == b"\x89PNG"
+    assert set(full["distribution_baselines"]) == {"garch_t", "gjr_garch_t", "ewma_normal", "empirical",
+                                                   "historical_simulation"}
+    pairs = {(c["b"], c["metric"]) for c in full["comparisons"] if c["a"] == "model"}
+    assert {(b, m) for b in full["distribution_baselines"] for m in ("crps", "pinball_0.01", "pinball_0.05")} <= pairs
+    assert set(m["aci"]["coverage"]) == {"0.5", "0.8", "0.9", "0.98"} and m["aci"]["state"]["0.9"]["gamma"] == 0.005
+    report = (reports / "report.md").read_text()
+    assert "## Forecast distribution" in report and "| GJR-GARCH(1,1)-t |" in report
+    assert "| model (adaptive conformal) |" in report
+    for png in ("pit.png", "fan.png"):
+        assert (reports / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+    fan = pd.read_csv(reports / "plots" / "fan.csv")
+    assert list(fan.columns) == ["date", "actual", *[f"q{t:g}" for t in LEVELS]] and len(fan) == m["n"]
+    # monitor: the deployed (latest) model's coverage signal is part of its verdict
+    from r2n2.ops.monitoring import monitor_case
+    from r2n2.registry import get_case, load_params
+
+    params = load_params("params.yaml", overrides=[a for a in args if a != "--set"])
+    out = monitor_case(get_case("stocks"), params.cases["stocks"])
+    assert out["signals"]["coverage"]["test"] == "bernoulli cusum of VaR exceedances"
     from flows.cli import main
 
     assert main(["predict", "stocks", "--input", "prices.csv", "--output", "pred.csv", *args,
@@ -214,3 +229,83 @@ def test_tiny_stocks_run_with_a_quantile_head(project, capsys):
     pred = pd.read_csv("pred.csv")
     qs = pred[[f"q{t:g}" for t in LEVELS]].to_numpy()
     assert (np.diff(qs, axis=1) >= 0).all() and len(pred) > 0  # every level, never crossing
+
+
+# -- adaptive conformal, risk-desk baselines, tick-loss tests --------------------------------------------
+def test_adaptive_conformal_recovers_coverage_after_a_planted_volatility_break():
+    """A forecast of N(0, 1) quantiles, right for 1,000 days, then the volatility quadruples: the split-conformal
+    (fixed) 90 % interval covers ~41 % afterwards, adaptive conformal gets back to 90 % (the last 1,500 days,
+    within 4 binomial sd plus the drift of its gamma), while on the calm first half both hold 90 %."""
+    from r2n2.evaluate.distribution import adaptive_conformal
+
+    rng = np.random.default_rng(3)
+    y_val = rng.normal(size=500)
+    y = np.concatenate([rng.normal(size=1000), 4 * rng.normal(size=3000)])
+    q_unit = np.tile(st.norm.ppf(LEVELS), (len(y), 1))
+    q_val = np.tile(st.norm.ppf(LEVELS), (500, 1))
+    fixed = apply_offsets(q_unit, conformal_offsets(q_val, y_val, LEVELS), LEVELS)
+    aci, state = adaptive_conformal(q_unit, y, LEVELS, q_val, y_val, gamma=0.005)
+    calm, late = slice(0, 1000), slice(2500, None)
+    cov = {name: {part: coverage_table(y[s], q[s], LEVELS)[0]["0.9"] for part, s in (("calm", calm), ("late", late))}
+           for name, q in (("fixed", fixed), ("aci", aci))}
+    sd = math.sqrt(0.09 / 1500)
+    assert abs(cov["fixed"]["calm"] - 0.9) < 0.03 and abs(cov["aci"]["calm"] - 0.9) < 0.03
+    assert cov["fixed"]["late"] < 0.5
+    assert abs(cov["aci"]["late"] - 0.9) < 4 * sd + 0.01, cov
+    assert (np.diff(aci, axis=1) >= 0).all()  # never crossing
+    assert state["0.9"]["alpha_end"] < 0.1 < 0.9  # it had to ask for wider intervals than nominal
+    # row t is a function of y up to t - 1: a change on day 2,000 moves no interval up to and including it
+    y2 = y.copy()
+    y2[2000] = 1e6
+    moved = adaptive_conformal(q_unit, y2, LEVELS, q_val, y_val)[0]
+    assert np.array_equal(moved[:2001], aci[:2001]) and not np.array_equal(moved[2001:], aci[2001:])
+
+
+def test_ewma_normal_equals_arch_riskmetrics():
+    """The EWMA-normal baseline's variance is arch's EWMAVariance(0.94) forecast once the start-up has decayed."""
+    from arch.univariate import ZeroMean, EWMAVariance
+
+    from r2n2.evaluate.distribution import ewma_normal_quantiles
+
+    rng = np.random.default_rng(0)
+    r = rng.standard_t(5, size=1500) * 0.01
+    ends = np.arange(600, 1400)
+    q = ewma_normal_quantiles(r, ends, LEVELS)
+    res = ZeroMean(r * 100, volatility=EWMAVariance(0.94)).fit(disp="off")
+    var = res.forecast(horizon=1, start=600, reindex=False).variance.to_numpy()[:800, 0] / 1e4
+    assert np.allclose(q[:, LEVELS.index(0.05)], np.sqrt(var) * st.norm.ppf(0.05), rtol=1e-6)
+
+
+@pytest.mark.parametrize("o", [0, 1])
+def test_garch_baselines_see_only_returns_known_at_each_origin(o):
+    """Refitted every 21 origins on an expanding window: rewriting every return after origin k moves no quantile
+    of rows up to k (GARCH-t and GJR-GARCH-t)."""
+    from r2n2.evaluate.distribution import garch_family_quantiles
+
+    rng = np.random.default_rng(1)
+    r = rng.standard_t(5, size=900) * 0.01
+    ends = np.arange(700, 760)
+    q = garch_family_quantiles(r, ends, LEVELS, o=o)
+    k = 30  # inside the second block
+    r2 = r.copy()
+    r2[ends[k] + 1:] *= 5
+    q2 = garch_family_quantiles(r2, ends, LEVELS, o=o)
+    assert np.array_equal(q[:k + 1], q2[:k + 1])
+    assert not np.allclose(q[k + 1:], q2[k + 1:])
+    assert (np.diff(q, axis=1) > 0).all()
+
+
+def test_pinball_comparison_prefers_the_true_quantile():
+    """Diebold–Mariano on the 5 % tick loss: the true 5 % quantile beats one set too high; a forecast against
+    itself is a zero difference."""
+    from r2n2.evaluate.distribution import pinball_comparison
+
+    rng = np.random.default_rng(2)
+    y = rng.normal(size=3000)
+    good = np.tile(st.norm.ppf(LEVELS), (3000, 1))
+    bad = good + 0.5
+    c = pinball_comparison(y, good, bad, LEVELS, 0.05, a="good", b="bad")
+    assert c["metric"] == "pinball_0.05" and c["diff"] < 0 and c["ci_high"] < 0 and c["p_value"] < 0.001
+    u = y - good[:, 1]
+    hand = np.mean(np.maximum(0.05 * u, -0.95 * u)) - np.mean(np.maximum(0.05 * (u - 0.5), -0.95 * (u - 0.5)))
+    assert c["diff"] == pytest.approx(hand)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from r2n2.errors import ConfigError, DataError
@@ -108,3 +109,51 @@ def test_bad_inputs():
     with pytest.raises(ConfigError, match=r"^A CUSUM record must have exactly the keys .*unknown \['hh'\], "
                                           r"missing \['h'\]\.$"):
         Cusum.from_dict({**{k: v for k, v in chart.to_dict().items() if k != "h"}, "hh": 1.0})
+
+
+# -- the Bernoulli CUSUM of VaR exceedances and the monitor's coverage signal ------------------------------
+def test_bernoulli_cusum_keeps_its_arl_and_is_deterministic():
+    from r2n2.ops.sequential import _alarm_counts, bernoulli_cusum
+
+    chart = bernoulli_cusum(0.05, 0.10)
+    bernoulli_cusum.cache_clear()
+    assert bernoulli_cusum(0.05, 0.10) == chart
+    rng = np.random.default_rng(11)  # fresh streams, not the calibration's
+    z = np.where(rng.random((600, 3000)) < 0.05, chart["up"], chart["down"])
+    arl = z.size / _alarm_counts(z, 0.0, np.array([chart["h"]])).sum()
+    assert 850 < arl < 1200, arl  # 1,000 targeted; ~1,800 alarms pooled: about +-5 % sampling error
+    with pytest.raises(ConfigError, match=r"a Bernoulli CUSUM needs 0 < p0 < p1 < 1, got p0=0.1, p1=0.05\."):
+        bernoulli_cusum(0.1, 0.05)
+
+
+def _coverage_frame(seed: int, *, n_post: int, brk: int | None = None):
+    """250 validation days and ``n_post`` live days of unit-variance t(6) returns (volatility x 4 from live day
+    ``brk``), forecast by fixed N(0, 1) quantiles."""
+    from types import SimpleNamespace
+
+    from scipy import stats as st
+
+    rng = np.random.default_rng(seed)
+    y = rng.standard_t(6, size=250 + n_post) / np.sqrt(1.5)
+    if brk is not None:
+        y[250 + brk:] *= 4
+    d = pd.bdate_range("2015-01-01", periods=250 + n_post)
+    f = pd.DataFrame({"date": d, "target": y,
+                      **{f"q{t:g}": st.norm.ppf(t) for t in (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)}})
+    return f, SimpleNamespace(time="date", cuts={"val_start": str(d[0].date()), "test_start": str(d[250].date())})
+
+
+@pytest.mark.slow
+def test_coverage_signal_finds_a_volatility_break_and_stays_calm_otherwise():
+    """The monitor's coverage signal (adaptive conformal intervals, Bernoulli CUSUM of 5 % VaR exceedances): on
+    60 calm seeds (300 live days each) at most 5 % of checks alarm (measured 2 of 100); with volatility x 4 from
+    live day 200, a check 30 days after the break alarms on at least 85 % of 60 seeds (measured 94 of 100)."""
+    from r2n2.ops.monitoring import coverage_check
+
+    calm = [coverage_check(*_coverage_frame(s, n_post=300))["alarm"] for s in range(60)]
+    assert sum(calm) <= 3, sum(calm)
+    found = [coverage_check(*_coverage_frame(s, n_post=230, brk=200))["alarm"] for s in range(60)]
+    assert sum(found) >= 51, sum(found)
+    out = coverage_check(*_coverage_frame(1, n_post=230, brk=200))
+    assert out["reason"].startswith("coverage: ") and "below the adaptive 5% VaR" in out["reason"]
+    assert out["coverage_0.9_adaptive"] > out["coverage_0.9_split_conformal"]

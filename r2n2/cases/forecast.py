@@ -15,7 +15,8 @@ from ..evaluate.metrics import expanding_mean_forecast, forecast_tests, regressi
 from ..evaluate.stats import (clark_west, diebold_mariano, mde_block, oos_r2_mde, rmse_ratio_bootstrap,
                               seed_difference, seed_summary, verdict)
 from ..evaluate.trading import buy_and_hold, net_returns, sharpe_difference, sign_strategy
-from ..evaluate.plots import plot_cumulative, plot_forecast, plot_learning_curves, plot_pit, write_csv
+from ..evaluate.plots import (plot_cumulative, plot_fan, plot_forecast, plot_learning_curves, plot_pit,
+                              write_csv)
 from ..evaluate.report import MDE_NOTE, fmt, history, interval_text, md_table, seed_section, verdict_text
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
@@ -216,6 +217,11 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
                             title=f"{ent}: trading the forecast's sign vs buy-and-hold (test period, before costs)")
         write_json_atomic([{"model": k, **r} for k, h_ in histories.items() for r in h_], plots / "learning_curves.json")
         plot_learning_curves(histories, plots / "learning_curves.png", title="stocks: learning curves (scaled MSE)")
+        if "fan" in dist_frames:
+            fan = dist_frames["fan"].assign(date=lambda f: pd.to_datetime(f["date"]).dt.strftime("%Y-%m-%d"))
+            write_csv(fan, plots / "fan.csv")
+            plot_fan(dist_frames["fan"], plots / "fan.png", ylabel=ylabel,
+                     title=f"{ent}: test-period forecast distribution (split conformal) and realised returns")
         if "pit" in dist_frames:
             write_csv(dist_frames["pit"], plots / "pit.csv")
             plot_pit(dist_frames["pit"], plots / "pit.png", title=f"{ent}: PIT histogram on the quantile grid (test)")

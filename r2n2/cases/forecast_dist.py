@@ -4,8 +4,8 @@ period (CRPS, pinball per level, coverage and width, PIT histogram, VaR backtest
 baselines of the same returns fitted on training + validation days only: GARCH(1,1)-t and historical
 simulation (250 days); and a Diebold–Mariano test of the model's CRPS against each.
 
-Adaptive conformal inference (Gibbs & Candès 2021) in the replay and the monitor is not here: the calibration
-is one split-conformal offset per interval, fixed before the test period.
+Beside the split-conformal forecast, the same intervals under adaptive conformal inference (Gibbs & Candès
+2021), updated online through the test period from the days before each one; the deployed monitor runs it too.
 """
 
 from __future__ import annotations
@@ -13,8 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..evaluate.distribution import (apply_offsets, conformal_offsets, crps_comparison, garch_t_quantiles,
-                                     historical_quantiles, pit_histogram, score_quantiles, student_t_quantiles)
+from ..evaluate.distribution import (adaptive_conformal, apply_offsets, conformal_offsets, crps_comparison,
+                                     empirical_quantiles, ewma_normal_quantiles, garch_family_quantiles,
+                                     historical_quantiles, pinball_comparison, pit_histogram, score_quantiles,
+                                     student_t_quantiles)
 from ..evaluate.report import fmt, interval_text, verdict_text
 from ..evaluate.stats import verdict
 from ..train import predict_batches
@@ -57,10 +59,17 @@ def forecast_quantiles(model, data, role: str, split: str) -> tuple[np.ndarray, 
     return actual, q, rows
 
 
+BASELINE_NAMES = {"garch_t": "GARCH(1,1)-t", "gjr_garch_t": "GJR-GARCH(1,1)-t", "ewma_normal": "EWMA-normal (λ 0.94)",
+                  "empirical": "empirical quantiles (returns before the test cut)",
+                  "historical_simulation": f"historical simulation ({HS_WINDOW} days)"}
+
+
 def distribution_baselines(data, role: str, rows: pd.DataFrame, levels) -> dict[str, np.ndarray]:
-    """Quantile forecasts of each row's next-day return known at its date: GARCH(1,1)-t (fitted once on the
-    returns dated before the test cut, i.e. training and validation days) and historical simulation. Only for
-    a next-day return target (else {})."""
+    """Quantile forecasts of each row's next-day return from what is known at its date, the risk desk's
+    baselines: GARCH(1,1)-t and GJR-GARCH(1,1)-t (arch, refitted every 21 origins on the returns up to the
+    block's first origin: an expanding window, never a day they forecast), EWMA-normal (RiskMetrics λ 0.94),
+    the empirical quantiles of the returns before the test cut, and historical simulation. Only for a next-day
+    return target (else {})."""
     meta = data.meta
     if meta.target != "return" or meta.horizon != 1:
         return {}
@@ -68,7 +77,8 @@ def distribution_baselines(data, role: str, rows: pd.DataFrame, levels) -> dict[
     r = t["ret_close"].to_numpy(float)  # r[j]: the return realised on row j's date; row j's target is r[j + 1]
     ends = pd.Index(t["date"]).get_indexer(rows["date"])
     fit_end = int((t["date"] < pd.Timestamp(meta.cuts["test_start"])).sum())  # never a test-period return
-    out = {"garch_t": garch_t_quantiles(r, fit_end, ends, levels)}
+    out = {"garch_t": garch_family_quantiles(r, ends, levels), "gjr_garch_t": garch_family_quantiles(r, ends, levels, o=1),
+           "ewma_normal": ewma_normal_quantiles(r, ends, levels), "empirical": empirical_quantiles(r, fit_end, ends, levels)}
     if int(ends.min()) + 1 >= HS_WINDOW:
         out["historical_simulation"] = historical_quantiles(r, ends, levels, window=HS_WINDOW)
     return out
@@ -85,22 +95,32 @@ def evaluate_distribution(data, model, y: np.ndarray, rows: pd.DataFrame, *, hor
     if not np.array_equal(test_rows["date"].to_numpy(), rows["date"].to_numpy()):
         raise ValueError("the distribution forecasts are not on the point forecasts' test rows.")
     q = apply_offsets(q_raw, offsets, levels)
+    q_aci, aci_state = adaptive_conformal(q_raw, y, levels, q_val, y_val)  # online: row t sees y up to t - 1
     raw = score_quantiles(y, q_raw, levels)
+    keep = ("crps", "coverage", "width", "var_backtests")
+    aci = score_quantiles(y, q_aci, levels)
     block = {**score_quantiles(y, q, levels), "distribution": model.config.distribution, "levels": levels,
-             "uncalibrated": {k: raw[k] for k in ("crps", "coverage", "width", "var_backtests")},
+             "uncalibrated": {k: raw[k] for k in keep},
              "conformal": {"method": "split conformal (CQR, symmetric, one offset per central interval)",
                            "fitted_on": "validation", "n": len(y_val),
                            "start": str(val_rows["date"].min().date()), "end": str(val_rows["date"].max().date()),
-                           "offsets": offsets}}
+                           "offsets": offsets},
+             "aci": {**{k: aci[k] for k in keep}, "method": "adaptive conformal inference (Gibbs & Candès 2021), "
+                     "started from the validation scores, updated after each test day", "state": aci_state}}
     base_q = distribution_baselines(data, role, rows, levels)
     baselines = {name: score_quantiles(y, bq, levels) for name, bq in base_q.items()}
     comps = []
     for name, bq in base_q.items():
-        c = crps_comparison(y, q, bq, levels, a="model", b=name, horizon=horizon)
-        c["verdict"] = verdict(c, higher_is_better=False)
-        comps.append(c)
+        pairs = [crps_comparison(y, q, bq, levels, a="model", b=name, horizon=horizon)]
+        pairs += [pinball_comparison(y, q, bq, levels, tau, a="model", b=name, horizon=horizon)
+                  for tau in (0.01, 0.05) if round(tau, 9) in [round(float(t), 9) for t in levels]]
+        for c in pairs:
+            c["verdict"] = verdict(c, higher_is_better=False)
+        comps += pairs
     frames = {"pit": pd.DataFrame([{"forecast": name, **b} for name, qq in {"model": q, **base_q}.items()
-                                   for b in pit_histogram(y, qq, levels)])}
+                                   for b in pit_histogram(y, qq, levels)]),
+              "fan": pd.DataFrame({"date": rows["date"].to_numpy(), "actual": y,
+                                   **{f"q{t:g}": q[:, j] for j, t in enumerate(levels)}})}
     return block, baselines, comps, frames
 
 
@@ -117,8 +137,10 @@ def _row(s: dict) -> str:
 def distribution_report(m: dict) -> list[str]:
     """The report's distribution section (model beside its baselines), from metrics.json's blocks."""
     d = m["model"]
-    rows = {f"model ({d['distribution']}, conformal)": d, "model (before conformal)": d["uncalibrated"],
-            **m.get("distribution_baselines", {})}
+    rows = {f"model ({d['distribution']}, split conformal)": d, "model (adaptive conformal)": d.get("aci"),
+            "model (before conformal)": d["uncalibrated"],
+            **{BASELINE_NAMES.get(k, k): v for k, v in m.get("distribution_baselines", {}).items()}}
+    rows = {k: v for k, v in rows.items() if v}
     head = ("| forecast | CRPS | cov 50 % | cov 80 % | cov 90 % | cov 98 % | width 90 % | VaR 1 % rate (n) | Kupiec p | "
             "Chr. ind p | Chr. cc p | VaR 5 % rate (n) | Kupiec p | Chr. ind p | Chr. cc p |")
     lines = ["## Forecast distribution", "",
@@ -127,14 +149,25 @@ def distribution_report(m: dict) -> list[str]:
              f"{d['conformal']['end']}, {d['conformal']['n']} days). CRPS: scoringrules' quantile CRPS (2/K × the "
              "pinball losses summed over these levels, the same levels for every row). VaR backtests of the 1 % and "
              "5 % quantiles: Kupiec's proportion of failures, Christoffersen's independence and conditional "
-             "coverage (p-values; small = rejected). Baselines fitted on training + validation days only: "
-             "GARCH(1,1) with Student-t errors (arch; parameters fixed, filtered forward) and historical "
-             f"simulation ({HS_WINDOW} days)."), "", head, "|---" * 15 + "|"]
+             "coverage (p-values; small = rejected). Adaptive conformal: the same intervals widened online "
+             "(Gibbs & Candès, gamma 0.005), each test day's width from the days before it. Baselines, each from "
+             "the returns known at the forecast's date: GARCH(1,1)-t and GJR-GARCH(1,1)-t (arch, refitted every 21 "
+             "days on an expanding window), EWMA-normal (RiskMetrics), the empirical quantiles of the returns "
+             f"before the test cut, historical simulation ({HS_WINDOW} days)."), "", head, "|---" * 15 + "|"]
     lines += [f"| {name} | {_row(s)} |" for name, s in rows.items()]
-    comps = [c for c in m.get("comparisons", []) if c["metric"] == "crps"]
+    comps = {(c["b"], c["metric"]): c for c in m.get("comparisons", [])
+             if c["a"] == "model" and (c["metric"] == "crps" or c["metric"].startswith("pinball_"))}
     if comps:
-        lines += ["", "CRPS of the model minus each baseline (Diebold–Mariano, HAC, two-sided; negative favours the "
-                  "model): " + "; ".join(f"vs {c['b']} {fmt(c['diff'], 3)} {interval_text(c, 3)}, p "
-                                         f"{fmt(c['p_value'], 2)}, MDE {fmt(c['mde'], 2)}: **{verdict_text(c)}**"
-                                         for c in comps) + "."]
-    return lines + ["", "Plot: `plots/pit.png` (PIT histogram on the quantile grid; `plots/pit.csv`).", ""]
+        def cell(c):
+            return (f"{fmt(c['diff'], 3)} {interval_text(c, 3)}, p {fmt(c['p_value'], 2)}, MDE {fmt(c['mde'], 2)}: "
+                    f"**{verdict_text(c)}**") if c else "n/a"
+
+        lines += ["", "The model (split conformal) minus each baseline, Diebold–Mariano (HAC, two-sided; negative "
+                  "favours the model) on CRPS and on the pinball (tick) loss of each VaR quantile:", "",
+                  "| baseline | CRPS | VaR 1 % pinball | VaR 5 % pinball |", "|---|---|---|---|"]
+        for b in dict.fromkeys(k[0] for k in comps):
+            lines.append(f"| {BASELINE_NAMES.get(b, b)} | {cell(comps.get((b, 'crps')))} | "
+                         f"{cell(comps.get((b, 'pinball_0.01')))} | {cell(comps.get((b, 'pinball_0.05')))} |")
+    return lines + ["", "Plots: `plots/fan.png` (the test period's 50 % and 90 % intervals, realised returns, VaR "
+                    "exceedances marked; `plots/fan.csv`), `plots/pit.png` (PIT histogram on the quantile grid; "
+                    "`plots/pit.csv`).", ""]

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from ..data.window import StockBatches, StockWindows, load_entity_split, load_stock_split, scale_features
 from ..errors import ConfigError, DataError
+from ..evaluate.distribution import student_t_quantiles
 from ..models.config import ModelConfig
 from ..train import predict_batches
 from .base import (CaseData, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, fraction_cuts, iso,
@@ -163,7 +164,7 @@ def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame, naive=None) -> pd
     """The series kind's one scorer. One entity's rows of a windows table (unscaled features, target) -> per
     date: features, the model's forecast (scaled with the model's own scalers), the actual target, the naive
     benchmark's forecast (``naive(rows, meta) -> array``, e.g. ``SeriesCase.naive_forecast``; default 0: the random
-    walk of a return) and both squared errors."""
+    walk of a return) and both squared errors; a model with a distribution head adds its quantiles, q<level>."""
     rows = rows.sort_values("date").reset_index(drop=True)
     L = mmeta.lookback
     if len(rows) < L:
@@ -174,6 +175,12 @@ def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame, naive=None) -> pd
     pred = predict_batches(model, StockBatches(w, 1024)).reshape(-1) * ts["scale"] + ts["mean"]
     out = rows.iloc[ends][["date", *mmeta.features, "target"]].reset_index(drop=True)
     out["pred"] = pred
+    cfg = model.config
+    if cfg.distribution != "none":  # the head's quantiles on the target's scale, q<level> (for the coverage signal)
+        raw = predict_batches(model, StockBatches(w, 1024), distribution=True).reshape(len(ends), -1)
+        q = student_t_quantiles(raw, cfg.quantiles) if cfg.distribution == "student_t" else raw
+        for j, level in enumerate(cfg.quantiles):
+            out[f"q{level:g}"] = q[:, j] * ts["scale"] + ts["mean"]
     out["bench"] = np.zeros(len(out)) if naive is None else np.asarray(naive(rows, mmeta), dtype=float)[ends]
     out["loss"] = (out["pred"] - out["target"]) ** 2
     out["bench_loss"] = (out["bench"] - out["target"]) ** 2

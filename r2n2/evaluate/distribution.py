@@ -7,7 +7,9 @@ approximation 2/K sum_k pinball_k of Berrisch & Ziel 2023 on the forecast's own 
 compared on the same levels), GARCH(1,1)-t is ``arch``, the HAC standard error is statsmodels' (via
 :func:`r2n2.evaluate.stats.hac_mean`). Written here because no well-kept library ships them in this form: the
 CQR-style conformal adjustment (a few lines; mapie and crepes wrap their own regressors rather than adjust given
-quantiles), and the Kupiec / Christoffersen backtests (neither arch nor statsmodels has them).
+quantiles), adaptive conformal inference (Gibbs & Candès 2021: a few lines of online update; mapie's ACI needs its
+own estimator, not given quantiles), the EWMA-normal (RiskMetrics) recursion, and the Kupiec / Christoffersen
+backtests (neither arch nor statsmodels has them).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from scipy import stats as st
 from ..errors import DataError
 from .stats import _comparison, hac_mean, minimum_detectable_effect
 
-__all__ = ["apply_offsets", "christoffersen", "conformal_offsets", "coverage_table", "crps_comparison", "crps_quantile",
-           "garch_t_quantiles", "historical_quantiles", "interval_pairs", "kupiec_pof", "pinball_per_level",
-           "pit_histogram", "score_quantiles", "student_t_quantiles", "var_backtests"]
+__all__ = ["adaptive_conformal", "apply_offsets", "christoffersen", "empirical_quantiles", "ewma_normal_quantiles", "conformal_offsets", "coverage_table", "crps_comparison", "crps_quantile",
+           "garch_family_quantiles", "historical_quantiles", "interval_pairs", "kupiec_pof", "pinball_per_level",
+           "pinball_comparison", "pit_histogram", "score_quantiles", "student_t_quantiles", "var_backtests"]
 
 
 def _key(x: float) -> str:
@@ -68,6 +70,42 @@ def apply_offsets(q: np.ndarray, offsets: dict[str, float], levels) -> np.ndarra
             q[:, lo] -= d
             q[:, hi] += d
     return np.sort(q, axis=1)
+
+
+def _scores(q: np.ndarray, y: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    return np.maximum(q[:, lo] - y, y - q[:, hi])  # CQR conformity: > 0 outside the interval
+
+
+def adaptive_conformal(q: np.ndarray, y: np.ndarray, levels, q_cal: np.ndarray, y_cal: np.ndarray, *,
+                       gamma: float = 0.005) -> tuple[np.ndarray, dict]:
+    """Adaptive conformal inference (Gibbs & Candès 2021) of each central interval over a stream, in order:
+    the interval of row t is widened by the (1 - alpha_t) empirical quantile of the conformity scores known
+    before t (the calibration rows, then every earlier row of the stream), and alpha_{t+1} = alpha_t +
+    gamma (alpha - miss_t), so after a volatility break the misses push alpha_t down until the coverage is back.
+    alpha_t <= 0 takes the largest score known (the paper's whole line, kept finite so every score exists);
+    alpha_t >= 1 the smallest. Returns the adjusted (n, K) quantiles (rearranged, never crossing; row t uses
+    y only up to t - 1) and {nominal: {"alpha_end", "misses"}}."""
+    q, y = np.asarray(q, float), np.asarray(y, float).reshape(-1)
+    q_cal, y_cal = np.asarray(q_cal, float), np.asarray(y_cal, float).reshape(-1)
+    if len(y_cal) == 0:
+        raise DataError("adaptive conformal inference needs calibration rows (the validation period).")
+    out, state = q.copy(), {}
+    for lo, hi, cover in interval_pairs(levels):
+        target = 1 - cover
+        known = list(np.sort(_scores(q_cal, y_cal, lo, hi)))
+        stream = _scores(q, y, lo, hi)
+        alpha, misses = target, 0
+        for t in range(len(y)):
+            m = len(known)
+            k = min(m, max(1, math.ceil((m + 1) * (1 - alpha))))  # the finite-sample conformal rank
+            off = known[k - 1]
+            out[t, lo], out[t, hi] = q[t, lo] - off, q[t, hi] + off
+            miss = float(stream[t] > off)
+            misses += int(miss)
+            alpha += gamma * (target - miss)
+            known.insert(int(np.searchsorted(known, stream[t])), stream[t])
+        state[_key(cover)] = {"alpha_end": float(alpha), "misses": misses, "gamma": gamma}
+    return np.sort(out, axis=1), state
 
 
 def crps_quantile(y: np.ndarray, q: np.ndarray, levels) -> np.ndarray:
@@ -173,16 +211,34 @@ def crps_comparison(y, q_a, q_b, levels, *, a: str, b: str, horizon: int = 1, le
     standard error, the Harvey–Leybourne–Newbold factor, Student-t p-value, as
     :func:`r2n2.evaluate.stats.diebold_mariano` does for squared errors."""
     d = crps_quantile(y, q_a, levels) - crps_quantile(y, q_b, levels)  # (n,) loss differential
+    return _dm(d, a, b, "crps", horizon=horizon, level=level)
+
+
+def pinball_comparison(y, q_a, q_b, levels, tau: float, *, a: str, b: str, horizon: int = 1,
+                       level: float = 0.95) -> dict:
+    """Diebold–Mariano test of equal mean pinball loss at one level ``tau`` (a Value-at-Risk level's tick
+    loss: the consistent score of a quantile forecast), metric ``pinball_<tau>``."""
+    j = [round(float(t), 9) for t in levels].index(round(float(tau), 9))
+    y = np.asarray(y, float)
+
+    def tick(q):
+        u = y - np.asarray(q, float)[:, j]
+        return np.maximum(tau * u, (tau - 1) * u)
+
+    return _dm(tick(q_a) - tick(q_b), a, b, f"pinball_{_key(tau)}", horizon=horizon, level=level)
+
+
+def _dm(d: np.ndarray, a: str, b: str, metric: str, *, horizon: int, level: float) -> dict:
     n = len(d)
     h = hac_mean(d, horizon=horizon)
     if h["tstat"] is None:
-        return _comparison(a, b, "crps", h["mean"], h["mean"], h["mean"], 1.0 if h["mean"] == 0 else None,
+        return _comparison(a, b, metric, h["mean"], h["mean"], h["mean"], 1.0 if h["mean"] == 0 else None,
                            "diebold_mariano", mde=minimum_detectable_effect(h["se"]))
     harvey = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
     se = h["se"] / harvey
     t = h["mean"] / se
     q = st.t.ppf(0.5 + level / 2, df=n - 1)
-    return _comparison(a, b, "crps", h["mean"], h["mean"] - q * se, h["mean"] + q * se,
+    return _comparison(a, b, metric, h["mean"], h["mean"] - q * se, h["mean"] + q * se,
                        2 * st.t.sf(abs(t), df=n - 1), "diebold_mariano", mde=minimum_detectable_effect(se, df=n - 1))
 
 
@@ -192,21 +248,46 @@ def student_t_quantiles(params: np.ndarray, levels) -> np.ndarray:
     return st.t.ppf(np.asarray(levels, float)[None, :], df=p[:, 2:3], loc=p[:, 0:1], scale=p[:, 1:2])
 
 
-def garch_t_quantiles(returns: np.ndarray, fit_end: int, ends: np.ndarray, levels) -> np.ndarray:
-    """GARCH(1,1) with Student-t errors (arch) fitted once on ``returns[:fit_end]`` (training and validation
-    days), then run forward with those parameters: for each row t of ``ends`` the quantiles of returns[t + 1]
-    from returns up to t only."""
+def garch_family_quantiles(returns: np.ndarray, ends: np.ndarray, levels, *, o: int = 0,
+                           refit_every: int = 21) -> np.ndarray:
+    """GARCH(1,1) (``o=1``: GJR-GARCH(1,1,1)) with Student-t errors (arch), refitted on an expanding window every
+    ``refit_every`` forecast origins: the block of origins starting at t is forecast with parameters fitted on
+    returns[:t + 1] (known at t), filtered forward through the block. Row i: quantiles of returns[ends[i] + 1]."""
     from arch import arch_model
 
     r = np.asarray(returns, float) * 100  # percent returns: better conditioned optimisation
-    am = arch_model(r, mean="Constant", vol="GARCH", p=1, q=1, dist="t")
-    res = am.fit(last_obs=int(fit_end), disp="off")
-    start = int(min(ends))
-    fc = res.forecast(horizon=1, start=start, reindex=False)
-    rows = np.asarray(ends) - start
-    mu, sd = fc.mean.to_numpy()[rows, 0], np.sqrt(fc.variance.to_numpy()[rows, 0])
-    z = am.distribution.ppf(np.asarray(levels, float), res.params[["nu"]].to_numpy())  # unit-variance t quantiles
-    return (mu[:, None] + sd[:, None] * np.asarray(z)[None, :]) / 100
+    ends = np.asarray(ends)
+    am = arch_model(r, mean="Constant", vol="GARCH", p=1, o=o, q=1, dist="t")
+    out = np.empty((len(ends), len(levels)))
+    for b in range(0, len(ends), refit_every):
+        block = ends[b:b + refit_every]
+        res = am.fit(last_obs=int(block[0]) + 1, disp="off")
+        fc = res.forecast(horizon=1, start=int(block.min()), reindex=False)
+        rows = block - int(block.min())
+        mu, sd = fc.mean.to_numpy()[rows, 0], np.sqrt(fc.variance.to_numpy()[rows, 0])
+        z = np.asarray(am.distribution.ppf(np.asarray(levels, float), res.params[["nu"]].to_numpy()))
+        out[b:b + len(block)] = (mu[:, None] + sd[:, None] * z[None, :]) / 100
+    return out
+
+
+def ewma_normal_quantiles(returns: np.ndarray, ends: np.ndarray, levels, *, lam: float = 0.94) -> np.ndarray:
+    """RiskMetrics: zero mean, variance s2_{t+1} = lam s2_t + (1 - lam) r_t^2 (started at the mean of the first
+    30 squared returns), normal quantiles. Row i: quantiles of returns[ends[i] + 1] from returns up to ends[i]."""
+    r = np.nan_to_num(np.asarray(returns, float))
+    s2 = np.empty(len(r) + 1)
+    s2[0] = np.mean(r[:30] ** 2)
+    for t in range(len(r)):
+        s2[t + 1] = lam * s2[t] + (1 - lam) * r[t] ** 2
+    z = st.norm.ppf(np.asarray(levels, float))
+    return np.sqrt(s2[np.asarray(ends) + 1])[:, None] * z[None, :]
+
+
+def empirical_quantiles(returns: np.ndarray, fit_end: int, ends: np.ndarray, levels) -> np.ndarray:
+    """The same quantiles for every row: the empirical quantiles of returns[:fit_end] (the days before the test
+    cut), the unconditional forecast that ignores volatility clustering."""
+    r = np.asarray(returns, float)[:int(fit_end)]
+    q = np.quantile(r[np.isfinite(r)], np.asarray(levels, float))
+    return np.repeat(q[None, :], len(ends), axis=0)
 
 
 def historical_quantiles(returns: np.ndarray, ends: np.ndarray, levels, *, window: int = 250) -> np.ndarray:

@@ -10,7 +10,7 @@ import pandas as pd
 from ..io import write_text_atomic, write_with
 
 __all__ = ["save_figure", "write_csv", "plot_lines", "plot_forecast", "plot_cumulative", "plot_confusion",
-           "plot_learning_curves", "plot_pit"]
+           "plot_learning_curves", "plot_pit", "plot_fan"]
 
 
 def save_figure(fig, path: str | Path) -> Path:
@@ -106,4 +106,29 @@ def plot_pit(frame: pd.DataFrame, path, *, title: str) -> Path:
     ax.axhline(1, color="k", lw=0.7)
     ax.set(title=title, xlabel="forecast level (PIT)", ylabel="observed / expected share")
     ax.legend(loc="upper center")
+    return save_figure(fig, path)
+
+
+def plot_fan(frame: pd.DataFrame, path, *, title: str, ylabel: str = "next-day log return") -> Path:
+    """A fan chart of quantile forecasts (``frame``: date, actual, q<level> columns): the 90 % and 50 % central
+    intervals as bands, the realised values, and the days below the 1 % and 5 % quantiles (VaR exceedances)
+    marked; the legend sits below the axes, away from the data."""
+    fig, ax = _figure(11, 5)
+    d = pd.to_datetime(frame["date"])
+    y = frame["actual"].to_numpy(float)
+    for lo, hi, alpha, label in (("q0.05", "q0.95", 0.18, "90 % interval"), ("q0.25", "q0.75", 0.35, "50 % interval")):
+        if lo in frame and hi in frame:
+            ax.fill_between(d, frame[lo], frame[hi], color="C0", alpha=alpha, lw=0, label=label)
+    if "q0.5" in frame:
+        ax.plot(d, frame["q0.5"], color="C0", lw=0.8, label="median")
+    ax.plot(d, y, color="0.3", lw=0.5, label="realised")
+    for col, marker, color, label in (("q0.05", "v", "C1", "below the 5 % quantile (VaR 5 %)"),
+                                      ("q0.01", "v", "C3", "below the 1 % quantile (VaR 1 %)")):
+        if col in frame:
+            hit = y < frame[col].to_numpy(float)
+            ax.scatter(d[hit], y[hit], marker=marker, s=22, color=color, zorder=3,
+                       label=f"{label}: {int(hit.sum())} of {len(y)} days")
+    ax.axhline(0, color="k", lw=0.4)
+    ax.set(title=title, ylabel=ylabel)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False, fontsize=8)
     return save_figure(fig, path)

@@ -2,7 +2,8 @@
 training history (``r2n2.ops.drift``). The signals are data, declared by each case kind
 (``UseCase.monitor_frame`` -> a frame and its ``MonitorSignals``); this module only checks them:
 
-- series (stocks): the input features, the forecast, and the squared error as a ratio to the random walk's;
+- series (stocks): the input features, the forecast, and the squared error as a ratio to the random walk's; with a
+  distribution head also the coverage signal (``coverage_check``: VaR exceedances of the adaptive intervals);
 - text (sentiment): text length (words) and the share of words unseen in the training period, the predicted
   classes, and the error rate on texts whose labels have arrived;
 - cross-section (panel): the market's mean raw volatility and 20-day return, the dispersion of the scores, and
@@ -23,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..cases.base import MonitorSignals, UseCase, window_meta_of
@@ -130,14 +132,60 @@ def check_signals(frame: pd.DataFrame, mmeta, mcfg, signals: MonitorSignals, *, 
                       kinds=dict(signals.kinds) or None, n_classes=dict(signals.n_classes) or None,
                       bench=signals.bench, seed=seed, val_inputs=tuple(signals.val_inputs),
                       prediction_history=signals.prediction_history)
-    if signals.bench:
-        chart = cusum_check(frame, mmeta, time=signals.time, seed=seed)
-        out["signals"]["cusum"] = chart
+    charts = {"cusum": cusum_check(frame, mmeta, time=signals.time, seed=seed)} if signals.bench else {}
+    if any(c.startswith("q0.") for c in frame.columns):  # a distribution head: is its VaR still a VaR?
+        charts["coverage"] = coverage_check(frame, mmeta, time=signals.time)
+    for name, chart in charts.items():
+        out["signals"][name] = chart
         if chart["alarm"]:
             out["alarm"] = True
             out["reasons"] = [*out["reasons"], chart["reason"]]
             out["verdict"] = "ALARM: " + "; ".join(out["reasons"])
     return out
+
+
+def coverage_check(frame: pd.DataFrame, mmeta, *, time: str = "date", var_level: float = 0.05,
+                   arl0: float = 1000.0, gamma: float = 0.005) -> dict:
+    """The coverage signal of a model with a distribution head. Its central intervals are adapted online by
+    adaptive conformal inference (Gibbs & Candès 2021), started from the validation rows' conformity scores and
+    run over every row since the cut-off (what a deployment that adapts its intervals serves); the lower end of
+    the (1 - 2 var_level) interval is the ``var_level`` Value-at-Risk, and a Bernoulli CUSUM of its exceedances
+    (nominal ``var_level`` against double that, in-control ARL ``arl0`` days) alarms when even the adapted
+    quantile stops being one. The split-conformal (fixed) interval's coverage is reported beside it."""
+    from ..evaluate.distribution import adaptive_conformal, apply_offsets, conformal_offsets
+    from .sequential import bernoulli_cusum, bernoulli_path
+
+    cols = sorted((c for c in frame.columns if c.startswith("q0.")), key=lambda c: float(c[1:]))
+    levels = [float(c[1:]) for c in cols]
+    _, val, post = periods(frame, mmeta, time)
+    none = {"alarm": False, "statistic": None, "threshold": None, "n": int(len(post)), "reason": None,
+            "test": "bernoulli cusum of VaR exceedances"}
+    lower = [i for i, t in enumerate(levels) if abs(t - var_level) < 1e-9]
+    if not lower or not any(abs(t - (1 - var_level)) < 1e-9 for t in levels):
+        return {**none, "note": f"no chart: the head has no {var_level:g} and {1 - var_level:g} quantiles"}
+    if len(val) < 20:
+        return {**none, "note": f"no chart: {len(val)} validation rows to calibrate the intervals (needs 20)"}
+    y_val, q_val = val["target"].to_numpy(float), val[cols].to_numpy(float)
+    y, q = post["target"].to_numpy(float), post[cols].to_numpy(float)
+    if not len(y):
+        return {**none, "note": "no chart: no rows after the cut-off yet"}
+    q_aci, state = adaptive_conformal(q, y, levels, q_val, y_val, gamma=gamma)
+    q_fixed = apply_offsets(q, conformal_offsets(q_val, y_val, levels), levels)
+    hits = y < q_aci[:, lower[0]]
+    chart = bernoulli_cusum(var_level, min(2 * var_level, 0.5), arl0=arl0)
+    stat = float(bernoulli_path(hits, chart)[-1])
+    alarm = stat > chart["h"]
+    cover = f"{1 - 2 * var_level:g}"
+    j_lo, j_hi = lower[0], levels.index(min(levels, key=lambda t: abs(t - (1 - var_level))))
+    return {**none, "alarm": bool(alarm), "statistic": stat, "threshold": chart["h"], "arl0": arl0,
+            "var_level": var_level, "exceedances": int(hits.sum()), "rate": float(hits.mean()),
+            "rate_split_conformal": float(np.mean(y < q_fixed[:, lower[0]])),
+            f"coverage_{cover}_adaptive": float(np.mean((y >= q_aci[:, j_lo]) & (y <= q_aci[:, j_hi]))),
+            f"coverage_{cover}_split_conformal": float(np.mean((y >= q_fixed[:, j_lo]) & (y <= q_fixed[:, j_hi]))),
+            "aci_alpha_now": state[cover]["alpha_end"], "gamma": gamma,
+            "reason": (f"coverage: {int(hits.sum())} of {len(y)} days below the adaptive {var_level:.0%} VaR "
+                       f"(rate {hits.mean():.3f}); Bernoulli CUSUM {stat:.2f} > {chart['h']:.2f} (in-control ARL "
+                       f"{arl0:.0f} days)") if alarm else None}
 
 
 def cusum_check(frame: pd.DataFrame, mmeta, *, time: str = "date", seed: int = 0) -> dict:

@@ -54,12 +54,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 
-__all__ = ["Cusum", "CusumResult", "cusum_path", "fit_cusum", "scaled_differential"]
+__all__ = ["Cusum", "CusumResult", "bernoulli_cusum", "bernoulli_path", "cusum_path", "fit_cusum",
+           "scaled_differential"]
 
 MIN_REFERENCE = 60  # fewer validation steps hold too few blocks to bootstrap a dependent series
 _MAX_CELLS = 20_000_000  # n_boot x horizon simulated steps (8 bytes each, a few arrays): ~0.5 GB at worst
@@ -235,6 +237,44 @@ def _alarm_counts(z: np.ndarray, k: float, hs: np.ndarray) -> np.ndarray:
     return count
 
 
+def _threshold(z: np.ndarray, k: float, arl0: float) -> tuple[float, float]:
+    """(h, its simulated ARL): the smallest threshold on three nested grids whose pooled ARL over the simulated
+    in-control streams ``z`` (n, T), restarted after each alarm, is at least ``arl0``."""
+    steps = z.size
+    lo, hi = 0.0, float(cusum_path(z, k).max())  # at hi no simulated chart alarms
+    for _ in range(3):  # three grids of 24 thresholds, each inside the bracket the last one found
+        hs = np.linspace(lo, hi, 26)[1:-1]
+        arls = steps / np.maximum(_alarm_counts(z, k, hs).sum(1), 1e-300)  # ARL(h) grows with h
+        ok = np.flatnonzero(arls >= arl0)
+        if ok.size:
+            hi = float(hs[ok[0]])
+        lo = float(hs[ok[0] - 1]) if ok.size and ok[0] > 0 else (lo if ok.size else float(hs[-1]))
+    alarms = float(_alarm_counts(z, k, np.array([hi])).sum())
+    return hi, (steps / alarms if alarms else float(steps))  # no alarm in the simulation: at least this long
+
+
+@lru_cache(maxsize=16)
+def bernoulli_cusum(p0: float, p1: float, *, arl0: float = 1000.0, n_boot: int = 2000, seed: int = 0) -> dict:
+    """A Bernoulli CUSUM (Reynolds & Stoumbos 1999) for a rate of events rising from ``p0`` to ``p1``, e.g.
+    Value-at-Risk exceedances at a 5 % level doubling: the log-likelihood ratio increments log(p1 / p0) on an
+    event and log((1 - p1) / (1 - p0)) otherwise, S_t = max(0, S_{t-1} + increment), alarm when S_t > h. ``h``
+    is calibrated like ``fit_cusum``'s, on ``n_boot`` simulated in-control streams of 3 x arl0 iid Bernoulli(p0)
+    events (exact here: the in-control law is known). Returns {"p0", "p1", "h", "arl", "up", "down", "arl0"}."""
+    if not (0 < p0 < p1 < 1):
+        raise ConfigError(f"a Bernoulli CUSUM needs 0 < p0 < p1 < 1, got p0={p0!r}, p1={p1!r}.")
+    up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
+    rng = np.random.default_rng(seed)
+    z = np.where(rng.random((n_boot, int(3 * arl0))) < p0, up, down)
+    h, arl = _threshold(z, 0.0, arl0)
+    return {"p0": p0, "p1": p1, "h": h, "arl": arl, "up": up, "down": down, "arl0": float(arl0)}
+
+
+def bernoulli_path(events, chart: dict) -> np.ndarray:
+    """The Bernoulli CUSUM statistic after each event of a 0/1 stream (no restart)."""
+    e = np.asarray(events, bool).reshape(-1)
+    return cusum_path(np.where(e, chart["up"], chart["down"])[None, :], 0.0)[0] if len(e) else np.zeros(0)
+
+
 def fit_cusum(reference_diff, *, arl0: float = 1000.0, k: float = 0.5, clip: float = 3.0, n_boot: int = 400,
               horizon: int | None = None, seed: int = 0, estimation_error: bool = True) -> Cusum:
     """Fit the chart on the reference (validation-period) loss differential and calibrate h for ``arl0``.
@@ -267,16 +307,6 @@ def fit_cusum(reference_diff, *, arl0: float = 1000.0, k: float = 0.5, clip: flo
     block = _block_length(d)
     z = _simulate_streams(d, block=block, n_boot=n_boot, horizon=horizon, seed=seed,
                           estimation_error=estimation_error, clip=float(clip))
-    steps = n_boot * horizon
-    lo, hi = 0.0, float(cusum_path(z, k).max())  # at hi no simulated chart alarms
-    for _ in range(3):  # three grids of 24 thresholds, each inside the bracket the last one found
-        hs = np.linspace(lo, hi, 26)[1:-1]
-        arls = steps / np.maximum(_alarm_counts(z, k, hs).sum(1), 1e-300)  # ARL(h) grows with h
-        ok = np.flatnonzero(arls >= arl0)
-        if ok.size:
-            hi = float(hs[ok[0]])
-        lo = float(hs[ok[0] - 1]) if ok.size and ok[0] > 0 else (lo if ok.size else float(hs[-1]))
-    alarms = float(_alarm_counts(z, k, np.array([hi])).sum())
-    arl = steps / alarms if alarms else float(steps)  # no alarm in the simulation: at least this long
+    hi, arl = _threshold(z, k, arl0)
     return Cusum(mean=float(d.mean()), scale=scale, k=float(k), clip=float(clip), h=float(hi), arl0=float(arl0), arl=arl,
                  block=block, n_ref=int(len(d)), n_boot=n_boot, horizon=horizon, seed=seed)

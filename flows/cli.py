@@ -135,6 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
     p.add_argument("case", choices=cases)
     _common(p)
+    p = sub.add_parser("seeds", help="train, baselines, finetune, evaluate with --n seeds on the pipeline's windows, "
+                                     "in a scratch folder -> data/seeds/<case>/metrics.json, report.md")
+    p.add_argument("case", choices=cases)
+    p.add_argument("--n", type=int, default=5, help="seeds: train.seed, +1, ... (default 5)")
+    _common(p)
     p = sub.add_parser("champion", help="the champion's versions: history, or roll back to one")
     p.add_argument("action", choices=("history", "rollback"))
     p.add_argument("case", choices=cases)
@@ -160,6 +165,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true")
     p.add_argument("--tune", nargs="+", metavar="CASE", choices=cases,
                    help="add tune@CASE to data/tuning/dvc.yaml (run it: dvc repro data/tuning/dvc.yaml:tune@CASE)")
+    p.add_argument("--seeds", nargs="+", metavar="CASE", choices=cases,
+                   help="add seeds@CASE to data/seeds/dvc.yaml (run it: dvc repro data/seeds/dvc.yaml:seeds@CASE)")
     _common(p)
     return ap
 
@@ -358,10 +365,23 @@ def _tune(args, params) -> str:
     return f"best {args.case} trial: {best}"
 
 
-def _dvc_yaml(args, params) -> str:
-    from .dvcgen import add_tune, check_or_write
+def _seeds(args, params) -> str:
+    from r2n2.errors import ConfigError
 
-    return add_tune(params, args.tune) if args.tune else check_or_write(params, check=args.check)
+    from .seeds import run_seeds
+
+    if args.n < 2:
+        raise ConfigError(f"--n must be at least 2 seeds (an across-seed spread needs two), got {args.n}.")
+    return run_seeds(args.case, params.case(args.case), n=args.n, log=_log(args.case, "seeds"))
+
+
+def _dvc_yaml(args, params) -> str:
+    from .dvcgen import add_opt_in, check_or_write
+
+    if args.tune or args.seeds:
+        return "\n".join(add_opt_in(params, kind, names) for kind, names in (("tune", args.tune), ("seeds", args.seeds))
+                         if names)
+    return check_or_write(params, check=args.check)
 
 
 # The subcommands: those that run before params.yaml is read, then those handed the parsed params (every stage
@@ -369,7 +389,8 @@ def _dvc_yaml(args, params) -> str:
 EARLY = {"ui": _ui, "retrain": _retrain}
 COMMANDS = {"pipeline": _pipeline, "predict": _predict, "monitor": _monitor, "replay": _replay, "serve": _serve,
             "deploy": _deploy, "tune": _tune, "headline": lambda args, params: _headline(args.case, params),
-            "verify": _verify, "champion": lambda args, params: _champion(args), "dvc-yaml": _dvc_yaml}
+            "verify": _verify, "champion": lambda args, params: _champion(args), "dvc-yaml": _dvc_yaml,
+            "seeds": _seeds}
 
 
 def dispatch(args) -> str | tuple[str, int]:

@@ -4,7 +4,9 @@ fails when the committed file differs.
 
 The Optuna search is opt-in: `r2n2 dvc-yaml --tune <case>...` adds ``tune@<case>`` to ``data/tuning/dvc.yaml``
 (`dvc repro data/tuning/dvc.yaml:tune@<case>` runs it). A fresh clone has no such file, so `dvc status` after
-`make run` lists only the pipeline's stages; a study that was asked for is tracked like any other stage."""
+`make run` lists only the pipeline's stages; a study that was asked for is tracked like any other stage. The
+multi-seed evaluation is opt-in the same way (`--seeds <case>...`, data/seeds/dvc.yaml, ``seeds@<case>``); its
+stages were run and their outputs and lock are committed."""
 
 from __future__ import annotations
 
@@ -56,37 +58,57 @@ def render(case_names: list[str]) -> str:
 
 
 TUNE_FILE = Path("data") / "tuning" / "dvc.yaml"
-TUNE_HEADER = ("# Written by `r2n2 dvc-yaml --tune <case>...`: the Optuna searches that were asked for (a plain `dvc repro`\n"
-               "# never runs them). Run one by name:  dvc repro data/tuning/dvc.yaml:tune@<case>\n")
+SEEDS_FILE = Path("data") / "seeds" / "dvc.yaml"
+OPT_IN_HEADER = ("# Written by `r2n2 dvc-yaml --{kind} <case>...`: stages that were asked for (a plain `dvc repro` never\n"
+                 "# runs them). Run one by name:  dvc repro {path}:{kind}@<case>\n")
+
+
+def _opt_in_stage(kind: str) -> dict:
+    if kind == "tune":
+        return {"wdir": "../..", "cmd": "r2n2 tune ${item}",
+                "deps": [*source_paths(closure(["flows.tune"])), "data/windows/${item}"],
+                "params": ["tune", "${item}.model", "${item}.train"],
+                "outs": [{"data/tuning/${item}-best.yaml": {"cache": False}},
+                         {"data/tuning/${item}.db": {"persist": True, "cache": False}}]}
+    return {"wdir": "../..", "cmd": "r2n2 seeds ${item}",
+            "deps": [*source_paths(closure(["flows.seeds"])), "data/windows/${item}"],
+            "params": ["${item}.model", "${item}.train", "${item}.finetune", "${item}.evaluate"],
+            "outs": [{"data/seeds/${item}/report.md": {"cache": False}}],
+            "metrics": [{"data/seeds/${item}/metrics.json": {"cache": False}}]}
+
+
+def opt_in_cases(path: Path, kind: str) -> list[str]:
+    """The cases whose ``kind`` stage ``path`` holds (none when it does not exist)."""
+    if not path.is_file():
+        return []
+    return list(yaml.safe_load(path.read_text())["stages"][kind]["foreach"])
 
 
 def tune_cases(path: Path = TUNE_FILE) -> list[str]:
-    """The cases whose tune stage ``path`` holds (none when it does not exist)."""
-    if not path.is_file():
-        return []
-    return list(yaml.safe_load(path.read_text())["stages"]["tune"]["foreach"])
+    return opt_in_cases(path, "tune")
 
 
-def render_tune(case_names: list[str]) -> str:
-    do = {"wdir": "../..", "cmd": "r2n2 tune ${item}",
-          "deps": [*source_paths(closure(["flows.tune"])), "data/windows/${item}"],
-          "params": ["tune", "${item}.model", "${item}.train"],
-          "outs": [{"data/tuning/${item}-best.yaml": {"cache": False}},
-                   {"data/tuning/${item}.db": {"persist": True, "cache": False}}]}
-    return TUNE_HEADER + yaml.safe_dump({"stages": {"tune": {"foreach": case_names, "do": do}}}, sort_keys=False,
-                                        width=120)
+def render_opt_in(kind: str, case_names: list[str], path: Path) -> str:
+    body = {"stages": {kind: {"foreach": case_names, "do": _opt_in_stage(kind)}}}
+    return OPT_IN_HEADER.format(kind=kind, path=path.as_posix()) + yaml.safe_dump(body, sort_keys=False, width=120)
 
 
-def add_tune(params, case_names: list[str], path: Path = TUNE_FILE) -> str:
+def add_opt_in(params, kind: str, case_names: list[str], path: Path | None = None) -> str:
+    """Add ``kind@<case>`` (kind: tune | seeds) for each case to its stage file, keeping those already there."""
+    path = path or {"tune": TUNE_FILE, "seeds": SEEDS_FILE}[kind]
     unknown = sorted(set(case_names) - set(params.cases))
     if unknown:
         raise ConfigError(f"no case {', '.join(unknown)} in params.yaml; the cases are {', '.join(params.cases)}.")
-    have = tune_cases(path)
+    have = opt_in_cases(path, kind)
     names = have + [c for c in case_names if c not in have]
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(render_tune(names), path)
-    return (f"wrote {path}: tune@{', tune@'.join(names)}; run one with "
-            f"`dvc repro {path.as_posix()}:tune@{case_names[0]}`")
+    write_text_atomic(render_opt_in(kind, names, path), path)
+    return (f"wrote {path}: {kind}@{f', {kind}@'.join(names)}; run one with "
+            f"`dvc repro {path.as_posix()}:{kind}@{case_names[0]}`")
+
+
+def add_tune(params, case_names: list[str], path: Path = TUNE_FILE) -> str:
+    return add_opt_in(params, "tune", case_names, path)
 
 
 def check_or_write(params, *, check: bool, path: str | Path = "dvc.yaml") -> str:

@@ -170,8 +170,8 @@ def test_dvc_yaml_is_generated_from_the_stage_table():
 
 def test_tune_stages_are_opt_in_and_reachable_by_name(tmp_path):
     """A fresh clone holds no tune stage (so `dvc status` after `make run` is clean); `r2n2 dvc-yaml --tune`
-    adds them, keeps those already asked for, and DVC finds each by name."""
-    from flows.dvcgen import TUNE_FILE, add_tune, tune_cases
+    adds them, keeps those already asked for, and DVC finds each by name; the seeds stages likewise."""
+    from flows.dvcgen import SEEDS_FILE, TUNE_FILE, add_opt_in, add_tune, tune_cases
 
     assert not (ROOT / TUNE_FILE).exists()
     params = load_params(ROOT / "params.yaml")
@@ -185,8 +185,11 @@ def test_tune_stages_are_opt_in_and_reachable_by_name(tmp_path):
     (project / "data/tuning").mkdir(parents=True)
     (project / "params.yaml").write_text((ROOT / "params.yaml").read_text())
     (project / TUNE_FILE).write_text(path.read_text())
+    (project / SEEDS_FILE).parent.mkdir(parents=True)
+    add_opt_in(params, "seeds", ["stocks"], project / SEEDS_FILE)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=project, check=True)
     listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--all"], cwd=project, check=True,
                             capture_output=True, text=True).stdout
     assert "data/tuning/dvc.yaml:tune@sentiment" in listed and "data/tuning/dvc.yaml:tune@panel" in listed
+    assert "data/seeds/dvc.yaml:seeds@stocks" in listed

@@ -263,3 +263,22 @@ def test_ablations_toggle_only_their_module():
         for ablation, diff in expected.items():
             other = dataclasses.asdict(get_case(name).neural_baselines(cfg)[ablation])
             assert {k for k in main_cfg if main_cfg[k] != other[k]} == diff, (name, ablation)
+
+
+@pytest.mark.slow
+def test_seeds_command_writes_its_own_report_and_leaves_the_pipeline_outputs(project, capsys):
+    """`r2n2 seeds` trains and evaluates N seeds on the pipeline's windows in a scratch folder: its report has
+    the across-seed table, the pipeline's own single-seed outputs keep their bytes, and no scratch folder stays."""
+    from flows.cli import main
+
+    two_entities().to_csv("prices.csv", index=False)
+    stages(capsys, "stocks", SMALL, ["ingest", "validate", "window", "train", "baselines", "finetune", "evaluate"])
+    before = {p: p.read_bytes() for p in Path("data").rglob("*") if p.is_file() and "logs" not in p.parts}
+    assert main(["seeds", "stocks", "--n", "2", *SMALL]) == 0, capsys.readouterr().err
+    assert "stocks: 2 seeds evaluated -> data/seeds/stocks/metrics.json, report.md" in capsys.readouterr().out
+    m = json.loads(Path("data/seeds/stocks/metrics.json").read_text())
+    assert m["seeds"]["model"]["rmse"]["n"] == 2 and m["seeds"]["model"]["rmse"]["sd"] is not None
+    assert not Path("data/seeds/stocks/work").exists()
+    assert {p: p.read_bytes() for p in before} == before
+    assert main(["seeds", "stocks", "--n", "1", *SMALL]) == 2
+    assert "--n must be at least 2 seeds (an across-seed spread needs two), got 1." in capsys.readouterr().err

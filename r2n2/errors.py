@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["R2N2Error", "ConfigError", "DataError", "ValidationFailed", "CheckpointError", "truncate"]
+__all__ = ["R2N2Error", "ConfigError", "DataError", "DiskFull", "ValidationFailed", "CheckpointError", "truncate"]
 
 
 class R2N2Error(Exception):
@@ -26,6 +26,11 @@ class ValidationFailed(R2N2Error):
 
     def __reduce__(self):  # picklable (Prefect may persist a failed run's exception)
         return (type(self), (str(self), self.result))
+
+
+class DiskFull(R2N2Error, OSError):
+    """The file system ran out of space (or quota) while an output was written; that output kept its previous
+    version (every write goes to a temporary file that is renamed into place only when complete)."""
 
 
 class CheckpointError(R2N2Error, ValueError):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_parquet_atomic",
+__all__ = ["atomic_path", "keep_previous", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_parquet_atomic",
            "json_default", "write_with"]
 
 
@@ -28,17 +29,47 @@ def _umask() -> int:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``path``; on normal exit it is renamed onto ``path``, on error removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _disk_full(exc, path) or exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        full = _disk_full(exc, path)
+        if full is not None:
+            raise full from exc
         raise
+
+
+def _disk_full(exc: BaseException, path: Path):
+    """A ``DiskFull`` paragraph for an out-of-space error (also one a library wrapped, e.g. pyarrow's or torch's
+    RuntimeError naming errno 28), else None."""
+    import errno
+    import shutil
+
+    from .errors import DiskFull
+
+    if isinstance(exc, DiskFull):
+        return None
+    text = str(exc)
+    if not ((isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT))
+            or "No space left on device" in text or "error code: 28" in text or "errno 28" in text.lower()):
+        return None
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 1e6:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFull(f"disk full: writing {path} failed because its file system has no space left ({free}). "
+                    f"The previous {path.name} was kept (outputs are written to a temporary file and renamed into "
+                    "place only when complete), so earlier results are intact. Free space on that file system, "
+                    "then rerun the same command.")
 
 
 def write_bytes_atomic(data: bytes, path: str | Path) -> Path:
@@ -84,3 +115,73 @@ def write_with(writer: Callable[[Path], Any], path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+def _backup_of(path: Path) -> Path:
+    return path.with_name(f".{path.name}.r2n2-prev")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _restore(path: Path) -> None:
+    """Put the backup of ``path`` back in its place (what a run that failed or was killed leaves to undo)."""
+    backup = _backup_of(path)
+    if backup.exists():
+        _remove(path)
+        os.replace(backup, path)
+
+
+def _link_copy(src: Path, dst: Path) -> None:
+    """Hard links of ``src`` (a file or a tree) at ``dst``: no bytes copied, so it works on a nearly full disk;
+    a file system without hard links gets a copy. Writes are renames, so the links keep the old contents."""
+    def link(a, b):
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    if src.is_dir():
+        shutil.copytree(src, dst, copy_function=link)
+    else:
+        link(src, dst)
+
+
+@contextmanager
+def keep_previous(paths, *, keep_on: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """A stage's outputs as one unit: if the block raises (a bug, a full disk, Ctrl-C), every path in ``paths``
+    is put back as it was before (or removed if it did not exist), so a failed run never leaves a mix of new and
+    old files; ``keep_on`` exceptions keep what the block wrote (e.g. a validation failure's own report). A
+    backup left by a killed run (``.<name>.r2n2-prev`` beside the output) is restored before the block starts."""
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        _restore(p)
+    made = []
+    try:
+        for p in paths:
+            if p.exists():
+                _link_copy(p, _backup_of(p))
+                made.append(p)
+    except OSError as exc:
+        for p in made:
+            _remove(_backup_of(p))
+        raise _disk_full(exc, paths[0]) or exc
+    try:
+        yield
+    except BaseException as exc:
+        if isinstance(exc, keep_on):
+            for p in made:
+                _remove(_backup_of(p))
+            raise
+        for p in paths:
+            if p in made:
+                _restore(p)
+            elif p.exists():
+                _remove(p)
+        raise
+    for p in made:
+        _remove(_backup_of(p))

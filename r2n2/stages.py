@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 from .cases.base import CaseData, Log, UseCase
 from .checkpoint import load_checkpoint, save_checkpoint
-from .errors import DataError
-from .io import write_json_atomic, write_parquet_atomic
+from .errors import DataError, ValidationFailed
+from .io import keep_previous, write_json_atomic, write_parquet_atomic
 from .models.config import ModelConfig
 from .models.core import RelationalRNN, build_model
 from .paths import CasePaths
@@ -299,6 +299,10 @@ def run_stage(name: str, case: UseCase, cfg, root: str | Path = ".", *, log: Log
     """Run one stage of one case (the case object: ``r2n2.registry.run_stage`` takes its name); returns its
     one-line summary."""
     t0 = time.perf_counter()
-    msg = stage(name).run(case, cfg, CasePaths(case.name, Path(root)), log or _quiet)
+    st, paths = stage(name), CasePaths(case.name, Path(root))
+    declared = [*st.outs(paths), *st.uncached(paths), *st.metrics(paths)]
+    # a failed stage puts its previous outputs back (a failed validation keeps its own report)
+    with keep_previous(declared if is_main_process() else [], keep_on=(ValidationFailed,)):
+        msg = st.run(case, cfg, paths, log or _quiet)
     (log or _quiet)(f"{name} {case.name} took {time.perf_counter() - t0:.1f} s")
     return msg

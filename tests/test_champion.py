@@ -165,3 +165,78 @@ def test_predict_reads_a_complete_champion_while_promotions_race_it(tmp_path):
     assert promoter.wait() == 0, promoter.stderr.read()
     assert reads >= 200 and min(seen.values()) > 0, seen  # both versions were read while they raced
     assert len(history(paths)) == 200
+
+
+@pytest.fixture
+def full_disk(project):
+    """``project/data`` on its own 32 MB tmpfs (a real file system that really fills up); yields a function that
+    fills it to the last byte and returns a function that frees it again. Needs root (mount)."""
+    import os
+    import subprocess
+
+    data = project / "data"
+    data.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(data)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs needs root (CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    filler = data / "filler"
+
+    def fill():
+        with open(filler, "wb", buffering=0) as fh:  # unbuffered: nothing is left to flush at close
+            for size in (1 << 16, 4096, 512, 1):  # big blocks, then down to the last byte
+                try:
+                    while True:
+                        fh.write(b"\0" * size)
+                except OSError:
+                    pass
+        return lambda: filler.unlink()
+
+    try:
+        yield fill
+    finally:
+        os.chdir(project.parent)
+        subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+def test_a_full_disk_during_training_and_promotion_keeps_every_previous_output(project, full_disk, capsys):
+    """A real ENOSPC (a tmpfs filled to the last byte): retraining exits 2 with one "disk full" paragraph and the
+    previous model directory unchanged; a promotion raises the same and leaves the champion, its versions and its
+    history as they were; once space is freed the same promotion completes."""
+    import errno
+
+    from r2n2.errors import DiskFull
+
+    case = get_case("stocks")
+    values = {**case.example(project), "promotion.tolerance": 10.0, "promotion.benchmark_tolerance": 10.0}
+    cfg = with_values(case.config_cls(), {**values, "data.until": "2016-09-30"})
+    for stage in ("ingest", "validate", "window", "train"):
+        run_stage(stage, "stocks", cfg, project)
+    first = promote_if_not_worse(case, cfg, project)
+    assert first["promoted"]
+    rolling = with_values(case.config_cls(), {**values, "window.cuts": "rolling", "train.seed": 1})
+    for stage in ("ingest", "validate", "window", "train"):
+        run_stage(stage, "stocks", rolling, project)
+    data = project / "data"
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+
+    free = full_disk()
+    sets = [a for k, v in {**values, "window.cuts": "rolling", "train.seed": 2}.items()
+            for a in ("--set", f"stocks.{k}={'null' if v is None else v}")]
+    capsys.readouterr()
+    assert main(["train", "stocks", *sets]) == 2
+    stderr = capsys.readouterr().err
+    err = stderr.strip().splitlines()[-1]  # after the progress lines, the one paragraph
+    assert err.startswith("r2n2 train: disk full: writing ") and "Traceback" not in stderr
+    assert "The previous" in err and "was kept" in err and len(err) < 700, err
+    with pytest.raises(DiskFull, match="disk full: writing .*no space left") as caught:
+        promote_if_not_worse(case, rolling, project)
+    assert caught.value.errno is None or caught.value.errno == errno.ENOSPC
+    after = {p: p.read_bytes() for p in data.rglob("*") if p.is_file() and p.name != "filler"}
+    assert after == before  # the model, the champion, its versions and history: every byte as before
+    assert not [p for p in data.rglob("*") if p.name.endswith((".tmp", ".r2n2-prev"))]
+
+    free()
+    second = promote_if_not_worse(case, rolling, project)
+    assert second["promoted"] and second["version"] != first["version"]
+    assert [e["version"] for e in history(CasePaths("stocks", project))] == [first["version"], second["version"]]

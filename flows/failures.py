@@ -12,6 +12,11 @@ terminal and to the run's logs in the UI. Two mechanisms, both switched on by `e
   records whose exception is an R2N2Error. The task run's message is Prefect's "Task run encountered an
   exception DataError: <paragraph>".
 
+A Prefect API that stops answering mid-run (the server was killed, the network went) is expected too: the run
+cannot record its states, so the CLI ends it with one paragraph (``ApiLost``, exit 2) instead of Prefect's
+connection tracebacks, logs the lost events once instead of once per event, and leaves without waiting for
+Prefect's event queue to drain into a server that is gone (minutes of retries otherwise).
+
 Anything else (a bug) raises as before and keeps its traceback. `hold_retrain_lock` needs only filelock, so the
 CLI can take it before Prefect is even imported (`import r2n2.errors` still imports torch through
 r2n2/__init__.py until that package import is made lazy).
@@ -30,7 +35,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from r2n2.errors import R2N2Error
 
-__all__ = ["RetrainBusy", "expected_failures", "hide_expected_tracebacks", "hold_retrain_lock", "run_flow_cli"]
+__all__ = ["ApiLost", "RetrainBusy", "api_lost", "expected_failures", "hide_expected_tracebacks", "hold_retrain_lock",
+           "run_flow_cli"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 # The engines log a run's exception on these (the adapters from prefect.logging.loggers).
@@ -41,13 +47,61 @@ class RetrainBusy(R2N2Error):
     """Another retrain holds the workspace lock; this one did nothing (exit 2)."""
 
 
+class ApiLost(R2N2Error):
+    """The Prefect API stopped answering during a run (exit 2); finished stages kept their outputs."""
+
+
+def _transport_error(exc: BaseException | None) -> BaseException | None:
+    """The httpx / httpcore connection error in ``exc``'s chain (cause or context), if any."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__module__.split(".")[0] in ("httpx", "httpcore") and \
+                any(c.__name__ in ("TransportError", "NetworkError", "ConnectError") for c in type(exc).__mro__):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def api_lost(exc: BaseException | None) -> ApiLost | None:
+    """An ApiLost paragraph when ``exc`` (or its cause) is a lost connection to the Prefect API, else None."""
+    cause = _transport_error(exc)
+    if cause is None:
+        return None
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value() or "its temporary server"
+    return ApiLost(f"the Prefect API at {url} stopped answering during the run ({type(cause).__name__}: "
+                   f"{str(cause)[:120]}), so the run could not record its states and was stopped. Stages that "
+                   "finished kept their outputs (each is written whole or not at all) and a stage cut short left "
+                   "its previous outputs; start the server again (`r2n2 ui` in another terminal, or unset "
+                   "PREFECT_API_URL for a temporary one) and rerun the same command.")
+
+
 class _DropExpectedTraceback(logging.Filter):
-    """Keep the record, drop its traceback when the exception is an expected R2N2Error."""
+    """Keep the record, drop its traceback when the exception is an expected R2N2Error or a lost API."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], R2N2Error):
+        if record.exc_info and (isinstance(record.exc_info[1], R2N2Error) or _transport_error(record.exc_info[1])):
             record.exc_info = None
             record.exc_text = None
+        return True
+
+
+class _OnceWhenApiLost(logging.Filter):
+    """Prefect logs every event it cannot send with the whole event and its traceback; say it once, briefly."""
+
+    said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "failed to process item Event(" not in text and "Unable to connect to 'ws" not in text:
+            return True
+        if _OnceWhenApiLost.said:
+            return False
+        _OnceWhenApiLost.said = True
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            "the Prefect API is not answering: this run's events (task states) are not reaching it", (), None, None)
         return True
 
 
@@ -60,6 +114,10 @@ def hide_expected_tracebacks() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropExpectedTraceback) for f in logger.filters):
             logger.addFilter(_DropExpectedTraceback())
+    for name in ("prefect._internal.concurrency", "prefect.events.clients"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OnceWhenApiLost) for f in logger.filters):
+            logger.addFilter(_OnceWhenApiLost())
 
 
 def _as_failed_state(fn: Callable[..., Any], exc: R2N2Error):
@@ -132,12 +190,21 @@ def run_flow_cli(flow_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """
     from .startup import run_with_prefect_startup
 
-    state = run_with_prefect_startup(flow_fn, *args, return_state=True, **kwargs)
+    try:
+        state = run_with_prefect_startup(flow_fn, *args, return_state=True, **kwargs)
+    except Exception as exc:
+        lost = api_lost(exc)
+        if lost is not None:
+            raise lost from None
+        raise
     if state.is_failed():
         exc = state.result(raise_on_failure=False)
         if isinstance(exc, R2N2Error):
             # The traceback accumulated inside Prefect's engine is noise for an expected failure.
             raise exc.with_traceback(None)
+        lost = api_lost(exc) if isinstance(exc, BaseException) else None
+        if lost is not None:
+            raise lost from None
     return state.result()
 
 

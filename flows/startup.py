@@ -10,7 +10,7 @@ migrations) can take longer than that.
 `run_with_prefect_startup` runs a flow call so that:
 
 - the timeout is STARTUP_TIMEOUT_S unless the user set it (environment, profile, prefect.toml, .env: anything
-  Prefect counts as set);
+  Prefect counts as set), and the client retries a request CLIENT_MAX_RETRIES times unless the user set that;
 - on that RuntimeError it stops the half-started server (Prefect leaves its process running, and a second
   start would reuse its port), prints one notice line and runs the call once more;
 - on a second one it raises PrefectStartupError, an R2N2Error: the CLI prints its paragraph and exits 2.
@@ -35,6 +35,9 @@ __all__ = ["STARTUP_TIMEOUT_S", "PrefectStartupError", "is_startup_timeout", "ru
 
 T = TypeVar("T")
 STARTUP_TIMEOUT_S = 90  # measured (docs/operations.md): 3-7 s idle, 32 s with three busy loops on one core
+# Prefect retries a request to an unreachable API 5 times with exponential backoff (~60 s each request; a
+# pipeline whose server was killed took 3 min to end). Two retries (~6 s) ride out a blip and end a dead run.
+CLIENT_MAX_RETRIES = 2
 ENV_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 _PREFECT_MESSAGE = "Timed out while attempting to connect to ephemeral Prefect API server"
 
@@ -61,13 +64,17 @@ def startup_timeout() -> Iterator[int]:
 
     Yields the timeout in effect (seconds).
     """
-    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+    from prefect.settings import (PREFECT_CLIENT_MAX_RETRIES, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS,
+                                  get_current_settings, temporary_settings)
 
-    if _user_set_timeout():
-        yield PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value()
-        return
-    with temporary_settings(updates={PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: STARTUP_TIMEOUT_S}):
-        yield STARTUP_TIMEOUT_S
+    updates = {}
+    if not ("PREFECT_CLIENT_MAX_RETRIES" in os.environ or
+            "max_retries" in get_current_settings().client.model_fields_set):
+        updates[PREFECT_CLIENT_MAX_RETRIES] = CLIENT_MAX_RETRIES
+    timeout = PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS.value() if _user_set_timeout() else STARTUP_TIMEOUT_S
+    updates[PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS] = timeout
+    with temporary_settings(updates=updates):
+        yield timeout
 
 
 def _stop_failed_server() -> None:

@@ -283,3 +283,65 @@ def test_lock_nests_in_one_process_and_is_held_until_the_outer_block_ends(tmp_pa
         assert not _free_for_others(lock)  # the inner exit does not release the CLI's hold
     assert _free_for_others(lock)
     assert issubclass(RetrainBusy, R2N2Error)  # the CLI's `except R2N2Error` -> exit 2
+
+
+@pytest.mark.slow
+def test_a_prefect_server_killed_mid_pipeline_ends_in_one_paragraph_and_a_rerun_completes(prefect_server, tmp_path):
+    """`r2n2 pipeline` against a real `prefect server start`, killed once ingest has written its output: the run
+    ends by itself (exit 2) with one paragraph naming the API, no traceback and Prefect's lost events said once;
+    the same command against a live server then completes."""
+    import socket
+
+    from prefect.settings import PREFECT_API_URL
+
+    from .conftest import write_tiny_project
+
+    project = tmp_path / "project"
+    project.mkdir()
+    write_tiny_project(project)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": url,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the Prefect server did not answer within 120 s")
+        err_path = tmp_path / "run.err"
+        with open(err_path, "w") as err:
+            run = subprocess.Popen([sys.executable, "-m", "flows.cli", "pipeline", "stocks"], cwd=project, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+            raw = project / "data/raw/stocks.parquet"
+            while not raw.exists() and run.poll() is None and time.monotonic() < deadline + 120:
+                time.sleep(0.1)
+            os.killpg(server.pid, 9)  # the server and its workers, mid-run
+            server.wait(timeout=30)
+            code = run.wait(timeout=240)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, 9)
+    stderr = err_path.read_text()
+    assert code == 2, stderr[-3000:]
+    assert "Traceback" not in stderr and stderr.count("the Prefect API is not answering") <= 1, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"r2n2 pipeline: the Prefect API at {url} stopped answering during the run ("), last
+    assert last.endswith("start the server again (`r2n2 ui` in another terminal, or unset PREFECT_API_URL for a "
+                         "temporary one) and rerun the same command.")
+    again = subprocess.run([sys.executable, "-m", "flows.cli", "pipeline", "stocks"], cwd=project,
+                           env={**env, "PREFECT_API_URL": PREFECT_API_URL.value()}, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "pipeline stocks finished" in again.stdout and (project / "data/reports/stocks/report.md").is_file()

@@ -4,6 +4,7 @@
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -100,6 +101,7 @@ def test_dvc_status_reruns_the_panel_after_an_edit_to_a_module_it_imports(tmp_pa
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
     def run(*cmd):
+        cmd = (sys.executable, "-m", "dvc", *cmd[1:]) if cmd[0] == "dvc" else cmd  # this venv's dvc, PATH or not
         return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, check=True).stdout
 
     run("git", "init", "-q")

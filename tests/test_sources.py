@@ -100,7 +100,8 @@ def test_sqlite_url_with_query(tmp_path):
     assert df["entity"].tolist() == ["B", "B"] and df["close"].tolist() == [20.0, 21.0]
     assert df["date"].dt.day.tolist() == [2, 3]
     bad = DataConfig(source=f"sqlite:///{db}", query="SELECT * FROM nope")
-    assert error(prices, bad) == f"the query 'SELECT * FROM nope' on sqlite:///{db} failed: no such table: nope"
+    shown = f"sqlite:///{db}" if len(f"sqlite:///{db}") <= 80 else f"sqlite:///{db}"[:77] + "..."  # a long tmp path
+    assert error(prices, bad) == f"the query 'SELECT * FROM nope' on {shown} failed: no such table: nope"
     ghost = tmp_path / "ghost.db"
     assert "does not exist" in error(prices, DataConfig(source=f"sqlite:///{ghost}", query="SELECT 1"))
     assert not ghost.exists()  # SQLite was not allowed to create an empty database

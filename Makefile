@@ -53,8 +53,10 @@ run: init
 ui: $(STAMP)
 	r2n2 ui
 
+# two pytest workers (pytest-xdist), one test file each at a time: module fixtures (a Dask cluster, a Prefect
+# server per worker) are built once per worker; the 2 cores of a CI machine stay busy while a test waits.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(PY) benchmarks/relational.py

@@ -632,3 +632,49 @@ def _interrupt_and_repro_again(killed: Path, clean: Path, reference: subprocess.
     # every stage's dependencies and outputs hash alike: nothing half-done was kept
     assert yaml.safe_load((killed / "dvc.lock").read_text()) == yaml.safe_load((clean / "dvc.lock").read_text())
     assert json.loads((killed / "data/models/stocks-finetuned/SKIPPED.json").read_text())["skipped"]
+
+
+@pytest.mark.slow
+def test_ten_seeded_kill_9s_of_dvc_repro_then_a_rerun_match_an_uninterrupted_run(tmp_path):
+    """`dvc repro` of the tiny stocks pipeline killed with SIGKILL (the whole process group: dvc and its stage) at
+    ten seeded random moments, one per invocation, each resuming what the last left; then one more `dvc repro`:
+    `dvc status` is clean, and the lock, the metrics and the report are those of an uninterrupted run, byte for
+    byte. At least five of the kills must land while work was running."""
+    import random
+
+    clean = _dvc_project(tmp_path / "clean")
+    killed = _dvc_project(tmp_path / "killed")
+    ref_log = tmp_path / "reference.log"
+    with open(ref_log, "w") as out:
+        reference = subprocess.Popen(["dvc", "repro"], cwd=clean, env=_dvc_env(), stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+    rng = random.Random(20261205)
+    landed = []
+    try:
+        for _ in range(10):
+            run = subprocess.Popen(["dvc", "repro"], cwd=killed, env=_dvc_env(), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=True)
+            try:
+                run.wait(timeout=rng.uniform(0.5, 6.0))
+                landed.append(False)  # it finished first
+            except subprocess.TimeoutExpired:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+                landed.append(True)
+        assert reference.wait(timeout=300) == 0, ref_log.read_text()[-3000:]
+    finally:
+        if reference.poll() is None:
+            os.killpg(reference.pid, signal.SIGKILL)
+            reference.wait()
+    assert sum(landed) >= 5, landed
+    again = _dvc(killed, "repro", timeout=300)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    status = _dvc(killed, "status", timeout=120)
+    assert status.returncode == 0 and "Data and pipelines are up to date." in status.stdout, status.stdout
+    record(f"kill -9 of `dvc repro` at 10 seeded moments ({sum(landed)} mid-run), then `dvc repro` and `dvc status`",
+           "dvc repro; kill -KILL -<its process group> (x10); dvc repro; dvc status", status.returncode,
+           " ".join(status.stdout.split()))
+    for name in ("metrics.json", "report.md"):
+        assert (killed / "data/reports/stocks" / name).read_bytes() == (clean / "data/reports/stocks" / name).read_bytes()
+    assert yaml.safe_load((killed / "dvc.lock").read_text()) == yaml.safe_load((clean / "dvc.lock").read_text())
+    assert not list(killed.rglob("*.r2n2-prev")) and not list((killed / "data").rglob(".*.tmp"))

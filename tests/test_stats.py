@@ -476,3 +476,37 @@ def test_newey_west_ic_tests_are_calibrated_on_signals_without_information():
     t = np.array(tstats)
     assert abs(t.mean()) < 0.35 and 0.7 < t.std() < 1.3
     assert np.mean(np.abs(t) > 1.96) <= 0.12 and np.mean(np.array(diffs) < 0.05) <= 0.12
+
+
+# -- two-way bootstrap over seeds and test items ------------------------------------------------------------
+def test_two_way_bootstrap_counts_the_test_sets_noise_that_a_paired_t_over_seeds_ignores():
+    """Five seeds whose models beat b by 0.01 on average (seed spread 0.002), each scored on one test set of 300
+    items whose item-level noise (sd 0.2, shared by the seeds) dominates. Over 40 such test sets the paired t over
+    seeds, which conditions on the one test set, covers the true 0.01 far less often than its 95 %; the two-way
+    bootstrap, resampling seeds and items, covers it about 95 % of the time. Identical models give exactly 0;
+    the same seed gives the same answer; one seed gives none."""
+    from r2n2.evaluate.stats import seed_difference, two_way_bootstrap
+
+    n, seeds, true = 300, 5, 0.01
+    covered = {"paired": 0, "two_way": 0}
+    for k in range(40):
+        rng = np.random.default_rng(k)
+        item = rng.normal(0, 0.2, n)  # the test set's draw: common to every seed
+        a = true + rng.normal(0, 0.002, (seeds, 1)) + item + rng.normal(0, 0.01, (seeds, n))
+
+        def score(si, ii, a=a):
+            return float(a[si][:, ii].mean())  # b scores 0 everywhere
+
+        paired = seed_difference(a.mean(1), np.zeros(seeds), a="a", b="b", metric="m")
+        two = two_way_bootstrap(score, seeds, n, a="a", b="b", metric="m", reps=199, seed=k)
+        covered["paired"] += paired["ci_low"] <= true <= paired["ci_high"]
+        covered["two_way"] += two["ci_low"] <= true <= two["ci_high"]
+    assert covered["paired"] <= 20 and covered["two_way"] >= 33, covered  # measured: 7 and 35 of 40
+    assert two["test"] == "two_way_bootstrap_seeds_items" and two["n_seeds"] == 5 and two["n_items"] == 300
+    assert two == two_way_bootstrap(score, seeds, n, a="a", b="b", metric="m", reps=199, seed=39)
+    same = two_way_bootstrap(lambda si, ii: 0.0, seeds, n, metric="m", reps=99)
+    assert same["diff"] == 0 and same["ci_low"] == same["ci_high"] == 0 and same["verdict"] == "tie"
+    assert two_way_bootstrap(score, 1, n) is None  # one seed: no spread over seeds
+    blocks = two_way_bootstrap(score, seeds, n, metric="m", reps=199, block=10.0)
+    groups = two_way_bootstrap(score, seeds, n, metric="m", reps=199, groups=np.arange(n) // 3)
+    assert blocks["ci_low"] < blocks["diff"] < blocks["ci_high"] and groups["ci_low"] < groups["diff"] < groups["ci_high"]

@@ -125,8 +125,11 @@ def test_transfer_trains_every_seed_from_that_seeds_pretrained_model(stocks_wind
     m = json.load(open("data/reports/stocks/metrics.json"))
     assert {n: s["rel_rmse_random_walk"]["n"] for n, s in m["transfer_seeds"].items()} == {"finetuned": 2, "scratch": 2}
     assert m["seeds"]["model"]["rmse"]["n"] == 2
-    seeded = {(c["a"], c["b"]) for c in m["comparisons"] if c["test"] == "paired_t_seeds"}
-    assert seeded == {("model", "no_relational"), ("finetuned", "scratch")}
+    for test in ("paired_t_seeds", "two_way_bootstrap_seeds_items"):
+        seeded = {(c["a"], c["b"]) for c in m["comparisons"] if c["test"] == test}
+        assert seeded == {("model", "no_relational"), ("finetuned", "scratch")}, test
+    two = next(c for c in m["comparisons"] if c["test"] == "two_way_bootstrap_seeds_items" and c["b"] == "no_relational")
+    assert two["n_seeds"] == 2 and two["ci_low"] <= two["diff"] <= two["ci_high"] and two["verdict"]
     report = Path("data/reports/stocks/report.md").read_text()
     assert "Transfer across seeds" in report and "fine-tuned vs scratch is a **" in report
 
@@ -206,6 +209,13 @@ def test_sentiment_train_finetune_evaluate(project, capsys):
     for png in ("confusion", "learning_curves", "attention"):
         assert (project / f"data/reports/sentiment/plots/{png}.png").is_file()
     assert "TF-IDF" in out
+    two = [*TEXT, "--set", "sentiment.evaluate.seeds=2", "--set", "sentiment.evaluate.plots=false"]
+    stages(capsys, "sentiment", two, ["train", "baselines", "finetune", "evaluate"])
+    m2 = json.load(open("data/reports/sentiment/metrics.json"))
+    seeded = {(c["a"], c["b"]): c for c in m2["comparisons"] if c["test"] == "two_way_bootstrap_seeds_items"}
+    assert set(seeded) == {("model", "no_relational"), ("finetuned", "scratch")}
+    assert seeded["model", "no_relational"]["n_items"] == m2["test_period"]["n"]  # groups resampled, texts counted
+    assert {(c["a"], c["b"]) for c in m2["comparisons"] if c["test"] == "group_bootstrap"} >= {("model", "vader")}
     pd.DataFrame({"body": ["I love my new iphone", "worst flight ever", "meeting at noon"]}).to_csv("new.csv")
     assert main(["predict", "sentiment", "--input", "new.csv", "--output", "pred.parquet", *TEXT]) == 0
     pred = pd.read_parquet("pred.parquet")

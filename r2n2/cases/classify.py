@@ -15,7 +15,8 @@ from ..evaluate.calibration import calibration_block, plot_reliability
 from ..evaluate.metrics import classification_metrics
 from ..evaluate.plots import plot_confusion, plot_learning_curves, write_csv
 from ..evaluate.report import fmt, history, md_table, seed_section, verdict_text
-from ..evaluate.stats import classifier_bootstrap, mcnemar_test, mde_block, seed_difference, seed_summary, verdict
+from ..evaluate.stats import (SEED_TESTS, classifier_bootstrap, mcnemar_test, mde_block, seed_difference,
+                              seed_summary, two_way_bootstrap, verdict)
 from ..io import write_json_atomic, write_text_atomic
 from ..train import predict_batches
 
@@ -68,8 +69,11 @@ def _seed_rows(per_seed: dict[str, list[dict]]) -> dict:
             for name, rows in per_seed.items()}
 
 
-def _seed_comparisons(per_seed: dict[str, list[dict]], a: str) -> list[dict]:
-    """``a`` vs every other family, macro-F1 paired by seed (a t-test over seeds; none with one seed)."""
+def _seed_comparisons(per_seed: dict[str, list[dict]], a: str, preds: dict | None = None, y=None,
+                      groups=None, k: int | None = None) -> list[dict]:
+    """``a`` vs every other family, macro-F1 paired by seed: a two-way bootstrap over seeds and test texts
+    (near-duplicate groups kept whole), the verdict's test, and the paired t over seeds beside it (it conditions
+    on this one test set). None with one seed."""
     out = []
     for b, rows in per_seed.items():
         if b != a and a in per_seed:
@@ -78,6 +82,22 @@ def _seed_comparisons(per_seed: dict[str, list[dict]], a: str) -> list[dict]:
             if c is not None:
                 c["verdict"] = verdict(c, higher_is_better=True)
                 out.append(c)
+            if preds is not None and min(len(preds[a]), len(preds[b])) > 1:
+                n = min(len(preds[a]), len(preds[b]))
+                yy = np.asarray(y, np.int64)
+                pa, pb = np.stack(preds[a][:n]).astype(np.int64), np.stack(preds[b][:n]).astype(np.int64)
+
+                def f1(t, p):  # macro-F1 from confusion counts (fast: called reps x seeds times)
+                    cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+                    tp, denom = np.diag(cm).astype(float), cm.sum(0) + cm.sum(1)
+                    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
+
+                def score(si, ii, pa=pa, pb=pb):
+                    return float(np.mean([f1(yy[ii], pa[s, ii]) - f1(yy[ii], pb[s, ii]) for s in si]))
+
+                two = two_way_bootstrap(score, n, len(yy), a=a, b=b, metric="macro_f1", groups=groups)
+                if two is not None:
+                    out.append(two)
     return out
 
 
@@ -152,15 +172,17 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
         comparisons += compare_classifiers(ty, tpred, tpreds["tfidf_logreg_source_and_target"], "finetuned",
                                            "tfidf_logreg_source_and_target", cfg, k, groups=tg)
         histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
-    per_seed = {name: [classification_metrics(y, class_predictions(m, data, "pretrain", "test")[1], labels)
-                       for m, _ in family] for name, family in models.get("seeds", {}).items()}
+    seed_preds = {name: [class_predictions(m, data, "pretrain", "test")[1] for m, _ in family]
+                  for name, family in models.get("seeds", {}).items()}
+    per_seed = {name: [classification_metrics(y, p, labels) for p in ps] for name, ps in seed_preds.items()}
     metrics["seeds"] = _seed_rows(per_seed)
-    comparisons += _seed_comparisons(per_seed, "model")
+    comparisons += _seed_comparisons(per_seed, "model", seed_preds, y, groups=groups, k=k)
     if "transfer_seeds" in models:
-        t_seed = {name: [classification_metrics(ty, class_predictions(m, data, "target", "test")[1], labels)
-                         for m, _ in family] for name, family in models["transfer_seeds"].items()}
+        t_preds = {name: [class_predictions(m, data, "target", "test")[1] for m, _ in family]
+                   for name, family in models["transfer_seeds"].items()}
+        t_seed = {name: [classification_metrics(ty, p, labels) for p in ps] for name, ps in t_preds.items()}
         metrics["transfer_seeds"] = _seed_rows(t_seed)
-        comparisons += _seed_comparisons(t_seed, "finetuned")
+        comparisons += _seed_comparisons(t_seed, "finetuned", t_preds, ty, groups=text_groups(ttest), k=k)
     metrics["comparisons"] = comparisons
     metrics["power"] = {"alpha": 0.05, "power": 0.8, "macro_f1": mde_block(comparisons, "macro_f1"),
                         "accuracy": mde_block(comparisons, "accuracy")}
@@ -214,7 +236,7 @@ def _report(m: dict, data) -> str:
 
     cols = ["accuracy", "macro_f1", "macro_recall"]
     cuts = data.meta.cuts
-    by = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "model" and c["test"] != "paired_t_seeds"}
+    by = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "model" and c["test"] not in SEED_TESTS}
 
     def plain(c):
         if c is None or c["verdict"] == "tie":
@@ -236,7 +258,7 @@ def _report(m: dict, data) -> str:
     lines += seed_section("Across seeds (mean ± sd):", _SEED_HEADER, m.get("seeds", {}), _seed_line, "sentiment")
     if "finetuned" in m:
         v = next((c for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
-                  and c["metric"] == "macro_f1" and c["test"] != "paired_t_seeds"), None)
+                  and c["metric"] == "macro_f1" and c["test"] not in SEED_TESTS), None)
         lines += ["Transfer to Apple tweets (held-out Apple test set): fine-tuned vs trained from scratch on the "
                   "same Apple training data (own early-stopped budget), and the target baselines:", "",
                   md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols), "",
@@ -245,9 +267,10 @@ def _report(m: dict, data) -> str:
         lines += seed_section("Transfer across seeds (mean ± sd, Apple test set):", _SEED_HEADER,
                               m.get("transfer_seeds", {}), _seed_line, "sentiment")
         sv = next((c["verdict"] for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
-                   and c["test"] == "paired_t_seeds"), None)
+                   and c["test"] == "two_way_bootstrap_seeds_items"), None)
         if sv:
-            lines += [f"Across seeds (paired t on per-seed macro-F1) fine-tuned vs scratch is a **{sv}**.", ""]
+            lines += [f"Across seeds (two-way bootstrap over seeds and Apple test texts, macro-F1) fine-tuned vs "
+                      f"scratch is a **{sv}**.", ""]
     lines += _calibration_section(m["calibration"])
     lines += ["Plots: `plots/confusion.png`, `plots/learning_curves.png`, `plots/attention.png`, "
               "`plots/reliability.png`.", ""]

@@ -13,7 +13,7 @@ from ..evaluate.baselines import garch_volatility
 from ..evaluate.distribution import student_t_quantiles
 from ..evaluate.metrics import expanding_mean_forecast, forecast_tests, regression_metrics
 from ..evaluate.stats import (clark_west, diebold_mariano, mde_block, oos_r2_mde, rmse_ratio_bootstrap,
-                              seed_difference, seed_summary, verdict)
+                              seed_difference, seed_summary, two_way_bootstrap, verdict)
 from ..evaluate.trading import buy_and_hold, net_returns, sharpe_difference, sign_strategy
 from ..evaluate.plots import (plot_cumulative, plot_fan, plot_forecast, plot_learning_curves, plot_pit,
                               write_csv)
@@ -120,12 +120,14 @@ _SEED_KEYS = ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")
 
 def _seed_table(data, families: dict, role: str, split: str, y, bench, a: str) -> tuple[dict, list[dict]]:
     """Per family: mean, sd and n of the headline metrics over seeds; and ``a`` vs every other family by RMSE
-    relative to the random walk, paired by seed (a t-test over seeds; none with one seed)."""
-    per_seed = {name: [_score(data, role, y, forecasts(m, data, role, split)[1], bench) for m, _ in family]
-                for name, family in families.items()}
+    relative to the random walk, paired by seed: a two-way bootstrap over seeds and test days (blocks of 10
+    days), the verdict's test, and the paired t over seeds beside it (it conditions on this one test set)."""
+    preds = {name: [forecasts(m, data, role, split)[1] for m, _ in family] for name, family in families.items()}
+    per_seed = {name: [_score(data, role, y, p, bench) for p in ps] for name, ps in preds.items()}
     table = {name: {k: seed_summary([s.get(k) for s in scores]) for k in _SEED_KEYS}
              for name, scores in per_seed.items()}
     comps = []
+    rw = (np.asarray(y, float) - bench["random_walk"]) ** 2
     for b, scores in per_seed.items():
         if b != a and a in per_seed:
             c = seed_difference([s.get("rel_rmse_random_walk") for s in per_seed[a]],
@@ -134,6 +136,18 @@ def _seed_table(data, families: dict, role: str, split: str, y, bench, a: str) -
             if c is not None:
                 c["verdict"] = verdict(c, higher_is_better=False)
                 comps.append(c)
+            n = min(len(preds[a]), len(preds[b]))
+            se_a = np.stack([(np.asarray(y, float) - p) ** 2 for p in preds[a][:n]])  # (seeds, days)
+            se_b = np.stack([(np.asarray(y, float) - p) ** 2 for p in preds[b][:n]])
+
+            def score(si, ii, se_a=se_a, se_b=se_b):
+                base = np.sqrt(rw[ii].mean())
+                return float(np.mean(np.sqrt(se_a[si][:, ii].mean(1))) - np.mean(np.sqrt(se_b[si][:, ii].mean(1)))) / base
+
+            two = two_way_bootstrap(score, n, len(rw), a=a, b=b, metric="rel_rmse_random_walk", block=10.0,
+                                    higher_is_better=False)
+            if two is not None:
+                comps.append(two)
     return table, comps
 
 
@@ -318,9 +332,11 @@ def _report(m: dict, data) -> str:
                   _power_line(m.get("power", {}).get("finetuned_oos_r2_vs_historical_mean"), "fine-tuned"), ""]
         lines += seed_section("Transfer across seeds (mean ± sd, target test set):", _SEED_HEADER,
                               m.get("transfer_seeds", {}), _seed_line, "stocks")
-        sv = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "paired_t_seeds"), None)
+        sv = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "two_way_bootstrap_seeds_items"),
+                  None)
         if sv:
-            lines += [f"Across seeds (paired t on per-seed RMSE / random walk) fine-tuned vs scratch is a **{sv}**.", ""]
+            lines += [f"Across seeds (two-way bootstrap over seeds and target test days, RMSE / random walk) "
+                      f"fine-tuned vs scratch is a **{sv}**.", ""]
     if "distribution" in m["model"]:
         lines += distribution_report(m)
     lines += ["Plots: `plots/forecast.png`, `plots/cumulative.png`, `plots/learning_curves.png`.", ""]

@@ -28,10 +28,11 @@ from ..errors import DataError
 
 __all__ = ["COMPARISON_KEYS", "diebold_mariano", "clark_west", "rmse_ratio_bootstrap", "classifier_bootstrap",
            "mcnemar_test", "rank_ic_difference", "hac_mean", "macro_f1", "verdict", "seed_summary",
-           "seed_difference", "minimum_detectable_effect", "oos_r2_mde", "mde_block"]
+           "seed_difference", "minimum_detectable_effect", "oos_r2_mde", "mde_block", "SEED_TESTS", "two_way_bootstrap"]
 
 COMPARISON_KEYS = ("a", "b", "metric", "diff", "ci_low", "ci_high", "p_value", "test", "sided", "mde")
 ALPHA, POWER = 0.05, 0.8  # the size and power every ``mde`` is stated at
+SEED_TESTS = ("paired_t_seeds", "two_way_bootstrap_seeds_items")  # comparisons across seeds, not on one model
 
 
 def _num(v) -> float | None:
@@ -377,6 +378,47 @@ def seed_difference(values_a: Sequence[float], values_b: Sequence[float], *, a: 
                        mde=minimum_detectable_effect(se, df=len(d) - 1))
 
 
+def two_way_bootstrap(score, n_seeds: int, n_items: int, *, a: str = "a", b: str = "b", metric: str = "metric",
+                      block: float = 1.0, groups=None, reps: int = 999, seed: int = 0, level: float = 0.95,
+                      higher_is_better: bool = True) -> dict | None:
+    """The across-seed difference of ``a`` and ``b`` with both sources of its noise: a two-way bootstrap that
+    resamples the training seeds (with replacement, ``a`` and ``b`` of one seed together) and the test items at
+    once (Davison & Hinkley 1997 §3.8's two-stage resampling, here crossed): the items iid, in blocks of a
+    stationary bootstrap (``block`` > 1, arch's ``StationaryBootstrap``: time series), or as whole ``groups``
+    (near-duplicate texts). ``score(seed_idx, item_idx) -> float`` is the statistic (e.g. the mean over those seeds
+    of a's metric minus b's on those items). A paired t over seeds conditions on the one test set and so
+    understates the noise a reader cares about. Percentile interval, two-sided p-value of H0: diff = 0 from the
+    bootstrap distribution, ``mde`` from its standard error. None with fewer than two seeds."""
+    if n_seeds < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    if groups is not None:
+        keys, inverse = np.unique(np.asarray(groups), return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(len(keys))]
+
+        def items():
+            return np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+    elif block > 1:
+        from arch.bootstrap import StationaryBootstrap
+
+        draws = StationaryBootstrap(block, np.arange(n_items), seed=rng).bootstrap(reps)
+
+        def items():
+            return next(draws)[0][0]
+    else:
+        def items():
+            return rng.integers(0, n_items, n_items)
+    observed = float(score(np.arange(n_seeds), np.arange(n_items)))
+    boot = np.array([score(rng.integers(0, n_seeds, n_seeds), items()) for _ in range(reps)])
+    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    p = min(1.0, 2 * min((np.sum(boot <= 0) + 1) / (reps + 1), (np.sum(boot >= 0) + 1) / (reps + 1)))
+    out = _comparison(a, b, metric, observed, lo, hi, p, "two_way_bootstrap_seeds_items",
+                      mde=minimum_detectable_effect(float(boot.std(ddof=1))))
+    out["verdict"] = verdict(out, higher_is_better=higher_is_better)
+    out["n_seeds"], out["n_items"] = int(n_seeds), int(n_items)
+    return out
+
+
 def oos_r2_mde(y, pred, bench, *, horizon: int = 1, lags: int | None = None) -> dict:
     """The smallest out-of-sample R^2 (and RMSE ratio) that a test of equal MSE against ``bench`` (usually the
     expanding historical mean) detects with 80 % power at alpha 0.05 on these test days.
@@ -408,6 +450,7 @@ def mde_block(comparisons: list[dict], metric: str) -> dict:
     out = {}
     for c in comparisons:
         if c.get("metric") == metric:
-            key = f"{c['a']} vs {c['b']}" + (" (seeds)" if c["test"] == "paired_t_seeds" else "")
+            key = f"{c['a']} vs {c['b']}" + {"paired_t_seeds": " (seeds)",
+                                               "two_way_bootstrap_seeds_items": " (seeds x test items)"}.get(c["test"], "")
             out[key] = {k: c.get(k) for k in ("mde", "sided", "diff", "test", "verdict")}
     return out

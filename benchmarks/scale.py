@@ -3,15 +3,17 @@
 ``panel`` (issue 14): synthetic long-form price panels (fixed seed, business days, OHLCV) of 20, 200 and 500
 entities go through every stage of the panel case with its default params (one training epoch): ingest,
 validate, window, train, baselines, evaluate and predict, each stage in its own subprocess; it prints seconds,
-peak resident memory and rows/s per stage and size, fits each stage's cost growth exponent (slope of log time
-against log rows; 1 is linear), and compares training throughput with the built-in indices. Target: 500 x
-5,000 rows through ingest + validate + window in <= 60 s, < 4 GB.
+peak resident memory and rows/s per stage and size, fits each stage's growth exponents of time and of peak memory
+(slope of the log against log rows; 1 is linear), and compares training throughput with the built-in indices.
+Targets: 500 x 5,000 rows through ingest + validate + window in <= 60 s, < 4 GB (issue 14); train and predict
+<= 4 GB peak at 500 stocks (issue 26). ``--stages`` measures only some stages; the stages they need run once,
+unmeasured (e.g. ``--stages train predict`` also runs ingest, validate and window).
 
 ``workers``, measured side by side on the built-in stocks data:
 - Optuna trials per hour of the stocks study with 1 vs 2 concurrent workers (Prefect thread pool);
 - DDP training throughput (training windows per second) with 1 vs 2 CPU processes (torchrun, gloo).
 
-    python benchmarks/scale.py panel [--sizes 20 200 500] [--days 5000] [--repeat 2]
+    python benchmarks/scale.py panel [--sizes 20 200 500] [--days 5000] [--repeat 2] [--stages train predict]
     python benchmarks/scale.py [workers] [--trials 4] [--epochs 2]
 """
 
@@ -39,6 +41,19 @@ def sh(cmd, cwd, env):
 
 
 PANEL_STAGES = ("ingest", "validate", "window", "train", "baselines", "evaluate", "predict")
+_NEEDS = {"validate": ("ingest",), "window": ("validate",), "train": ("window",), "baselines": ("window",),
+          "evaluate": ("train", "baselines"), "predict": ("train",)}  # what each stage reads from another
+
+
+def _with_prerequisites(stages) -> list[str]:
+    """``stages`` and every stage they read from, in pipeline order."""
+    todo, seen = list(stages), set()
+    while todo:
+        stage = todo.pop()
+        if stage not in seen:
+            seen.add(stage)
+            todo.extend(_NEEDS.get(stage, ()))
+    return [s for s in PANEL_STAGES if s in seen]
 
 
 def make_panel(entities: int, days: int, path: Path, *, seed: int = 0) -> int:
@@ -118,7 +133,7 @@ def indices_throughput() -> float:
         return meta["splits"][meta["pretrain_entity"]]["train"]["n"] / (time.perf_counter() - t0)
 
 
-def panel(sizes: list[int], days: int, repeat: int) -> None:
+def panel(sizes: list[int], days: int, repeat: int, stages=PANEL_STAGES) -> None:
     import numpy as np
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GX_ANALYTICS_ENABLED": "false"}
@@ -128,13 +143,16 @@ def panel(sizes: list[int], days: int, repeat: int) -> None:
             folder = Path(tmp) / str(entities)
             folder.mkdir()
             rows = make_panel(entities, days, folder / "panel.parquet")
-            for stage in PANEL_STAGES:
+            for stage in _with_prerequisites(stages):
                 runs = []
-                for _ in range(repeat):  # the fastest of a few runs: the machine is shared, noise only adds time
+                # the fastest of a few runs: the machine is shared, noise only adds time
+                for _ in range(repeat if stage in stages else 1):
                     if stage == "ingest":  # a held snapshot would make a repeat an (instant) empty increment
                         (folder / "data/raw/panel.parquet").unlink(missing_ok=True)
                     proc = sh([sys.executable, __file__, "_stage", stage, str(folder)], ROOT, env)
                     runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                if stage not in stages:  # run for the stages after it, not measured
+                    continue
                 seconds, peak = min(m["seconds"] for m in runs), max(m["peak_bytes"] for m in runs)
                 table.append((entities, rows, stage, seconds, peak))
                 if stage == "train":
@@ -143,22 +161,32 @@ def panel(sizes: list[int], days: int, repeat: int) -> None:
     print(f"{'entities':>8s} {'rows':>10s} {'stage':<9s} {'seconds':>8s} {'peak MB':>8s} {'rows/s':>12s}")
     for entities, rows, stage, seconds, peak in table:
         print(f"{entities:8d} {rows:10,d} {stage:<9s} {seconds:8.1f} {peak / 2**20:8.0f} {rows / seconds:12,.0f}")
-    print("\ncost growth exponent (slope of log seconds vs log rows; 1 = linear):")
+    print("\ngrowth exponents (slope of log seconds, and of log peak MB, vs log rows; 1 = linear):")
     for stage in PANEL_STAGES:
-        pts = [(rows, seconds) for _, rows, s, seconds, _ in table if s == stage]
+        pts = [(rows, seconds, peak) for _, rows, s, seconds, peak in table if s == stage]
         if len(pts) > 1:
-            slope = np.polyfit(np.log([r for r, _ in pts]), np.log([t for _, t in pts]), 1)[0]
-            print(f"  {stage:<9s} {slope:5.2f}")
-    print("\ntraining throughput (one epoch; a panel window is one date with every stock's lookback):")
-    for entities, rate in rates:
-        print(f"  panel {entities:>4d} entities: {rate:8.1f} dates/s = {rate * entities:10.0f} stock-windows/s")
-    idx = indices_throughput()
-    print(f"  stocks (built-in S&P 500, 2-layer RNN 64): {idx:8.1f} windows/s")
+            logr = np.log([r for r, _, _ in pts])
+            time_slope = np.polyfit(logr, np.log([t for _, t, _ in pts]), 1)[0]
+            mem_slope = np.polyfit(logr, np.log([m for _, _, m in pts]), 1)[0]
+            print(f"  {stage:<9s} time {time_slope:5.2f}   peak memory {mem_slope:5.2f}")
+    if rates:
+        print("\ntraining throughput (one epoch; a panel window is one date with every stock's lookback):")
+        for entities, rate in rates:
+            print(f"  panel {entities:>4d} entities: {rate:8.1f} dates/s = {rate * entities:10.0f} stock-windows/s")
+        idx = indices_throughput()
+        print(f"  stocks (built-in S&P 500, 2-layer RNN 64): {idx:8.1f} windows/s")
     big = max(sizes)
-    total = sum(t for e, _, s, t, _ in table if e == big and s in ("ingest", "validate", "window"))
-    peak = max(p for e, _, s, _, p in table if e == big and s in ("ingest", "validate", "window"))
-    print(f"\n{big} entities x {days} days: ingest + validate + window = {total:.1f} s (target <= 60 s), peak "
-          f"{peak / 2**30:.2f} GB (target < 4 GB); machine: {os.cpu_count()} CPU cores.")
+    print()
+    early = [(t, p) for e, _, s, t, p in table if e == big and s in ("ingest", "validate", "window")]
+    if len(early) == 3:
+        print(f"{big} entities x {days} days: ingest + validate + window = {sum(t for t, _ in early):.1f} s "
+              f"(target <= 60 s), peak {max(p for _, p in early) / 2**30:.2f} GB (target < 4 GB)")
+    for stage in ("train", "predict"):
+        peak = [p for e, _, s, _, p in table if e == big and s == stage]
+        if peak:
+            print(f"{big} entities x {days} days: {stage} peak {peak[0] / 2**30:.2f} GB (target <= 4 GB: "
+                  f"{'met' if peak[0] <= 4 * 2**30 else 'missed'})")
+    print(f"machine: {os.cpu_count()} CPU cores.")
 
 
 def scale_out(args) -> None:
@@ -219,9 +247,11 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[20, 200, 500], help="panel: entities per size")
     ap.add_argument("--days", type=int, default=5000, help="panel: business days per entity")
     ap.add_argument("--repeat", type=int, default=2, help="panel: runs per stage and size (the fastest counts)")
+    ap.add_argument("--stages", nargs="+", choices=PANEL_STAGES, default=list(PANEL_STAGES),
+                    help="panel: the stages to measure (the stages they need run once, unmeasured)")
     args = ap.parse_args()
     if args.what == "panel":
-        panel(args.sizes, args.days, args.repeat)
+        panel(args.sizes, args.days, args.repeat, args.stages)
     else:
         scale_out(args)
 

@@ -1,4 +1,5 @@
-"""Scale-out: DDP training on 2 CPU processes (gloo, loopback) matches one process with the same global batch."""
+"""Scale: DDP training on 2 CPU processes (gloo, loopback) matches one process with the same global batch; the
+panel's scoring batches are bounded in memory without changing the scores."""
 
 import json
 import os
@@ -7,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from .conftest import ROOT, write_tiny_project
 
@@ -46,3 +49,33 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         # The epoch's mean training loss agrees too, up to the one window DistributedSampler repeats to make
         # the epoch divisible by the two ranks.
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-2)
+
+
+def test_panel_scoring_batches_are_bounded_and_score_the_same(monkeypatch):
+    """Unshuffled (scoring) batches hold at most SCORING_WINDOWS stock-windows, whatever batch size is asked
+    for; training batches keep theirs; the built-in 20-stock panel keeps its 256 dates per batch (so its outputs
+    are unchanged); and scoring in small date batches gives the scores of one batch, bit for bit."""
+    from r2n2 import ModelConfig, build_model
+    from r2n2.cases import crosssection
+    from r2n2.data.window import EntityWindows
+    from r2n2.train import predict_batches
+
+    def windows(entities, dates=60, lookback=10):
+        rng = np.random.default_rng(0)
+        return EntityWindows(rng.normal(size=(entities, dates, 4)), rng.normal(size=(entities, dates)),
+                             np.arange(lookback - 1, dates), lookback, np.arange(dates),
+                             [f"S{e:03d}" for e in range(entities)])
+
+    assert crosssection.panel_batches(windows(20), 256).batch_size == 256
+    assert crosssection.panel_batches(windows(500), 256).batch_size == crosssection.SCORING_WINDOWS // 500
+    assert crosssection.panel_batches(windows(500), 32, shuffle=True).batch_size == 32
+
+    torch.manual_seed(0)
+    w = windows(8)
+    model = build_model(ModelConfig(input_size=4, hidden_size=8, output_size=1, task="regression", cell="gru",
+                                    relational=True, pooling="last", entities=True, identity=True, num_entities=8))
+    whole = predict_batches(model, crosssection.panel_batches(w, 256))  # (51, 8, 1), one batch
+    monkeypatch.setattr(crosssection, "SCORING_WINDOWS", 3 * 8)
+    small = crosssection.panel_batches(w, 256)
+    assert small.batch_size == 3 and len(small) == 17
+    np.testing.assert_array_equal(predict_batches(model, small), whole)

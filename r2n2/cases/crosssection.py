@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from ..data.window import StockBatches, StockWindows, load_entity_split, scale_features, window_splits
+from ..data.window import (EntityWindows, StockBatches, StockWindows, load_entity_split, scale_features,
+                           window_splits)
 from ..errors import DataError
 from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal_scores
 from ..evaluate.metrics import daily_rank_ic, rank_ic_summary
@@ -32,6 +33,12 @@ __all__ = ["CrossSectionCase", "PanelMeta", "PanelData", "PANEL_FEATURES", "pane
 PANEL_FEATURES = ("ret_1d", "ret_5d", "ret_20d", "vol_20d")
 
 _SEED_KEYS = ("rank_ic", "rank_ic_tstat", "long_short_sharpe")
+
+# Stock-windows per unshuffled (scoring) batch: validation, evaluation, monitoring and predict score many dates at
+# once, and one batch of 256 dates x 500 stocks is 128,000 sequences, whose GRU working set alone is about 1.5 GB
+# (input projections of every step). A memory knob only: at up to 32 stocks the 256 dates stay one batch, so the
+# built-in 20-stock panel scores exactly as before; at 500 stocks a batch is 16 dates.
+SCORING_WINDOWS = 8192
 
 
 @dataclass
@@ -90,12 +97,22 @@ class PanelData(CaseData):
             batch_size *= len(self.meta.entities)
         if len(windows) == 0:
             raise DataError(f"no {self.case.name} windows in the {split} split.")
-        return StockBatches(windows, batch_size, shuffle, seed)
+        return panel_batches(windows, batch_size, shuffle=shuffle, seed=seed)
 
     def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
         base = base or self.cfg.model
         return replace(base, input_size=len(self.meta.features), vocab_size=None, output_size=1, task="regression",
                        num_entities=len(self.meta.entities) if base.identity else 0)
+
+
+def panel_batches(windows, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> StockBatches:
+    """Batches of ``batch_size`` windows (dates, for entity windows); unshuffled ones, which only score, hold at
+    most ``SCORING_WINDOWS`` stock-windows. Training batches (shuffled) keep ``batch_size``: it is a
+    hyperparameter there."""
+    if not shuffle:
+        width = len(windows.entities) if isinstance(windows, EntityWindows) else 1  # stock-windows per window
+        batch_size = max(1, min(batch_size, SCORING_WINDOWS // width))
+    return StockBatches(windows, batch_size, shuffle, seed)
 
 
 def pooled_windows(table: pd.DataFrame, meta, split: str | None) -> StockWindows:
@@ -116,7 +133,7 @@ def score_matrix(model, data, split: str | None) -> pd.DataFrame:
         return pd.DataFrame(out, index=pd.DatetimeIndex(w.dates[w.ends], name="date"),
                             columns=pd.Index(w.entities, name="entity"))
     windows = pooled_windows(data.table, data.meta, split)
-    out = predict_batches(model, StockBatches(windows, 1024)).reshape(-1)
+    out = predict_batches(model, panel_batches(windows, 1024)).reshape(-1)
     rows = data.table.iloc[windows.ends]
     return pd.DataFrame({"date": rows["date"].to_numpy(), "entity": rows["entity"].to_numpy(), "s": out}) \
         .pivot(index="date", columns="entity", values="s")
@@ -308,7 +325,7 @@ class _View:
 
     def batches(self, role, split, *, batch_size, entities=True, **_):
         w = load_entity_split(self.table, self.meta, split) if entities else pooled_windows(self.table, self.meta, split)
-        return StockBatches(w, batch_size)
+        return panel_batches(w, batch_size)
 
 
 def model_view(table: pd.DataFrame, meta) -> _View:

@@ -41,25 +41,37 @@ def publish_validation(case: str, paths: CasePaths) -> None:
                                       f"{summary['expectations']} expectations passed on {summary['rows']} rows")
 
 
-def metrics_rows(metrics: dict) -> list[dict]:
-    """One row per model, labelled with the test set it was scored on, numbers to 4 significant digits."""
-    test = metrics.get("test_period", {})
-    main_set = f"{test.get('entity', 'test')} test {test.get('start', '')}..{test.get('end', '')}".strip(". ")
+def _test_set(period: dict | None, fallback: str) -> str:
+    if not period:
+        return fallback
+    return f"{period.get('entity', 'test')} test {period.get('start', '')}..{period.get('end', '')}".strip(". ")
+
+
+def metrics_rows(metrics: dict, headline: tuple[str, ...] = ()) -> list[dict]:
+    """One row per model, labelled with the test set it was scored on (entity and dates), the case's headline
+    columns first (the page shows them without scrolling), then the other numbers; 4 significant digits."""
+    main_set = _test_set(metrics.get("test_period"), "test")
+    target_set = _test_set(metrics.get("target_period"), "transfer target test")
     rows = []
-    for group, label in (("model", main_set), ("finetuned", "transfer target test"), ("scratch", "transfer target test")):
+    for group, label in (("model", main_set), ("finetuned", target_set), ("scratch", target_set)):
         if group in metrics:
             rows.append({"model": group, "test set": label,
-                         **{k: v for k, v in metrics[group].items() if not isinstance(v, (list, dict))}})
-    for group, label in (("baselines", main_set), ("target_baselines", "transfer target test")):
+                         **{k: v for k, v in metrics[group].items() if isinstance(v, (int, float, type(None)))}})
+    for group, label in (("baselines", main_set), ("target_baselines", target_set)):
         for name, m in metrics.get(group, {}).items():
             rows.append({"model": name, "test set": label,
-                         **{k: v for k, v in m.items() if not isinstance(v, (list, dict))}})
-    return fmt4(rows)
+                         **{k: v for k, v in m.items() if isinstance(v, (int, float, type(None)))}})
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    order = ["model", "test set", *[k for k in headline if k in keys]]
+    order += [k for k in keys if k not in order]
+    return fmt4([{k: r.get(k) for k in order} for r in rows])
 
 
 def publish_report(case: str, paths: CasePaths) -> None:
     metrics = json.loads((paths.reports / "metrics.json").read_text())
-    create_table_artifact(metrics_rows(metrics), key=f"{case}-metrics",
+    from r2n2.registry import get_case
+
+    create_table_artifact(metrics_rows(metrics, tuple(get_case(case).headline_metrics)), key=f"{case}-metrics",
                           description=f"{case}: model vs baselines (each row says its test set)")
     report = (paths.reports / "report.md").read_text()
     plots = sorted((paths.reports / "plots").glob("*.png"))

@@ -245,3 +245,23 @@ def test_ui_stops_both_servers_and_its_child(uis, index, sig):
     gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, f"left running: {[c.pid for c in alive]}"
     print(f"{sig.name}: stopped in {seconds:.1f} s")
+
+
+def test_metrics_table_puts_the_headline_first_and_names_every_test_set():
+    """The `<case>-metrics` artifact: the case's headline columns right after the model and its test set (visible
+    without scrolling), strings (a method's name) left out, and transfer rows labelled with their entity and
+    dates, not "transfer target test"."""
+    from flows.stages import metrics_rows
+
+    m = {"test_period": {"entity": "sp500", "start": "2016-02-16", "end": "2018-12-28"},
+         "target_period": {"entity": "nasdaq", "start": "2016-02-16", "end": "2018-12-28"},
+         "model": {"crps": 0.0025, "crps_method": "scoringrules", "mae": 0.0061, "rmse": 0.00785,
+                   "rel_rmse_random_walk": 0.9987, "up_rate": 0.54, "coverage": {"0.9": 0.9}},
+         "finetuned": {"rmse": 0.0101, "mae": 0.007},
+         "baselines": {"random_walk": {"rmse": 0.00786, "rel_rmse_random_walk": 1.0}}}
+    rows = metrics_rows(m, ("rmse", "rel_rmse_random_walk", "oos_r2"))
+    assert list(rows[0])[:4] == ["model", "test set", "rmse", "rel_rmse_random_walk"]
+    assert "crps_method" not in rows[0] and "coverage" not in rows[0]
+    assert [(r["model"], r["test set"]) for r in rows] == [("model", "sp500 test 2016-02-16..2018-12-28"),
+                                                          ("finetuned", "nasdaq test 2016-02-16..2018-12-28"),
+                                                          ("random_walk", "sp500 test 2016-02-16..2018-12-28")]

@@ -243,14 +243,21 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
     return metrics
 
 
+TEST_NAMES = {"diebold_mariano": "DM", "clark_west": "Clark–West", "stationary_bootstrap": "block bootstrap",
+              "ledoit_wolf_hac": "Ledoit–Wolf", "group_bootstrap": "group bootstrap", "paired_t_seeds": "paired t, seeds",
+              "two_way_bootstrap_seeds_items": "2-way bootstrap"}
+
+
 def comparison_table(comps: list[dict]) -> str:
-    """The paired comparisons as a Markdown table (interval, p-value and its sidedness, MDE, verdict), then the
-    note on how to read the MDE."""
-    lines = ["| a vs b | metric | test | diff | 95 % CI | p | sided | MDE (80 %) | verdict |", "|---" * 9 + "|"]
-    lines += [f"| {c['a']} vs {c['b']} | {c['metric']} | {c['test']} | {fmt(c['diff'])} | {interval_text(c)} | "
-              f"{fmt(c['p_value'])} | {c.get('sided', 'two-sided')} | {fmt(c.get('mde'))} | {c.get('verdict', '')} |"
-              for c in comps]
-    return "\n".join(lines + ["", MDE_NOTE])
+    """The paired comparisons as a Markdown table narrow enough for a report page (about 1,000 px): a vs b, the
+    metric and its test (one-sided ones marked), the difference with its 95 % interval, the p-value, the MDE and
+    the verdict; then the note on how to read the MDE."""
+    lines = ["| a vs b | metric · test | diff [95 % CI] | p | MDE (80 %) | verdict |", "|---" * 6 + "|"]
+    lines += [f"| {c['a']} vs {c['b']} | {c['metric']} · {TEST_NAMES.get(c['test'], c['test'])}"
+              f"{', one-sided' if c.get('sided') == 'one-sided' else ''} | {fmt(c['diff'], 3)} {interval_text(c, 3)} | "
+              f"{fmt(c['p_value'], 3)} | {fmt(c.get('mde'), 3)} | {c.get('verdict', '')} |" for c in comps]
+    return "\n".join(lines + ["", "DM: Diebold–Mariano (HAC); Ledoit–Wolf: their HAC test of two Sharpe ratios; 2-way "
+                               "bootstrap: seeds and test items resampled together. " + MDE_NOTE])
 
 
 _SEED_HEADER = "| model | RMSE / random walk | OOS R² | directional accuracy | seeds |"

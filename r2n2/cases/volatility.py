@@ -530,15 +530,18 @@ def _ci(c: dict | None) -> str:
 
 
 def _table(scores: dict, mcs: dict, by: dict, a: str) -> list[str]:
-    head = (f"| forecaster | MSE-log | QLIKE | {a} − it, MSE-log (DM 95 % CI, p, MDE) | {a} − it, QLIKE (DM 95 % "
-            "CI, p, MDE) | in MCS (MSE-log / QLIKE) | MSE-log raw | QLIKE raw |")
-    lines = [head, "|---" * 8 + "|"]
+    """Two tables narrow enough for a report page: the scores (and the model confidence sets), then the tests of
+    ``a`` against each forecaster."""
+    lines = ["| forecaster | MSE-log | QLIKE | in MCS (MSE-log / QLIKE) | MSE-log raw | QLIKE raw |", "|---" * 6 + "|"]
     for k, s in scores.items():
         inc = " / ".join("yes" if k in mcs[x]["included"] else "no" for x in ("mse_log", "qlike"))
-        cm, cq = (by.get((k, x)) for x in ("mse_log", "qlike"))
-        lines.append(f"| {NAMES.get(k, k)} | {fmt(s['mse_log'])} | {fmt(s['qlike'])} | "
-                     f"{_ci(cm) if k != a else '—'} | {_ci(cq) if k != a else '—'} | {inc} | "
+        lines.append(f"| {NAMES.get(k, k)} | {fmt(s['mse_log'])} | {fmt(s['qlike'])} | {inc} | "
                      f"{fmt(s['mse_log_raw'])} | {fmt(s['qlike_raw'])} |")
+    lines += ["", f"| {a} − forecaster | MSE-log: DM 95 % CI, p, MDE | QLIKE: DM 95 % CI, p, MDE |", "|---" * 3 + "|"]
+    for k in scores:
+        if k != a:
+            cm, cq = (by.get((k, x)) for x in ("mse_log", "qlike"))
+            lines.append(f"| {NAMES.get(k, k)} | {_ci(cm)} | {_ci(cq)} |")
     return lines
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 from ..io import write_text_atomic, write_with
 
 __all__ = ["save_figure", "write_csv", "plot_lines", "plot_forecast", "plot_cumulative", "plot_confusion",
-           "plot_learning_curves", "plot_pit", "plot_fan"]
+           "plot_learning_curves", "plot_pit", "plot_fan", "date_axis"]
 
 
 def save_figure(fig, path: str | Path) -> Path:
@@ -32,12 +32,25 @@ def _figure(w=10, h=4.5):
     return fig, fig.subplots()
 
 
+def date_axis(ax, x) -> None:
+    """Date ticks that never run into each other at any span (matplotlib's concise date formatter: years once,
+    then months or days); a numeric x is left alone."""
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+    if np.issubdtype(np.asarray(x).dtype, np.number):
+        return
+    locator = AutoDateLocator(minticks=4, maxticks=9)
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
 def plot_forecast(dates, actual, predicted, path, *, title: str, ylabel: str = "next-day log return") -> Path:
     fig, ax = _figure()
     ax.plot(pd.to_datetime(dates), actual, lw=0.7, color="0.55", label="actual")
     ax.plot(pd.to_datetime(dates), predicted, lw=1.1, color="C1", label="forecast")
     ax.axhline(0, color="k", lw=0.5)
     ax.set(title=title, ylabel=ylabel)
+    date_axis(ax, pd.to_datetime(dates))
     ax.legend(loc="upper left")
     return save_figure(fig, path)
 
@@ -49,6 +62,7 @@ def plot_cumulative(dates, actual, predicted, path, *, title: str) -> Path:
     ax.plot(d, np.cumsum(actual), label="buy and hold", color="0.4")
     ax.plot(d, np.cumsum(np.sign(predicted) * actual), label="sign of forecast", color="C0")
     ax.set(title=title, ylabel="cumulative log return")
+    date_axis(ax, d)
     ax.legend(loc="upper left")
     return save_figure(fig, path)
 
@@ -76,8 +90,11 @@ def plot_learning_curves(histories: dict[str, list[dict]], path, *, title: str) 
         epochs = [r["epoch"] for r in hist]
         ax.plot(epochs, [r["train_loss"] for r in hist], "--", label=f"{name} train")
         ax.plot(epochs, [r["val_loss"] for r in hist], "-", label=f"{name} validation")
+    from matplotlib.ticker import MaxNLocator
+
     ax.set(title=title, xlabel="epoch", ylabel="loss")
-    ax.legend()
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False, fontsize=8)  # off the lines
     return save_figure(fig, path)
 
 
@@ -89,6 +106,7 @@ def plot_lines(x, series: dict[str, np.ndarray], path, *, title: str, ylabel: st
         ax.plot(xs, y, lw=1.1, label=name)
     ax.axhline(0, color="k", lw=0.5)
     ax.set(title=title, ylabel=ylabel, xlabel=xlabel)
+    date_axis(ax, xs)
     ax.legend(loc="upper left")
     return save_figure(fig, path)
 
@@ -130,5 +148,6 @@ def plot_fan(frame: pd.DataFrame, path, *, title: str, ylabel: str = "next-day l
                        label=f"{label}: {int(hit.sum())} of {len(y)} days")
     ax.axhline(0, color="k", lw=0.4)
     ax.set(title=title, ylabel=ylabel)
+    date_axis(ax, d)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, frameon=False, fontsize=8)
     return save_figure(fig, path)

@@ -78,7 +78,7 @@ def seed_section(title: str, header: str, rows: dict[str, dict], line, case: str
     """Report lines of a mean ± sd table over seeds (``line(name, summary)`` renders a row), or, with one seed,
     one line saying how to get it: a table of n = 1 and "± n/a" tells a reader nothing."""
     if not rows or max(next(iter(s.values()))["n"] for s in rows.values()) < 2:
-        return [f"{title.rstrip(':')}: one seed only (`evaluate.seeds: 1`); `--set {case}.evaluate.seeds=5` adds "
-                "mean ± sd and a paired t-test over seeds.", ""]
+        return [f"{title.rstrip(':')}: one seed only (`evaluate.seeds: 1`); `r2n2 seeds {case}` (or `--set "
+                f"{case}.evaluate.seeds=5`) adds mean ± sd and tests across seeds.", ""]
     cols = header.count("|") - 1
     return [title, "", header, "|---" * cols + "|", *[line(n, s) for n, s in rows.items()], ""]

@@ -592,12 +592,13 @@ def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, pro
     """Rolling live error of each line over the replay (the first line, the deployed champion, drawn thicker);
     monitor alarms as red verticals, promotions as ticks along the bottom edge. The y axis fits the lines (it is
     not pulled to 0) and the legend sits below the axes, never over a line."""
-    from ..evaluate.plots import _figure, save_figure
+    from ..evaluate.plots import _figure, date_axis, save_figure
 
     fig, ax = _figure(11, 5)
     colors = ["C1", "C0", "C2"]  # champion, never retrained, always retrain; the naive line grey
     for i, (name, err) in enumerate(errors.items()):
-        ax.plot(x, err, lw=1.2 if i == 0 else 0.9, label=name, color=colors[i] if i < len(colors) else "0.4")
+        ax.plot(x, err, lw=1.6 if i == 0 else 0.9, label=name, color=colors[i] if i < len(colors) else "0.4",
+                zorder=3 if i == 0 else 2)  # the deployed champion on top: it often equals another line
     for k, a in enumerate(alarms):
         ax.axvline(a, color="red", lw=0.6, alpha=0.5, label="monitor alarm" if k == 0 else None)
     bottom = ax.get_xaxis_transform()  # x in data, y in axes fractions
@@ -605,6 +606,7 @@ def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, pro
         ax.plot([p], [0.0], marker="|", color="C1", ms=10, transform=bottom, clip_on=False,
                 label="promotion" if k == 0 else None, linestyle="none")
     ax.set(title=title, ylabel=ylabel, xlabel=xlabel)
+    date_axis(ax, x)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 if not xlabel else -0.18), ncol=6, frameon=False)
     return save_figure(fig, path)
 

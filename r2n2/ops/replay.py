@@ -89,6 +89,8 @@ class Deployed:
     window: int = 0
     cusum: object = None                    # the calibrated charts (or why there are none), fitted lazily
     note: str = ""
+    quants: object = None                   # series with a distribution head: its 5 % and 95 % quantiles per date
+    calib: object = None                    # and (quantiles, targets) of its validation rows (conformal scores)
 
 
 @dataclass
@@ -135,6 +137,8 @@ class ReplaySchedule:
         self.retrains: list[dict] = []
         self.cusum_pos = 0                  # timeline records the charts have consumed
         self.cusum_stat: dict[str, float] = {}  # each chart's statistic (empty: restarted)
+        self.coverage_calib = None          # the first head's validation (quantiles, targets): ACI's start
+        self.coverage_restart = 0           # realised rows before the coverage chart's last restart
 
     # -- what a kind says (SeriesReplay here, r2n2.ops.textreplay.TextReplay) ----------------------------------
     def step_time(self, i: int):
@@ -378,6 +382,8 @@ class ReplaySchedule:
                 rec["alarm"], rec["monitor_p_min"] = alarm, (min(ps) if ps else np.nan)
                 if "cusum" in m:
                     rec["cusum"], rec["cusum_alarm"] = m["cusum"]["statistic"], m["cusum"]["alarm"]
+                if "coverage" in m:
+                    rec["coverage_alarm"] = bool(m["coverage"]["alarm"])
                 if alarm:
                     counts["alarms"] += 1
                     (self.warn or self.log)(f"step {i} (data through {self._show(self.step_time(i))}): {m['verdict']}")
@@ -469,7 +475,14 @@ class SeriesReplay(ReplaySchedule):
     def _deployed(self, model, ck: dict, t, data) -> Deployed:
         meta = window_meta_of(ck)
         frame = series_frame(model, meta, self.table, naive=self.case.naive_forecast)
-        return Deployed(model=model, ck=ck, meta=meta, train_end=pd.Timestamp(t), preds=frame.set_index("date")["pred"])
+        quants = calib = None
+        if {"q0.05", "q0.95"} <= set(frame.columns):  # a distribution head: the coverage chart watches its VaR
+            quants = frame.set_index("date")[["q0.05", "q0.95"]]
+            val = frame[(frame["date"] >= pd.Timestamp(meta.cuts["val_start"])) &
+                        (frame["date"] < pd.Timestamp(meta.cuts["test_start"]))]
+            calib = (val[["q0.05", "q0.95"]].to_numpy(float), val["target"].to_numpy(float))
+        return Deployed(model=model, ck=ck, meta=meta, train_end=pd.Timestamp(t), preds=frame.set_index("date")["pred"],
+                        quants=quants, calib=calib)
 
     def _record(self, i: int) -> dict:
         day = self.calendar[i]
@@ -480,7 +493,10 @@ class SeriesReplay(ReplaySchedule):
                 "always_retrained": float(self.latest.preds.get(day, np.nan)),
                 "random_walk": float(self.bench.get(day, np.nan)),  # the naive benchmark's forecast
                 "alarm": False, "retrained": False, "promoted": False, "monitor_p_min": np.nan,
-                "cusum": np.nan, "cusum_alarm": False}
+                "cusum": np.nan, "cusum_alarm": False,
+                "q_lo": float(c.quants["q0.05"].get(day, np.nan)) if c.quants is not None else np.nan,
+                "q_hi": float(c.quants["q0.95"].get(day, np.nan)) if c.quants is not None else np.nan,
+                "coverage_alarm": False}
 
     def _gate_scores(self, challenger: Deployed, champion: Deployed, window: dict) -> dict:
         known = self._known(self.step_time(self.step - 1))
@@ -525,11 +541,48 @@ class SeriesReplay(ReplaySchedule):
         out["cusum"] = self._check_cusum(c)
         if out["cusum"]["alarm"]:
             out["reasons"] = [*out["reasons"], out["cusum"]["reason"]]
+        out["coverage"] = self._check_coverage(c)
+        if out["coverage"]["alarm"]:
+            out["reasons"] = [*out["reasons"], out["coverage"]["reason"]]
         out["alarm"] = bool(out["reasons"])
         out["verdict"] = ("ALARM: " + "; ".join(out["reasons"])) if out["alarm"] else \
             (out["verdict"] if not out["suppressed"] else f"no new alarm (still drifting: {', '.join(out['suppressed'])})")
         self.seconds["monitor"] += _time.perf_counter() - t0
         return out
+
+    def _check_coverage(self, c: Deployed) -> dict:
+        """A model with a distribution head: the deployed process's 90 % intervals (each day's from the champion
+        deployed then) adapted online by adaptive conformal inference, started from the first head's validation
+        scores and never reset by a promotion, and a Bernoulli CUSUM of the days below the adapted 5 % quantile
+        (nominal 5 % against 10 %, in-control ARL ``cusum_arl`` days), restarted after it alarms."""
+        from ..evaluate.distribution import adaptive_conformal
+        from .sequential import bernoulli_cusum, bernoulli_path
+
+        if c.calib is None or not len(c.calib[1]):
+            return {"alarm": False, "reason": None, "note": "no distribution head"}
+        self.coverage_calib = self.coverage_calib or c.calib
+        recs = [*self.rows, self.pending][:self._realised()]
+        q = np.array([[r["q_lo"], r["q_hi"]] for r in recs], dtype=float).reshape(-1, 2)
+        y = np.array([r["actual"] for r in recs], dtype=float)
+        keep = np.isfinite(q).all(1) & np.isfinite(y)
+        q, y = q[keep], y[keep]
+        if not len(y):
+            return {"alarm": False, "reason": None, "note": "no realised day yet"}
+        adj, state = adaptive_conformal(q, y, (0.05, 0.95), *self.coverage_calib)
+        hits = y < adj[:, 0]
+        chart = bernoulli_cusum(0.05, 0.10, arl0=self.cusum_arl)
+        path = bernoulli_path(hits[self.coverage_restart:], chart)
+        crossed = bool(len(path) and path.max() > chart["h"])
+        stat = float(path[-1]) if len(path) else 0.0
+        since = len(hits) - self.coverage_restart
+        if crossed:
+            self.coverage_restart = len(hits)
+        cover = float(np.mean((y >= adj[:, 0]) & (y <= adj[:, 1])))
+        return {"alarm": crossed, "statistic": stat, "h": chart["h"], "coverage_90_adaptive": cover,
+                "var_rate": float(hits.mean()), "alpha_now": state["0.9"]["alpha_end"],
+                "reason": (f"coverage: {int(hits[-since:].sum())} of the last {since} days below the adaptive 5 % "
+                           f"VaR; Bernoulli CUSUM crossed {chart['h']:.2f} (in-control ARL {self.cusum_arl:.0f} days)")
+                if crossed else None}
 
     # the sequential charts: the loss differential of the deployed forecasts against the random walk (the
     # model got worse than the benchmark), and the random walk's own squared error (the market's variance moved)
@@ -611,6 +664,20 @@ def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, pro
     return save_figure(fig, path)
 
 
+def _live_coverage(rp, tl: pd.DataFrame) -> dict | None:
+    """The deployed 90 % intervals' coverage over the live days: raw, and adapted as the coverage chart adapts
+    them (None without a distribution head)."""
+    from ..evaluate.distribution import adaptive_conformal
+
+    keep = tl[["q_lo", "q_hi", "actual"]].notna().all(axis=1).to_numpy()
+    if not keep.any() or rp.coverage_calib is None:
+        return None
+    q, y = tl.loc[keep, ["q_lo", "q_hi"]].to_numpy(float), tl.loc[keep, "actual"].to_numpy(float)
+    adj, _ = adaptive_conformal(q, y, (0.05, 0.95), *rp.coverage_calib)
+    return {"raw": float(np.mean((y >= q[:, 0]) & (y <= q[:, 1]))),
+            "adaptive": float(np.mean((y >= adj[:, 0]) & (y <= adj[:, 1]))), "days": int(keep.sum())}
+
+
 def write_summary(rp: ReplaySchedule, summary: dict, out_dir: Path) -> None:
     """summary.json: what the replay decided and measured, the same bytes whatever ran it (any number of
     workers); timing.json: its run times and the workers."""
@@ -669,6 +736,7 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
                "alarms": int(tl["alarm"].sum()), "n_retrains": int(tl["retrained"].sum()),
                "promotions": int(tl["promoted"].sum()), "rmse": rmse, "rmse_ratio_to_random_walk": ratio,
                "comparisons": comps, "alarm_delays": delays, "cusum_alarms": int(tl["cusum_alarm"].sum()),
+               "coverage_alarms": int(tl["coverage_alarm"].sum()), "coverage": _live_coverage(rp, tl),
                "alarms_per_calm_year": (float(years.loc[calm, "sum"].sum() / len(calm)) if calm else None),
                "calm_years": [int(y) for y in calm], "gate_power": power,
                "refusals": int(tl["retrained"].sum() - tl["promoted"].sum()),
@@ -702,6 +770,10 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
         comparison_table(comps), "",
         f"Monitor: {summary['alarms']} alarms in {summary['checks']} checks ({summary['cusum_alarms']} by the CUSUM "
         f"charts of the deployed process); {per_year}.", "",
+        *([f"Coverage (distribution head): the deployed 90 % intervals, adapted online (adaptive conformal), covered "
+           f"{summary['coverage']['adaptive']:.3f} of the live days, unadapted {summary['coverage']['raw']:.3f}; "
+           f"{summary['coverage_alarms']} coverage alarms (Bernoulli CUSUM of the 5 % VaR exceedances).", ""]
+          if summary["coverage"] else []),
         "Alarm delay after the known breaks:", "", *dl, "",
         f"Gate: {summary['refusals']} of {summary['n_retrains']} challengers refused. "
         + (power["sentence"] if power else "Its power was not estimated (no decision window)."), "",

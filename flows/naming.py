@@ -28,10 +28,11 @@ def run_name(flow: str, case: str | list[str] | tuple[str, ...], when: dt.date |
 
 
 def case_run_name(flow: str | None = None, *, case_param: str = "case", date_param: str | None = None,
-                  default_case: str = "all") -> Callable[[], str]:
+                  default_case: str = "all", flow_param: str | None = None) -> Callable[[], str]:
     """A `flow_run_name` callable: names each run from its own parameters via `prefect.runtime`.
 
-    `flow` defaults to the flow's name; the case comes from the `case_param` parameter (a string or a list of
+    `flow` defaults to the value of the `flow_param` parameter when given (a stage flow: `evaluate-stocks-...`),
+    else the flow's name; the case comes from the `case_param` parameter (a string or a list of
     cases); the date from `date_param` when given (a replay step's simulated date), else today.
     Use: ``@flow(name="monitor", flow_run_name=case_run_name())``.
     """
@@ -41,7 +42,7 @@ def case_run_name(flow: str | None = None, *, case_param: str = "case", date_par
         params = flow_run.parameters or {}
         case = params.get(case_param) or default_case
         when = params.get(date_param) if date_param else None
-        return run_name(flow or flow_run.flow_name, case, when)
+        return run_name(flow or (params.get(flow_param) if flow_param else None) or flow_run.flow_name, case, when)
 
     return name
 

@@ -18,7 +18,7 @@ from r2n2.registry import run_stage
 from r2n2.stages import STAGE_NAMES
 
 from .failures import expected_failures
-from .naming import fmt4
+from .naming import case_run_name, fmt4
 from .ui import published_plot_url
 
 
@@ -97,14 +97,14 @@ def stage_task(stage: str, case: str, params: Params) -> str:
     return msg
 
 
-@flow(name="stage", flow_run_name="{stage}-{case}", persist_result=False)
+@flow(name="stage", flow_run_name=case_run_name(flow_param="stage"), persist_result=False)
 @expected_failures
 def stage_flow(stage: str, case: str, params_path: str = "params.yaml", overrides: list[str] | None = None) -> str:
     """One stage of one case as its own flow run (what `r2n2 <stage> <case>` shows in the UI)."""
     return stage_task(stage, case, _params(params_path, overrides))
 
 
-@flow(name="pipeline", flow_run_name="pipeline-{case}", persist_result=False)
+@flow(name="pipeline", flow_run_name=case_run_name(), persist_result=False)
 @expected_failures
 def pipeline_flow(case: str = "all", params_path: str = "params.yaml", overrides: list[str] | None = None,
                   stages: list[str] | None = None) -> dict:

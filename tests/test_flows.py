@@ -66,7 +66,12 @@ def test_pipeline_flow_end_to_end_with_artifacts(prefect_server, tmp_path, monke
 
     write_tiny_project(tmp_path)
     monkeypatch.chdir(tmp_path)
-    pipeline_flow("all")
+    state = pipeline_flow("all", return_state=True)
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    import datetime as dt
+
+    assert run.name == f"pipeline-all-{dt.date.today().isoformat()}"  # named as README says, from the start
     for case in ("stocks", "sentiment", "panel"):
         m = json.loads((tmp_path / f"data/reports/{case}/metrics.json").read_text())
         assert {"model", "baselines", "comparisons"} <= set(m), case

@@ -433,6 +433,13 @@ def entry() -> None:
     pipeline whose server was killed mid-run had not exited 90 s after printing its error)."""
     code = main()
     if _ENDED_WITHOUT_API:
+        try:  # a temporary server of this process: stop it (os._exit skips the exit handler that would)
+            from prefect.server.api.server import SubprocessASGIServer
+
+            for server in list(getattr(SubprocessASGIServer, "_instances", {}).values()):
+                server.stop()
+        except Exception:  # noqa: BLE001 - leaving is what matters here
+            pass
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -458,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
             _ENDED_WITHOUT_API.append(True)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"r2n2 {args.command}: interrupted; finished outputs were kept, a rerun resumes.", file=sys.stderr)
+        print(f"r2n2 {args.command}: interrupted; finished stages kept their outputs and the interrupted one its "
+              "previous outputs; a rerun resumes (training from its last finished epoch).", file=sys.stderr)
         return 130
     finally:
         if "torch" in sys.modules:  # launched by torchrun: leave the process group cleanly

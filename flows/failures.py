@@ -51,20 +51,26 @@ class ApiLost(R2N2Error):
     """The Prefect API stopped answering during a run (exit 2); finished stages kept their outputs."""
 
 
+_LOST = ("ConnectError", "ReadError", "WriteError", "RemoteProtocolError")  # not timeouts: a busy server is alive
+
+
 def _transport_error(exc: BaseException | None) -> BaseException | None:
-    """The httpx / httpcore connection error in ``exc``'s chain (cause or context), if any."""
+    """The httpx / httpcore error in ``exc``'s chain (its cause, or its context unless suppressed) that says the
+    server is gone (refused or dropped connections; not a timeout, which a busy live server gives), if any."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if type(exc).__module__.split(".")[0] in ("httpx", "httpcore") and \
-                any(c.__name__ in ("TransportError", "NetworkError", "ConnectError") for c in type(exc).__mro__):
+                any(c.__name__ in _LOST for c in type(exc).__mro__):
             return exc
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return None
 
 
 def api_lost(exc: BaseException | None) -> ApiLost | None:
     """An ApiLost paragraph when ``exc`` (or its cause) is a lost connection to the Prefect API, else None."""
+    if isinstance(exc, R2N2Error):  # already the user's paragraph
+        return None
     cause = _transport_error(exc)
     if cause is None:
         return None
@@ -95,7 +101,8 @@ class _OnceWhenApiLost(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        if "failed to process item Event(" not in text and "Unable to connect to 'ws" not in text:
+        lost = "Unable to connect to 'ws" in text or (record.exc_info and _transport_error(record.exc_info[1]))
+        if not lost or ("failed to process item Event(" not in text and "Unable to connect to 'ws" not in text):
             return True
         if _OnceWhenApiLost.said:
             return False

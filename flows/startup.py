@@ -36,8 +36,9 @@ __all__ = ["STARTUP_TIMEOUT_S", "PrefectStartupError", "is_startup_timeout", "ru
 T = TypeVar("T")
 STARTUP_TIMEOUT_S = 90  # measured (docs/operations.md): 3-7 s idle, 32 s with three busy loops on one core
 # Prefect retries a request to an unreachable API 5 times with exponential backoff (~60 s each request; a
-# pipeline whose server was killed took 3 min to end). Two retries (~6 s) ride out a blip and end a dead run.
-CLIENT_MAX_RETRIES = 2
+# pipeline whose server was killed took 3 min to end). Three retries (~14 s) ride out a stall of a busy server
+# and still end a dead run within a minute or so.
+CLIENT_MAX_RETRIES = 3
 ENV_VAR = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 _PREFECT_MESSAGE = "Timed out while attempting to connect to ephemeral Prefect API server"
 

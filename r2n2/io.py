@@ -117,8 +117,10 @@ def write_with(writer: Callable[[Path], Any], path: str | Path) -> Path:
     return Path(path)
 
 
-def _backup_of(path: Path) -> Path:
-    return path.with_name(f".{path.name}.r2n2-prev")
+def _backup_of(path: Path, state: str = "prev") -> Path:
+    """Beside ``path``: its complete backup (``prev``), one being made (``partial``), one being removed
+    (``trash``) or the lock of the stage writing it (``lock``)."""
+    return path.with_name(f".{path.name}.r2n2-{state}")
 
 
 def _remove(path: Path) -> None:
@@ -128,8 +130,22 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _discard(backup: Path) -> None:
+    """Remove a backup so that no interruption can leave a part of it under its complete name: rename it away,
+    then delete it."""
+    if backup.exists() or backup.is_symlink():
+        trash = backup.with_name(backup.name.replace("-prev", "-trash"))
+        _remove(trash)
+        os.replace(backup, trash)
+        _remove(trash)
+
+
 def _restore(path: Path) -> None:
-    """Put the backup of ``path`` back in its place (what a run that failed or was killed leaves to undo)."""
+    """Put the complete backup of ``path`` back in its place (what a run that failed or was killed leaves to
+    undo); a partial one (its making was interrupted: the output itself was never touched) or one being
+    removed is deleted."""
+    for state in ("partial", "trash"):
+        _remove(_backup_of(path, state))
     backup = _backup_of(path)
     if backup.exists():
         _remove(path)
@@ -137,18 +153,26 @@ def _restore(path: Path) -> None:
 
 
 def _link_copy(src: Path, dst: Path) -> None:
-    """Hard links of ``src`` (a file or a tree) at ``dst``: no bytes copied, so it works on a nearly full disk;
-    a file system without hard links gets a copy. Writes are renames, so the links keep the old contents."""
+    """Hard links of ``src`` (a file or a tree) at ``dst``, made under a ``partial`` name and renamed to ``dst``
+    only when complete: no bytes copied, so it works on a nearly full disk; a file system without hard links gets
+    a copy. Writes are renames, so the links keep the old contents."""
     def link(a, b):
         try:
             os.link(a, b)
         except OSError:
             shutil.copy2(a, b)
 
-    if src.is_dir():
-        shutil.copytree(src, dst, copy_function=link)
-    else:
-        link(src, dst)
+    partial = dst.with_name(dst.name.replace("-prev", "-partial"))
+    _remove(partial)
+    try:
+        if src.is_dir():
+            shutil.copytree(src, partial, copy_function=link)
+        else:
+            link(src, partial)
+    except BaseException:
+        _remove(partial)
+        raise
+    os.replace(partial, dst)
 
 
 @contextmanager
@@ -156,8 +180,39 @@ def keep_previous(paths, *, keep_on: tuple[type[BaseException], ...] = ()) -> It
     """A stage's outputs as one unit: if the block raises (a bug, a full disk, Ctrl-C), every path in ``paths``
     is put back as it was before (or removed if it did not exist), so a failed run never leaves a mix of new and
     old files; ``keep_on`` exceptions keep what the block wrote (e.g. a validation failure's own report). A
-    backup left by a killed run (``.<name>.r2n2-prev`` beside the output) is restored before the block starts."""
+    backup left by a killed run (``.<name>.r2n2-prev`` beside the output) is restored before the block starts.
+    The block holds an OS lock per output (``.<name>.r2n2-lock``): a second run writing the same outputs at the
+    same time is refused at once (it would take the first one's backup for a killed run's)."""
+    from filelock import FileLock, Timeout
+
+    from .errors import ConfigError, R2N2Error
+
     paths = [Path(p) for p in paths]
+    locks = []
+    try:
+        for p in paths:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(_backup_of(p, "lock")))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                raise ConfigError(f"another run is writing {p} right now (its lock {_backup_of(p, 'lock')} is held), "
+                                  "so this one did nothing; wait for it to finish and rerun.") from None
+            locks.append(lock)
+        with _kept(paths, keep_on):
+            yield
+    except OSError as exc:
+        full = _disk_full(exc, paths[0] if paths else Path("."))
+        if full is None or isinstance(exc, R2N2Error):
+            raise
+        raise full from exc
+    finally:
+        for lock in reversed(locks):
+            lock.release()
+
+
+@contextmanager
+def _kept(paths: list[Path], keep_on) -> Iterator[None]:
     for p in paths:
         _restore(p)
     made = []
@@ -166,16 +221,24 @@ def keep_previous(paths, *, keep_on: tuple[type[BaseException], ...] = ()) -> It
             if p.exists():
                 _link_copy(p, _backup_of(p))
                 made.append(p)
-    except OSError as exc:
+    except BaseException as exc:
         for p in made:
-            _remove(_backup_of(p))
-        raise _disk_full(exc, paths[0]) or exc
+            _discard(_backup_of(p))
+        if isinstance(exc, OSError):
+            from .errors import DataError
+
+            full = _disk_full(exc, paths[len(made)])
+            first = exc.args[0][0] if isinstance(exc, shutil.Error) and exc.args and exc.args[0] else None
+            detail = f"{first[2]}, at {first[0]}" if first else f"{type(exc).__name__}: {exc}"
+            raise (full or DataError(f"could not keep a backup of {paths[len(made)]} before the stage ran "
+                                     f"({detail[:200]}); nothing was changed.")) from exc
+        raise
     try:
         yield
     except BaseException as exc:
         if isinstance(exc, keep_on):
             for p in made:
-                _remove(_backup_of(p))
+                _discard(_backup_of(p))
             raise
         for p in paths:
             if p in made:
@@ -184,4 +247,4 @@ def keep_previous(paths, *, keep_on: tuple[type[BaseException], ...] = ()) -> It
                 _remove(p)
         raise
     for p in made:
-        _remove(_backup_of(p))
+        _discard(_backup_of(p))

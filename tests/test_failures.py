@@ -678,3 +678,79 @@ def test_ten_seeded_kill_9s_of_dvc_repro_then_a_rerun_match_an_uninterrupted_run
         assert (killed / "data/reports/stocks" / name).read_bytes() == (clean / "data/reports/stocks" / name).read_bytes()
     assert yaml.safe_load((killed / "dvc.lock").read_text()) == yaml.safe_load((clean / "dvc.lock").read_text())
     assert not list(killed.rglob("*.r2n2-prev")) and not list((killed / "data").rglob(".*.tmp"))
+
+
+# -- a stage's outputs as one unit (r2n2.io.keep_previous) ------------------------------------------------------
+def _tree(root: Path) -> dict:
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_backup_cut_short_is_never_restored_over_good_outputs(tmp_path, monkeypatch):
+    """Making the backup fails after 4 of 10 files (no hard links, then a copy that leaves an empty file and
+    fails): the stage does not run, the output is untouched, no partial backup stays, and the next run does
+    not mistake anything for a killed run's backup."""
+    import shutil as sh
+
+    from r2n2.errors import R2N2Error
+    from r2n2.io import keep_previous
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for i in range(10):
+        (out / f"f{i}.txt").write_text(f"good {i}")
+    good = _tree(out)
+    calls = {"n": 0}
+    real_link = os.link
+
+    def link(a, b):
+        calls["n"] += 1
+        if calls["n"] > 4:
+            raise OSError(1, "Operation not permitted")
+        real_link(a, b)
+
+    def copy2(a, b, **kw):
+        Path(b).write_bytes(b"")
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(sh, "copy2", copy2)
+    ran = []
+    with pytest.raises(R2N2Error, match=r"could not keep a backup of .*out before the stage ran \(\[Errno 5\] Input/output error, at "):
+        with keep_previous([out]):
+            ran.append(True)
+    monkeypatch.undo()
+    assert not ran and _tree(out) == good
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "out") == [".out.r2n2-lock"]
+    with keep_previous([out]):  # the next run: nothing to restore, a complete backup, then the new outputs
+        (out / "f0.txt").write_text("new")
+    assert (out / "f0.txt").read_text() == "new" and not (tmp_path / ".out.r2n2-prev").exists()
+
+
+def test_a_second_run_writing_the_same_outputs_is_refused_at_once(tmp_path):
+    from filelock import FileLock
+
+    from r2n2.errors import ConfigError
+    from r2n2.io import keep_previous
+
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"first")
+    with FileLock(str(tmp_path / ".model.r2n2-lock")):  # another process's stage holds it
+        with pytest.raises(ConfigError, match=r"another run is writing .*model right now \(its lock .* is held\)"):
+            with keep_previous([out]):
+                (out / "model.pt").write_bytes(b"second")
+    assert (out / "model.pt").read_bytes() == b"first"
+
+
+def test_a_failed_stage_puts_every_output_back_and_removes_new_ones(tmp_path):
+    from r2n2.io import keep_previous, write_text_atomic
+
+    a, b = tmp_path / "metrics.json", tmp_path / "plots"
+    write_text_atomic("old metrics", a)
+    with pytest.raises(RuntimeError, match="a bug half-way"):
+        with keep_previous([a, b]):
+            write_text_atomic("new metrics", a)
+            write_text_atomic("new plot", b / "forecast.csv")
+            raise RuntimeError("a bug half-way")
+    assert a.read_text() == "old metrics" and not b.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(("-prev", "-partial", "-trash"))]

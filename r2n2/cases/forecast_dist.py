@@ -95,10 +95,12 @@ def evaluate_distribution(data, model, y: np.ndarray, rows: pd.DataFrame, *, hor
     if not np.array_equal(test_rows["date"].to_numpy(), rows["date"].to_numpy()):
         raise ValueError("the distribution forecasts are not on the point forecasts' test rows.")
     q = apply_offsets(q_raw, offsets, levels)
-    q_aci, aci_state = adaptive_conformal(q_raw, y, levels, q_val, y_val)  # online: row t sees y up to t - 1
     raw = score_quantiles(y, q_raw, levels)
     keep = ("crps", "coverage", "width", "var_backtests")
-    aci = score_quantiles(y, q_aci, levels)
+    aci = None
+    if horizon == 1:  # online: row t sees y up to t - 1 (an h-day target is known only h - 1 days later)
+        q_aci, aci_state = adaptive_conformal(q_raw, y, levels, q_val, y_val)
+        aci = score_quantiles(y, q_aci, levels)
     block = {**score_quantiles(y, q, levels), "distribution": model.config.distribution, "levels": levels,
              "uncalibrated": {k: raw[k] for k in keep},
              "conformal": {"method": "split conformal (CQR, symmetric, one offset per central interval)",
@@ -106,7 +108,8 @@ def evaluate_distribution(data, model, y: np.ndarray, rows: pd.DataFrame, *, hor
                            "start": str(val_rows["date"].min().date()), "end": str(val_rows["date"].max().date()),
                            "offsets": offsets},
              "aci": {**{k: aci[k] for k in keep}, "method": "adaptive conformal inference (Gibbs & Candès 2021), "
-                     "started from the validation scores, updated after each test day", "state": aci_state}}
+                     "started from the validation scores, updated after each test day", "state": aci_state}
+             if aci is not None else None}
     base_q = distribution_baselines(data, role, rows, levels)
     baselines = {name: score_quantiles(y, bq, levels) for name, bq in base_q.items()}
     comps = []

@@ -257,6 +257,9 @@ def garch_family_quantiles(returns: np.ndarray, ends: np.ndarray, levels, *, o: 
 
     r = np.asarray(returns, float) * 100  # percent returns: better conditioned optimisation
     ends = np.asarray(ends)
+    if len(ends) and (ends.min() < 0 or (np.diff(ends) <= 0).any()):  # a block's fit must precede its rows
+        raise DataError("GARCH baselines need forecast origins in time order, each a row of the series "
+                        f"(got {len(ends)} origins, smallest {int(ends.min())}).")
     am = arch_model(r, mean="Constant", vol="GARCH", p=1, o=o, q=1, dist="t")
     out = np.empty((len(ends), len(levels)))
     for b in range(0, len(ends), refit_every):

@@ -160,6 +160,8 @@ def coverage_check(frame: pd.DataFrame, mmeta, *, time: str = "date", var_level:
     _, val, post = periods(frame, mmeta, time)
     none = {"alarm": False, "statistic": None, "threshold": None, "n": int(len(post)), "reason": None,
             "test": "bernoulli cusum of VaR exceedances"}
+    if getattr(mmeta, "horizon", 1) != 1:  # an h-day target is known h - 1 days after the next forecast
+        return {**none, "note": f"no chart: horizon {mmeta.horizon} (the online adaptation needs next-day targets)"}
     lower = [i for i, t in enumerate(levels) if abs(t - var_level) < 1e-9]
     if not lower or not any(abs(t - (1 - var_level)) < 1e-9 for t in levels):
         return {**none, "note": f"no chart: the head has no {var_level:g} and {1 - var_level:g} quantiles"}

@@ -481,6 +481,8 @@ class SeriesReplay(ReplaySchedule):
             val = frame[(frame["date"] >= pd.Timestamp(meta.cuts["val_start"])) &
                         (frame["date"] < pd.Timestamp(meta.cuts["test_start"]))]
             calib = (val[["q0.05", "q0.95"]].to_numpy(float), val["target"].to_numpy(float))
+            if self.coverage_calib is None and len(calib[1]):
+                self.coverage_calib = calib  # the first head's validation scores start the online adaptation
         return Deployed(model=model, ck=ck, meta=meta, train_end=pd.Timestamp(t), preds=frame.set_index("date")["pred"],
                         quants=quants, calib=calib)
 
@@ -560,7 +562,8 @@ class SeriesReplay(ReplaySchedule):
 
         if c.calib is None or not len(c.calib[1]):
             return {"alarm": False, "reason": None, "note": "no distribution head"}
-        self.coverage_calib = self.coverage_calib or c.calib
+        if self.cfg.window.horizon != 1:
+            return {"alarm": False, "reason": None, "note": "horizon > 1: the online adaptation needs next-day targets"}
         recs = [*self.rows, self.pending][:self._realised()]
         q = np.array([[r["q_lo"], r["q_hi"]] for r in recs], dtype=float).reshape(-1, 2)
         y = np.array([r["actual"] for r in recs], dtype=float)
@@ -670,7 +673,7 @@ def _live_coverage(rp, tl: pd.DataFrame) -> dict | None:
     from ..evaluate.distribution import adaptive_conformal
 
     keep = tl[["q_lo", "q_hi", "actual"]].notna().all(axis=1).to_numpy()
-    if not keep.any() or rp.coverage_calib is None:
+    if not keep.any() or rp.coverage_calib is None or rp.cfg.window.horizon != 1:
         return None
     q, y = tl.loc[keep, ["q_lo", "q_hi"]].to_numpy(float), tl.loc[keep, "actual"].to_numpy(float)
     adj, _ = adaptive_conformal(q, y, (0.05, 0.95), *rp.coverage_calib)

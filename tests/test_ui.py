@@ -168,7 +168,8 @@ def uis(tmp_path_factory):
         folder = tmp_path_factory.mktemp(f"ui-{name}")
         _plot(folder / "data" / "reports" / "stocks" / "plots" / "live error.png")
         port, files_port = _free_port(), _free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(folder / "prefect-home")}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_HOME": str(folder / "prefect-home"),
+               "R2N2_PLOT_STORE": str(folder / "plot-store")}  # the published pictures, not the user's cache
         env.pop("PREFECT_API_URL", None)
         # Own session, like a shell's foreground job: Ctrl-C is a SIGINT to this group only.
         log = open(folder / "ui.log", "w")  # a file, not a pipe nobody reads, which could fill and block
@@ -225,6 +226,68 @@ def test_runs_are_named_and_plots_render_in_the_ui(uis, monkeypatch):
     pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
     plot_pixels = (np.abs(pixels - PLOT_RGB).max(axis=1) <= 12).sum()
     assert plot_pixels > 200, "the plot's line is not on the artifact page: the image did not load"
+
+
+def _chromium_shot(url: str, shot: Path) -> np.ndarray:
+    """The page at `url` as headless Chromium draws it at 1400 x 1000: its pixels, (n, 3) RGB."""
+    from PIL import Image
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium to look at the artifact page (Debian: apt-get install chromium)")
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                    "--window-size=1400,1000", "--virtual-time-budget=15000", url],
+                   capture_output=True, timeout=120, check=True)
+    return np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+
+
+def _near(pixels: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    return int((np.abs(pixels - np.asarray(rgb)).max(axis=1) <= 12).sum())
+
+
+def test_two_workspaces_two_runs_each_report_version_shows_its_own_plot_in_chromium(uis, tmp_path, monkeypatch):
+    """Two workspaces publish the evaluate stage's report artifact (the same key, `stocks-report`) with a plot
+    of the same name; workspace one then reruns with a redrawn plot. In a real browser each of the three
+    artifact versions shows its own picture: the older version keeps its plot after the rerun."""
+    import json
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.stages import publish_report
+    from r2n2.paths import CasePaths
+
+    ui = uis[0]
+    api = f"http://127.0.0.1:{ui['port']}/api"
+    monkeypatch.setenv("R2N2_FILES_URL", f"http://127.0.0.1:{ui['files_port']}")
+    monkeypatch.setenv("R2N2_PLOT_STORE", str(ui["folder"] / "plot-store"))  # the store this `r2n2 ui` serves
+    colours = {"one": ("C0", (31, 119, 180)), "two": ("C3", (214, 39, 40)), "one again": ("C2", (44, 160, 44))}
+
+    @flow(name="pipeline", persist_result=False)
+    def evaluate_stage() -> None:
+        publish_report("stocks", CasePaths("stocks"))
+
+    with temporary_settings(updates={PREFECT_API_URL: api}):
+        for run, (colour, _) in colours.items():
+            reports = tmp_path / run.split()[0] / "data" / "reports" / "stocks"
+            _plot(reports / "plots" / "forecast.png", color=colour)
+            (reports / "metrics.json").write_text(json.dumps({"model": {"rmse": 0.0127}}))
+            (reports / "report.md").write_text(f"# stocks, workspace {run}\n")
+            monkeypatch.chdir(reports.parents[2])
+            evaluate_stage()
+        with get_client(sync_client=True) as client:
+            versions = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["stocks-report"])))
+    versions = sorted((a for a in versions if "workspace" in a.data), key=lambda a: a.created)  # not the test above's
+    assert len(versions) == 3
+    for (run, (_, rgb)), artifact in zip(colours.items(), versions):
+        assert f"workspace {run}\n" in artifact.data
+        pixels = _chromium_shot(f"http://127.0.0.1:{ui['port']}/artifacts/artifact/{artifact.id}",
+                                tmp_path / f"{run}.png")
+        others = [c for r, (_, c) in colours.items() if r != run]
+        assert _near(pixels, rgb) > 200, f"{run}: its own plot is not on its artifact page"
+        assert all(_near(pixels, c) < 20 for c in others), f"{run}: another run's plot is on its artifact page"
 
 
 @pytest.mark.parametrize("index, sig", [(0, signal.SIGTERM), (1, signal.SIGINT)], ids=["SIGTERM", "Ctrl-C"])

@@ -166,11 +166,16 @@ def test_the_case_runs_every_stage_predicts_monitors_promotes_and_replays(tmp_pa
     m = json.loads((paths.reports / "metrics.json").read_text())
     assert {"naive", "har", "garch_t", "gjr_garch_t", "ewma", "no_relational"} <= set(m["baselines"])
     assert {c["metric"] for c in m["comparisons"]} == {"mse_log", "qlike"}
-    assert {"diebold_mariano", "paired_t_seeds"} <= {c["test"] for c in m["comparisons"]}
+    assert {"diebold_mariano", "paired_t_seeds", "two_way_bootstrap_seeds_items"} <= {c["test"] for c in m["comparisons"]}
+    seeded = {(c["b"], c["metric"], c["test"]): c for c in m["comparisons"] if c["a"] == "model"}
+    for k in ("mse_log", "qlike"):  # seeds x test days: the paired t's estimate, with both sources of noise
+        two, t = seeded[("no_relational", k, "two_way_bootstrap_seeds_items")], seeded[("no_relational", k, "paired_t_seeds")]
+        assert two["n_seeds"] == 2 and abs(two["diff"] - t["diff"]) < 1e-9 and two["ci_low"] <= two["diff"] <= two["ci_high"]
     assert set(m["mcs"]) == {"mse_log", "qlike"} and m["mcs"]["qlike"]["included"]
     assert m["refits"]["look_ahead_rows"] == 0 and "finetuned" in m and m["seeds"]["model"]["mse_log"]["n"] == 2
     report = (paths.reports / "report.md").read_text()
     assert "GJR-GARCH" in report and any(v in report for v in ("tie", "better", "worse"))
+    assert "Relational module across seeds (two-way bootstrap over seeds and test days)" in report
 
     case = get_case("volatility")
     model, ck = load_checkpoint(paths.model_dir / "model.pt")

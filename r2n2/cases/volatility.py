@@ -65,7 +65,7 @@ from ..errors import ConfigError, DataError
 from ..evaluate.plots import plot_forecast, plot_learning_curves, write_csv
 from ..evaluate.report import fmt, history, seed_section, verdict_text
 from ..evaluate.stats import (_comparison, diebold_mariano, hac_mean, mde_block, minimum_detectable_effect,
-                              seed_difference, seed_summary, verdict)
+                              seed_difference, seed_summary, two_way_bootstrap, verdict)
 from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..models.config import ModelConfig
 from .base import Log, check_range, window_meta_of
@@ -474,22 +474,32 @@ def _mcs(losses: dict[str, dict[str, np.ndarray]], e) -> dict:
 
 def _seed_table(cfg, data, role: str, families: dict, r: dict, a: str, others: list[str]) -> tuple[dict, list]:
     """Per neural family: mean, sd, n over seeds of the calibrated MSE-log and QLIKE (each seed calibrated on
-    validation); ``a`` vs each of ``others`` paired by seed (a t-test over seeds; none with one seed)."""
-    per = {}
+    validation); ``a`` vs each of ``others`` paired by seed: a two-way bootstrap over seeds and test days (blocks
+    of 10 days), the verdict's test, and the paired t over seeds beside it (it conditions on this one test set).
+    None with one seed."""
+    per, daily = {}, {}
     for name, fam in families.items():
-        per[name] = []
+        per[name], daily[name] = [], []
         for mdl, ck in fam:
             g = _neural(mdl, ck, r["rows"], r["dates"])
-            per[name].append(_score(r["y"]["test"], g["test"], calibrate(r["y"]["val"], g["val"])))
+            cal = calibrate(r["y"]["val"], g["val"])
+            per[name].append(_score(r["y"]["test"], g["test"], cal))
+            daily[name].append(_losses(r["y"]["test"], g["test"], cal))
     table = {n: {k: seed_summary([s[k] for s in v]) for k in ("mse_log", "qlike")} for n, v in per.items()}
     comps = []
     for b in others:
         if a in per and b in per:
+            n = min(len(per[a]), len(per[b]))
             for k in ("mse_log", "qlike"):
                 c = seed_difference([s[k] for s in per[a]], [s[k] for s in per[b]], a=a, b=b, metric=k)
                 if c is not None:
                     c["verdict"] = verdict(c, higher_is_better=False)
                     comps.append(c)
+                d = np.stack([x[k] for x in daily[a][:n]]) - np.stack([x[k] for x in daily[b][:n]])  # (seeds, days)
+                two = two_way_bootstrap(lambda si, ii, d=d: float(d[si][:, ii].mean()), n, d.shape[1], a=a, b=b,
+                                        metric=k, block=10.0, higher_is_better=False)
+                if two is not None:
+                    comps.append(two)
     return table, comps
 
 
@@ -582,9 +592,9 @@ def _report(m: dict, data) -> str:
               f"{_verdicts(m['comparisons'], 'model', 'no_relational')}.", ""]
     lines += seed_section("Across seeds (mean ± sd, each seed calibrated on validation):",
                           "| model | MSE-log | QLIKE | seeds |", m.get("seeds", {}), _seed_line, "volatility")
-    sv = _verdicts(m["comparisons"], "model", "no_relational", "paired_t_seeds")
+    sv = _verdicts(m["comparisons"], "model", "no_relational", "two_way_bootstrap_seeds_items")
     if sv != "n/a":
-        lines += [f"Relational module across seeds (paired t over seeds): {sv}.", ""]
+        lines += [f"Relational module across seeds (two-way bootstrap over seeds and test days): {sv}.", ""]
     if "finetuned" in m:
         tt = m["target_period"]
         tby = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "finetuned"
@@ -597,8 +607,8 @@ def _report(m: dict, data) -> str:
                         m["target_mcs"], tby, "finetuned")
         lines += [""] + seed_section("Transfer across seeds (mean ± sd):", "| model | MSE-log | QLIKE | seeds |",
                                      m.get("transfer_seeds", {}), _seed_line, "volatility")
-        sv = _verdicts(m["comparisons"], "finetuned", "scratch", "paired_t_seeds")
+        sv = _verdicts(m["comparisons"], "finetuned", "scratch", "two_way_bootstrap_seeds_items")
         if sv != "n/a":
-            lines += [f"Fine-tuned vs scratch across seeds (paired t over seeds): {sv}.", ""]
+            lines += [f"Fine-tuned vs scratch across seeds (two-way bootstrap over seeds and test days): {sv}.", ""]
     lines += ["Plots: `plots/forecast.png`, `plots/learning_curves.png`.", ""]
     return "\n".join(lines)

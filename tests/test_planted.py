@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -76,3 +77,41 @@ def test_panel_across_seeds_is_a_two_way_bootstrap_over_seeds_and_dates(tmp_path
         assert two["ci_low"] <= two["diff"] <= two["ci_high"] and two["sided"] and two["mde"] > 0
         assert m["tests"][f"model_vs_{b}"]["test"] == "two_way_bootstrap_seeds_items"  # the verdict's test
     assert "two-way bootstrap over seeds and test dates" in (tmp_path / "data/reports/panel/report.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["quantile", "student_t"])
+def test_panel_distribution_head_is_calibrated_on_validation_scored_and_predicted(tmp_path, head):
+    """panel.model.distribution: the head's quantiles of each stock's cross-sectional z-score, widened by split
+    conformal on validation, scored on test beside the ablations' heads and the training targets' quantiles,
+    with Diebold–Mariano on CRPS over test dates; predict writes non-crossing q<level> columns."""
+    from r2n2.cases.crosssection import predict_panel
+    from r2n2.checkpoint import load_checkpoint
+    from r2n2.cases.base import window_meta_of
+
+    lead_lag_panel(beta=0.2, seed=3, start="2007-01-02", end="2011-12-30").to_csv(tmp_path / "panel.csv", index=False)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p = raw["panel"]
+    p["data"]["source"] = str(tmp_path / "panel.csv")
+    p["window"].update({"val_start": "2010-01-04", "test_start": "2011-01-03"})
+    p["model"].update({"hidden_size": 8, "distribution": head})
+    p["train"].update({"epochs": 1, "max_batches_per_epoch": 5})
+    p["evaluate"]["plots"] = False
+    cfg = parse_params(raw).cases["panel"]
+    for stage in ("ingest", "validate", "window", "train", "baselines", "evaluate"):
+        run_stage(stage, "panel", cfg, tmp_path, log=lambda _: None)
+    m = json.loads((tmp_path / "data/reports/panel/metrics.json").read_text())
+    d = m["model"]
+    assert d["distribution"] == head and d["conformal"]["fitted_on"] == "validation" and d["crps"] > 0
+    assert d["conformal"]["end"] < m["test_period"]["start"]  # calibrated before the test period
+    assert abs(d["coverage"]["0.9"] - 0.9) < 0.1 and d["n_rows"] > 1000
+    assert set(m["distribution_baselines"]) == {"no_cross_entity", "gru_no_relational", "unconditional"}
+    crps = [c for c in m["comparisons"] if c["metric"] == "crps"]
+    assert {c["b"] for c in crps} == set(m["distribution_baselines"]) and all(c["mde"] > 0 for c in crps)
+    assert "## Forecast distribution of each stock's cross-sectional z-score" in \
+        (tmp_path / "data/reports/panel/report.md").read_text()
+    model, ck = load_checkpoint(tmp_path / "data/models/panel/model.pt")
+    prices = pd.read_csv(tmp_path / "panel.csv", parse_dates=["date"]).query("date >= '2011-06-01'")
+    out = predict_panel(model, window_meta_of(ck), prices)
+    q = out[[f"q{t:g}" for t in cfg.model.quantiles]].to_numpy()
+    assert len(out) > 0 and np.isfinite(q).all() and (np.diff(q, axis=1) >= -1e-6).all()

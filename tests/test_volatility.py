@@ -201,3 +201,39 @@ def test_the_case_runs_every_stage_predicts_monitors_promotes_and_replays(tmp_pa
     # the replay's naive line is the case's (yesterday's log proxy), not the zero of a return
     naive = rp.table.set_index("date")["naive"].reindex(tl["date"]).to_numpy()
     np.testing.assert_allclose(tl["random_walk"].to_numpy(), naive)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head", ["quantile", "student_t"])
+def test_a_distribution_head_gets_conformal_quantiles_crps_and_predict_columns(tmp_path, monkeypatch, head):
+    """model.distribution on the volatility case: the head's log-variance quantiles, widened by split conformal
+    on validation, scored on test beside HAR / GJR / naive plus their validation residuals' quantiles and the
+    ablation's head, with Diebold–Mariano on CRPS; `predict` writes non-crossing q<level> columns."""
+    from r2n2.checkpoint import load_checkpoint
+    from r2n2.cases.base import window_meta_of
+    from r2n2.paths import CasePaths
+    from r2n2.registry import get_case, run_stage
+    from r2n2.stages import STAGES
+
+    _tiny_project(tmp_path)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["volatility"]["model"]["distribution"] = head
+    params["volatility"]["evaluate"]["seeds"] = 1
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    cfg = load_params("params.yaml").case("volatility")
+    for st in STAGES:
+        run_stage(st.name, "volatility", cfg, tmp_path)
+    paths = CasePaths("volatility", tmp_path)
+    m = json.loads((paths.reports / "metrics.json").read_text())
+    d = m["model"]
+    assert d["distribution"] == head and d["conformal"]["fitted_on"] == "validation" and d["crps"] > 0
+    assert set(d["coverage"]) == {"0.5", "0.8", "0.9", "0.98"} and all(0 <= v <= 1 for v in d["coverage"].values())
+    assert set(m["distribution_baselines"]) == {"har", "gjr_garch_t", "naive", "no_relational"}
+    crps = {c["b"]: c for c in m["comparisons"] if c["metric"] == "crps"}
+    assert set(crps) == set(m["distribution_baselines"]) and all(c["verdict"] and c["mde"] for c in crps.values())
+    assert m["power"]["crps"] and "## Forecast distribution of the log variance" in (paths.reports / "report.md").read_text()
+    model, ck = load_checkpoint(paths.model_dir / "model.pt")
+    out = get_case("volatility").predict(model, window_meta_of(ck), ck, str(tmp_path / "ohlc.csv"), cfg)
+    q = out[[f"q{t:g}" for t in cfg.model.quantiles]].to_numpy()
+    assert len(q) > 0 and np.isfinite(q).all() and (np.diff(q, axis=1) >= -1e-6).all()  # non-crossing

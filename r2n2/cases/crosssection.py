@@ -15,6 +15,8 @@ from ..data.window import (EntityWindows, StockBatches, StockWindows, load_entit
                            window_splits)
 from ..errors import DataError
 from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal_scores
+from ..evaluate.distribution import (apply_offsets, conformal_offsets, crps_quantile, differential_test,
+                                    score_quantiles, student_t_quantiles)
 from ..evaluate.metrics import daily_rank_ic, rank_ic_summary
 from ..evaluate.plots import plot_lines, write_csv
 from ..evaluate.report import MDE_NOTE, fmt, history, interval_text, md_table, seed_section
@@ -139,6 +141,104 @@ def score_matrix(model, data, split: str | None) -> pd.DataFrame:
         .pivot(index="date", columns="entity", values="s")
 
 
+def quantile_frame(model, data, split: str | None, *, labelled: bool = True) -> pd.DataFrame:
+    """A distribution head's quantiles (``q<level>`` columns, on the target's scale: the cross-sectional z-score
+    of the forward return) and the target, one row per (date, stock) of ``split`` (``labelled``: only rows with
+    a finite target)."""
+    cfg = model.config
+    if cfg.entities:
+        b = data.batches("pretrain", split, batch_size=256, entities=True)
+        raw = predict_batches(model, b, distribution=True)[:, :, 0, :]  # (n, E, 1, P) -> (n, E, P)
+        w = b.windows
+        dates = np.repeat(w.dates[w.ends], len(w.entities))
+        entities = np.tile(np.asarray(w.entities), len(w.ends))
+        raw = raw.reshape(-1, raw.shape[-1])
+    else:
+        windows = pooled_windows(data.table, data.meta, split)
+        raw = predict_batches(model, panel_batches(windows, 1024), distribution=True)[:, 0, :]  # (m, P)
+        rows = data.table.iloc[windows.ends]
+        dates, entities = rows["date"].to_numpy(), rows["entity"].to_numpy()
+    q = student_t_quantiles(raw, cfg.quantiles) if cfg.distribution == "student_t" else raw
+    ts = data.meta.target_scaler
+    frame = pd.DataFrame(q * ts["scale"] + ts["mean"], columns=[f"q{t:g}" for t in cfg.quantiles])
+    frame.insert(0, "entity", entities)
+    frame.insert(0, "date", pd.DatetimeIndex(dates))
+    target = data.table.set_index(["date", "entity"])["target"]
+    frame["target"] = target.reindex(pd.MultiIndex.from_frame(frame[["date", "entity"]])).to_numpy(float)
+    return frame[np.isfinite(frame["target"].to_numpy())].reset_index(drop=True) if labelled else frame
+
+
+def _distribution(data, models: dict, horizon: int) -> tuple[dict, dict, list[dict]]:
+    """The forecast distribution of each stock's cross-sectional z-score, when ``model.distribution`` is quantile
+    or student_t: the head's quantiles with each central interval widened by a split-conformal offset fitted on
+    the validation rows (never test), scored on the test rows (CRPS, pinball, coverage, width), beside every
+    neural baseline with a head and the training targets' empirical quantiles (the forecast that knows nothing
+    of the stock or the day). Diebold–Mariano on CRPS over test dates (each date's mean over its stocks)."""
+    model = models["model"][0]
+    levels = list(model.config.quantiles)
+    cols = [f"q{t:g}" for t in levels]
+    heads = {"model": models["model"][0], **{k: m for k, (m, _) in models.get("baselines", {}).items()
+                                             if m.config.distribution != "none"}}
+    tests, conformal, raw = {}, {}, None
+    for name, mdl in heads.items():
+        val, test = quantile_frame(mdl, data, "val"), quantile_frame(mdl, data, "test")
+        conformal[name] = conformal_offsets(val[cols].to_numpy(), val["target"].to_numpy(), levels)
+        if name == "model":
+            raw = score_quantiles(test["target"].to_numpy(), test[cols].to_numpy(), levels)
+        tests[name] = test.assign(**dict(zip(cols, apply_offsets(test[cols].to_numpy(), conformal[name], levels).T)))
+    t = data.table
+    train_targets = t.loc[t["split"] == "train", "target"].to_numpy(float)
+    climate = np.quantile(train_targets[np.isfinite(train_targets)], levels)
+    tests["unconditional"] = tests["model"].assign(**dict(zip(cols, climate)))
+    key = ["date", "entity"]
+    common = tests["model"][key]
+    for f in tests.values():  # every forecaster on the same (date, stock) rows
+        common = common.merge(f[key], on=key)
+    aligned = {k: common.merge(f, on=key) for k, f in tests.items()}
+    y = aligned["model"]["target"].to_numpy()
+    scores = {k: {x: v for x, v in score_quantiles(y, f[cols].to_numpy(), levels).items() if x != "var_backtests"}
+              for k, f in aligned.items()}
+    crps = {k: pd.Series(crps_quantile(y, f[cols].to_numpy(), levels)).groupby(f["date"].to_numpy()).mean()
+            for k, f in aligned.items()}
+    comps = []
+    for name in scores:
+        if name != "model":
+            c = differential_test((crps["model"] - crps[name]).to_numpy(), a="model", b=name, metric="crps",
+                                  horizon=horizon)
+            c["verdict"] = verdict(c, higher_is_better=False)
+            comps.append(c)
+    vmin, vmax = (quantile_frame(model, data, "val")["date"].agg(f) for f in ("min", "max"))
+    block = {**scores.pop("model"), "distribution": model.config.distribution, "levels": levels,
+             "target": "cross-sectional z-score of the forward return", "n_rows": int(len(y)),
+             "uncalibrated": {k: raw[k] for k in ("crps", "coverage", "width")},
+             "conformal": {"method": "split conformal (CQR, symmetric, one offset per central interval)",
+                           "fitted_on": "validation", "start": str(vmin.date()), "end": str(vmax.date()),
+                           "offsets": conformal["model"]}}
+    return block, scores, comps
+
+
+def _distribution_report(m: dict) -> list[str]:
+    d = m["model"]
+    rows = {f"model ({d['distribution']}, split conformal)": d, "model (before conformal)": d["uncalibrated"],
+            **{("training targets' empirical quantiles" if k == "unconditional" else k): v
+               for k, v in m.get("distribution_baselines", {}).items()}}
+    lines = ["## Forecast distribution of each stock's cross-sectional z-score", "",
+             f"Quantiles at {', '.join(f'{t:g}' for t in d['levels'])} of the training target (each stock's "
+             f"forward return as a z-score across that date's stocks), {d['n_rows']} (date, stock) test rows; the "
+             "central intervals widened by a split-conformal offset fitted on the validation rows only "
+             f"({d['conformal']['start']} to {d['conformal']['end']}; each neural baseline likewise). CRPS: "
+             "scoringrules' quantile CRPS over these levels.", "",
+             "| forecast | CRPS | cov 50 % | cov 80 % | cov 90 % | cov 98 % | width 90 % |", "|---" * 7 + "|"]
+    for name, s in rows.items():
+        cov = s["coverage"]
+        lines.append(f"| {name} | {fmt(s['crps'])} | " + " | ".join(fmt(cov.get(k), 3) for k in ("0.5", "0.8", "0.9", "0.98"))
+                     + f" | {fmt(s['width'].get('0.9'))} |")
+    crps = [c for c in m["comparisons"] if c["metric"] == "crps"]
+    lines += ["", "The model minus each, mean CRPS (Diebold–Mariano over test dates, each date's mean over its "
+              "stocks; HAC, two-sided; negative favours the model):", "", *_comparison_rows(crps), ""]
+    return lines
+
+
 def _matrices(data) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     t = data.table
     close = t.pivot(index="date", columns="entity", values="close").sort_index()
@@ -249,6 +349,10 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
                 comparisons.append(two)
     tests = {f"model_vs_{c['b']}": c for c in comparisons}  # the rank-IC tests (the across-seeds one last)
     comparisons += _sharpe_comparisons(rets, "model", [b for b in scorers if b != "model"])
+    dist = None
+    if model.config.distribution != "none":
+        dist = _distribution(data, models, meta.horizon)
+        comparisons += dist[2]
     metrics = {"model": rows["model"], "baselines": {k: v for k, v in rows.items() if k != "model"},
                "tests": tests, "comparisons": comparisons, "power": _power(rows, comparisons, len(dates)),
                "seeds": seed_rows,
@@ -256,6 +360,10 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
                                "end": str(dates[-1].date()), "n": int(len(dates))},
                "settings": {"top_k": cfg.evaluate.top_k, "cost_bps": cfg.evaluate.cost_bps, "horizon": meta.horizon,
                             "execution_lag": cfg.evaluate.execution_lag}}
+    if dist is not None:
+        metrics["model"].update(dist[0])
+        metrics["distribution_baselines"] = dist[1]
+        metrics["power"]["crps"] = mde_block(comparisons, "crps")
     write_json_atomic(metrics, paths.reports / "metrics.json")
     if cfg.evaluate.plots:
         cum = pd.DataFrame({k: np.cumsum(np.log1p(rets[k]["net"].reindex(dates).fillna(0.0).to_numpy()))
@@ -310,6 +418,8 @@ def _report(m: dict, data, cfg) -> str:
                "95 % interval):"), "", *_comparison_rows(ic), "",
               ("Long-short Sharpe ratio (annualised), model minus each alternative, net and gross (Ledoit–Wolf 2008 "
                "HAC test, two-sided):"), "", *_comparison_rows(sh), "", MDE_NOTE, ""]
+    if "crps" in m["model"]:
+        lines += _distribution_report(m)
     lines += [*seed_section("Across seeds (mean ± sd):", "| model | rank IC | NW t | long-short Sharpe | seeds |",
                             m.get("seeds", {}), lambda n, s: f"| {n} | " + " | ".join(
                                 f"{fmt(s[k]['mean'])} ± {fmt(s[k]['sd'])}" for k in _SEED_KEYS)
@@ -347,7 +457,8 @@ def model_view(table: pd.DataFrame, meta) -> _View:
 
 def predict_panel(model, meta, prices: pd.DataFrame) -> pd.DataFrame:
     """Scores of every full window of a price panel (one row per date and stock; higher = expected to do
-    better than the cross-section), with the same features and scaling as training."""
+    better than the cross-section), with the same features and scaling as training; a model with a distribution
+    head adds its quantiles of the cross-sectional z-score, ``q<level>``."""
     missing = sorted(set(meta.entities) - set(prices["entity"].astype(str)))
     if model.config.entities and missing:
         raise DataError(f"the model relates the {len(meta.entities)} stocks it was trained on; the file lacks "
@@ -356,8 +467,13 @@ def predict_panel(model, meta, prices: pd.DataFrame) -> pd.DataFrame:
     table = panel_table(prices, lookback=meta.lookback, horizon=1, keep_unlabelled=True,
                         cuts={"start": "1900-01-01", "val_start": far, "test_start": far, "end": far})
     table["split"] = np.where(table.groupby("entity").cumcount() >= meta.lookback - 1, "all", "")
-    scores = score_matrix(model, model_view(table, meta), None)
-    return scores.stack().rename("score").reset_index()[["date", "entity", "score"]]
+    view = model_view(table, meta)
+    scores = score_matrix(model, view, None)
+    out = scores.stack().rename("score").reset_index()[["date", "entity", "score"]]
+    if model.config.distribution != "none":  # the head's quantiles of the cross-sectional z-score, q<level>
+        q = quantile_frame(model, view, None, labelled=False).drop(columns="target")
+        out = out.merge(q.assign(entity=q["entity"].astype(out["entity"].dtype)), on=["date", "entity"], how="left")
+    return out
 
 
 def window_scores(data, model, mmeta, window: dict) -> dict:

@@ -62,6 +62,7 @@ from ..data.sources import DataConfig, load_builtin_stocks, read_prices
 from ..data.validate import PriceChecks
 from ..data.window import fit_scalers, split_summary, window_splits
 from ..errors import ConfigError, DataError
+from ..evaluate.distribution import apply_offsets, conformal_offsets, crps_comparison, score_quantiles
 from ..evaluate.plots import plot_forecast, plot_learning_curves, write_csv
 from ..evaluate.report import fmt, history, seed_section, verdict_text
 from ..evaluate.stats import (_comparison, diebold_mariano, hac_mean, mde_block, minimum_detectable_effect,
@@ -353,9 +354,15 @@ class VolatilityCase(SeriesCase):
             m["transfer_seeds"], sc = _seed_table(cfg, data, "target", models.get("transfer_seeds", {}), tgt,
                                                   "finetuned", ["scratch"])
             comps += sc
+        if models["model"][0].config.distribution != "none":  # quantiles of the log variance, conformal on val
+            block, m["distribution_baselines"], dc = _distribution(main, models, h)
+            m["model"].update(block)
+            comps += dc
         m["comparisons"] = comps
         m["power"] = {"alpha": 0.05, "power": 0.8, "mse_log": mde_block(comps, "mse_log"),
                       "qlike": mde_block(comps, "qlike")}
+        if "crps" in m["model"]:
+            m["power"]["crps"] = mde_block(comps, "crps")
         write_json_atomic(m, paths.reports / "metrics.json")
         if e.plots:
             _plots(main, data, models, paths)
@@ -367,7 +374,9 @@ class VolatilityCase(SeriesCase):
         forecast; the report's ``level_factor`` turns it into a mean one) and the naive forecast, for every day
         with 22 days of proxies and a full window behind it (N rows of an entity give N - 21 - lookback
         forecasts). Each row: ``origin_date`` (the last input day), ``target_date`` (the last of the h days it
-        forecasts: the input's h-th next trading day, business days past its end) and ``horizon_days``."""
+        forecasts: the input's h-th next trading day, business days past its end) and ``horizon_days``; a model
+        with a distribution head adds its log-variance quantiles ``q<level>`` (before the report's conformal
+        offsets)."""
         prices = read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
                              builtin=load_builtin_stocks)
         _require_ohlc(prices, self.name)
@@ -384,7 +393,8 @@ class VolatilityCase(SeriesCase):
                                                                      meta.horizon),
                                         "horizon_days": meta.horizon,
                                         f"forecast_logvar_{meta.horizon}d": out["pred"],
-                                        f"naive_logvar_{meta.horizon}d": out["bench"]}))
+                                        f"naive_logvar_{meta.horizon}d": out["bench"],
+                                        **{c: out[c] for c in out.columns if c.startswith("q")}}))
         return pd.concat(frames, ignore_index=True)
 
 
@@ -438,6 +448,78 @@ def _role(cfg, data, role: str, neural: dict, log: Log) -> dict:
             "refits": {"every": cfg.evaluate.refit_every, "n": int(math.ceil((last - first + 1) /
                                                                             cfg.evaluate.refit_every)),
                        "look_ahead_rows": ahead}}
+
+
+DIST_BASELINES = ("har", "gjr_garch_t", "naive")  # point forecasts made distributions by their own val residuals
+
+
+def _quantile_frames(model, ck: dict, r: dict) -> dict[str, np.ndarray]:
+    """A distribution head's log-variance quantiles (n, K) on each split's days (``series_frame``'s q<level>)."""
+    frame = series_frame(model, window_meta_of(ck), r["rows"]).set_index("date")
+    cols = [f"q{t:g}" for t in model.config.quantiles]
+    return {s: frame[cols].reindex(d).to_numpy(float) for s, d in r["dates"].items()}
+
+
+def _distribution(r: dict, models: dict, horizon: int) -> tuple[dict, dict, list[dict]]:
+    """The forecast distribution of the log variance, when ``model.distribution`` is quantile or student_t: the
+    head's quantiles, each central interval widened by a split-conformal offset fitted on the validation days
+    (never test), scored on test: CRPS, pinball per level, coverage and width of the central intervals. Baselines
+    on the same days: HAR, GJR-GARCH-t and the naive forecast (calibrated log forecasts) plus the empirical
+    quantiles of their own validation residuals, and the ablation's head when it has one. Diebold–Mariano on
+    CRPS against each. (No VaR backtests: a quantile of the variance is no Value-at-Risk.)"""
+    model, ck = models["model"]
+    levels = list(model.config.quantiles)
+    y_val, y = r["y"]["val"], r["y"]["test"]
+    qs, conformal = {}, {}
+    heads = {"model": models["model"], **{k: v for k, v in models.get("baselines", {}).items()
+                                          if v[0].config.distribution != "none"}}
+    for name, (mdl, c) in heads.items():
+        q = _quantile_frames(mdl, c, r)
+        conformal[name] = conformal_offsets(q["val"], y_val, levels)
+        qs[name] = apply_offsets(q["test"], conformal[name], levels)
+        if name == "model":
+            raw = score_quantiles(y, q["test"], levels)
+    for name in DIST_BASELINES:
+        f_val, f_test = (r["raw"][name][s] + r["cal"][name]["a"] for s in ("val", "test"))
+        qs[name] = f_test[:, None] + np.quantile(y_val - f_val, levels)[None, :]
+    keep = ("crps", "coverage", "width")
+    scores = {k: {x: v for x, v in score_quantiles(y, q, levels).items() if x != "var_backtests"} for k, q in qs.items()}
+    cp = r["calibration_period"]
+    block = {**scores.pop("model"), "distribution": model.config.distribution, "levels": levels,
+             "uncalibrated": {k: raw[k] for k in keep},
+             "conformal": {"method": "split conformal (CQR, symmetric, one offset per central interval)",
+                           "fitted_on": "validation", "n": len(y_val), "start": cp["start"], "end": cp["end"],
+                           "offsets": conformal["model"]}}
+    comps = []
+    for name in scores:
+        c = crps_comparison(y, qs["model"], qs[name], levels, a="model", b=name, horizon=horizon)
+        c["verdict"] = verdict(c, higher_is_better=False)
+        comps.append(c)
+    return block, scores, comps
+
+
+def _distribution_report(m: dict) -> list[str]:
+    d = m["model"]
+    rows = {f"model ({d['distribution']}, split conformal)": d, "model (before conformal)": d["uncalibrated"],
+            **{NAMES.get(k, k) + ("" if k in m["baselines"] and k not in DIST_BASELINES else
+                                   " + its validation residuals' quantiles"): v
+               for k, v in m.get("distribution_baselines", {}).items()}}
+    lines = ["## Forecast distribution of the log variance", "",
+             f"Quantiles at {', '.join(f'{t:g}' for t in d['levels'])} of the log proxy; the model's central "
+             "intervals widened by a split-conformal offset fitted on the validation days only "
+             f"({d['conformal']['start']} to {d['conformal']['end']}, {d['conformal']['n']} days; the ablation's "
+             "likewise). CRPS: scoringrules' quantile CRPS over these levels. The point forecasters become "
+             "distributions by adding the empirical quantiles of their own validation residuals (calibrated log "
+             "forecasts).", "", "| forecast | CRPS | cov 50 % | cov 80 % | cov 90 % | cov 98 % | width 90 % |",
+             "|---" * 7 + "|"]
+    for name, s in rows.items():
+        cov = s["coverage"]
+        lines.append(f"| {name} | {fmt(s['crps'])} | " + " | ".join(fmt(cov.get(k), 3) for k in ("0.5", "0.8", "0.9", "0.98"))
+                     + f" | {fmt(s['width'].get('0.9'))} |")
+    crps = [c for c in m["comparisons"] if c["metric"] == "crps" and c["a"] == "model"]
+    lines += ["", "The model minus each, CRPS (Diebold–Mariano, HAC, two-sided; negative favours the model): "
+              + "; ".join(f"{NAMES.get(c['b'], c['b'])} {_ci(c)}" for c in crps) + ".", ""]
+    return lines
 
 
 def _compare(r: dict, a: str, others: list[str], horizon: int) -> list[dict]:
@@ -590,6 +672,8 @@ def _report(m: dict, data) -> str:
               f"MSE-log {{{', '.join(mc['mse_log']['included'])}}}; QLIKE {{{', '.join(mc['qlike']['included'])}}}.",
               "", "Relational module (model vs its ablation, seed 0): "
               f"{_verdicts(m['comparisons'], 'model', 'no_relational')}.", ""]
+    if "crps" in m["model"]:
+        lines += _distribution_report(m)
     lines += seed_section("Across seeds (mean ± sd, each seed calibrated on validation):",
                           "| model | MSE-log | QLIKE | seeds |", m.get("seeds", {}), _seed_line, "volatility")
     sv = _verdicts(m["comparisons"], "model", "no_relational", "two_way_bootstrap_seeds_items")

@@ -229,6 +229,13 @@ def pinball_comparison(y, q_a, q_b, levels, tau: float, *, a: str, b: str, horiz
 
 
 def _dm(d: np.ndarray, a: str, b: str, metric: str, *, horizon: int, level: float) -> dict:
+    return differential_test(d, a=a, b=b, metric=metric, horizon=horizon, level=level)
+
+
+def differential_test(d, *, a: str, b: str, metric: str, horizon: int = 1, level: float = 0.95) -> dict:
+    """Diebold–Mariano on a loss differential series ``d`` (a minus b, one value per time step, in time order):
+    HAC standard error of its mean, the Harvey–Leybourne–Newbold factor, Student-t p-value (two-sided)."""
+    d = np.asarray(d, float)
     n = len(d)
     h = hac_mean(d, horizon=horizon)
     if h["tstat"] is None:

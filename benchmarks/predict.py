@@ -41,7 +41,8 @@ def main() -> None:
     from r2n2.cases.forecast import predict_prices
     from r2n2.checkpoint import load_checkpoint
     from r2n2.registry import load_params
-    from r2n2.data.sources import load_builtin_sentiment, load_builtin_stocks
+    from r2n2.cases.sentiment import load_builtin_sentiment
+    from r2n2.cases.series import load_builtin_stocks
     from r2n2.models.core import build_model
 
     params = load_params(ROOT / "params.yaml")

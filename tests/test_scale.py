@@ -23,7 +23,12 @@ def _history(folder: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_match_single_process(tmp_path):
+@pytest.mark.parametrize("head, port, rel", [("none", 29517, 1e-4), ("quantile", 29519, 5e-4)])
+def test_ddp_two_processes_match_single_process(tmp_path, head, port, rel):
+    """Also with a distribution head (pinball loss, validation pinball for early stopping). Its validation loss
+    is more sensitive to the one window DistributedSampler repeats (measured 2026-12-05: 1.1e-4 relative after
+    epoch 1, 7e-5 after epoch 2), hence its own tolerance."""
+    args = [*DDP_ARGS, "--set", f"stocks.model.distribution={head}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cli = [sys.executable, "-m", "flows.cli"]
     folders = {}
@@ -34,18 +39,18 @@ def test_ddp_two_processes_match_single_process(tmp_path):
         for stage in ("ingest", "validate", "window"):
             subprocess.run([*cli, stage, "stocks"], cwd=d, env=env, check=True, capture_output=True)
         folders[name] = d
-    subprocess.run([*cli, "train", "stocks", *DDP_ARGS], cwd=folders["single"], env=env, check=True,
+    subprocess.run([*cli, "train", "stocks", *args], cwd=folders["single"], env=env, check=True,
                    capture_output=True)
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
-    proc = subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", "--master_port=29517",
-                           "-m", "flows.cli", "train", "stocks", *DDP_ARGS], cwd=folders["ddp"], env=env,
+    proc = subprocess.run([torchrun, "--nproc_per_node=2", "--master_addr=127.0.0.1", f"--master_port={port}",
+                           "-m", "flows.cli", "train", "stocks", *args], cwd=folders["ddp"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     single, ddp = _history(folders["single"]), _history(folders["ddp"])
     assert len(single) == len(ddp) == 2
     for a, b in zip(single, ddp):
         # Same weights after every epoch: the validation loss agrees to float rounding.
-        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-4)
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=rel)
         # The epoch's mean training loss agrees too, up to the one window DistributedSampler repeats to make
         # the epoch divisible by the two ranks.
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-2)

@@ -12,8 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.stats import chi2_contingency
 
-from r2n2.data.sources import (LABELS, DataConfig, append_new, load_builtin_panel, load_builtin_sentiment,
-                               normalise_labels, read_prices, read_texts)
+from r2n2.cases.panel import load_builtin_panel
+from r2n2.cases.sentiment import load_builtin_sentiment
+from r2n2.cases.text import LABELS
+from r2n2.data.sources import DataConfig, append_new, normalise_labels, read_prices, read_texts
 from r2n2.errors import ConfigError, DataError
 
 

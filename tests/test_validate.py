@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from r2n2.cases.text import LABELS
 from r2n2.data.validate import PriceChecks, TextChecks, price_suite, run_suite, text_suite, validate
 from r2n2.errors import ValidationFailed
 
@@ -126,15 +127,15 @@ def test_price_jump_and_short_entity_are_refused(tmp_path):
 
 
 def test_one_class_labels_are_refused(tmp_path):
-    message = failure(texts(labels=("positive",)), text_suite(TextChecks()), tmp_path, "texts")
+    message = failure(texts(labels=("positive",)), text_suite(TextChecks(), labels=LABELS), tmp_path, "texts")
     assert "only 1 label class(es) (min 2)" in message
 
 
 def test_rare_class_is_refused_and_balanced_labels_pass(tmp_path):
     df = texts()
-    assert run_suite(df, text_suite(TextChecks()), name="texts")["success"]
+    assert run_suite(df, text_suite(TextChecks(), labels=LABELS), name="texts")["success"]
     df.loc[df.index[df["label"] == "neutral"][6:], "label"] = "positive"  # 6 of 300 neutral
-    message = failure(df, text_suite(TextChecks()), tmp_path, "texts")
+    message = failure(df, text_suite(TextChecks(), labels=LABELS), tmp_path, "texts")
     assert "label 'neutral' is only 2.0% of rows" in message
 
 
@@ -142,7 +143,7 @@ def test_five_megabyte_text_is_refused_without_echo(tmp_path):
     df = texts()
     df.loc[3, "text"] = "x" * 5_000_000
     df.loc[7, "label"] = "y" * 1_000_000  # an unknown label as long as a book
-    message = failure(df, text_suite(TextChecks()), tmp_path, "texts")
+    message = failure(df, text_suite(TextChecks(), labels=LABELS), tmp_path, "texts")
     assert "text at row 3 has 5000000 characters (max 1000)" in message
     assert "unknown label 'yyyyyyy" in message and "..." in message
     assert len(message) < 600
@@ -208,13 +209,15 @@ def test_defaults_pass_the_real_data_they_were_calibrated_on():
     stock has 13% zero-return days and a 1.10 log return) and the built-in tweet corpus pass the defaults."""
     from skfolio.datasets import load_sp500_dataset
 
-    from r2n2.data.sources import clean_text, load_builtin_sentiment, load_builtin_stocks
+    from r2n2.cases.sentiment import load_builtin_sentiment
+    from r2n2.cases.series import load_builtin_stocks
+    from r2n2.data.sources import clean_text
 
     prices = load_sp500_dataset().rename_axis("date").reset_index()
     long = prices.melt(id_vars="date", var_name="entity", value_name="close").astype({"date": "datetime64[us]"})
     tweets = load_builtin_sentiment()
     tweets["text"] = tweets["text"].map(clean_text)
     for df, suite in ((load_builtin_stocks(), price_suite(PriceChecks())), (long, price_suite(PriceChecks())),
-                      (tweets, text_suite(TextChecks()))):
+                      (tweets, text_suite(TextChecks(), labels=LABELS))):
         summary = run_suite(df, suite, name="builtin")
         assert summary["success"], [r["examples"] for r in summary["results"] if not r["success"]]

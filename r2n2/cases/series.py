@@ -22,9 +22,23 @@ from .base import (CaseData, MonitorSignals, UseCase, WindowMeta, check_choice, 
                    window_meta_of)
 
 __all__ = ["PriceCase", "SeriesCase", "SeriesMeta", "SeriesData", "SeriesWindowConfig", "calendar_cuts",
-           "price_schema", "series_frame"]
+           "load_builtin_stocks", "price_schema", "series_frame"]
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+# -- built-in data: the S&P 500 and NASDAQ indices of stocks and volatility -------------------------------------
+def load_builtin_stocks() -> pd.DataFrame:
+    """S&P 500 and NASDAQ composite daily OHLCV, 1999-2018, as shipped by the ``arch`` package (long form)."""
+    from arch.data import nasdaq, sp500
+
+    frames = []
+    for name, module in (("sp500", sp500), ("nasdaq", nasdaq)):
+        raw = module.load()
+        frames.append(pd.DataFrame({
+            "entity": name, "date": pd.DatetimeIndex(raw.index).as_unit("us"),
+            **{c: raw[c.capitalize()].astype("float64").to_numpy() for c in PRICE_COLUMNS}}))
+    return pd.concat(frames, ignore_index=True)
 
 
 @dataclass

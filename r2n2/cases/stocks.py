@@ -12,14 +12,15 @@ import numpy as np
 import pandas as pd
 
 from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
-from ..data.sources import DataConfig, load_builtin_stocks, read_prices
+from ..data.sources import DataConfig, read_prices
 from ..data.validate import PriceChecks
 from ..data.window import FEATURE_NAMES, fit_scalers, series_table, split_summary
 from ..errors import DataError
 from ..io import write_parquet_atomic
 from ..models.config import ModelConfig
 from .base import Log, check_choice
-from .series import SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window
+from .series import (SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window,
+                     load_builtin_stocks)
 
 __all__ = ["StocksCase", "StocksConfig"]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ..data.sources import LABELS, read_texts
+from ..data.sources import read_texts
 from ..data.textkey import near_duplicate_keys
 from ..data.window import SPLITS, TextBatches, train_tokenizer
 from ..errors import ConfigError, DataError
@@ -26,8 +26,9 @@ from ..models.config import ModelConfig
 from .base import CaseData, Log, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, window_meta_of
 
 __all__ = ["TextCase", "TextWindowConfig", "TextMeta", "TextData", "time_splits", "label_ids", "encode_texts",
-           "source_domain", "text_frame", "text_vocab", "text_words", "text_signals"]
+           "source_domain", "text_frame", "text_vocab", "text_words", "text_signals", "LABELS"]
 
+LABELS = ("negative", "neutral", "positive")  # the class set of the text kind, in class-id order
 _WORD = re.compile(r"\w+")
 
 
@@ -191,6 +192,7 @@ class TextCase(UseCase):
     raw_kind = "texts"
     metric = ("val_macro_f1", True)
     builtin: ClassVar[Callable[[], pd.DataFrame] | None] = None
+    labels: ClassVar[tuple[str, ...]] = LABELS  # the classes, in class-id order (validation, replay, reports)
 
     def check_config(self, cfg: Any, prefix: str) -> None:
         w = cfg.window
@@ -223,7 +225,7 @@ class TextCase(UseCase):
     def suite(self, cfg: Any):
         from ..data.validate import text_suite
 
-        return text_suite(cfg.validate)
+        return text_suite(cfg.validate, labels=self.labels)
 
     # -- windows ---------------------------------------------------------------------------------
     def build_windows(self, cfg: Any, df: pd.DataFrame, out_dir: Path, log: Log) -> TextMeta:

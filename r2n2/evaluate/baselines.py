@@ -99,7 +99,7 @@ def vader_compound(texts) -> np.ndarray:
 
 def vader_classes(compound, *, low: float, high: float) -> np.ndarray:
     """Map compound scores to class ids 0 (negative: ``< low``), 1 (neutral) and 2 (positive: ``> high``),
-    the order of ``r2n2.data.sources.LABELS``."""
+    the order of ``r2n2.cases.text.LABELS``."""
     c = np.asarray(compound, dtype=float)
     return np.where(c < low, 0, np.where(c > high, 2, 1))
 

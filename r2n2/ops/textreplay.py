@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..cases.base import CaseData, window_meta_of
 from ..cases.text import TextData, encode_texts, label_ids, source_domain, text_frame, text_signals, text_vocab
-from ..data.sources import LABELS, read_parquet
+from ..data.sources import read_parquet
 from ..errors import ConfigError, DataError
 from .monitoring import check_window, fit_frame_monitor, signal_config
 from .replay import Deployed, ReplaySchedule, plot_live_error, report_counts, write_summary
@@ -113,7 +113,7 @@ class TextReplay(ReplaySchedule):
                             f"needs at least {_MIN_KNOWN}. Start the replay later.")
         self.batches = [(p0 + a, p0 + b) for a, b in arrival_batches(self.steps_at[p0:p1], self.batch)]
         self.n_steps = len(self.batches)
-        self.signals = text_signals(len(LABELS))
+        self.signals = text_signals(len(self.case.labels))
         self.mcfg = signal_config(self.cfg.monitor, self.signals)
         self.log(f"replay {self.case_name}: {p1 - p0} texts in {len(self.batches)} batches from "
                  f"{self._json(self.times[p0])} to {self._json(self.times[p1 - 1])}; training the first model on "
@@ -228,7 +228,7 @@ class TextReplay(ReplaySchedule):
             # the chart's reference: the holdout texts, which neither trained nor early-stopped the model (its
             # validation texts did, and their error is optimistic: measured on the calm streams of
             # tests/test_textreplay.py, 2 false chart alarms in 32 checks with them as the reference)
-            labels, ref = np.asarray(LABELS, dtype=object), c.holdout
+            labels, ref = np.asarray(self.case.labels, dtype=object), c.holdout
             arl = self.cusum_batches * self.batch  # texts
             c.cusum = self._calibrate(labels[self._predict(c, ref)], np.full(len(ref), labels[self.majority]),
                                       labels[self.stream["label_id"].to_numpy()[ref]], arl0=arl,
@@ -256,7 +256,7 @@ class TextReplay(ReplaySchedule):
     def _record(self, i: int) -> pd.DataFrame:
         lo, hi = self.batches[i]
         pos = np.arange(lo, hi)
-        labels = np.asarray(LABELS, dtype=object)
+        labels = np.asarray(self.case.labels, dtype=object)
         c = self.champion
         return pd.DataFrame({"date": self.times[lo:hi], "batch": i,
                              "actual": labels[self.stream["label_id"].to_numpy()[lo:hi]],
@@ -289,13 +289,13 @@ def write_text_replay_report(rp: TextReplay, out_dir: Path, *, seconds: float) -
     if tl.empty:
         raise DataError("the replay has not run a batch yet; nothing to report.")
     write_parquet_atomic(tl, out_dir / "timeline.parquet")
-    ids = {l: i for i, l in enumerate(LABELS)}
-    k = len(LABELS)
+    ids = {l: i for i, l in enumerate(rp.case.labels)}
+    k = len(rp.case.labels)
     y = tl["actual"].map(ids).to_numpy()
     lines = {"deployed champion": "prediction", "never retrained": "never_retrained",
              "always retrain (no test)": "always_retrained", "majority class": "majority"}
     preds = {name: tl[c].map(ids).to_numpy() for name, c in lines.items()}
-    scores = {name: {m: classification_metrics(y, p, list(LABELS))[m] for m in ("accuracy", "macro_f1")}
+    scores = {name: {m: classification_metrics(y, p, list(rp.case.labels))[m] for m in ("accuracy", "macro_f1")}
               for name, p in preds.items()}
     comps = [c for name in list(lines)[1:]
              for c in compare_classifiers(y, preds["deployed champion"], preds[name], "deployed champion", name, rp.cfg, k)]

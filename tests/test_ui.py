@@ -191,6 +191,18 @@ def uis(tmp_path_factory):
             os.killpg(ui["proc"].pid, signal.SIGKILL)
 
 
+def _drain_prefect_workers() -> None:
+    """Send this process's queued events and logs while the `r2n2 ui` server they go to is still up. Its
+    servers are stopped later in this module; a worker left bound to a dead server made the session's
+    `prefect_test_harness` teardown wait forever in a later file on the same xdist worker (seen 2026-12-05:
+    test_ui, then test_deploy and test_readme, hung at teardown every time)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=30)
+    EventsWorker.drain_all(timeout=30)
+
+
 def test_runs_are_named_and_plots_render_in_the_ui(uis, monkeypatch):
     from prefect import flow
     from prefect.artifacts import create_markdown_artifact
@@ -212,6 +224,7 @@ def test_runs_are_named_and_plots_render_in_the_ui(uis, monkeypatch):
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(state.state_details.flow_run_id)
         artifact_id = state.result()
+        _drain_prefect_workers()
     assert run.name == f"monitor-stocks-{dt.date.today().isoformat()}"
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -279,6 +292,7 @@ def test_two_workspaces_two_runs_each_report_version_shows_its_own_plot_in_chrom
             evaluate_stage()
         with get_client(sync_client=True) as client:
             versions = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["stocks-report"])))
+        _drain_prefect_workers()
     versions = sorted((a for a in versions if "workspace" in a.data), key=lambda a: a.created)  # not the test above's
     assert len(versions) == 3
     for (run, (_, rgb)), artifact in zip(colours.items(), versions):

@@ -147,23 +147,35 @@ def _tiny_project(root: Path) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
+def _run_tiny(root: Path, monkeypatch, **overrides) -> tuple:
+    """The tiny project (params sections updated by ``overrides``) through every stage, in ``root``:
+    (its config, its CasePaths, the evaluation's metrics.json)."""
+    from r2n2.paths import CasePaths
+    from r2n2.registry import run_stage
+    from r2n2.stages import STAGES
+
+    _tiny_project(root)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in overrides.items():
+        params["volatility"][section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(root)
+    cfg = load_params("params.yaml").case("volatility")
+    for st in STAGES:
+        run_stage(st.name, "volatility", cfg, root)
+    paths = CasePaths("volatility", root)
+    return cfg, paths, json.loads((paths.reports / "metrics.json").read_text())
+
+
 @pytest.mark.slow
 def test_the_case_runs_every_stage_predicts_monitors_promotes_and_replays(tmp_path, monkeypatch):
     from r2n2.checkpoint import load_checkpoint
     from r2n2.ops.champion import promote_if_not_worse
     from r2n2.ops.monitoring import monitor_case
     from r2n2.ops.replay import SeriesReplay
-    from r2n2.paths import CasePaths
-    from r2n2.registry import get_case, run_stage
-    from r2n2.stages import STAGES
+    from r2n2.registry import get_case
 
-    _tiny_project(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    cfg = load_params("params.yaml").case("volatility")
-    for st in STAGES:
-        run_stage(st.name, "volatility", cfg, tmp_path)
-    paths = CasePaths("volatility", tmp_path)
-    m = json.loads((paths.reports / "metrics.json").read_text())
+    cfg, paths, m = _run_tiny(tmp_path, monkeypatch)
     assert {"naive", "har", "garch_t", "gjr_garch_t", "ewma", "no_relational"} <= set(m["baselines"])
     assert {c["metric"] for c in m["comparisons"]} == {"mse_log", "qlike"}
     assert {"diebold_mariano", "paired_t_seeds", "two_way_bootstrap_seeds_items"} <= {c["test"] for c in m["comparisons"]}
@@ -211,21 +223,9 @@ def test_a_distribution_head_gets_conformal_quantiles_crps_and_predict_columns(t
     ablation's head, with Diebold–Mariano on CRPS; `predict` writes non-crossing q<level> columns."""
     from r2n2.checkpoint import load_checkpoint
     from r2n2.cases.base import window_meta_of
-    from r2n2.paths import CasePaths
-    from r2n2.registry import get_case, run_stage
-    from r2n2.stages import STAGES
+    from r2n2.registry import get_case
 
-    _tiny_project(tmp_path)
-    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["volatility"]["model"]["distribution"] = head
-    params["volatility"]["evaluate"]["seeds"] = 1
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
-    cfg = load_params("params.yaml").case("volatility")
-    for st in STAGES:
-        run_stage(st.name, "volatility", cfg, tmp_path)
-    paths = CasePaths("volatility", tmp_path)
-    m = json.loads((paths.reports / "metrics.json").read_text())
+    cfg, paths, m = _run_tiny(tmp_path, monkeypatch, model={"distribution": head}, evaluate={"seeds": 1})
     d = m["model"]
     assert d["distribution"] == head and d["conformal"]["fitted_on"] == "validation" and d["crps"] > 0
     assert set(d["coverage"]) == {"0.5", "0.8", "0.9", "0.98"} and all(0 <= v <= 1 for v in d["coverage"].values())

@@ -179,12 +179,13 @@ def _distribution(data, models: dict, horizon: int) -> tuple[dict, dict, list[di
     cols = [f"q{t:g}" for t in levels]
     heads = {"model": models["model"][0], **{k: m for k, (m, _) in models.get("baselines", {}).items()
                                              if m.config.distribution != "none"}}
-    tests, conformal, raw = {}, {}, None
+    tests, conformal, raw, val_dates = {}, {}, None, None
     for name, mdl in heads.items():
         val, test = quantile_frame(mdl, data, "val"), quantile_frame(mdl, data, "test")
         conformal[name] = conformal_offsets(val[cols].to_numpy(), val["target"].to_numpy(), levels)
         if name == "model":
             raw = score_quantiles(test["target"].to_numpy(), test[cols].to_numpy(), levels)
+            val_dates = val["date"]
         tests[name] = test.assign(**dict(zip(cols, apply_offsets(test[cols].to_numpy(), conformal[name], levels).T)))
     t = data.table
     train_targets = t.loc[t["split"] == "train", "target"].to_numpy(float)
@@ -207,7 +208,7 @@ def _distribution(data, models: dict, horizon: int) -> tuple[dict, dict, list[di
                                   horizon=horizon)
             c["verdict"] = verdict(c, higher_is_better=False)
             comps.append(c)
-    vmin, vmax = (quantile_frame(model, data, "val")["date"].agg(f) for f in ("min", "max"))
+    vmin, vmax = val_dates.min(), val_dates.max()
     block = {**scores.pop("model"), "distribution": model.config.distribution, "levels": levels,
              "target": "cross-sectional z-score of the forward return", "n_rows": int(len(y)),
              "uncalibrated": {k: raw[k] for k in ("crps", "coverage", "width")},

@@ -23,6 +23,7 @@ from ..errors import DataError
 from .stats import _comparison, hac_mean, minimum_detectable_effect
 
 __all__ = ["adaptive_conformal", "apply_offsets", "christoffersen", "empirical_quantiles", "ewma_normal_quantiles", "conformal_offsets", "coverage_table", "crps_comparison", "crps_quantile",
+           "differential_test",
            "garch_family_quantiles", "historical_quantiles", "interval_pairs", "kupiec_pof", "pinball_per_level",
            "pinball_comparison", "pit_histogram", "score_quantiles", "student_t_quantiles", "var_backtests"]
 
@@ -211,7 +212,7 @@ def crps_comparison(y, q_a, q_b, levels, *, a: str, b: str, horizon: int = 1, le
     standard error, the Harvey–Leybourne–Newbold factor, Student-t p-value, as
     :func:`r2n2.evaluate.stats.diebold_mariano` does for squared errors."""
     d = crps_quantile(y, q_a, levels) - crps_quantile(y, q_b, levels)  # (n,) loss differential
-    return _dm(d, a, b, "crps", horizon=horizon, level=level)
+    return differential_test(d, a=a, b=b, metric="crps", horizon=horizon, level=level)
 
 
 def pinball_comparison(y, q_a, q_b, levels, tau: float, *, a: str, b: str, horizon: int = 1,
@@ -225,11 +226,8 @@ def pinball_comparison(y, q_a, q_b, levels, tau: float, *, a: str, b: str, horiz
         u = y - np.asarray(q, float)[:, j]
         return np.maximum(tau * u, (tau - 1) * u)
 
-    return _dm(tick(q_a) - tick(q_b), a, b, f"pinball_{_key(tau)}", horizon=horizon, level=level)
-
-
-def _dm(d: np.ndarray, a: str, b: str, metric: str, *, horizon: int, level: float) -> dict:
-    return differential_test(d, a=a, b=b, metric=metric, horizon=horizon, level=level)
+    return differential_test(tick(q_a) - tick(q_b), a=a, b=b, metric=f"pinball_{_key(tau)}", horizon=horizon,
+                             level=level)
 
 
 def differential_test(d, *, a: str, b: str, metric: str, horizon: int = 1, level: float = 0.95) -> dict:

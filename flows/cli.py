@@ -425,12 +425,26 @@ def _file_overrides(files: list[str]) -> list[str]:
 
 
 _ENDED_WITHOUT_API: list[bool] = []
+_CONSOLE: list[bool] = []  # set by `entry`: this process is the `r2n2` command, not a caller of `main`
+
+
+def _last_words():
+    """A stream on the terminal's stderr for the closing paragraph, after pointing file descriptor 2 (and so
+    every other writer in this process) at /dev/null: Prefect's background log and event workers, still
+    retrying the dead server, printed "All connection attempts failed" after the paragraph (seen 2026-12-05 in
+    tests/test_flow_failures.py's dead-server test), so the paragraph was not the last line."""
+    real = os.fdopen(os.dup(2), "w")  # no flush first: a half-written line of another thread goes to /dev/null
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    return real
 
 
 def entry() -> None:
     """The `r2n2` console command: ``main``'s exit code. After a lost Prefect API it leaves at once: Prefect's
     exit handlers would otherwise retry every queued run event against the dead server for minutes (measured: a
     pipeline whose server was killed mid-run had not exited 90 s after printing its error)."""
+    _CONSOLE.append(True)
     code = main()
     if _ENDED_WITHOUT_API:
         try:  # a temporary server of this process: stop it (os._exit skips the exit handler that would)
@@ -458,11 +472,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"r2n2 {args.command}: {exc}", file=sys.stderr)
         return EXIT_VALIDATION
     except R2N2Error as exc:
-        print(f"r2n2 {args.command}: {exc}", file=sys.stderr)
         from .failures import ApiLost
 
+        out = sys.stderr
         if isinstance(exc, ApiLost):  # see `entry`: nothing is left to hand to a server that is gone
             _ENDED_WITHOUT_API.append(True)
+            if _CONSOLE:
+                out = _last_words()
+        print(f"r2n2 {args.command}: {exc}", file=out, flush=True)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print(f"r2n2 {args.command}: interrupted; finished stages kept their outputs and the interrupted one its "

@@ -345,3 +345,35 @@ def test_a_prefect_server_killed_mid_pipeline_ends_in_one_paragraph_and_a_rerun_
                            timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "pipeline stocks finished" in again.stdout and (project / "data/reports/stocks/report.md").is_file()
+
+
+def test_after_a_lost_api_the_paragraph_is_the_last_line_even_with_chatty_background_threads(tmp_path):
+    """`r2n2` (the console entry) ending on a lost API: a background thread that keeps printing to stderr (as
+    Prefect's log and event workers do while retrying a dead server) cannot write after the closing paragraph."""
+    script = textwrap.dedent("""
+        import sys, threading, time
+        import flows.cli as cli
+        from flows.failures import ApiLost
+
+        def chatter():
+            while True:
+                print("All connection attempts failed", file=sys.stderr, flush=True)
+                time.sleep(0.001)
+
+        def dispatch(args):
+            threading.Thread(target=chatter, daemon=True).start()
+            time.sleep(0.05)
+            raise ApiLost("the Prefect API at http://127.0.0.1:1/api stopped answering during the run.")
+
+        cli.dispatch = dispatch
+        sys.argv = ["r2n2", "pipeline", "stocks"]
+        cli.entry()
+    """)
+    for _ in range(5):  # the race, five times
+        proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=60, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert lines[-1] == ("r2n2 pipeline: the Prefect API at http://127.0.0.1:1/api stopped answering during "
+                             "the run."), lines[-3:]
+        assert "Traceback" not in proc.stderr

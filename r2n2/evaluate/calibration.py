@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import optimize, special
 
 __all__ = ["aps_scores", "aps_sets", "aps_threshold", "calibration_block", "check_probabilities",
            "conformal_summary", "expected_calibration_error", "fit_temperature", "nll", "plot_reliability",
@@ -60,6 +59,8 @@ def _check_alpha(alpha: float) -> float:
 
 def softmax(logits, temperature: float = 1.0) -> np.ndarray:
     """(n, K) logits (or log-probabilities) -> probabilities of softmax(logits / T), in float64."""
+    from scipy import special
+
     return special.softmax(_matrix(logits, "logits") / temperature, axis=1)
 
 
@@ -103,6 +104,8 @@ def fit_temperature(logits, y, *, log_bounds: tuple[float, float] = (-3.0, 3.0))
     the one scalar T > 0 minimising the mean negative log-likelihood of softmax(logits / T) on the rows given
     (the validation split), searched over log T in ``log_bounds`` (bounded Brent, scipy.optimize.minimize_scalar).
     T > 1 softens an overconfident model; the argmax, hence accuracy, is unchanged for any T > 0."""
+    from scipy import optimize, special
+
     z = _matrix(logits, "logits")
     y = _labels(y, *z.shape)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats as st
 
 from ..errors import DataError
 from .stats import _comparison, hac_mean, minimum_detectable_effect
@@ -154,6 +153,8 @@ def _xlogy(x: float, y: float) -> float:
 def kupiec_pof(hits, p: float) -> dict:
     """Kupiec (1995) proportion-of-failures test: x exceedances in n days against a nominal rate p.
     LR = -2 [log L(p) - log L(x / n)], chi-squared with 1 degree of freedom."""
+    from scipy import stats as st
+
     h = np.asarray(hits, bool).reshape(-1)
     n, x = len(h), int(h.sum())
     if n == 0:
@@ -169,6 +170,8 @@ def christoffersen(hits, p: float) -> dict:
     """Christoffersen (1998): independence (a first-order Markov chain of exceedances against independence,
     LR_ind ~ chi2(1)) and conditional coverage (LR_cc = LR_pof + LR_ind ~ chi2(2)), from the transition counts
     n_ij (day t-1 in state i, day t in state j)."""
+    from scipy import stats as st
+
     h = np.asarray(hits, int).reshape(-1)
     prev, cur = h[:-1], h[1:]
     n00, n01 = int(np.sum((prev == 0) & (cur == 0))), int(np.sum((prev == 0) & (cur == 1)))
@@ -233,6 +236,8 @@ def pinball_comparison(y, q_a, q_b, levels, tau: float, *, a: str, b: str, horiz
 def differential_test(d, *, a: str, b: str, metric: str, horizon: int = 1, level: float = 0.95) -> dict:
     """Diebold–Mariano on a loss differential series ``d`` (a minus b, one value per time step, in time order):
     HAC standard error of its mean, the Harvey–Leybourne–Newbold factor, Student-t p-value (two-sided)."""
+    from scipy import stats as st
+
     d = np.asarray(d, float)
     n = len(d)
     h = hac_mean(d, horizon=horizon)
@@ -249,6 +254,8 @@ def differential_test(d, *, a: str, b: str, metric: str, horizon: int = 1, level
 
 def student_t_quantiles(params: np.ndarray, levels) -> np.ndarray:
     """(n, 3) Student-t (location, scale, dof) -> (n, K) quantiles at ``levels``."""
+    from scipy import stats as st
+
     p = np.asarray(params, float)
     return st.t.ppf(np.asarray(levels, float)[None, :], df=p[:, 2:3], loc=p[:, 0:1], scale=p[:, 1:2])
 
@@ -281,6 +288,8 @@ def garch_family_quantiles(returns: np.ndarray, ends: np.ndarray, levels, *, o: 
 def ewma_normal_quantiles(returns: np.ndarray, ends: np.ndarray, levels, *, lam: float = 0.94) -> np.ndarray:
     """RiskMetrics: zero mean, variance s2_{t+1} = lam s2_t + (1 - lam) r_t^2 (started at the mean of the first
     30 squared returns), normal quantiles. Row i: quantiles of returns[ends[i] + 1] from returns up to ends[i]."""
+    from scipy import stats as st
+
     r = np.nan_to_num(np.asarray(returns, float))
     s2 = np.empty(len(r) + 1)
     s2[0] = np.mean(r[:30] ** 2)

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
 from ..errors import DataError
 
@@ -57,6 +56,8 @@ def minimum_detectable_effect(se: float | None, *, sided: str = "two-sided", alp
     power approximation (the far tail of a two-sided test is ignored); for a bootstrap pass the standard
     deviation of its replications. None without a positive standard error (identical inputs: nothing varies, so
     there is no power to state)."""
+    from scipy import stats as st
+
     if se is None or not math.isfinite(se) or se <= 0:
         return None
     if sided not in ("two-sided", "one-sided"):
@@ -124,6 +125,7 @@ def diebold_mariano(y, pred_a, pred_b, *, a: str = "a", b: str = "b", horizon: i
     adjustment, Student-t p-value). ``diff`` is the mean loss differential ``loss(a) - loss(b)`` (negative: a is
     more accurate) and the interval is ``diff +- t(n-1) * se`` with the same HAC standard error and Harvey
     factor as the test, so the interval excludes 0 exactly when p < 1 - level."""
+    from scipy import stats as st
     from statsmodels.tsa.stattools import diebold_mariano_test
 
     y, fa, fb = _vectors(y, pred_a, pred_b, names=("y", a, b), min_n=3)
@@ -156,6 +158,8 @@ def clark_west(y, pred_model, pred_bench, *, a: str = "model", b: str = "benchma
     se``, so the interval excludes 0 exactly when p < 1 - level and :func:`verdict` can only say "better" or
     "tie" (the test has no alternative on the other side). ``sided`` is "one-sided"; ``mde`` is the one-sided
     ``(z_0.95 + z_0.8) * se``."""
+    from scipy import stats as st
+
     y, fa, fb = _vectors(y, pred_model, pred_bench, names=("y", a, b), min_n=3)
     f = (y - fb) ** 2 - ((y - fa) ** 2 - (fb - fa) ** 2)  # (n,) adjusted MSPE differential
     h = hac_mean(f, lags=lags, horizon=horizon)
@@ -292,6 +296,7 @@ def mcnemar_test(y, pred_a, pred_b, *, a: str = "a", b: str = "b", level: float 
     discordant pairs, else chi-square with continuity correction. ``diff`` is ``accuracy(a) - accuracy(b)``
     with the Wald interval for paired proportions (Agresti 2002, 10.1.2; not in statsmodels). Two-sided;
     ``mde`` from the Wald standard error."""
+    from scipy import stats as st
     from statsmodels.stats.contingency_tables import mcnemar
 
     y, pa, pb = (np.asarray(v).reshape(-1) for v in (y, pred_a, pred_b))
@@ -316,6 +321,8 @@ def rank_ic_difference(ic_a: pd.Series, ic_b: pd.Series, *, a: str = "a", b: str
     :func:`r2n2.evaluate.metrics.daily_rank_ic`, aligned on their common dates with both defined). Positive
     ``diff``: a ranks better. Normal two-sided p-value and interval, ``mde`` from the same se; pass ``horizon``
     for overlapping multi-day returns (at least ``horizon - 1`` lags)."""
+    from scipy import stats as st
+
     both = pd.concat([pd.Series(ic_a), pd.Series(ic_b)], axis=1, join="inner").dropna()
     if len(both) < 3:
         raise DataError(f"rank-IC difference of {a!r:.40} and {b!r:.40} needs at least 3 common dates with both "
@@ -364,6 +371,8 @@ def seed_difference(values_a: Sequence[float], values_b: Sequence[float], *, a: 
     variation it measures is the training seed's, not the test sample's (the per-seed paired tests measure
     that). Two-sided; ``mde`` with Student-t quantiles on ``n_seeds - 1`` degrees of freedom. None with fewer
     than two complete pairs."""
+    from scipy import stats as st
+
     pairs = [(x, y) for x, y in zip(values_a, values_b) if x is not None and y is not None]
     if len(pairs) < 2:
         return None

@@ -25,7 +25,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats as st
 
 from ..errors import DataError
 from .stats import _comparison, _default_lags, minimum_detectable_effect
@@ -107,6 +106,8 @@ def sharpe_difference(returns_a, returns_b, *, a: str = "a", b: str = "b", metri
     studentised block bootstrap for small samples; this uses the Bartlett kernel of every HAC test here.
     ``diff`` is the difference of the annualised Sharpe ratios (positive: a is better), with a two-sided normal
     p-value, interval and ``mde``. A comparison dict (:data:`r2n2.evaluate.stats.COMPARISON_KEYS`)."""
+    from scipy import stats as st
+
     ra, rb = (np.asarray(x, dtype=float).reshape(-1) for x in (returns_a, returns_b))
     if len(ra) != len(rb) or len(ra) < 3:
         raise DataError(f"sharpe_difference needs two return series of one length >= 3, got {len(ra)} and "

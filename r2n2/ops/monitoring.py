@@ -193,10 +193,15 @@ def coverage_check(frame: pd.DataFrame, mmeta, *, time: str = "date", var_level:
 def cusum_check(frame: pd.DataFrame, mmeta, *, time: str = "date", seed: int = 0) -> dict:
     """The CUSUM (``r2n2.ops.sequential``) of the model's loss minus the benchmark's, calibrated on the validation
     rows and run over every row since the cut-off; it alarms while its statistic is above its threshold now (a
-    crossing in the past would have alarmed at that check)."""
+    crossing in the past would have alarmed at that check). Rolling cuts (deployment): calibrated on the
+    validation rows and the holdout (both out of sample for the weights; the reference then ends where the model's
+    data ends, as the replay's charts do) and run over the rows after it."""
     from .sequential import fit_cusum
 
     _, val, post = periods(frame, mmeta, time)
+    if mmeta.cut_rule == "rolling":
+        end = (_ts if mmeta.time == "date" else int)(mmeta.cuts["end"])
+        val, post = pd.concat([val, post[post[time] <= end]]), post[post[time] > end]
     try:
         chart = fit_cusum((val["loss"] - val["bench_loss"]).to_numpy(), n_boot=200, seed=seed)
     except DataError as exc:

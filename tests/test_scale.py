@@ -22,23 +22,29 @@ def _history(folder: Path) -> list[dict]:
     return json.loads((folder / "data/models/stocks/train_log.json").read_text())
 
 
+_ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+_CLI = [sys.executable, "-m", "flows.cli"]
+
+
+@pytest.fixture(scope="module")
+def stocks_windows(tmp_path_factory):
+    """A tiny project through the stocks window stage, built once; each training run gets a copy of it."""
+    d = tmp_path_factory.mktemp("ddp-windows")
+    write_tiny_project(d)
+    for stage in ("ingest", "validate", "window"):
+        subprocess.run([*_CLI, stage, "stocks"], cwd=d, env=_ENV, check=True, capture_output=True)
+    return d
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("head, port, rel", [("none", 29517, 1e-4), ("quantile", 29519, 5e-4)])
-def test_ddp_two_processes_match_single_process(tmp_path, head, port, rel):
+def test_ddp_two_processes_match_single_process(tmp_path, stocks_windows, head, port, rel):
     """Also with a distribution head (pinball loss, validation pinball for early stopping). Its validation loss
     is more sensitive to the one window DistributedSampler repeats (measured 2026-12-05: 1.1e-4 relative after
     epoch 1, 7e-5 after epoch 2), hence its own tolerance."""
     args = [*DDP_ARGS, "--set", f"stocks.model.distribution={head}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cli = [sys.executable, "-m", "flows.cli"]
-    folders = {}
-    for name in ("single", "ddp"):
-        d = tmp_path / name
-        d.mkdir()
-        write_tiny_project(d)
-        for stage in ("ingest", "validate", "window"):
-            subprocess.run([*cli, stage, "stocks"], cwd=d, env=env, check=True, capture_output=True)
-        folders[name] = d
+    env, cli = _ENV, _CLI
+    folders = {name: Path(shutil.copytree(stocks_windows, tmp_path / name)) for name in ("single", "ddp")}
     subprocess.run([*cli, "train", "stocks", *args], cwd=folders["single"], env=env, check=True,
                    capture_output=True)
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")

@@ -86,6 +86,8 @@ def champion_task(case: str, params_path: str, overrides: list[str] | None) -> d
 
     decision = promote_if_not_worse(get_case(case), load_params(params_path, overrides).case(case))
     get_run_logger().info(f"{case}: {decision['reason']}")
+    if decision.get("power"):
+        get_run_logger().info(f"{case}: {decision['power']['sentence']}")
     from r2n2.paths import CasePaths
 
     versions = CasePaths(case).champion_dir / "versions"
@@ -104,7 +106,8 @@ def publish_promotion(d: dict) -> None:
     create_table_artifact(fmt4(rows), key=f"{d['case']}-promotion",
                           description=f"{d['case']}: champion vs challenger on {w.get('start')} .. {w.get('end')} "
                                       f"(fresh data, before the test split); {d['test'].get('name')} "
-                                      f"p = {fmt4(d['test'].get('p_value'))}; promoted: {d['promoted']}")
+                                      f"p = {fmt4(d['test'].get('p_value'))}; promoted: {d['promoted']}"
+                                      + (f". Power: {d['power']['sentence']}" if d.get("power") else ""))
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=10)

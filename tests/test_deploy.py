@@ -47,6 +47,11 @@ def test_rolling_retrain_on_a_growing_folder_decides_on_unseen_days(prefect_serv
     newest = str(pd.to_datetime(later["Date"]).max().date())
     assert d["window"]["end"] <= newest and d["window"]["end"] > chal_end
     assert "benchmark" in d and d["benchmark"]["id"] == "random walk"
+    # what the decision could have seen: the gate's power on this very slice, from the champion's forecasts
+    n = d["challenger"]["n"]
+    assert saved["power"]["sentence"].startswith(f"On {n}-row slices this gate refuses a 20% worse challenger with ")
+    rates = [r["refused"] for r in saved["power"]["worse"]]
+    assert [r["worse"] for r in saved["power"]["worse"]] == [0.05, 0.1, 0.2] and rates[0] <= rates[2]
     windows = json.loads((project / "data/windows/stocks/meta.json").read_text())
     assert windows["cut_rule"] == "rolling" and windows["cuts"]["end"] <= newest
 

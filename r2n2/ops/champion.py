@@ -20,7 +20,8 @@ from ..io import atomic_path, write_json_atomic
 from ..paths import CasePaths
 from .promotion import decide_promotion
 
-__all__ = ["fresh_window", "promote_if_not_worse", "train_end", "history", "record_version", "rollback", "sync_champion"]
+__all__ = ["fresh_window", "promote_if_not_worse", "train_end", "history", "record_version", "rollback", "slice_power",
+           "sync_champion"]
 
 _meta = window_meta_of
 
@@ -112,6 +113,8 @@ def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".") -> dict:
                                     horizon=s_chal["horizon"],
                                     champion_id=None if champ_meta is None else f"cut-off {champ_meta.cuts['test_start']}",
                                     challenger_id=f"cut-off {chal_meta.cuts['test_start']}")
+        if s_champ is not None:
+            decision["power"] = slice_power(s_chal, s_champ["pred"], p, seed=cfg.train.seed)
     decision["case"] = case_name
     decision["cut_rule"] = chal_meta.cut_rule
     if chal_meta.cut_rule != "rolling" and decision.get("window"):
@@ -126,6 +129,24 @@ def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".") -> dict:
         decision["version"] = record_version(paths, paths.model_dir / "model.pt", chal_meta, decision)
     write_json_atomic(decision, paths.reports / "promotion.json")
     return decision
+
+
+def slice_power(scores: dict, champion_pred, p, *, seed: int = 0) -> dict | None:
+    """What this decision could have seen: the gate's refusal rates on this very slice for challengers planted from
+    the champion's predictions (``r2n2.ops.promotion.gate_power``: 5, 10, 20 % worse, and an equal twin), with the
+    sentence the promotion artifact states. Forecasts: 200 draws; classifiers: 50 draws of a 300-resample
+    bootstrap (each draw runs the gate four times). None on fewer than 10 rows."""
+    from .promotion import gate_power
+
+    n = len(scores["actual"])
+    if n < 10:
+        return None
+    classifier = scores["kind"] == "classifier"
+    out = gate_power(scores["actual"], champion_pred, scores.get("benchmark"), kind=scores["kind"], slice_len=n,
+                     n_sim=50 if classifier else 200, n_resamples=300, alpha=p.alpha, tolerance=p.tolerance,
+                     benchmark_tolerance=p.benchmark_tolerance, seed=seed, n_classes=scores["n_classes"])
+    return {"sentence": out["sentence"], "n_sim": out["n_sim"], "worse": out["worse"], "equal": out["equal"],
+            "required_slice_len": out["required_slice_len"]}
 
 
 # -- the champion's versions ----------------------------------------------------------------------------------

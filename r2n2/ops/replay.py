@@ -40,7 +40,7 @@ from ..errors import DataError
 from ..models.core import build_model
 from ..paths import CasePaths
 from ..train import seed_everything
-from .champion import fresh_window
+from .champion import fresh_window, slice_power
 from .monitoring import check_window, fit_frame_monitor
 from .promotion import decide_promotion
 from .sequential import fit_cusum
@@ -620,21 +620,18 @@ class SeriesReplay(ReplaySchedule):
 
 def _gate_power(rp: SeriesReplay) -> dict | None:
     """The gate's power on planted challengers built from the final champion's forecasts on the last decision's
-    window (``r2n2.ops.promotion.gate_power``): the sentence the report and the promotion artifact state."""
-    from .promotion import gate_power
-
+    window (``r2n2.ops.champion.slice_power``, as `r2n2 retrain` states it): the sentence the report states."""
     windows = [e["window"] for e in rp.events if e.get("window")]
     if not windows:
         return None
     w = windows[-1]
     known = rp.table[(rp.table["date"] >= pd.Timestamp(w["start"])) & (rp.table["date"] <= pd.Timestamp(w["end"]))]
-    if len(known) < 10:
-        return None
-    p = rp.cfg.promotion
-    out = gate_power(known["target"].to_numpy(), rp.champion.preds.reindex(known["date"]).to_numpy(),
-                     rp.bench.reindex(known["date"]).to_numpy(), kind="forecast", slice_len=len(known), n_sim=200, alpha=p.alpha,
-                     tolerance=p.tolerance, benchmark_tolerance=p.benchmark_tolerance, seed=rp.cfg.train.seed)
-    return {"window": w, "sentence": out["sentence"], "worse": out["worse"], "equal": out["equal"]}
+    scores = {"actual": known["target"].to_numpy(), "benchmark": rp.bench.reindex(known["date"]).to_numpy(),
+              "kind": "forecast", "n_classes": None}
+    out = slice_power(scores, rp.champion.preds.reindex(known["date"]).to_numpy(), rp.cfg.promotion,
+                      seed=rp.cfg.train.seed)
+    return None if out is None else {"window": w, "sentence": out["sentence"], "worse": out["worse"],
+                                     "equal": out["equal"]}
 
 
 # -- pieces every replay shares (the stocks replay here, the text replay in r2n2.ops.textreplay) ---------------

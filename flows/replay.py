@@ -51,6 +51,7 @@ def replay_flow(case: str, start: str, end: str, retrain_every: int = 21, monito
             replay_period(key, case, until)
     finally:
         _RUNS.pop(key, None)
+        rp.close()  # a parallel replay's Dask workers, if a failure left them running
     out = CasePaths(case).reports / "replay"
     summary = rp.write_report(out, seconds=time.perf_counter() - t0)
     create_markdown_artifact((out / "replay.md").read_text().replace("](live_error.png)", f"]({_url(out / 'live_error.png')})"),

@@ -261,5 +261,7 @@ def test_replay_on_two_dask_workers_writes_the_sequential_bytes(project, capsys)
         out[workers] = [(rep / f).read_bytes() for f in ("timeline.parquet", "summary.json")]
         assert json.loads((rep / "timing.json").read_text())["workers"] == workers
         assert len(summary["retrains"]) >= 3 and summary["look_ahead_rows"] == 0  # 3 scheduled, and after alarms
-    assert "training the first model and 3 scheduled challengers on 2 local Dask workers x 1 torch thread(s) each" in logs
+        assert rp._dask == (None, None) and not rp.prefitted  # every challenger collected, the cluster closed
+    assert ("training the first model and 3 scheduled challengers on 2 local Dask workers x 1 torch thread(s) each, "
+            "in calendar order, while the walk runs") in logs
     assert out[1] == out[2]

@@ -131,7 +131,8 @@ class ReplaySchedule:
         self.work = CasePaths(self.case_name, Path(self.root) / "data" / "replay" / self.case_name)
         self.step = 0
         self.n_steps = 0
-        self.prefitted: dict[str, dict] = {}  # retrain time -> {"path", "sha256"} trained ahead (Dask)
+        self.prefitted: dict[str, object] = {}  # retrain time -> Dask future of {"path", "sha256"} (parallel)
+        self._dask: tuple = (None, None)    # (client, local cluster) of a parallel replay, until it is done
         self.counts = {"checks": 0, "alarms": 0, "retrains": 0, "promotions": 0}
         self.seconds = {"train": 0.0, "monitor": 0.0, "predict": 0.0}
         self.retrains: list[dict] = []
@@ -214,10 +215,13 @@ class ReplaySchedule:
         return None
 
     def _prefit(self, first) -> None:
-        """Train the first model and every scheduled from-scratch challenger ahead, as parallel Dask tasks (each
-        depends only on the data known at its time), when ``workers`` > 1 or ``dask_address`` is given; the
-        calendar walk then only loads them. Warm-started replays stay sequential (each retrain starts from the
-        previous champion). Results are the bytes a sequential run trains, for the same ``threads``."""
+        """Train the first model and every scheduled from-scratch challenger as parallel Dask tasks (each depends
+        only on the data known at its time), when ``workers`` > 1 or ``dask_address`` is given, submitted in
+        calendar order; the calendar walk starts at once and waits only for the model it needs next, so the
+        monitor, the predictions and the retrains after alarms run while later challengers train. The cluster
+        closes when the last of them is collected (or at ``close``). Warm-started replays stay sequential (each
+        retrain starts from the previous champion). Results are the bytes a sequential run trains, for the same
+        ``threads``."""
         if self.warm_start or (int(self.workers) <= 1 and not self.dask_address):
             if self.warm_start and (int(self.workers) > 1 or self.dask_address):
                 self.log("a warm-started replay trains each challenger from the previous champion: sequential, "
@@ -230,7 +234,6 @@ class ReplaySchedule:
         for name in ("distributed", "distributed.scheduler", "distributed.core", "distributed.nanny"):
             logging.getLogger(name).setLevel(logging.WARNING)  # the cluster's connection chatter is not the replay's
         times = [first, *(self.step_time(i) for i in self._schedule())]
-        t0 = _time.perf_counter()
         if self.dask_address:
             client, cluster = Client(self.dask_address), None
             where = f"the Dask cluster at {self.dask_address}"
@@ -239,17 +242,29 @@ class ReplaySchedule:
                                    dashboard_address=":0")  # any free port: never another cluster's 8787
             client = Client(cluster)
             where = f"{self.workers} local Dask workers x {self._threads()} torch thread(s) each"
-        self.log(f"training the first model and {len(times) - 1} scheduled challengers on {where}")
+        self._dask = (client, cluster)
+        self.log(f"training the first model and {len(times) - 1} scheduled challengers on {where}, in calendar "
+                 "order, while the walk runs")
         try:
-            futures = [client.submit(fit_retrain, self.case, self._cfg_at(t), self._known_source(t), self._root_at(t),
-                                     self._show(t), pure=False) for t in times]
-            results = client.gather(futures)
-        finally:
+            self.prefitted = {self._show(t): client.submit(fit_retrain, self.case, self._cfg_at(t),
+                                                           self._known_source(t), self._root_at(t), self._show(t),
+                                                           pure=False, priority=len(times) - k)
+                              for k, t in enumerate(times)}
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Stop the Dask client (and the local cluster) of a parallel replay; nothing when there is none."""
+        client, cluster = self._dask
+        self._dask = (None, None)
+        if client is not None:
+            for fut in self.prefitted.values():
+                fut.cancel()
+            self.prefitted = {}
             client.close()
-            if cluster is not None:
-                cluster.close()
-        self.prefitted = {self._show(t): r for t, r in zip(times, results)}
-        self.seconds["train"] += _time.perf_counter() - t0
+        if cluster is not None:
+            cluster.close()
 
     def _train(self, t, warm_from: Deployed | None) -> Deployed:
         """A challenger trained on the data known at ``t`` by the window and train stages (from scratch; trained
@@ -261,8 +276,17 @@ class ReplaySchedule:
         cfg = self._cfg_at(t)
         work = CasePaths(self.case_name, self._root_at(t))
         if warm_from is None:
-            done = self.prefitted.pop(self._show(t), None) or \
-                fit_retrain(self.case, cfg, self._known_source(t), self._root_at(t), self._show(t))
+            fut = self.prefitted.pop(self._show(t), None)
+            if fut is not None:
+                try:
+                    done = fut.result()
+                except BaseException:
+                    self.close()
+                    raise
+                if not self.prefitted:
+                    self.close()  # the last scheduled challenger is in
+            else:
+                done = fit_retrain(self.case, cfg, self._known_source(t), self._root_at(t), self._show(t))
             data = self.case.load(cfg, work.windows)
             model, ck = load_checkpoint(Path(done["path"]))
             sha = done["sha256"]

@@ -243,6 +243,11 @@ class ReplaySchedule:
             client = Client(cluster)
             where = f"{self.workers} local Dask workers x {self._threads()} torch thread(s) each"
         self._dask = (client, cluster)
+        if cluster is not None:  # the walk shares this machine's cores with the workers: one torch thread for it
+            import torch
+
+            self._main_threads = torch.get_num_threads()
+            torch.set_num_threads(1)
         self.log(f"training the first model and {len(times) - 1} scheduled challengers on {where}, in calendar "
                  "order, while the walk runs")
         try:
@@ -265,6 +270,9 @@ class ReplaySchedule:
             client.close()
         if cluster is not None:
             cluster.close()
+            import torch
+
+            torch.set_num_threads(self._main_threads)
 
     def _train(self, t, warm_from: Deployed | None) -> Deployed:
         """A challenger trained on the data known at ``t`` by the window and train stages (from scratch; trained

@@ -432,11 +432,14 @@ def _last_words():
     """A stream on the terminal's stderr for the closing paragraph, after pointing file descriptor 2 (and so
     every other writer in this process) at /dev/null: Prefect's background log and event workers, still
     retrying the dead server, printed "All connection attempts failed" after the paragraph (seen 2026-12-05 in
-    tests/test_flow_failures.py's dead-server test), so the paragraph was not the last line."""
+    tests/test_flow_failures.py's dead-server test), so the paragraph was not the last line. The paragraph starts
+    on a line of its own: a thread that wrote half a line just before (its text reached the terminal, its newline
+    /dev/null) ran into it (CI, 2026-12-06)."""
     real = os.fdopen(os.dup(2), "w")  # no flush first: a half-written line of another thread goes to /dev/null
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+    real.write("\n")
     return real
 
 

@@ -103,11 +103,13 @@ def publish_promotion(d: dict) -> None:
     rows = [{"model": who, **{k: v for k, v in (d.get(who) or {}).items() if not isinstance(v, (dict, list))}}
             for who in ("champion", "challenger")]
     w = d.get("window") or {}
+    days = ("the challenger's holdout: days neither model trained or early-stopped on" if d.get("cut_rule") == "rolling"
+            else "fresh data, before the test split")
+    power = f". Power: {d['power']['sentence']}" if d.get("power") else ""
     create_table_artifact(fmt4(rows), key=f"{d['case']}-promotion",
                           description=f"{d['case']}: champion vs challenger on {w.get('start')} .. {w.get('end')} "
-                                      f"(fresh data, before the test split); {d['test'].get('name')} "
-                                      f"p = {fmt4(d['test'].get('p_value'))}; promoted: {d['promoted']}"
-                                      + (f". Power: {d['power']['sentence']}" if d.get("power") else ""))
+                                      f"({days}); {d['test'].get('name')} p = {fmt4(d['test'].get('p_value'))}; "
+                                      f"promoted: {d['promoted']}{power}")
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=10)

@@ -52,6 +52,15 @@ def test_rolling_retrain_on_a_growing_folder_decides_on_unseen_days(prefect_serv
     assert saved["power"]["sentence"].startswith(f"On {n}-row slices this gate refuses a 20% worse challenger with ")
     rates = [r["refused"] for r in saved["power"]["worse"]]
     assert [r["worse"] for r in saved["power"]["worse"]] == [0.05, 0.1, 0.2] and rates[0] <= rates[2]
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:  # what the UI shows: the window's days and the power sentence
+        shown = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["stocks-promotion"])))
+    text = max(shown, key=lambda a: a.created).description
+    assert (f"on {d['window']['start']} .. {d['window']['end']} (the challenger's holdout: days neither model "
+            "trained or early-stopped on);") in text, text
+    assert text.endswith(f"Power: {saved['power']['sentence']}"), text
     windows = json.loads((project / "data/windows/stocks/meta.json").read_text())
     assert windows["cut_rule"] == "rolling" and windows["cuts"]["end"] <= newest
 

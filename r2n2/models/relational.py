@@ -34,8 +34,9 @@ class _RelateMax(torch.autograd.Function):
     workspace per chunk (measured: 1.9 GB retained by one 500-entity training forward whose live tensors
     were under 50 MB). The max routes each output unit h's gradient to a single key j* = argmax, so
     everything backward needs is the pair (q, j*) per unit: ``relu(a_q + c[j*])``, rebuilt from c's rows
-    picked by row number (``index_select``, one row copy per unit; a ``gather`` with an index per element was 6-18x
-    slower at the sentiment and stocks shapes). fc2's weight gradient, the query gradient and a row ``index_add_`` into the key gradient then cost
+    picked by row number (``index_select``, one row copy per unit; a ``gather`` with an index per element was
+    6-18x slower at the sentiment and stocks shapes). fc2's weight gradient, the query gradient and a row
+    ``index_add_`` into the key gradient then cost
     O(B·Q·H²) instead of O(B·Q·T·H²); only the (B, Q, H) argmax indices are kept from forward. Backward runs
     in the same chunks; with one chunk (Q <= chunk) both passes are the unchunked computation, op for op.
     """

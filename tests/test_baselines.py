@@ -37,6 +37,20 @@ def test_tuned_tfidf_finds_the_planted_bigram_on_validation_and_is_deterministic
     assert again == params
 
 
+def test_tfidf_fits_side_by_side_equal_one_by_one_in_job_order():
+    """Two worker processes give the choices, scores and probabilities of one process, in the order asked."""
+    jobs = [(*_order_corpus(0, 40), *_order_corpus(1, 30)), (*_order_corpus(2, 120), *_order_corpus(3, 30))]
+    alone = B.tune_tfidf_many(jobs, n_jobs=1)
+    side_by_side = B.tune_tfidf_many(jobs, n_jobs=2)  # the larger second job is scheduled first
+    xte = _order_corpus(4, 20)[0]
+    for (p1, s1), (p2, s2) in zip(alone, side_by_side):
+        assert s1 == s2
+        # a swap would differ at 1e-2; 1e-16 differences remain when this test process's OpenBLAS kernel is not the
+        # workers' (r2n2's CLI pins OPENBLAS_CORETYPE before numpy loads; a test that imported it set it too late)
+        np.testing.assert_allclose(p1.predict_proba(xte), p2.predict_proba(xte), rtol=1e-12, atol=0)
+    assert not np.array_equal(alone[0][0].predict_proba(xte), alone[1][0].predict_proba(xte))
+
+
 def test_tuned_tfidf_choice_equals_the_best_fixed_baseline_on_validation():
     from sklearn.metrics import f1_score
 

@@ -92,6 +92,35 @@ def test_relational_chunks_equal_one_pass_at_20_entities(masked):
     torch.testing.assert_close(g2["fc2.weight"], g1["fc2.weight"], rtol=1e-5, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_relational_one_query_backward_paths_agree(masked, monkeypatch):
+    """A single query over few keys (T <= 0.75 H) takes the dense GEMM backward, otherwise the per-unit one: the
+    same gradients to rounding at the sentiment shape, and the dense one passes gradcheck in float64."""
+    from r2n2.models import relational
+
+    torch.manual_seed(5)
+    B, T, H = 16, 12, 32  # T / H = 0.375: the dense path by default
+    a, c = torch.randn(B, 1, H), torch.randn(B, T, H)
+    w2, b2, g = torch.randn(H, H), torch.randn(H), torch.randn(B, 1, H)
+    mask = None
+    if masked:
+        mask = torch.ones(B, T, dtype=torch.bool)
+        mask[::3, 7:] = False
+    grads = {}
+    for limit in (relational.DENSE_MAX_KEYS_PER_UNIT, 0.0):  # 0.0: every shape takes the per-unit path
+        monkeypatch.setattr(relational, "DENSE_MAX_KEYS_PER_UNIT", limit)
+        leaves = [x.clone().requires_grad_(True) for x in (a, c, w2, b2)]
+        relational._relate(leaves[0], leaves[1], mask, leaves[2], leaves[3]).backward(g)
+        grads[limit] = [x.grad for x in leaves]
+    for dense, per_unit in zip(*grads.values()):
+        torch.testing.assert_close(dense, per_unit, rtol=1e-5, atol=1e-5 * float(per_unit.abs().max()))
+    monkeypatch.setattr(relational, "DENSE_MAX_KEYS_PER_UNIT", 0.75)
+    leaves = [x[:4].double().requires_grad_(True) for x in (a, c)] + [
+        x.double().requires_grad_(True) for x in (w2, b2)]
+    key_mask = None if mask is None else mask[:4]
+    assert torch.autograd.gradcheck(lambda *xs: relational._relate(xs[0], xs[1], key_mask, xs[2], xs[3]), leaves)
+
+
 def test_relational_single_query_equals_row_of_all_pairs():
     torch.manual_seed(2)
     mod = RelationalModule(6)

@@ -9,7 +9,7 @@ import pandas as pd
 from ..data.sources import clean_text, read_user_file
 from ..data.textkey import near_duplicate_keys
 from ..errors import DataError
-from ..evaluate.baselines import (majority_baseline, tune_tfidf_logreg, tune_vader_thresholds, vader_classes,
+from ..evaluate.baselines import (majority_baseline, tune_tfidf_many, tune_vader_thresholds, vader_classes,
                                  vader_compound)
 from ..evaluate.calibration import calibration_block, plot_reliability
 from ..evaluate.metrics import classification_metrics
@@ -101,27 +101,31 @@ def _seed_comparisons(per_seed: dict[str, list[dict]], a: str, preds: dict | Non
     return out
 
 
-def _text_baselines(cfg, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, k: int, *,
-                    extra_train: pd.DataFrame | None = None) -> tuple[dict, dict, dict]:
-    """Predictions of the majority class, TF-IDF + LR (C and n-grams chosen on validation) and VADER (both
-    thresholds chosen on validation) on ``test``; the chosen settings; and the TF-IDF + LR class probabilities
-    {"tfidf_logreg": (on val, on test)} for its conformal sets. ``extra_train``: also a TF-IDF trained on
-    train + extra (source + target for transfer)."""
+def _text_baselines(cfg, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, k: int, tuned: dict) -> tuple[
+        dict, dict, dict]:
+    """Predictions of the majority class, the tuned TF-IDF + LR models in ``tuned`` (name -> (pipeline, chosen
+    settings), from :func:`_tune_tfidf`; "tfidf_logreg" is trained on ``train``) and VADER (both thresholds
+    chosen on validation) on ``test``; the chosen settings; and the TF-IDF + LR class probabilities
+    {"tfidf_logreg": (on val, on test)} for its conformal sets."""
     preds, chosen = {}, {}
     preds["majority"] = majority_baseline(train["label_id"].to_numpy(), len(test))
-    pipe, chosen["tfidf_logreg"] = tune_tfidf_logreg(train["text"], train["label_id"], val["text"], val["label_id"],
-                                                     seed=cfg.train.seed, n_classes=k)
+    pipe, chosen["tfidf_logreg"] = tuned["tfidf_logreg"]
     preds["tfidf_logreg"] = pipe.predict(list(test["text"]))
     probs = {"tfidf_logreg": (_class_probs(pipe, val["text"], k), _class_probs(pipe, test["text"], k))}
     th = tune_vader_thresholds(vader_compound(val["text"]), val["label_id"].to_numpy())
     chosen["vader"] = th
     preds["vader"] = vader_classes(vader_compound(test["text"]), low=th["low"], high=th["high"])
-    if extra_train is not None:
-        both = pd.concat([extra_train, train], ignore_index=True)
-        pipe2, chosen["tfidf_logreg_source_and_target"] = tune_tfidf_logreg(
-            both["text"], both["label_id"], val["text"], val["label_id"], seed=cfg.train.seed, n_classes=k)
-        preds["tfidf_logreg_source_and_target"] = pipe2.predict(list(test["text"]))
+    for name, (other, settings) in tuned.items():  # e.g. the target's TF-IDF + LR on source and target texts
+        if name != "tfidf_logreg":
+            preds[name], chosen[name] = other.predict(list(test["text"])), settings
     return preds, chosen, probs
+
+
+def _tune_tfidf(cfg, fits: dict, k: int) -> dict:
+    """name -> (train rows, val rows) => name -> (TF-IDF + LR pipeline, chosen settings), C and n-grams chosen on
+    its validation rows; the fits run side by side on two processes (the two large ones took 12 s each)."""
+    jobs = [(tr["text"], tr["label_id"], va["text"], va["label_id"]) for tr, va in fits.values()]
+    return dict(zip(fits, tune_tfidf_many(jobs, seed=cfg.train.seed, n_classes=k)))
 
 
 def _class_probs(pipe, texts, k: int) -> np.ndarray:
@@ -139,8 +143,16 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
     pred = logits.argmax(1)
     score = lambda p, yy=y: classification_metrics(yy, p, labels)  # noqa: E731
     log("baselines: TF-IDF + LR and VADER, tuned on the validation split")
-    val_rows = data.rows("pretrain", "val")
-    bpreds, chosen, bprobs = _text_baselines(cfg, data.rows("pretrain", "train"), val_rows, test_rows, k)
+    val_rows, train_rows = data.rows("pretrain", "val"), data.rows("pretrain", "train")
+    transfer = "finetuned" in models and "scratch" in models
+    fits = {"tfidf_logreg": (train_rows, val_rows)}
+    if transfer:  # the target's TF-IDF + LR: on its training texts, and on the source's and the target's together
+        t_train, t_val = data.rows("target", "train"), data.rows("target", "val")
+        fits |= {"target": (t_train, t_val),
+                 "source_and_target": (pd.concat([train_rows, t_train], ignore_index=True), t_val)}
+    tuned = _tune_tfidf(cfg, fits, k)
+    bpreds, chosen, bprobs = _text_baselines(cfg, train_rows, val_rows, test_rows, k,
+                                             {"tfidf_logreg": tuned["tfidf_logreg"]})
     metrics = {"model": score(pred), "baselines": {n: score(p) for n, p in bpreds.items()}, "baseline_settings": chosen,
                "test_period": {"entity": "source", "start": data.meta.cuts["test_start"], "end": data.meta.cuts["end"],
                                "n": int(len(y))}}
@@ -154,15 +166,16 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
         metrics["baselines"][name] = score(p)
         histories[name] = history(m_meta)
         comparisons += compare_classifiers(y, pred, p, "model", name, cfg, k, groups=groups)
-    if "finetuned" in models and "scratch" in models:
+    if transfer:
         ft, ft_meta = models["finetuned"]
         sc, sc_meta = models["scratch"]
         ty, tpred, ttest = class_predictions(ft, data, "target", "test")
         spred = class_predictions(sc, data, "target", "test")[1]
         tscore = lambda p: classification_metrics(ty, p, labels)  # noqa: E731
         metrics["finetuned"], metrics["scratch"] = tscore(tpred), tscore(spred)
-        tpreds, tchosen, _ = _text_baselines(cfg, data.rows("target", "train"), data.rows("target", "val"), ttest,
-                                             k, extra_train=data.rows("pretrain", "train"))
+        tpreds, tchosen, _ = _text_baselines(cfg, t_train, t_val, ttest, k,
+                                             {"tfidf_logreg": tuned["target"],
+                                              "tfidf_logreg_source_and_target": tuned["source_and_target"]})
         metrics["target_baselines"] = {n: tscore(p) for n, p in tpreds.items()}
         metrics["target_baseline_settings"] = tchosen
         tg = text_groups(ttest)

@@ -11,7 +11,7 @@ import pandas as pd
 from ..errors import DataError
 
 __all__ = ["garch_volatility", "majority_baseline", "tfidf_logreg_baseline", "TFIDF_GRID", "tune_tfidf_logreg",
-           "vader_compound", "vader_classes", "tune_vader_thresholds", "reversal_scores", "momentum_scores",
+           "tune_tfidf_many", "vader_compound", "vader_classes", "tune_vader_thresholds", "reversal_scores", "momentum_scores",
            "equal_weight_returns"]
 
 
@@ -87,6 +87,33 @@ def tune_tfidf_logreg(train_texts, train_y, val_texts, val_y, *, seed: int = 0,
                 best = (f1, Pipeline([("tfidf", vec), ("logreg", copy.deepcopy(clf))]), c, tuple(ngram))
     f1, pipe, c, ngram = best
     return pipe, {"C": c, "ngram_range": list(ngram), "val_macro_f1": f1}
+
+
+def tune_tfidf_many(jobs: list[tuple], *, seed: int = 0, n_classes: int | None = None,
+                    n_jobs: int = 2) -> list[tuple]:
+    """:func:`tune_tfidf_logreg` of each ``(train_texts, train_y, val_texts, val_y)`` in ``jobs``, up to
+    ``n_jobs`` at a time in worker processes (joblib), the largest training set first; results in ``jobs`` order.
+    Every fit runs with one BLAS thread, in a worker or not, so the solver's float sums (and the C chosen) do not
+    depend on the number of cores or of jobs."""
+    jobs = [(list(a), np.asarray(b), list(c), np.asarray(d)) for a, b, c, d in jobs]
+    workers = max(1, min(n_jobs, len(jobs)))
+    if workers == 1:
+        return [_tune_one_thread(job, seed, n_classes) for job in jobs]
+    from joblib import Parallel, delayed
+
+    order = sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0]))
+    done = Parallel(n_jobs=workers)(delayed(_tune_one_thread)(jobs[i], seed, n_classes) for i in order)
+    out = [None] * len(jobs)
+    for i, result in zip(order, done):
+        out[i] = result
+    return out
+
+
+def _tune_one_thread(job: tuple, seed: int, n_classes: int | None) -> tuple:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return tune_tfidf_logreg(*job, seed=seed, n_classes=n_classes)
 
 
 def vader_compound(texts) -> np.ndarray:

@@ -24,6 +24,10 @@ import torch.nn as nn
 __all__ = ["RelationalModule", "max_shares"]
 
 
+# A single query over at most this many keys per unit of width takes the dense backward (one-query GEMMs).
+DENSE_MAX_KEYS_PER_UNIT = 0.75
+
+
 class _RelateMax(torch.autograd.Function):
     """max over keys of fc2(relu(a_q + c)), in query chunks, with a backward that never touches the
     (B, Q, T, H) pairs.
@@ -82,6 +86,8 @@ class _RelateMax(torch.autograd.Function):
         a_q, c, w2, idx = ctx.saved_tensors
         B, Q, H = g.shape
         q = ctx.chunk
+        if Q == 1 and c.size(1) <= DENSE_MAX_KEYS_PER_UNIT * c.size(-1):
+            return _RelateMax._backward_one_query(ctx, g, a_q, c, w2, idx)
         grad_a = a_q.new_empty(a_q.shape) if ctx.needs_input_grad[0] else None
         T, H_in = c.size(1), c.size(-1)
         keys = c.reshape(B * T, H_in)  # every key row, batch by batch
@@ -106,6 +112,28 @@ class _RelateMax(torch.autograd.Function):
             grad_c.index_add_(0, rows, contrib.view(-1, H_in).to(c.dtype))  # rows of (B*T, H_in)
         grad_b2 = g.sum((0, 1)).to(w2.dtype) if ctx.needs_input_grad[4] else None
         return grad_a, grad_c.view(c.shape), None, grad_w2, grad_b2, None
+
+
+    @staticmethod
+    def _backward_one_query(ctx, g, a_q, c, w2, idx):
+        """One query (a sequence's last step) over few keys: the gradient as two dense (B·T, H) x (H, H) GEMMs
+        over the rebuilt pairs instead of the per-unit path's (B, H_out, H_in) element-wise work. The (B, T, H_out)
+        gradient of the pair outputs is ``g`` at each unit's winning key and zero elsewhere; fc2's weight
+        gradient is its product with the pairs, the pairs' gradient its product with fc2's weight through the
+        relu. O(B·T·H²) in GEMMs against O(B·H²) element-wise: faster while T is under about 0.75 H (sentiment:
+        T <= 64 tokens, H = 256 units: 27.7 -> 6.2 ms; at T = 0.94 H the per-unit path is 7 % faster)."""
+        dtype = g.dtype
+        B, T, H_in = c.shape
+        H_out = g.size(-1)
+        pre = torch.add(a_q, c).relu_().to(dtype)  # (B, T, H_in): the pairs of forward, (B, 1, H) + (B, T, H)
+        at_winner = g.new_zeros(B, T, H_out).scatter_(1, idx.view(B, 1, H_out), g.view(B, 1, H_out))
+        flat = at_winner.view(B * T, H_out)
+        grad_w2 = (flat.t() @ pre.view(B * T, H_in)).to(w2.dtype) if ctx.needs_input_grad[3] else None
+        grad_pre = torch.ops.aten.threshold_backward(flat @ w2.to(dtype), pre.view(B * T, H_in), 0)  # relu'
+        grad_pre = grad_pre.view(B, T, H_in)
+        grad_a = grad_pre.sum(1, keepdim=True).to(a_q.dtype) if ctx.needs_input_grad[0] else None  # (B, 1, H_in)
+        grad_b2 = g.sum((0, 1)).to(w2.dtype) if ctx.needs_input_grad[4] else None
+        return grad_a, grad_pre.to(c.dtype), None, grad_w2, grad_b2, None
 
 
 def max_shares(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -36,10 +36,10 @@ def random_batches(ids: list, labels: np.ndarray, batch_size: int, seed: int):
 
 
 def padding_share(batches) -> tuple[float, float]:
-    """(padding share of all token slots, mean padded length)"""
+    """(padding share of all token slots, mean padded length: the steps the recurrent layers run per text)"""
     real = slots = n = 0
     for ids, lengths, _ in batches:
-        real, slots, n = real + int(lengths.sum()), slots + ids.numel(), n + 1
+        real, slots, n = real + int(lengths.sum()), slots + ids.numel(), n + len(lengths)
     return 1 - real / slots, slots / n
 
 
@@ -55,7 +55,7 @@ def main() -> None:
     case = get_case("sentiment")
     cfg = load_params(ROOT / "params.yaml").cases["sentiment"]
     data = case.load(cfg, ROOT / "data" / "windows" / "sentiment")
-    bucketed = data.batches("source", "train", batch_size=cfg.train.batch_size, shuffle=True, seed=0)
+    bucketed = data.batches("pretrain", "train", batch_size=cfg.train.batch_size, shuffle=True, seed=0)
     ids, labels, bs = bucketed.ids, np.asarray(bucketed.labels), cfg.train.batch_size
     shares = {"length-bucketed (r2n2)": padding_share(bucketed.iter_epoch(0)),
               "random batches": padding_share(random_batches(ids, labels, bs, 0))}
@@ -84,9 +84,9 @@ def main() -> None:
         runs["random batches"].append(step_seconds(random_batches(ids, labels, bs, rep)))
     step = {name: min(v) for name, v in runs.items()}
     print(f"{len(ids)} training texts, batch {bs}, {cfg.train.threads} torch threads, median of {args.steps} steps")
-    print(f"{'sampler':26s} {'padding':>8s} {'mean T':>7s} {'step':>9s}")
+    print(f"{'sampler':26s} {'padding':>8s} {'padded T':>9s} {'step':>9s}")
     for name, (share, mean_t) in shares.items():
-        print(f"{name:26s} {share:8.1%} {mean_t:7.1f} {step[name] * 1000:7.1f}ms")
+        print(f"{name:26s} {share:8.1%} {mean_t:9.1f} {step[name] * 1000:7.1f}ms")
     base = step["random batches"]
     print(f"bucketed / random step time: {step['length-bucketed (r2n2)'] / base:.2f}")
 

@@ -118,10 +118,12 @@ def main() -> None:
         b = run("r2n2", mode, B, T, H, ours_reps)
         ta, ma = fmt(a)
         tb, mb = fmt(b)
-        sp = f"{a['time_s'] / b['time_s']:8.1f}x" if "error" not in a and "error" not in b else "n/a"
+        sp = f"{a['time_s'] / b['time_s']:8.2f}x" if "error" not in a and "error" not in b else "n/a"
         mr = f"{a['peak_mb'] / b['peak_mb']:8.1f}x" if "error" not in a and "error" not in b else "n/a"
         line = f"{label:44s} {ta:>12s} {tb:>12s} {sp:>9s} | {ma:>12s} {mb:>12s} {mr:>9s}"
         print(line, flush=True)
+        if other == "nn.RNN" and "error" not in a and "error" not in b:
+            print(f"{'':44s} r2n2 / plain RNN train step = {b['time_s'] / a['time_s']:.2f} (goal <= 1.3)", flush=True)
         rows.append((label, a, b))
         if a.get("out") and b.get("out"):
             diff = max(abs(u - v) for u, v in zip(a["out"], b["out"]))
@@ -140,7 +142,7 @@ def main() -> None:
     print(f"{f'RelationalModule all-pairs infer B={B} T={T}':44s} {'not run':>12s} {t:>12s} {'':9s} | "
           f"{f'~{need_gb:.0f} GB':>12s} {m:>12s}")
     print("\nThe first column of ratios is slide time / r2n2 time (or nn.RNN time / r2n2 time on the 'vs' rows, "
-          "so a value of 0.6x means r2n2 takes 1/0.6 = 1.7x the plain RNN); the second is peak memory above the "
+          "so a value of 0.60x means r2n2 takes 1/0.60 = 1.7x the plain RNN, printed below the row); the second is peak memory above the "
           "process baseline, slide / r2n2. The slide's big inference needs the (B, T, T, 2H) concatenation "
           "plus fc1/fc2 outputs and is not run.")
 

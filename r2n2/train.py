@@ -27,7 +27,7 @@ from .models.core import RelationalRNN
 from .models.distribution import distribution_loss
 
 __all__ = ["train_model", "TrainResult", "resolve_device", "predict_batches", "seed_everything", "fingerprint",
-           "distributed", "is_main_process", "training_threads"]
+           "distributed", "is_main_process", "training_threads", "busy_cores", "warn_if_cores_busy"]
 
 
 @dataclass
@@ -85,6 +85,30 @@ def training_threads(threads: int) -> tuple[int, str]:
     if threads == 0:
         return torch.get_num_threads(), "train.threads=0: torch's default for this machine"
     return threads, "train.threads"
+
+
+def busy_cores(interval: float = 0.25) -> float:
+    """How many CPU cores other work keeps busy, sampled over ``interval`` seconds while this thread sleeps."""
+    import psutil
+
+    return psutil.cpu_percent(interval=interval) / 100 * (psutil.cpu_count() or 1)
+
+
+def warn_if_cores_busy(threads: int, log: Callable[[str], None], *, busy: float | None = None) -> bool:
+    """Log a warning (and return True) when fewer than ``threads`` cores are free: torch's threads then wait on
+    each other at every operation (benchmarks/threads.py, 2 cores beside a one-thread job: a sentiment training
+    step took 179 ms with 2 threads, 65 ms with 1). The count is not changed here: it is part of the bytes."""
+    import os
+
+    cores = os.cpu_count() or 1
+    busy = busy_cores() if busy is None else busy
+    if cores - busy >= threads - 0.5:
+        return False
+    log(f"warning: other work keeps {busy:.1f} of this machine's {cores} CPU cores busy, and {threads} torch threads "
+        "stall beside it (measured: 2.75x slower per step than 1 thread on 2 cores). If the machine stays busy, run "
+        "with train.threads=1 (--set <case>.train.threads=1) or OMP_NUM_THREADS=1; the bytes then differ from "
+        f"a {threads}-thread run.")
+    return True
 
 
 def seed_everything(seed: int) -> None:
@@ -164,6 +188,8 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
     if world > 1:
         log = log if rank == 0 else (lambda msg: None)
     threads, source = training_threads(cfg.threads)
+    if threads > 1 and resolve_device(cfg.device).type == "cpu":
+        warn_if_cores_busy(threads, log)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # float sums split by thread: the count is part of what makes the bytes
     try:

@@ -193,6 +193,31 @@ def test_train_model_trains_with_train_threads_and_gives_the_caller_its_count_ba
         torch.set_num_threads(before)
 
 
+def test_busy_cores_warn_before_two_threads_train_and_quiet_ones_do_not(monkeypatch):
+    """Beside a job that keeps one core of two busy, 2 torch threads get the warning with what to do; 1 thread,
+    or a quiet machine, do not. The count itself is never changed (it is part of the bytes)."""
+    import os
+
+    from r2n2 import train
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    said = []
+    assert train.warn_if_cores_busy(2, said.append, busy=1.0)
+    assert said == ["warning: other work keeps 1.0 of this machine's 2 CPU cores busy, and 2 torch threads stall "
+                    "beside it (measured: 2.75x slower per step than 1 thread on 2 cores). If the machine stays busy, "
+                    "run with train.threads=1 (--set <case>.train.threads=1) or OMP_NUM_THREADS=1; the bytes then "
+                    "differ from a 2-thread run."]
+    assert not train.warn_if_cores_busy(2, said.append, busy=0.1)
+    assert not train.warn_if_cores_busy(1, said.append, busy=1.0)
+    assert len(said) == 1
+    # train_model asks before it trains with more than one thread on the CPU
+    asked = []
+    monkeypatch.setattr(train, "warn_if_cores_busy", lambda threads, log: asked.append(threads))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    test_train_model_trains_with_train_threads_and_gives_the_caller_its_count_back(monkeypatch)
+    assert asked == [2]
+
+
 def test_a_negative_thread_count_is_refused(project, capsys):
     assert main(["headline", "stocks", "--set", "stocks.train.threads=-1"]) == 2
     assert capsys.readouterr().err == ("r2n2 headline: stocks.train.threads must be >= 0 (0 = torch's default), "

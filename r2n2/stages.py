@@ -11,19 +11,24 @@ Outputs that DVC hashes are pure functions of code, data and params; run facts (
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .cases.base import CaseData, Log, UseCase
-from .checkpoint import load_checkpoint, save_checkpoint
 from .errors import DataError, ValidationFailed
 from .io import keep_previous, write_json_atomic, write_parquet_atomic
 from .models.config import ModelConfig
-from .models.core import RelationalRNN, build_model
 from .paths import CasePaths
-from .train import TrainResult, fingerprint, is_main_process, seed_everything, train_model
+
+if TYPE_CHECKING:
+    from .models.core import RelationalRNN
+    from .train import TrainResult
+
+# torch (checkpoint, models.core, train) loads inside the stages that train or score: ingest, validate and window
+# start without it (1.3 s of each of their 12 commands in `make run`)
 
 __all__ = ["Stage", "STAGES", "STAGE_NAMES", "stage", "run_stage", "seeds_of", "load_models", "fit"]
 
@@ -44,6 +49,8 @@ def fit(cfg, data: CaseData, model: RelationalRNN, role: str, name: str, paths: 
         epochs: int | None = None, lr: float | None = None, fraction: float = 1.0, log: Log | None = None,
         patience: int | None = None) -> TrainResult:
     """Train ``model`` on ``role``'s training windows, early-stopped on its validation windows."""
+    from .train import fingerprint, train_model
+
     t = replace(cfg.train, seed=seed, **({"patience": patience} if patience is not None else {}))
     entities = bool(model.config.entities)
     train = data.batches(role, "train", batch_size=t.batch_size, shuffle=True, seed=seed, fraction=fraction,
@@ -58,7 +65,9 @@ def fit(cfg, data: CaseData, model: RelationalRNN, role: str, name: str, paths: 
 
 def _save(model: RelationalRNN, path: Path, data: CaseData, result: TrainResult, paths: CasePaths, **extra) -> None:
     """Checkpoint + learning curve (pure functions of code, data and params); durations to data/logs/."""
-    if not is_main_process():  # DDP: rank 0 alone writes
+    from .checkpoint import save_checkpoint
+
+    if not _main_process():  # DDP: rank 0 alone writes
         return
     meta = data.checkpoint_metadata()
     meta.update({"history": json.dumps(result.history), "best_epoch": result.best_epoch,
@@ -73,6 +82,9 @@ def _save(model: RelationalRNN, path: Path, data: CaseData, result: TrainResult,
 
 def _train_family(cfg, data: CaseData, base: ModelConfig, out_dir: Path, name: str, paths: CasePaths,
                   log: Log) -> list[TrainResult]:
+    from .models.core import build_model
+    from .train import seed_everything
+
     results = []
     seeds = seeds_of(cfg)
     for seed in seeds:
@@ -89,6 +101,8 @@ def load_models(case: UseCase, cfg, paths: CasePaths) -> dict[str, Any]:
     """Every checkpoint the evaluation scores: {"model", "baselines": {name: ...}, "finetuned", "scratch"} with
     (model, metadata) pairs (the first seed's), "seeds": {group: [(model, metadata), ...]} for every seed of the
     main model and its ablations, and "transfer_seeds": {"finetuned"|"scratch": [...]} likewise."""
+    from .checkpoint import load_checkpoint
+
     seeds = seeds_of(cfg)
 
     def family(base: Path) -> list:
@@ -169,6 +183,10 @@ def finetune_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
     """Slide 14 as a stage: the pretrained encoder under a new head, frozen (optionally unfrozen after N epochs
     at a lower LR, keeping the best weights of both phases), trained on the transfer target; plus the same
     architecture trained from scratch on the same target data with its own early-stopped budget."""
+    from .checkpoint import load_checkpoint
+    from .models.core import build_model
+    from .train import seed_everything
+
     data = case.load(cfg, paths.windows)
     if not data.has_target():
         reason = (f"the {case.name} data has no transfer target (no {data.key('target') or 'target'} windows in "
@@ -198,6 +216,8 @@ def finetune_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
 def _finetune(cfg, case: UseCase, data: CaseData, pretrained: RelationalRNN, paths: CasePaths, seed: int,
               log: Log) -> TrainResult:
     """One seed's fine-tuning of ``pretrained`` (trained with the same seed): saved, and its result returned."""
+    from .train import TrainResult, seed_everything
+
     f = cfg.finetune
     seed_everything(seed)
     model = pretrained.with_new_head(data.model_config().output_size)
@@ -295,6 +315,15 @@ def code_deps(st: Stage, case: UseCase) -> list[str]:
     return source_paths(closure([__name__, type(case).__module__]))
 
 
+def _main_process() -> bool:
+    """Rank 0 of a torchrun launch, or the only process (known without loading torch)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return True
+    from .train import is_main_process
+
+    return is_main_process()
+
+
 def run_stage(name: str, case: UseCase, cfg, root: str | Path = ".", *, log: Log | None = None) -> str:
     """Run one stage of one case (the case object: ``r2n2.registry.run_stage`` takes its name); returns its
     one-line summary."""
@@ -302,7 +331,7 @@ def run_stage(name: str, case: UseCase, cfg, root: str | Path = ".", *, log: Log
     st, paths = stage(name), CasePaths(case.name, Path(root))
     declared = [*st.outs(paths), *st.uncached(paths), *st.metrics(paths)]
     # a failed stage puts its previous outputs back (a failed validation keeps its own report)
-    with keep_previous(declared if is_main_process() else [], keep_on=(ValidationFailed,)):
+    with keep_previous(declared if _main_process() else [], keep_on=(ValidationFailed,)):
         msg = st.run(case, cfg, paths, log or _quiet)
     (log or _quiet)(f"{name} {case.name} took {time.perf_counter() - t0:.1f} s")
     return msg

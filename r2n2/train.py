@@ -87,7 +87,7 @@ def training_threads(threads: int) -> tuple[int, str]:
     return threads, "train.threads"
 
 
-def busy_cores(interval: float = 0.25) -> float:
+def busy_cores(interval: float = 0.1) -> float:
     """How many CPU cores other work keeps busy, sampled over ``interval`` seconds while this thread sleeps."""
     import psutil
 

@@ -84,6 +84,18 @@ def test_library_never_imports_prefect():
     assert out.stdout.strip() == "False"
 
 
+def test_data_stages_start_without_torch(tmp_path):
+    """ingest, validate and window of every case load neither torch nor the models (1.3 s of each of their 12
+    commands in `make run`); a training stage does."""
+    code = ("import sys, flows.cli, r2n2.registry, r2n2.stages, r2n2.models, r2n2.data; "
+            "from r2n2.models.config import ModelConfig; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    code = "import sys, r2n2.models; r2n2.models.EnhancedR2N2(3, 4, 1); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
 def test_headline_is_one_readable_table_per_case():
     from r2n2.evaluate.report import headline
 

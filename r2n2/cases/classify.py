@@ -18,7 +18,6 @@ from ..evaluate.report import fmt, history, md_table, seed_section, verdict_text
 from ..evaluate.stats import (SEED_TESTS, classifier_bootstrap, mcnemar_test, mde_block, seed_difference,
                               seed_summary, two_way_bootstrap, verdict)
 from ..io import write_json_atomic, write_text_atomic
-from ..train import predict_batches
 
 __all__ = ["evaluate_classifier", "predict_texts", "predict_file_texts", "class_logits", "class_predictions"]
 
@@ -28,6 +27,8 @@ CONFORMAL_ALPHA = 0.1  # prediction sets aim at 90 % coverage
 
 def class_logits(model, data, role: str, split: str):
     """(labels, (n, K) logits, rows) of one role/split, all in batch order."""
+    from ..train import predict_batches
+
     b = data.batches(role, split, batch_size=256)
     rows = data.rows(role, split).iloc[b.order()].reset_index(drop=True)
     return b.targets(), predict_batches(model, b), rows
@@ -314,6 +315,7 @@ def predict_texts(model, tokenizer_json: str, meta, texts: list[str], *, batch_s
     from tokenizers import Tokenizer
 
     from ..data.window import TextBatches
+    from ..train import predict_batches
 
     cleaned = [clean_text(t) for t in texts]
     empty = [i for i, t in enumerate(cleaned) if not t]

@@ -25,7 +25,6 @@ from ..evaluate.stats import (mde_block, minimum_detectable_effect, rank_ic_diff
 from ..evaluate.trading import long_short_portfolio, performance, sharpe_difference
 from ..io import write_json_atomic, write_text_atomic
 from ..models.config import ModelConfig
-from ..train import predict_batches
 from .base import CaseData, MonitorSignals, window_meta_of
 from .series import PriceCase, SeriesMeta
 
@@ -128,6 +127,8 @@ def pooled_windows(table: pd.DataFrame, meta, split: str | None) -> StockWindows
 
 def score_matrix(model, data, split: str | None) -> pd.DataFrame:
     """The model's scores (dates x entities) on every window of ``split``."""
+    from ..train import predict_batches
+
     if model.config.entities:
         b = data.batches("pretrain", split, batch_size=256, entities=True)
         out = predict_batches(model, b)[:, :, 0]  # (n, E, 1) -> (n, E)
@@ -145,6 +146,8 @@ def quantile_frame(model, data, split: str | None, *, labelled: bool = True) -> 
     """A distribution head's quantiles (``q<level>`` columns, on the target's scale: the cross-sectional z-score
     of the forward return) and the target, one row per (date, stock) of ``split`` (``labelled``: only rows with
     a finite target)."""
+    from ..train import predict_batches
+
     cfg = model.config
     if cfg.entities:
         b = data.batches("pretrain", split, batch_size=256, entities=True)

@@ -19,7 +19,6 @@ from ..evaluate.plots import (plot_cumulative, plot_fan, plot_forecast, plot_lea
                               write_csv)
 from ..evaluate.report import MDE_NOTE, fmt, history, interval_text, md_table, seed_section, verdict_text
 from ..io import write_json_atomic, write_text_atomic
-from ..train import predict_batches
 from .forecast_dist import distribution_report, evaluate_distribution, model_outputs
 
 __all__ = ["evaluate_forecasts", "predict_prices", "forecasts"]
@@ -371,6 +370,8 @@ def predict_prices(model, meta, prices: pd.DataFrame, *, batch_size: int = 4096)
     ``q<level>`` columns (``q0.05``: the forecast 5 % quantile, as the head gives it: the split-conformal offsets
     of the evaluation, fitted on its validation period, are in ``metrics.json["model"]["conformal"]``)."""
     import torch
+
+    from ..train import predict_batches
 
     L, feats = meta.lookback, meta.features
     missing = [f for f in feats if f.replace("ret_", "").replace("dlog_", "") not in prices]

@@ -19,7 +19,6 @@ from ..evaluate.distribution import (adaptive_conformal, apply_offsets, conforma
                                      student_t_quantiles)
 from ..evaluate.report import fmt, interval_text, verdict_text
 from ..evaluate.stats import verdict
-from ..train import predict_batches
 
 __all__ = ["HS_WINDOW", "distribution_baselines", "distribution_report", "evaluate_distribution", "forecast_quantiles",
            "model_outputs"]
@@ -30,6 +29,8 @@ HS_WINDOW = 250  # trading days of historical simulation (about a year, the Base
 def model_outputs(model, data, role: str, split: str, *, distribution: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
     """(n, P) model outputs on the model's scaled target (P = 1 for the point forecast; with ``distribution``
     the head's quantiles or Student-t parameters) and the n rows they forecast, this role's entity only."""
+    from ..train import predict_batches
+
     entities = bool(model.config.entities)
     batches = data.batches(role, split, batch_size=512, entities=entities)
     out = predict_batches(model, batches, distribution=distribution)  # (n, 1[, P]) or (n, E, 1[, P])

@@ -1,10 +1,32 @@
-"""Models: the relational module, the Relational Memory Core, the configurable core and the slide presets."""
+"""Models: the relational module, the Relational Memory Core, the configurable core and the slide presets.
 
-from .config import ModelConfig, register_cell
-from .core import RelationalRNN, build_model, lengths_to_mask
-from .presets import (
-    R2N2, AttentionR2N2, BidirectionalR2N2, EnhancedR2N2, GRUR2N2, MaskedR2N2, MultiEntityR2N2,
-    R2N2Regressor, SentimentR2N2, StockPriceR2N2, TransferR2N2, VisualizableAttentionR2N2, visualize_attention,
-)
-from .relational import RelationalModule
-from .rmc import RelationalMemory, RelationalMemoryRNN
+Imported lazily, like ``r2n2`` itself: ``from r2n2.models.config import ModelConfig`` (what the data stages need)
+does not load torch."""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    **{name: "r2n2.models.config" for name in ("ModelConfig", "register_cell")},
+    **{name: "r2n2.models.core" for name in ("RelationalRNN", "build_model", "lengths_to_mask")},
+    **{name: "r2n2.models.presets" for name in (
+        "R2N2", "AttentionR2N2", "BidirectionalR2N2", "EnhancedR2N2", "GRUR2N2", "MaskedR2N2", "MultiEntityR2N2",
+        "R2N2Regressor", "SentimentR2N2", "StockPriceR2N2", "TransferR2N2", "VisualizableAttentionR2N2",
+        "visualize_attention")},
+    "RelationalModule": "r2n2.models.relational",
+    **{name: "r2n2.models.rmc" for name in ("RelationalMemory", "RelationalMemoryRNN")},
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'r2n2.models' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

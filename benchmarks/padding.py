@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def random_batches(ids: list, labels: np.ndarray, batch_size: int, seed: int):
+def random_batches(ids: list, labels: np.ndarray, batch_size: int, seed: int, epoch: int):
+    """The sampler's own shuffle of (seed, epoch), without the sort by length."""
     import torch
 
-    order = np.random.default_rng([seed, 0]).permutation(len(ids))
+    order = np.random.default_rng([seed, epoch]).permutation(len(ids))
     for i in range(0, len(order), batch_size):
         b = order[i:i + batch_size]
         lengths = np.array([len(ids[j]) for j in b])
@@ -58,9 +59,12 @@ def main() -> None:
     bucketed = data.batches("pretrain", "train", batch_size=cfg.train.batch_size, shuffle=True, seed=0)
     ids, labels, bs = bucketed.ids, np.asarray(bucketed.labels), cfg.train.batch_size
     shares = {"length-bucketed (r2n2)": padding_share(bucketed.iter_epoch(0)),
-              "random batches": padding_share(random_batches(ids, labels, bs, 0))}
+              "random batches": padding_share(random_batches(ids, labels, bs, 0, 0))}
 
-    torch.set_num_threads(cfg.train.threads)
+    from r2n2.train import training_threads
+
+    threads = training_threads(cfg.train.threads)[0]
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_model(data.model_config())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -81,9 +85,10 @@ def main() -> None:
     runs = {name: [] for name in shares}
     for rep in range(2):
         runs["length-bucketed (r2n2)"].append(step_seconds(bucketed.iter_epoch(rep)))
-        runs["random batches"].append(step_seconds(random_batches(ids, labels, bs, rep)))
+        runs["random batches"].append(step_seconds(random_batches(ids, labels, bs, 0, rep)))
     step = {name: min(v) for name, v in runs.items()}
-    print(f"{len(ids)} training texts, batch {bs}, {cfg.train.threads} torch threads, median of {args.steps} steps")
+    print(f"{len(ids)} training texts, batch {bs}, {threads} torch threads; step: the faster of two runs' medians of "
+          f"{args.steps} steps")
     print(f"{'sampler':26s} {'padding':>8s} {'padded T':>9s} {'step':>9s}")
     for name, (share, mean_t) in shares.items():
         print(f"{name:26s} {share:8.1%} {mean_t:9.1f} {step[name] * 1000:7.1f}ms")

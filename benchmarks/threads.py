@@ -3,9 +3,10 @@
 Each row runs the real stage command (``r2n2 train <case>``) in a scratch project that reads this checkout's
 windows (``data/windows/<case>``, from ``dvc repro`` or ``make run``) and writes its models elsewhere, so the
 workspace's outputs are never touched. Training is cut to ``--batches`` batches of one epoch so a row takes
-seconds, not minutes; the stage's start-up (imports, loading the windows, validation) is included, as a user
-waits for it too. "Beside" starts one single-threaded training job (a GRU's train step in a loop) before the stage
-and stops it after: the 2-core machine then has one core free for the stage.
+seconds, not minutes; the stage's start-up (imports, loading the windows), the epoch's full validation pass and
+saving are included, as a user waits for them too. Per-step costs: subtract two runs with different ``--batches``.
+"Beside" starts one single-threaded training job (a GRU's train step in a loop) before the stage and stops it
+after: the 2-core machine then has one core free for the stage (nothing pins either process to a core).
 
 The configurations of a case run interleaved, ``--repeats`` times, and the median is reported, so machine noise
 hits every column alike. Ratios: 2 threads / 1 thread, quiet and beside.
@@ -58,7 +59,7 @@ def _scratch(cases: list[str]) -> Path:
 
 
 def stage_seconds(root: Path, case: str, threads: int, batches: int) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PREFECT_API_URL")}
     env["PYTHONPATH"] = str(ROOT)
     cmd = [sys.executable, "-m", "flows.cli", "train", case, "--set", f"{case}.train.threads={threads}",
            "--set", f"{case}.train.epochs=1", "--set", f"{case}.train.max_batches_per_epoch={batches}"]

@@ -27,7 +27,8 @@ from .models.core import RelationalRNN
 from .models.distribution import distribution_loss
 
 __all__ = ["train_model", "TrainResult", "resolve_device", "predict_batches", "seed_everything", "fingerprint",
-           "distributed", "is_main_process", "training_threads", "busy_cores", "warn_if_cores_busy"]
+           "distributed", "is_main_process", "training_threads", "usable_cores", "busy_cores",
+           "warn_if_cores_busy"]
 
 
 @dataclass
@@ -87,20 +88,27 @@ def training_threads(threads: int) -> tuple[int, str]:
     return threads, "train.threads"
 
 
+def usable_cores() -> list[int]:
+    """The CPU cores this process may run on (its affinity: a container or taskset may allow fewer than the host)."""
+    import os
+
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+
+
 def busy_cores(interval: float = 0.1) -> float:
-    """How many CPU cores other work keeps busy, sampled over ``interval`` seconds while this thread sleeps."""
+    """How many of the usable cores other work keeps busy, sampled over ``interval`` seconds while this thread
+    sleeps (psutil)."""
     import psutil
 
-    return psutil.cpu_percent(interval=interval) / 100 * (psutil.cpu_count() or 1)
+    percent = psutil.cpu_percent(interval=interval, percpu=True)
+    return sum(percent[i] for i in usable_cores() if i < len(percent)) / 100
 
 
 def warn_if_cores_busy(threads: int, log: Callable[[str], None], *, busy: float | None = None) -> bool:
-    """Log a warning (and return True) when fewer than ``threads`` cores are free: torch's threads then wait on
-    each other at every operation (benchmarks/threads.py, 2 cores beside a one-thread job: a sentiment training
+    """Log a warning (and return True) when fewer than ``threads`` usable cores are free: torch's threads then wait
+    on each other at every operation (benchmarks/threads.py, 2 cores beside a one-thread job: a sentiment training
     step took 179 ms with 2 threads, 65 ms with 1). The count is not changed here: it is part of the bytes."""
-    import os
-
-    cores = os.cpu_count() or 1
+    cores = len(usable_cores())
     busy = busy_cores() if busy is None else busy
     if cores - busy >= threads - 0.5:
         return False
@@ -218,7 +226,8 @@ def _train(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_path, ru
         raise ConfigError("nothing to train: every parameter of the model is frozen.")
     # fused: one kernel per parameter instead of ~10 element-wise passes (the sentiment model's 1.6 M-entry
     # embedding: 5.3 -> 1.4 ms a step on 2 CPU cores)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda"))
+    fused = device.type in ("cpu", "cuda")
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=fused)
     if cfg.scheduler == "plateau":
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max" if task == "classification" else "min",
                                                            factor=0.5, patience=max(1, cfg.patience // 2))
@@ -256,6 +265,8 @@ def _train(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_path, ru
         if state.get("run_id") == run_id:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
+            for group in opt.param_groups:  # a state saved by unfused AdamW (before 2026-12-06) resumes fused too
+                group["fused"] = fused
             if sched is not None and state.get("scheduler"):
                 sched.load_state_dict(state["scheduler"])
             if ema is not None:

@@ -114,6 +114,14 @@ def test_relational_one_query_backward_paths_agree(masked, monkeypatch):
         grads[limit] = [x.grad for x in leaves]
     for dense, per_unit in zip(*grads.values()):
         torch.testing.assert_close(dense, per_unit, rtol=1e-5, atol=1e-5 * float(per_unit.abs().max()))
+    if masked:  # whatever sits at padded keys (a plug-in cell's inf) changes no gradient
+        monkeypatch.setattr(relational, "DENSE_MAX_KEYS_PER_UNIT", 0.75)
+        c_inf = c.clone()
+        c_inf[~mask] = float("inf")
+        leaves = [x.clone().requires_grad_(True) for x in (a, c_inf, w2, b2)]
+        relational._relate(leaves[0], leaves[1], mask, leaves[2], leaves[3]).backward(g)
+        dense = grads[next(iter(grads))]
+        assert all(torch.equal(x.grad, d) for x, d in zip(leaves, dense))
     monkeypatch.setattr(relational, "DENSE_MAX_KEYS_PER_UNIT", 0.75)
     leaves = [x[:4].double().requires_grad_(True) for x in (a, c)] + [
         x.double().requires_grad_(True) for x in (w2, b2)]

@@ -196,11 +196,9 @@ def test_train_model_trains_with_train_threads_and_gives_the_caller_its_count_ba
 def test_busy_cores_warn_before_two_threads_train_and_quiet_ones_do_not(monkeypatch):
     """Beside a job that keeps one core of two busy, 2 torch threads get the warning with what to do; 1 thread,
     or a quiet machine, do not. The count itself is never changed (it is part of the bytes)."""
-    import os
-
     from r2n2 import train
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(train, "usable_cores", lambda: [0, 1])
     said = []
     assert train.warn_if_cores_busy(2, said.append, busy=1.0)
     assert said == ["warning: other work keeps 1.0 of this machine's 2 CPU cores busy, and 2 torch threads stall "

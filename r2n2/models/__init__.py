@@ -6,6 +6,18 @@ does not load torch."""
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what __getattr__ loads, spelled out for readers and for the import graph (r2n2.depgraph:
+    # a stage that imports any module of this package depends on every one of them, as when they loaded eagerly)
+    from .config import ModelConfig, register_cell
+    from .core import RelationalRNN, build_model, lengths_to_mask
+    from .presets import (
+        R2N2, AttentionR2N2, BidirectionalR2N2, EnhancedR2N2, GRUR2N2, MaskedR2N2, MultiEntityR2N2,
+        R2N2Regressor, SentimentR2N2, StockPriceR2N2, TransferR2N2, VisualizableAttentionR2N2, visualize_attention,
+    )
+    from .relational import RelationalModule
+    from .rmc import RelationalMemory, RelationalMemoryRNN
 
 _EXPORTS = {
     **{name: "r2n2.models.config" for name in ("ModelConfig", "register_cell")},
@@ -17,7 +29,12 @@ _EXPORTS = {
     "RelationalModule": "r2n2.models.relational",
     **{name: "r2n2.models.rmc" for name in ("RelationalMemory", "RelationalMemoryRNN")},
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AttentionR2N2", "BidirectionalR2N2", "EnhancedR2N2", "GRUR2N2", "MaskedR2N2", "ModelConfig", "MultiEntityR2N2",
+    "R2N2", "R2N2Regressor", "RelationalMemory", "RelationalMemoryRNN", "RelationalModule", "RelationalRNN",
+    "SentimentR2N2", "StockPriceR2N2", "TransferR2N2", "VisualizableAttentionR2N2", "build_model",
+    "lengths_to_mask", "register_cell", "visualize_attention",
+]
 
 
 def __getattr__(name: str):

@@ -76,18 +76,18 @@ class _RelateMax(torch.autograd.Function):
                 out[:, s:s + n], idx[:, s:s + n] = values, winners
         del pre_buf, rel_buf
         if grad:
-            ctx.save_for_backward(a_q, c, w2, idx)
+            ctx.save_for_backward(a_q, c, w2, idx, key_mask)
             ctx.chunk = q
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
-        a_q, c, w2, idx = ctx.saved_tensors
+        a_q, c, w2, idx, key_mask = ctx.saved_tensors
         B, Q, H = g.shape
         q = ctx.chunk
         if Q == 1 and c.size(1) <= DENSE_MAX_KEYS_PER_UNIT * c.size(-1):
-            return _RelateMax._backward_one_query(ctx, g, a_q, c, w2, idx)
+            return _RelateMax._backward_one_query(ctx, g, a_q, c, w2, idx, key_mask)
         grad_a = a_q.new_empty(a_q.shape) if ctx.needs_input_grad[0] else None
         T, H_in = c.size(1), c.size(-1)
         keys = c.reshape(B * T, H_in)  # every key row, batch by batch
@@ -115,7 +115,7 @@ class _RelateMax(torch.autograd.Function):
 
 
     @staticmethod
-    def _backward_one_query(ctx, g, a_q, c, w2, idx):
+    def _backward_one_query(ctx, g, a_q, c, w2, idx, key_mask):
         """One query (a sequence's last step) over few keys: the gradient as two dense (B·T, H) x (H, H) GEMMs
         over the rebuilt pairs instead of the per-unit path's (B, H_out, H_in) element-wise work. The (B, T, H_out)
         gradient of the pair outputs is ``g`` at each unit's winning key and zero elsewhere; fc2's weight
@@ -126,6 +126,8 @@ class _RelateMax(torch.autograd.Function):
         B, T, H_in = c.shape
         H_out = g.size(-1)
         pre = torch.add(a_q, c).relu_().to(dtype)  # (B, T, H_in): the pairs of forward, (B, 1, H) + (B, T, H)
+        if key_mask is not None:  # padded keys get no gradient; zero them so an inf there cannot make 0 * inf
+            pre.masked_fill_(~key_mask.unsqueeze(-1), 0.0)
         at_winner = g.new_zeros(B, T, H_out).scatter_(1, idx.view(B, 1, H_out), g.view(B, 1, H_out))
         flat = at_winner.view(B * T, H_out)
         grad_w2 = (flat.t() @ pre.view(B * T, H_in)).to(w2.dtype) if ctx.needs_input_grad[3] else None

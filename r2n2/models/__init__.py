@@ -5,8 +5,9 @@ does not load torch."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from .. import lazy_exports
 
 if TYPE_CHECKING:  # what __getattr__ loads, spelled out for readers and for the import graph (r2n2.depgraph:
     # a stage that imports any module of this package depends on every one of them, as when they loaded eagerly)
@@ -37,13 +38,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'r2n2.models' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

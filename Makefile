@@ -47,6 +47,7 @@ init: $(STAMP)
 	dvc remote list | grep -q . || dvc remote add --local -d local "$$HOME/.cache/r2n2/dvc-remote"
 
 run: init
+	@$(PY) -m flows.dvclock  # an unreadable .dvc/tmp/rwlock left by a killed run: removed (DVC's remedy)
 	dvc repro
 	@r2n2 headline all
 

@@ -175,12 +175,24 @@ def _link_copy(src: Path, dst: Path) -> None:
     os.replace(partial, dst)
 
 
+def _remove_dead_temps(paths: list[Path]) -> None:
+    """Temp files of ``atomic_path`` that a killed writer left beside (or inside) these outputs. Called while this
+    run holds every output's lock, so no live writer of them exists: whatever ``.<name>.*.tmp`` is there is dead."""
+    for p in paths:
+        stale = list(p.parent.glob(f".{p.name}.*.tmp"))
+        if p.is_dir():
+            stale += list(p.rglob(".*.tmp"))
+        for t in stale:
+            t.unlink(missing_ok=True)
+
+
 @contextmanager
 def keep_previous(paths, *, keep_on: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """A stage's outputs as one unit: if the block raises (a bug, a full disk, Ctrl-C), every path in ``paths``
     is put back as it was before (or removed if it did not exist), so a failed run never leaves a mix of new and
     old files; ``keep_on`` exceptions keep what the block wrote (e.g. a validation failure's own report). A
-    backup left by a killed run (``.<name>.r2n2-prev`` beside the output) is restored before the block starts.
+    backup left by a killed run (``.<name>.r2n2-prev`` beside the output) is restored, and its temp files removed,
+    before the block starts.
     The block holds an OS lock per output (``.<name>.r2n2-lock``): a second run writing the same outputs at the
     same time is refused at once (it would take the first one's backup for a killed run's)."""
     from filelock import FileLock, Timeout
@@ -199,6 +211,7 @@ def keep_previous(paths, *, keep_on: tuple[type[BaseException], ...] = ()) -> It
                 raise ConfigError(f"another run is writing {p} right now (its lock {_backup_of(p, 'lock')} is held), "
                                   "so this one did nothing; wait for it to finish and rerun.") from None
             locks.append(lock)
+        _remove_dead_temps(paths)
         with _kept(paths, keep_on):
             yield
     except OSError as exc:

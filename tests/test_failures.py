@@ -717,6 +717,26 @@ def _tree(root: Path) -> dict:
     return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def test_temp_files_of_a_killed_writer_go_when_the_next_run_of_the_stage_starts(tmp_path):
+    """kill -9 inside ``atomic_path`` leaves ``.<name>.<random>.tmp`` (CI, 2026-12-06: data/raw/.stocks.parquet.*.tmp
+    after the seeded kills); the next run holding the outputs' locks removes them, beside a file output and inside a
+    directory output, and nothing else."""
+    from r2n2.io import keep_previous
+
+    out_file, out_dir = tmp_path / "raw" / "stocks.parquet", tmp_path / "models" / "stocks"
+    out_dir.mkdir(parents=True)
+    out_file.parent.mkdir()
+    out_file.write_bytes(b"good")
+    dead = [out_file.parent / ".stocks.parquet.r5bou3yq.tmp", out_dir / ".model.pt.abc123.tmp"]
+    for d in dead:
+        d.write_bytes(b"half")
+    other = out_file.parent / ".other.parquet.x1.tmp"  # another output's temp file: not this stage's
+    other.write_bytes(b"half")
+    with keep_previous([out_file, out_dir]):
+        assert not any(d.exists() for d in dead)
+    assert other.exists() and out_file.read_bytes() == b"good"
+
+
 def test_a_backup_cut_short_is_never_restored_over_good_outputs(tmp_path, monkeypatch):
     """Making the backup fails after 4 of 10 files (no hard links, then a copy that leaves an empty file and
     fails): the stage does not run, the output is untouched, no partial backup stays, and the next run does

@@ -102,8 +102,8 @@ def _seed_comparisons(per_seed: dict[str, list[dict]], a: str, preds: dict | Non
     return out
 
 
-def _text_baselines(cfg, train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, k: int, tuned: dict) -> tuple[
-        dict, dict, dict]:
+def _text_baselines(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, k: int,
+                    tuned: dict) -> tuple[dict, dict, dict]:
     """Predictions of the majority class, the tuned TF-IDF + LR models in ``tuned`` (name -> (pipeline, chosen
     settings), from :func:`_tune_tfidf`; "tfidf_logreg" is trained on ``train``) and VADER (both thresholds
     chosen on validation) on ``test``; the chosen settings; and the TF-IDF + LR class probabilities
@@ -152,7 +152,7 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
         fits |= {"target": (t_train, t_val),
                  "source_and_target": (pd.concat([train_rows, t_train], ignore_index=True), t_val)}
     tuned = _tune_tfidf(cfg, fits, k)
-    bpreds, chosen, bprobs = _text_baselines(cfg, train_rows, val_rows, test_rows, k,
+    bpreds, chosen, bprobs = _text_baselines(train_rows, val_rows, test_rows, k,
                                              {"tfidf_logreg": tuned["tfidf_logreg"]})
     metrics = {"model": score(pred), "baselines": {n: score(p) for n, p in bpreds.items()}, "baseline_settings": chosen,
                "test_period": {"entity": "source", "start": data.meta.cuts["test_start"], "end": data.meta.cuts["end"],
@@ -174,7 +174,7 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
         spred = class_predictions(sc, data, "target", "test")[1]
         tscore = lambda p: classification_metrics(ty, p, labels)  # noqa: E731
         metrics["finetuned"], metrics["scratch"] = tscore(tpred), tscore(spred)
-        tpreds, tchosen, _ = _text_baselines(cfg, t_train, t_val, ttest, k,
+        tpreds, tchosen, _ = _text_baselines(t_train, t_val, ttest, k,
                                              {"tfidf_logreg": tuned["target"],
                                               "tfidf_logreg_source_and_target": tuned["source_and_target"]})
         metrics["target_baselines"] = {n: tscore(p) for n, p in tpreds.items()}

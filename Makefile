@@ -1,4 +1,4 @@
-# Two commands for a newcomer: `make run` (set up + run the whole pipeline) and `make test`.
+# Two commands for a newcomer: `make run` (set up + run the whole pipeline, watched in `make ui`) and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -46,9 +46,12 @@ init: $(STAMP)
 	test -d .dvc || dvc init -q
 	dvc remote list | grep -q . || dvc remote add --local -d local "$$HOME/.cache/r2n2/dvc-remote"
 
+# The pipeline as one Prefect flow run (stored in .prefect/, shown by `make ui`): a task per stage and case, each
+# reproduced by DVC (`dvc repro --single-item`), so dvc.lock and the cache are DVC's; `dvc repro` alone gives the
+# same bytes.
 run: init
 	@$(PY) -m flows.dvclock  # an unreadable .dvc/tmp/rwlock left by a killed run: removed (DVC's remedy)
-	dvc repro
+	r2n2 pipeline all
 	@r2n2 headline all
 
 ui: $(STAMP)

@@ -25,14 +25,14 @@ HEADER = ("# Generated from the stage table (r2n2/stages.py) by `r2n2 dvc-yaml`;
           "# Each stage lists the params it reads and the source files it runs, so an edit reruns it.\n")
 
 
-def dvc_stages(case_names: list[str]) -> dict:
+def dvc_stages(params) -> dict:
     stages = {}
-    for name in case_names:
+    for name in params.cases:
         case, paths = get_case(name), CasePaths(name)
         for st in STAGES:
             entry: dict = {"cmd": f"r2n2 {st.name} {name}",
                            "deps": code_deps(st, case) + [paths.rel(p) for p in st.deps(paths)],
-                           "params": [f"{name}.{key}" for key in st.params]}
+                           "params": params.param_keys(name, st.params)}
             outs = [({paths.rel(p): {"persist": True}} if st.persist else paths.rel(p)) for p in st.outs(paths)]
             outs += [{paths.rel(p): {"cache": False}} for p in st.uncached(paths)]
             if outs:
@@ -52,8 +52,8 @@ def plots(case_names: list[str]) -> list:
     return out
 
 
-def render(case_names: list[str]) -> str:
-    body = {"stages": dvc_stages(case_names), "plots": plots(case_names)}
+def render(params) -> str:
+    body = {"stages": dvc_stages(params), "plots": plots(list(params.cases))}
     return HEADER + yaml.safe_dump(body, sort_keys=False, width=120)
 
 
@@ -112,7 +112,7 @@ def add_tune(params, case_names: list[str], path: Path = TUNE_FILE) -> str:
 
 
 def check_or_write(params, *, check: bool, path: str | Path = "dvc.yaml") -> str:
-    text = render(list(params.cases))
+    text = render(params)
     path = Path(path)
     if check:
         if not path.is_file() or path.read_text() != text:

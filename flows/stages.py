@@ -1,6 +1,12 @@
-"""Prefect wrappers generated from the stage table (``r2n2.stages.STAGES``): one task per stage and case (a thin
-call of the pure stage function), one flow per stage, the per-case pipeline flow, and the artifacts a user reads
-in the UI (stable keys per case). No math here."""
+"""Prefect wrappers generated from the stage table (``r2n2.stages.STAGES``) and the artifacts a user reads in the
+UI (stable keys per case). No math here.
+
+- The pipeline flow (`make run`, `r2n2 pipeline <case|all>`): one task per stage and case, in the table's order,
+  each asking DVC to reproduce that one stage (``flows.dvcrun``), so DVC decides what is up to date, records
+  dvc.lock and caches, and the UI shows each stage's log, its state ("up to date" or how long it ran) and the
+  artifacts of those that ran.
+- One flow per stage (`r2n2 <stage> <case> --prefect`): the pure stage function with `--set` overrides, outside
+  DVC (a one-off run; `dvc status` then says what it changed)."""
 
 from __future__ import annotations
 
@@ -10,13 +16,15 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
+from prefect.states import Completed, State
 
 from r2n2.config import Params
-from r2n2.registry import load_params
+from r2n2.errors import ValidationFailed
 from r2n2.paths import CasePaths
-from r2n2.registry import run_stage
+from r2n2.registry import load_params, run_stage
 from r2n2.stages import STAGE_NAMES
 
+from .dvcrun import check_project, reproduce_stage
 from .failures import expected_failures
 from .naming import case_run_name, fmt4
 from .ui import published_plot_url
@@ -104,14 +112,52 @@ def stage_flow(stage: str, case: str, params_path: str = "params.yaml", override
     return stage_task(stage, case, _params(params_path, overrides))
 
 
+@task(task_run_name="{stage}-{case}", cache_policy=NONE)
+@expected_failures
+def dvc_stage_task(stage: str, case: str) -> State:
+    """DVC reproduces ``<stage>-<case>`` (``flows.dvcrun``); the task's state message says whether it ran or was
+    up to date, and a stage that ran publishes its artifacts (validation's also when it failed)."""
+    log = get_run_logger()
+    try:
+        outcome = reproduce_stage(f"{stage}-{case}", log.info)
+    except ValidationFailed:
+        if stage in PUBLISH:
+            PUBLISH[stage](case, CasePaths(case))
+        raise
+    log.info(outcome.message)
+    if outcome.ran and stage in PUBLISH:
+        PUBLISH[stage](case, CasePaths(case))
+    return Completed(message=outcome.message, data=outcome.message)
+
+
 @flow(name="pipeline", flow_run_name=case_run_name(), persist_result=False)
 @expected_failures
-def pipeline_flow(case: str = "all", params_path: str = "params.yaml", overrides: list[str] | None = None,
-                  stages: list[str] | None = None) -> dict:
-    """Every stage of one case (or of every case in params) in table order."""
-    params = _params(params_path, overrides)
+def pipeline_flow(case: str = "all", params_path: str = "params.yaml") -> dict:
+    """Every stage of one case (or of every case in params), in the stage table's order, each reproduced by DVC
+    (`dvc repro --single-item <stage>-<case>`): DVC decides what is up to date and records dvc.lock."""
+    check_project()
+    params = _params(params_path, None)
+    if case != "all":
+        params.case(case)  # a paragraph naming the cases params define
     cases = list(params.cases) if case == "all" else [case]
-    return {f"{c}.{s}": stage_task(s, c, params) for c in cases for s in (stages or STAGE_NAMES)}
+    _ensure_dvc_yaml(params, get_run_logger())
+    out = {}
+    for c in cases:
+        for s in STAGE_NAMES:
+            out[f"{c}.{s}"] = dvc_stage_task(s, c)
+    return out
+
+
+def _ensure_dvc_yaml(params: Params, log) -> None:
+    """dvc.yaml as the stage table generates it for these params (an instance added to params.yaml gets its
+    stages); rewritten, with a log line, when it differs."""
+    from .dvcgen import check_or_write
+    from r2n2.errors import ConfigError
+
+    try:
+        check_or_write(params, check=True)
+    except ConfigError:
+        log.info(check_or_write(params, check=False) + " (it differed from the stage table for params.yaml)")
 
 
 def run_stage_flow(stage: str, case: str, params_path: str, overrides: list[str] | None) -> str:
@@ -120,7 +166,7 @@ def run_stage_flow(stage: str, case: str, params_path: str, overrides: list[str]
     return run_flow_cli(stage_flow, stage, case, params_path, overrides)
 
 
-def run_pipeline(case: str, params_path: str, overrides: list[str] | None) -> dict:
+def run_pipeline(case: str, params_path: str) -> dict:
     from .failures import run_flow_cli
 
-    return run_flow_cli(pipeline_flow, case, params_path, overrides)
+    return run_flow_cli(pipeline_flow, case, params_path)

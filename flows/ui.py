@@ -142,6 +142,43 @@ def _stop_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _shown(path: str) -> str:
+    """A path as a user reads it: relative to the working folder when it lies inside it."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix() + "/"
+    except ValueError:
+        return path
+
+
+def _announce(api_url: str) -> Path | None:
+    """Write ``$PREFECT_HOME/ui.json`` (this server's API URL and our pid) where the project's Prefect home is
+    set, so `r2n2` commands started in the project use this server instead of a temporary one on the same
+    database (``flows.cli``); removed when the UI stops, and ignored once the pid is gone."""
+    import json
+    import urllib.request
+
+    home = os.environ.get("PREFECT_HOME")
+    if not home:
+        return None
+    target = Path(home) / "ui.json"
+
+    def write_when_up() -> None:  # only once the server answers: a command started earlier starts its own
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{api_url}/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps({"api_url": api_url, "pid": os.getpid()}))
+
+    threading.Thread(target=write_when_up, name="r2n2-ui-announce", daemon=True).start()
+    return target
+
+
 def run_ui(port: int = 4200, *, files_port: int = 4201, reports_dir: str | os.PathLike[str] = REPORTS_DIR) -> int:
     """Run the Prefect server/UI on 127.0.0.1:`port` and the report file server on `files_port` until stopped.
 
@@ -154,18 +191,23 @@ def run_ui(port: int = 4200, *, files_port: int = 4201, reports_dir: str | os.Pa
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     env = {**os.environ, "PREFECT_SERVER_API_HOST": HOST, "PREFECT_SERVER_API_PORT": str(port)}
     files_url = f"http://{HOST}:{files_port}"
-    proc = None
+    proc = announced = None
     try:
         # Own session: Ctrl-C reaches only us (we stop the server once, in order), and killpg reaches all of it.
         proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", HOST,
                                  "--port", str(port)], env=env, start_new_session=True)
-        print(f"Prefect UI on http://{HOST}:{port}, report files on {files_url} (Ctrl-C stops both). In other "
-              f"shells: export PREFECT_API_URL=http://{HOST}:{port}/api"
+        announced = _announce(f"http://{HOST}:{port}/api")
+        home = os.environ.get("PREFECT_HOME") or "~/.prefect"
+        print(f"Prefect UI on http://{HOST}:{port} (runs stored in {_shown(home)}), report files on {files_url} "
+              f"(Ctrl-C stops both). r2n2 commands in this folder use this server while it runs; elsewhere: "
+              f"export PREFECT_API_URL=http://{HOST}:{port}/api"
               + ("" if files_url == DEFAULT_FILES_URL else f" R2N2_FILES_URL={files_url}"), file=sys.stderr,
               flush=True)
         while not stop.is_set() and proc.poll() is None:
             stop.wait(0.5)
     finally:
+        if announced is not None:
+            announced.unlink(missing_ok=True)
         if proc is not None:
             _stop_group(proc)
         httpd.shutdown()

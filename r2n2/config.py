@@ -65,7 +65,8 @@ class ServeConfig:
     retrain_cron: str = "0 22 * * 1-5"   # scheduled retraining: weekdays 22:00 (after the US close)
     monitor_cron: str = "30 21 * * 1-5"  # monitoring shortly before it
     timezone: str = "UTC"
-    cases: list[str] = field(default_factory=lambda: ["stocks", "sentiment", "panel"])  # what retrain / monitor cover
+    cases: list[str] = field(default_factory=lambda: ["stocks", "sentiment", "panel"])  # what retrain / monitor cover,
+    #                                                                      with every instance params define
 
 
 @dataclass
@@ -102,13 +103,31 @@ class PromotionConfig:
 
 @dataclass
 class Params:
-    cases: dict[str, Any]                # case name -> that case's config dataclass
+    cases: dict[str, Any]                # case or instance name -> its config dataclass
     serve: ServeConfig
     tune: TuneConfig
+    instances: dict[str, str] = field(default_factory=dict)  # instance name -> the built-in case it is one of
+    given: dict[str, dict] = field(default_factory=dict)     # case or instance name -> its own block in params
+
+    def param_keys(self, name: str, keys: tuple[str, ...]) -> list[str]:
+        """The params.yaml keys (``<name>.<section>``) that ``keys`` of case or instance ``name`` come from: a
+        case's own; for an instance, those it gives and those of its case's block it inherits (DVC tracks both)."""
+        if name not in self.instances:
+            return [f"{name}.{k}" for k in keys]
+        kind = self.instances[name]
+        out = [f"{name}.case"]
+        for key in keys:
+            for owner in (kind, name):
+                node = self.given.get(owner, {})
+                for part in key.split("."):
+                    node = node.get(part) if isinstance(node, dict) else None
+                if node is not None:
+                    out.append(f"{owner}.{key}")
+        return out
 
     def case(self, name: str) -> Any:
         if name not in self.cases:
-            raise ConfigError(f"unknown case {str(name)[:80]!r}: params define {', '.join(sorted(self.cases))}.")
+            raise ConfigError(f"unknown case {str(name)[:80]!r}: params define {', '.join(self.cases)}.")
         return self.cases[name]
 
 
@@ -277,26 +296,57 @@ def parse_params(raw: dict, cases: Mapping[str, Any]) -> Params:
     """Validate a params tree against ``cases`` (name -> use case object; ``r2n2.registry`` passes them all)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"params must be a mapping with one block per case ({', '.join(cases)}).")
-    configs = {}
+    configs, instances = {}, {}
     for key, value in raw.items():
         if key in cases:
-            case = cases[key]
-            cfg = _build(case.config_cls, value, key)
-            _check_shared(key, cfg)
-            case.check_config(cfg, key)
-            configs[key] = cfg
-        elif key not in ("serve", "tune"):
+            kind, block = key, value
+        elif isinstance(value, dict) and "case" in value:
+            kind, block = _instance_block(raw, str(key), value, cases)
+            instances[str(key)] = kind
+        elif key in ("serve", "tune"):
+            continue
+        else:
             raise ConfigError(f"unknown top-level key {str(key)[:80]!r} in params; allowed: {', '.join(cases)}, "
-                              "serve, tune.")
+                              "serve, tune, or an instance of a case (a block with `case: <one of those>`).")
+        case = cases[kind]
+        cfg = _build(case.config_cls, block, str(key))
+        _check_shared(str(key), cfg)
+        case.check_config(cfg, str(key))
+        configs[str(key)] = cfg
     serve = _build(ServeConfig, raw.get("serve"), "serve")
-    bad = [c for c in serve.cases if c not in cases]
+    serve.cases = [*serve.cases, *(i for i in instances if i not in serve.cases)]  # and every instance
+    allowed = [*cases, *instances]
+    bad = [c for c in serve.cases if c not in allowed]
     if bad:
-        raise ConfigError(f"serve.cases has unknown case(s) {', '.join(bad)}; allowed: {', '.join(cases)}.")
+        raise ConfigError(f"serve.cases has unknown case(s) {', '.join(bad)}; allowed: {', '.join(allowed)}.")
     tune = _build(TuneConfig, raw.get("tune"), "tune")
     if tune.n_trials < 1 or tune.workers < 1 or tune.epochs < 1:
         raise ConfigError("tune.n_trials, tune.workers and tune.epochs must be >= 1.")
     _check_tune(tune)
-    return Params(cases=configs, serve=serve, tune=tune)
+    given = {k: v for k, v in raw.items() if k in configs and isinstance(v, dict)}
+    return Params(cases=configs, serve=serve, tune=tune, instances=instances, given=given)
+
+
+def _instance_block(raw: dict, name: str, value: dict, cases: Mapping[str, Any]) -> tuple[str, dict]:
+    """An instance of a built-in case (``brent: {case: stocks, data: {...}}``): its kind, and its params: every
+    section key it gives over the same key of the case's own block (params.yaml's ``stocks:``), the rest from
+    there (or the case's defaults where params have no such block)."""
+    kind = value["case"]
+    if kind not in cases:
+        raise ConfigError(f"{name}.case must name a built-in case ({', '.join(cases)}), got {str(kind)[:80]!r}.")
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ("all", "serve", "tune", "ops"):
+        raise ConfigError(f"instance name {name[:80]!r} must be lower-case letters, digits and _ (starting with a "
+                          "letter), and not all, serve, tune or ops: it names folders, stages and Prefect runs.")
+    base = raw.get(kind) or {}
+    block: dict = {section: dict(keys) if isinstance(keys, dict) else keys for section, keys in base.items()}
+    for section, keys in value.items():
+        if section == "case":
+            continue
+        if isinstance(keys, dict) and isinstance(block.get(section), dict):
+            block[section] = {**block[section], **keys}
+        else:
+            block[section] = keys
+    return kind, block
 
 
 def _check_tune(tune: TuneConfig) -> None:

@@ -1,4 +1,11 @@
-"""The data contract: every path a stage reads or writes, once, relative to a project root (default: cwd)."""
+"""The data contract: every path a stage reads or writes, once, relative to a project root (default: cwd).
+
+Two workspaces share one layout. The research workspace (``data/raw|validated|windows|models|reports/<case>``) is
+written only by the stages, through ``dvc repro`` (or `make run`). The operations workspace of a case,
+``data/ops/<case>/`` (``CasePaths.operations()``), holds everything retrain, monitor, serve, replay and champion
+write: their own raw / validated / windows / models / reports tree with rolling cut dates, the champion registry,
+``monitor.json``, ``promotion.json`` and replay outputs. Operations may read research outputs, never write them,
+so `dvc status` is the same before and after any of them."""
 
 from __future__ import annotations
 
@@ -12,10 +19,20 @@ __all__ = ["CasePaths"]
 class CasePaths:
     case: str
     root: Path = Path(".")
+    ops: bool = False                    # the operations workspace (data/ops/<case>/), not the research one
+
+    def operations(self) -> "CasePaths":
+        """The same case's operations workspace: every path below lies under ``data/ops/<case>/``."""
+        return CasePaths(self.case, self.root, ops=True)
+
+    @property
+    def ops_dir(self) -> Path:
+        """The case's operations tree (never a DVC output, never written by a stage under `dvc repro`)."""
+        return self.root / "data" / "ops" / self.case
 
     @property
     def data(self) -> Path:
-        return self.root / "data"
+        return self.ops_dir if self.ops else self.root / "data"
 
     @property
     def raw(self) -> Path:
@@ -51,8 +68,9 @@ class CasePaths:
 
     @property
     def champion_dir(self) -> Path:
-        """The promoted model: outside every DVC output, so `dvc repro` never deletes it."""
-        return self.data / "champion" / self.case
+        """The promoted model, its versions and history: in the operations tree (the same from either workspace),
+        outside every DVC output, so `dvc repro` never deletes it."""
+        return self.ops_dir / "champion"
 
     @property
     def state_dir(self) -> Path:

@@ -23,21 +23,34 @@ from .errors import ConfigError
 __all__ = ["REGISTRY", "get_case", "load_params", "parse_params", "run_stage"]
 
 REGISTRY: dict[str, UseCase] = {c.name: c for c in (StocksCase(), SentimentCase(), PanelCase(), VolatilityCase())}
+# Instances of the cases that the params read in this process define (``brent: {case: stocks, ...}``): the case
+# object under the instance's name, so its paths, stages, runs and artifacts are its own.
+INSTANCES: dict[str, UseCase] = {}
 
 
 def get_case(name: str) -> UseCase:
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown use case {str(name)[:80]!r}; known: {', '.join(REGISTRY)}.")
-    return REGISTRY[name]
+    if name in REGISTRY:
+        return REGISTRY[name]
+    if name in INSTANCES:
+        return INSTANCES[name]
+    raise ConfigError(f"unknown use case {str(name)[:80]!r}; known: {', '.join([*REGISTRY, *INSTANCES])} (an "
+                      "instance is a block of params.yaml with `case: <a built-in case>`).")
+
+
+def _register(params: Params) -> Params:
+    for name, kind in params.instances.items():
+        INSTANCES[name] = REGISTRY[kind].instance(name)
+    return params
 
 
 def load_params(path: str | Path = "params.yaml", overrides: list[str] | None = None) -> Params:
-    """Read params.yaml, apply `--set` overrides, and validate every key against the registered cases."""
-    return _load_params(path, overrides, cases=REGISTRY)
+    """Read params.yaml, apply `--set` overrides, and validate every key against the registered cases; the
+    instances it defines become known to ``get_case``."""
+    return _register(_load_params(path, overrides, cases=REGISTRY))
 
 
 def parse_params(raw: dict) -> Params:
-    return _parse_params(raw, REGISTRY)
+    return _register(_parse_params(raw, REGISTRY))
 
 
 def run_stage(name: str, case_name: str, cfg, root: str | Path = ".", *, log=None) -> str:

@@ -116,6 +116,20 @@ class UseCase:
     plots: ClassVar[tuple[tuple, ...]] = ()    # `dvc plots`: (file under reports/<case>/plots, template, x, y)
     headline_metrics: ClassVar[tuple[str, ...]] = ()  # the test metrics the end of `make run` shows
 
+    @property
+    def kind_name(self) -> str:
+        """The built-in case this object is (``stocks`` also for an instance ``brent`` of it)."""
+        return type(self).name
+
+    def instance(self, name: str) -> "UseCase":
+        """This case under another name: a user's dataset as a named instance (``brent: {case: stocks, ...}`` in
+        params.yaml), with its own paths, stages, Prefect runs and artifacts, and this case's behaviour."""
+        import copy
+
+        other = copy.copy(self)
+        other.name = name  # an attribute of the copy; the class keeps its own name
+        return other
+
     # -- config ----------------------------------------------------------------------------------
     def check_config(self, cfg: Any, prefix: str) -> None:
         """Value checks beyond types (choices, ranges); raise ConfigError naming the dotted key."""

@@ -324,11 +324,13 @@ def _main_process() -> bool:
     return is_main_process()
 
 
-def run_stage(name: str, case: UseCase, cfg, root: str | Path = ".", *, log: Log | None = None) -> str:
+def run_stage(name: str, case: UseCase, cfg, root: str | Path = ".", *, log: Log | None = None,
+              paths: CasePaths | None = None) -> str:
     """Run one stage of one case (the case object: ``r2n2.registry.run_stage`` takes its name); returns its
-    one-line summary."""
+    one-line summary. ``paths``: where it reads and writes, instead of the research paths under ``root`` (the
+    operations workspace, ``CasePaths(case, root).operations()``, for a deployment retrain)."""
     t0 = time.perf_counter()
-    st, paths = stage(name), CasePaths(case.name, Path(root))
+    st, paths = stage(name), paths or CasePaths(case.name, Path(root))
     declared = [*st.outs(paths), *st.uncached(paths), *st.metrics(paths)]
     # a failed stage puts its previous outputs back (a failed validation keeps its own report)
     with keep_previous(declared if _main_process() else [], keep_on=(ValidationFailed,)):

@@ -38,6 +38,33 @@ def _pin_openblas_kernel() -> None:
 
 _pin_openblas_kernel()
 
+PREFECT_HOME_DIR = ".prefect"  # the project's Prefect home: its run history, read by `r2n2 ui` / `make ui`
+UI_FILE = "ui.json"            # written there by a running `r2n2 ui`: its API URL and process id
+_USER_API_URL = os.environ.get("PREFECT_API_URL")  # as the user set it, before a running `r2n2 ui` is found
+
+
+def _project_prefect() -> None:
+    """Runs are stored in the project: ``PREFECT_HOME`` is ``.prefect/`` beside params.yaml (unless the user set
+    PREFECT_HOME or PREFECT_API_URL), so the temporary server of `make run` and the server of `r2n2 ui` read and
+    write one database, and the UI shows every run made in this folder. While `r2n2 ui` runs here, commands talk
+    to it (its URL from .prefect/ui.json) instead of starting a temporary server beside it on the same database.
+    Set before Prefect is imported."""
+    if "PREFECT_HOME" in os.environ or _USER_API_URL or not Path("params.yaml").is_file():
+        return
+    home = Path(PREFECT_HOME_DIR).resolve()
+    os.environ["PREFECT_HOME"] = str(home)
+    try:
+        import json
+
+        ui = json.loads((home / UI_FILE).read_text())
+        os.kill(int(ui["pid"]), 0)  # still running
+        os.environ["PREFECT_API_URL"] = str(ui["api_url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+
+
+_project_prefect()
+
 EXIT_ERROR = 2
 EXIT_VALIDATION = 3
 
@@ -56,6 +83,13 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="overrides from a YAML mapping of dotted keys, e.g. data/tuning/stocks-best.yaml")
 
 
+def _case_arg(p: argparse.ArgumentParser, cases: list[str], *, every: bool = False, optional: bool = False) -> None:
+    """The case argument: a built-in case or an instance params.yaml defines (checked once params are read)."""
+    what = f"a case ({', '.join(cases)}) or an instance params.yaml defines" + (", or all" if every else "")
+    kw = {"nargs": "?", "default": "all"} if optional else {}
+    p.add_argument("case", metavar="case", help=what, **kw)
+
+
 def _parser() -> argparse.ArgumentParser:
     from r2n2.stages import STAGES
 
@@ -64,11 +98,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     for st in STAGES:
         p = sub.add_parser(st.name, help=st.help)
-        p.add_argument("case", choices=cases)
+        _case_arg(p, cases)
         p.add_argument("--prefect", action="store_true", help="run as a Prefect flow even without PREFECT_API_URL")
         _common(p)
     p = sub.add_parser("pipeline", help="every stage as one Prefect flow")
-    p.add_argument("case", choices=[*cases, "all"])
+    _case_arg(p, cases, every=True)
     _common(p)
     p = sub.add_parser("predict", help="batch predictions for a new CSV / Parquet file",
                        description="Price cases read daily prices (columns Date, Close and, as the model was trained, "
@@ -79,13 +113,13 @@ def _parser() -> argparse.ArgumentParser:
                                    "distribution head (model.distribution) adds q<level> quantile columns (q0.05, ...). "
                                    "Text cases read a text column and give class probabilities. Example: "
                                    "docs/predict_example.csv.")
-    p.add_argument("case", choices=cases)
+    _case_arg(p, cases)
     p.add_argument("--input", required=True, help="CSV or Parquet with the training data's schema (see above)")
     p.add_argument("--output", required=True, help="output file: .parquet or .csv")
     p.add_argument("--model", help="checkpoint (default: the champion, else data/models/<case>/model.pt)")
     _common(p)
     p = sub.add_parser("monitor", help="score the champion on data after its training cut-off; alarm on real change")
-    p.add_argument("case", choices=[*cases, "all"])
+    _case_arg(p, cases, every=True)
     p.add_argument("--no-retrain", action="store_true", help="report only; never trigger a retrain")
     _common(p)
     p = sub.add_parser("retrain", help="ingest newest data, reproduce only these cases' stages, promote on fresh data")
@@ -102,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "replay's period must hold at least 2 x --retrain-every trading days, and enough "
                                    "days before --start to train a first model (window.val_days + holdout_days + "
                                    "training).")
-    p.add_argument("case", choices=cases)
+    _case_arg(p, cases)
     p.add_argument("--start", required=True, help="first simulated time, in the case's time units: a date (prices; "
                    "texts with a time column) or an arrival index (texts without one, e.g. the built-in corpus)")
     p.add_argument("--end", required=True, help="last simulated date or arrival index (inclusive)")
@@ -133,20 +167,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=4200)
     p.add_argument("--files-port", type=int, default=4201, help="port of the plot file server the UI links to")
     p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
-    p.add_argument("case", choices=cases)
+    _case_arg(p, cases)
     _common(p)
     p = sub.add_parser("seeds", help="train, baselines, finetune, evaluate with --n seeds on the pipeline's windows, "
                                      "in a scratch folder -> data/seeds/<case>/metrics.json, report.md")
-    p.add_argument("case", choices=cases)
+    _case_arg(p, cases)
     p.add_argument("--n", type=int, default=5, help="seeds: train.seed, +1, ... (default 5)")
     _common(p)
     p = sub.add_parser("champion", help="the champion's versions: history, or roll back to one")
     p.add_argument("action", choices=("history", "rollback"))
-    p.add_argument("case", choices=cases)
+    _case_arg(p, cases)
     p.add_argument("--to", help="rollback: the version (or a unique prefix) from `r2n2 champion history`")
     _common(p)
     p = sub.add_parser("headline", help="one table per case: the model beside its baselines on the test period")
-    p.add_argument("case", nargs="?", default="all", choices=[*cases, "all"])
+    _case_arg(p, cases, every=True, optional=True)
     _common(p)
     p = sub.add_parser("verify", help="compare a run's headline numbers with the committed report's",
                        description="Each headline number of data/reports/<case>/metrics.json (the model and every "
@@ -155,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "holds a seed spread, else --rtol of the committed value) and 'reproduced within "
                                    "tolerance' or 'MOVED'. Exit 0: all within tolerance; 1: something moved; 2: a "
                                    "file is missing or not in git.")
-    p.add_argument("case", nargs="?", default="all", choices=[*cases, "all"])
+    _case_arg(p, cases, every=True, optional=True)
     p.add_argument("--rev", default="HEAD", help="the commit to compare with (default: HEAD)")
     p.add_argument("--rtol", type=float, default=None,
                    help="relative tolerance where the report has no seed spread (default: 1e-06, float rounding)")
@@ -163,16 +197,23 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it differs); "
                                         "--tune CASE...: add the opt-in Optuna stages to data/tuning/dvc.yaml")
     p.add_argument("--check", action="store_true")
-    p.add_argument("--tune", nargs="+", metavar="CASE", choices=cases,
+    p.add_argument("--tune", nargs="+", metavar="CASE",
                    help="add tune@CASE to data/tuning/dvc.yaml (run it: dvc repro data/tuning/dvc.yaml:tune@CASE)")
-    p.add_argument("--seeds", nargs="+", metavar="CASE", choices=cases,
+    p.add_argument("--seeds", nargs="+", metavar="CASE",
                    help="add seeds@CASE to data/seeds/dvc.yaml (run it: dvc repro data/seeds/dvc.yaml:seeds@CASE)")
     _common(p)
     return ap
 
 
 def _log(case: str, command: str):
-    return lambda msg: print(f"[{case} {command}] {msg}", file=sys.stderr, flush=True)
+    from .dvcrun import append_stage_log
+
+    def log(msg: str) -> None:
+        line = f"[{case} {command}] {msg}"
+        if not append_stage_log(line):  # under a pipeline task, its run logger prints it (and the UI shows it)
+            print(line, file=sys.stderr, flush=True)
+
+    return log
 
 
 def _champion(args) -> str:
@@ -180,14 +221,14 @@ def _champion(args) -> str:
     from r2n2.ops.champion import history, rollback
     from r2n2.paths import CasePaths
 
-    paths = CasePaths(args.case)
+    paths = CasePaths(args.case).operations()  # the champion registry: data/ops/<case>/champion/
     if args.action == "rollback":
         if not args.to:
             raise ConfigError("`r2n2 champion rollback` needs --to VERSION (see `r2n2 champion history "
                               f"{args.case}`).")
         from .failures import hold_retrain_lock
 
-        with hold_retrain_lock(Path("data") / ".retrain.lock"):  # never beside a retrain's promotion
+        with hold_retrain_lock(Path("data") / "ops" / ".retrain.lock"):  # never beside a retrain's promotion
             e = rollback(paths, args.to)
         return f"{args.case}: serving version {e['version']} again ({e['action']}) -> {paths.champion_dir / 'model.pt'}"
     rows = history(paths)
@@ -262,14 +303,16 @@ def _predict(args, params) -> str:
     if out_path.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise DataError(f"--output {str(args.output)[:80]} must end in .parquet or .csv (the format follows the "
                         "suffix).")
-    paths = CasePaths(args.case)
+    paths = CasePaths(args.case).operations()  # the champion: data/ops/<case>/champion/
     if not args.model:
         from r2n2.ops.champion import sync_champion
 
         sync_champion(paths)
     model_path = Path(args.model) if args.model else paths.champion_dir / "model.pt"
-    if not args.model and not model_path.is_file():
-        model_path = paths.model_dir / "model.pt"
+    if not args.model and not model_path.is_file():  # no champion yet: the newest trained model (ops, else research)
+        from r2n2.ops.workspace import trained
+
+        model_path = trained(args.case).model_dir / "model.pt"
     model, ck = load_checkpoint(model_path)
     if ck.get("case") != args.case:
         raise CheckpointError(f"checkpoint {model_path} is a {ck.get('case') or 'non-r2n2'} model, not {args.case}.")
@@ -294,7 +337,7 @@ def _retrain(args) -> str:
 
     from .failures import hold_retrain_lock
 
-    with hold_retrain_lock(Path("data") / ".retrain.lock"):
+    with hold_retrain_lock(Path("data") / "ops" / ".retrain.lock"):  # flows.retrain.LOCK_PATH, before Prefect loads
         params = load_params(Path(args.params), args.overrides)
         for c in args.cases:
             params.case(c)
@@ -306,8 +349,11 @@ def _retrain(args) -> str:
 
 
 def _stage(args, params) -> str:
+    from .dvcrun import STAGE_LOG_ENV
+
     params.case(args.case)
-    if args.prefect or os.environ.get("PREFECT_API_URL"):
+    under_pipeline = bool(os.environ.get(STAGE_LOG_ENV))  # DVC runs it for a pipeline task, which records it
+    if args.prefect or (_USER_API_URL and not under_pipeline):
         from .stages import run_stage_flow
 
         return run_stage_flow(args.command, args.case, args.params, args.overrides)
@@ -317,10 +363,24 @@ def _stage(args, params) -> str:
 
 
 def _pipeline(args, params) -> str:
+    from r2n2.errors import ConfigError
+
+    if args.overrides:
+        raise ConfigError("`r2n2 pipeline` has DVC run every stage, and DVC reads params.yaml only, so a --set or "
+                          "--set-file would not reach it. Put the change in params.yaml (your own data: an instance, "
+                          "README's 'Your own data'), use `dvc exp run -S KEY=VALUE`, or run one stage with it: "
+                          "`r2n2 <stage> <case> --set ...` (outside DVC: `dvc status` then lists what it changed).")
+    if Path(args.params).resolve() != Path("params.yaml").resolve():
+        raise ConfigError(f"`r2n2 pipeline` has DVC run every stage, and DVC reads ./params.yaml, not "
+                          f"{str(args.params)[:80]}: run it from the project folder without --params.")
+    if args.case != "all":
+        params.case(args.case)
     from .stages import run_pipeline
 
-    run_pipeline(args.case, args.params, args.overrides)
-    return f"pipeline {args.case} finished; reports under data/reports/"
+    results = run_pipeline(args.case, args.params)
+    ran = sum("reproduced by DVC" in str(m) for m in (results or {}).values())
+    return (f"pipeline {args.case} finished: {ran} of {len(results or {})} stages reproduced by DVC, the others up to "
+            "date; reports under data/reports/, the run in the Prefect UI (`r2n2 ui`)")
 
 
 def _monitor(args, params) -> str:
@@ -400,6 +460,8 @@ def dispatch(args) -> str | tuple[str, int]:
     if args.command in EARLY:
         return EARLY[args.command](args)
     params = load_params(Path(args.params), args.overrides)
+    if getattr(args, "case", "all") != "all":
+        params.case(args.case)  # one paragraph naming the cases and instances params define
     handler = _stage if args.command in STAGE_NAMES else COMMANDS.get(args.command)
     if handler is None:
         raise SystemExit(f"unknown command {args.command}")
@@ -472,11 +534,14 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides = _file_overrides(args.set_files) + args.overrides  # explicit --set wins
         message = dispatch(args)
     except ValidationFailed as exc:
-        print(f"r2n2 {args.command}: {exc}", file=sys.stderr)
+        if not _stage_error(str(exc), EXIT_VALIDATION):
+            print(f"r2n2 {args.command}: {exc}", file=sys.stderr)
         return EXIT_VALIDATION
     except R2N2Error as exc:
         from .failures import ApiLost
 
+        if _stage_error(str(exc), EXIT_ERROR):  # the pipeline task says it, once
+            return EXIT_ERROR
         out = sys.stderr
         if isinstance(exc, ApiLost):  # see `entry`: nothing is left to hand to a server that is gone
             _ENDED_WITHOUT_API.append(True)
@@ -496,7 +561,18 @@ def main(argv: list[str] | None = None) -> int:
                 dist.destroy_process_group()
     message, code = message if isinstance(message, tuple) else (message, 0)  # `verify` exits 1 when a number moved
     print(message)
+    if message:
+        from .dvcrun import append_stage_log
+
+        append_stage_log(str(message).splitlines()[0])
     return code
+
+
+def _stage_error(message: str, code: int) -> bool:
+    """Under a pipeline task, the closing paragraph and exit code go to the task, which says them (True)."""
+    from .dvcrun import write_stage_error
+
+    return write_stage_error(message, code)
 
 
 if __name__ == "__main__":

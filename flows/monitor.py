@@ -1,5 +1,6 @@
 """Monitoring flow: check each case's deployed model on data after its cut-off (thresholds calibrated on its
-training history), publish the signals as artifacts, and retrain only the case that alarmed."""
+training history), publish the signals as artifacts, and retrain only the case that alarmed. It writes only
+monitor.json, in the case's operations workspace (data/ops/<case>/reports/<case>/)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from r2n2.ops.workspace import has_model
 from r2n2.registry import load_params
-from r2n2.paths import CasePaths
 
 from .failures import expected_failures, hold_retrain_lock
 from .naming import case_run_name, fmt4
@@ -49,7 +50,7 @@ def monitor_flow(case: str = "all", params_path: str = "params.yaml", overrides:
     cases = params.serve.cases if case == "all" else [case]
     results = {}
     for c in cases:
-        if not (CasePaths(c).model_dir / "model.pt").is_file():
+        if not has_model(c):  # a champion, else a trained model (the operations workspace's or the research one)
             log.info(f"{c}: no trained model yet; skipped")
             continue
         results[c] = monitor_task(c, params_path, overrides)

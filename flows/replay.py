@@ -52,11 +52,17 @@ def replay_flow(case: str, start: str, end: str, retrain_every: int = 21, monito
     finally:
         _RUNS.pop(key, None)
         rp.close()  # a parallel replay's Dask workers, if a failure left them running
-    out = CasePaths(case).reports / "replay"
+    out = replay_report_dir(case)
     summary = rp.write_report(out, seconds=time.perf_counter() - t0)
     create_markdown_artifact((out / "replay.md").read_text().replace("](live_error.png)", f"]({_url(out / 'live_error.png')})"),
                              key=f"{case}-replay", description=f"{case}: replay {start} .. {end}")
     return summary
+
+
+def replay_report_dir(case: str) -> Path:
+    """The replay's report: in the case's operations workspace, never the research reports (its scratch projects
+    are under data/ops/<case>/replay/)."""
+    return CasePaths(case).operations().reports / "replay"
 
 
 def _url(path: Path) -> str:
@@ -83,4 +89,4 @@ def run_replay(case: str, params_path: str, overrides: list[str] | None, *, star
                      batch, workers, dask_address, threads)
     return (f"replay {case} {s['start']} .. {s['end']}: {s['checks']} checks, {s['alarms']} alarms, "
             f"{s['n_retrains']} retrains, {s['promotions']} promotions; {s['headline']} -> "
-            f"data/reports/{case}/replay/ ({s['seconds']['total']:.0f} s)")
+            f"{replay_report_dir(case).as_posix()}/ ({s['seconds']['total']:.0f} s)")

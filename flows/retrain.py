@@ -3,11 +3,15 @@ Prefect task per stage) -> champion vs challenger on fresh data (``r2n2.ops.cham
 
 Cut dates follow the data (``cuts="rolling"``, the default, also for `r2n2 serve`): ingest, validate, window with
 ``<case>.window.cuts=rolling`` (the newest ``holdout_days`` are the promotion slice, the ``val_days`` before them
-early stopping) and train run as stage functions, so a source that grew gives a challenger trained on the new
-rows and judged on days neither model trained or early-stopped on. ``cuts="fixed"`` runs `dvc repro` of the
-case's stages with params.yaml's cut dates (the research run; its DVC output streamed to the run log).
+early stopping) and train run as stage functions in the case's operations workspace (``data/ops/<case>/``: its
+own raw, validated, windows and models), so a source that grew gives a challenger trained on the new rows and
+judged on days neither model trained or early-stopped on, and no research output (``data/raw|validated|windows|
+models|reports``) changes: `dvc status` is the same before and after. ``cuts="fixed"`` runs `dvc repro` of the
+case's stages with params.yaml's cut dates: the research run, which rewrites the research outputs through DVC
+(recorded in dvc.lock; its DVC output streamed to the run log), and its challenger is the research model.
+Either way the decision (promotion.json) and the champion go to the operations workspace.
 
-A file lock (data/.retrain.lock) is taken before anything slow starts, so a second retrain in the same
+A file lock (data/ops/.retrain.lock) is taken before anything slow starts, so a second retrain in the same
 workspace exits at once with one paragraph."""
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from r2n2.stages import STAGE_NAMES
 from .failures import RetrainBusy, expected_failures, hold_retrain_lock
 from .naming import case_run_name, fmt4
 
-LOCK_PATH = Path("data") / ".retrain.lock"
+LOCK_PATH = Path("data") / "ops" / ".retrain.lock"  # flows/cli.py takes the same path before importing Prefect
 
 
 def _dvc(args: list[str], log) -> str:
@@ -57,11 +61,15 @@ def dvc_stage_task(stage: str, case: str, force: bool = False) -> str:
 @task(cache_policy=NONE, task_run_name="{stage}-{case}")
 @expected_failures
 def stage_task(stage: str, case: str, params_path: str, overrides: list[str]) -> str:
-    """One stage function with the deployment's overrides (rolling cuts), outside DVC."""
-    from r2n2.registry import load_params, run_stage
+    """One stage function with the deployment's overrides (rolling cuts), outside DVC, in the case's operations
+    workspace (data/ops/<case>/): the research outputs stay as DVC recorded them."""
+    from r2n2.ops.workspace import ops_paths
+    from r2n2.registry import get_case, load_params
+    from r2n2.stages import run_stage
 
     log = get_run_logger()
-    msg = run_stage(stage, case, load_params(params_path, overrides).case(case), log=log.info)
+    cfg = load_params(params_path, overrides).case(case)  # first: it makes an instance (brent: stocks) known
+    msg = run_stage(stage, get_case(case), cfg, log=log.info, paths=ops_paths(case))
     log.info(msg.splitlines()[0])
     return msg
 
@@ -79,18 +87,21 @@ def deploy_overrides(case: str, overrides: list[str] | None) -> list[str]:
 
 @task(cache_policy=NONE, task_run_name="promote-{case}")
 @expected_failures
-def champion_task(case: str, params_path: str, overrides: list[str] | None) -> dict:
-    from r2n2.registry import load_params
+def champion_task(case: str, params_path: str, overrides: list[str] | None, cuts: str = "rolling") -> dict:
+    """Champion vs the challenger this retrain trained: rolling, in the operations workspace; fixed, the research
+    model `dvc repro` wrote. The decision and the champion go to the operations workspace."""
     from r2n2.ops.champion import promote_if_not_worse
-    from r2n2.registry import get_case
+    from r2n2.ops.workspace import ops_paths
+    from r2n2.paths import CasePaths
+    from r2n2.registry import get_case, load_params
 
-    decision = promote_if_not_worse(get_case(case), load_params(params_path, overrides).case(case))
+    source = ops_paths(case) if cuts == "rolling" else CasePaths(case)
+    cfg = load_params(params_path, overrides).case(case)  # first: it makes an instance (brent: stocks) known
+    decision = promote_if_not_worse(get_case(case), cfg, source=source)
     get_run_logger().info(f"{case}: {decision['reason']}")
     if decision.get("power"):
         get_run_logger().info(f"{case}: {decision['power']['sentence']}")
-    from r2n2.paths import CasePaths
-
-    versions = CasePaths(case).champion_dir / "versions"
+    versions = ops_paths(case).champion_dir / "versions"
     if Path(".dvc").is_dir() and versions.is_dir():
         # the versions in DVC (pushed below), their .dvc file in git; after every decision, not only a promotion,
         # so a retrain killed between a promotion and this line is made whole by the next one
@@ -144,7 +155,7 @@ def retrain_flow(cases: list[str], params_path: str = "params.yaml", overrides: 
                 case_overrides = overrides
                 for stage in STAGE_NAMES:
                     dvc_stage_task(stage, case, force=stage == "ingest")  # the source may hold new rows
-            decisions.append(champion_task(case, params_path, case_overrides))
+            decisions.append(champion_task(case, params_path, case_overrides, cuts))
         pushed = ("push disabled" if not push else push_task() if Path(".dvc").is_dir() else
                   "no DVC project here: nothing pushed")
     lines = [f"- **{d['case']}**: {'promoted' if d['promoted'] else 'kept the champion'}: {d['reason']}"

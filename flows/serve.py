@@ -22,8 +22,8 @@ def build_deployments(params: Params, params_path: str = "params.yaml") -> list:
         name=RETRAIN_DEPLOYMENT, schedules=[Cron(s.retrain_cron, timezone=s.timezone)],
         parameters={"cases": [c for c in s.cases if _has_data(c)] or list(s.cases), "params_path": params_path},
         tags=["r2n2", "retrain"],
-        description="ingest newest data -> dvc repro of each case's stages -> champion/challenger on fresh data "
-                    "-> dvc push")
+        description="ingest newest data -> each case's stages with rolling cuts in data/ops/<case>/ -> "
+                    "champion/challenger on fresh data -> dvc push")
     monitor = monitor_flow.to_deployment(
         name=MONITOR_DEPLOYMENT, schedules=[Cron(s.monitor_cron, timezone=s.timezone)],
         parameters={"case": "all", "params_path": params_path}, tags=["r2n2", "monitor"],
@@ -32,10 +32,11 @@ def build_deployments(params: Params, params_path: str = "params.yaml") -> list:
 
 
 def _has_data(case: str) -> bool:
-    """Deployments cover only the cases whose data exists in this workspace."""
-    from r2n2.paths import CasePaths
+    """Deployments cover only the cases whose data exists in this project: windowed by the research pipeline or
+    by an earlier retrain (in its operations workspace, data/ops/<case>/)."""
+    from r2n2.ops.workspace import has_windows
 
-    return (CasePaths(case).windows / "meta.json").is_file()
+    return has_windows(case)
 
 
 def serve(params: Params, params_path: str = "params.yaml") -> None:

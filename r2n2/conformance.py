@@ -95,9 +95,11 @@ def check_case(case: UseCase, folder: str | Path | None = None, *, seed: int = 0
     steps.append("promotion")
 
     rolling = _config(case, {**values, "window.cuts": "rolling"})
-    for name in ("window", "train"):
-        run_stage(name, case, rolling, root)
-    _step(case, "rolling cuts", read_meta(paths.windows, case.name).cut_rule == "rolling")
+    ops = paths.operations()  # a deployment retrain: its own workspace, the research outputs untouched
+    for name in ("ingest", "validate", "window", "train"):
+        run_stage(name, case, rolling, root, paths=ops)
+    _step(case, "rolling cuts", read_meta(ops.windows, case.name).cut_rule == "rolling"
+          and read_meta(paths.windows, case.name).cut_rule != "rolling")
     decision = promote_if_not_worse(case, rolling, root)
     _step(case, "rolling promotion", decision["cut_rule"] == "rolling" and decision["challenger"].get("train_end")
           is not None, decision.get("reason", ""))
@@ -136,7 +138,7 @@ def check_case(case: UseCase, folder: str | Path | None = None, *, seed: int = 0
                          log=lambda m: None)
         for until in rp.period_ends():
             rp.run_until(until)
-        summary = rp.write_report(paths.reports / "replay", seconds=0.0)
+        summary = rp.write_report(ops.reports / "replay", seconds=0.0)
         _step(case, "replay", summary["look_ahead_rows"] == 0 and len(summary["retrains"]) >= 1,
               f"{summary['look_ahead_rows']} look-ahead rows, {len(summary['retrains'])} retrains")
         steps.append("replay")

@@ -49,7 +49,7 @@ def test_rollback_then_predict_gives_that_versions_forecasts_byte_for_byte(proje
     assert main(["champion", "history", "stocks"]) == 0
     listing = capsys.readouterr().out
     assert listing.count(first["version"]) == 2 and second["version"] in listing
-    assert json.loads((project / "data/champion/stocks/champion.json").read_text())["version"] == first["version"]
+    assert json.loads((project / "data/ops/stocks/champion/champion.json").read_text())["version"] == first["version"]
 
 
 def test_rollback_to_an_unknown_version_is_one_paragraph(project, capsys):
@@ -108,7 +108,7 @@ def test_a_kill_at_any_write_of_a_promotion_leaves_one_consistent_champion(tmp_p
 
 
 def test_a_corrupt_history_is_one_paragraph_and_changes_nothing(project, capsys):
-    d = project / "data/champion/stocks"
+    d = project / "data/ops/stocks/champion"
     d.mkdir(parents=True)
     (d / "history.json").write_text("{not json")
     assert main(["champion", "history", "stocks"]) == 2

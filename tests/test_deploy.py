@@ -38,7 +38,7 @@ def test_rolling_retrain_on_a_growing_folder_decides_on_unseen_days(prefect_serv
     champion_end = first["challenger"]["train_end"]
     later.to_csv(drops / "2016-part2.csv", index=False)
     d = retrain_flow(["stocks"], push=False)[0]
-    saved = json.loads((project / "data/reports/stocks/promotion.json").read_text())
+    saved = json.loads((project / "data/ops/stocks/reports/stocks/promotion.json").read_text())
     assert saved["challenger"]["train_end"] == d["challenger"]["train_end"]
     chal_end, champ_end = d["challenger"]["train_end"], d["champion"]["train_end"]
     assert champ_end == champion_end and chal_end > champ_end  # trained on the new rows
@@ -61,7 +61,7 @@ def test_rolling_retrain_on_a_growing_folder_decides_on_unseen_days(prefect_serv
     assert (f"on {d['window']['start']} .. {d['window']['end']} (the challenger's holdout: days neither model "
             "trained or early-stopped on);") in text, text
     assert text.endswith(f"Power: {saved['power']['sentence']}"), text
-    windows = json.loads((project / "data/windows/stocks/meta.json").read_text())
+    windows = json.loads((project / "data/ops/stocks/windows/stocks/meta.json").read_text())
     assert windows["cut_rule"] == "rolling" and windows["cuts"]["end"] <= newest
 
 
@@ -152,6 +152,6 @@ def test_kill_9_at_random_points_of_a_real_retrain_leaves_one_consistent_champio
     assert killed >= 2, "most runs were killed, not finished"
     retrain(None)  # the next retrain completes (the kills left no lock held and nothing half-written)
     _champion_is_consistent(project)
-    status = subprocess.run([dvc, "status", "data/champion/stocks/versions.dvc"], cwd=project, capture_output=True,
+    status = subprocess.run([dvc, "status", "data/ops/stocks/champion/versions.dvc"], cwd=project, capture_output=True,
                             text=True, env=env)
     assert status.returncode == 0 and "up to date" in status.stdout, status.stdout + status.stderr

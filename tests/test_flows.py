@@ -25,8 +25,8 @@ def test_retrain_lock_refuses_second_run_at_once(tmp_path, monkeypatch, capsys):
 
     monkeypatch.chdir(tmp_path)
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    (tmp_path / "data").mkdir()
-    with FileLock(str(tmp_path / "data" / ".retrain.lock")):
+    (tmp_path / "data" / "ops").mkdir(parents=True)
+    with FileLock(str(tmp_path / "data" / "ops" / ".retrain.lock")):
         t0 = time.perf_counter()
         assert main(["retrain", "stocks"]) == 2
         assert time.perf_counter() - t0 < 2  # the lock is checked before any server starts
@@ -152,8 +152,8 @@ def test_dvc_repro_then_retrain_promotes_and_second_repro_is_noop(prefect_server
     monkeypatch.setenv("PATH", f"{Path(shutil.which('r2n2') or ROOT / '.venv/bin/r2n2').parent}:{os.environ['PATH']}")
     decisions = retrain_flow(["stocks", "sentiment"], cuts="fixed")
     assert all(d["promoted"] for d in decisions), decisions  # no champion yet
-    assert (tmp_path / "data/champion/stocks/model.pt").is_file() and (tmp_path / "remote").is_dir()  # pushed
-    promotion = json.loads((tmp_path / "data/reports/stocks/promotion.json").read_text())
+    assert (tmp_path / "data/ops/stocks/champion/model.pt").is_file() and (tmp_path / "remote").is_dir()  # pushed
+    promotion = json.loads((tmp_path / "data/ops/stocks/reports/stocks/promotion.json").read_text())
     assert promotion["window"]["end"] < promotion["test_split_start"]  # never scored on the test split
     # a stocks retrain reproduces stocks stages only: every sentiment output stays byte-identical
     sentiment = {p: p.read_bytes() for p in (tmp_path / "data").rglob("*") if p.is_file() and "sentiment" in str(p)}
@@ -163,14 +163,14 @@ def test_dvc_repro_then_retrain_promotes_and_second_repro_is_noop(prefect_server
 
     result = monitor_flow("stocks", trigger_retrain=False)["stocks"]
     assert {"ret_open", "ret_high", "ret_low", "ret_close", "prediction", "error"} <= set(result["signals"])
-    assert (tmp_path / "data/reports/stocks/monitor.json").is_file()
+    assert (tmp_path / "data/ops/stocks/reports/stocks/monitor.json").is_file()
 
 
 def test_dvc_yaml_is_generated_from_the_stage_table():
     from flows.dvcgen import render
 
     params = load_params(ROOT / "params.yaml")
-    assert (ROOT / "dvc.yaml").read_text() == render(list(params.cases))
+    assert (ROOT / "dvc.yaml").read_text() == render(params)
 
 
 def test_tune_stages_are_opt_in_and_reachable_by_name(tmp_path):

@@ -157,7 +157,7 @@ def test_cli_replays_texts_end_to_end(project, prefect_server):
     sets = [a for s in TINY for a in ("--set", s)]
     assert main(["replay", "sentiment", "--start", "700", "--end", "999", "--batch", "100", "--retrain-every", "2",
                  "--monitor-every", "1", "--warm-start", *sets]) == 0
-    rep = project / "data/reports/sentiment/replay"
+    rep = project / "data/ops/sentiment/reports/sentiment/replay"
     tl = pd.read_parquet(rep / "timeline.parquet")
     assert {"date", "batch", "prediction", "actual", "model_train_end", "alarm", "retrained", "promoted",
             "never_retrained", "always_retrained", "majority"} <= set(tl.columns)

@@ -104,7 +104,7 @@ def test_monitor_deployment_runs_through_a_real_worker(prefect_server, project, 
     from flows.cli import main
 
     _monitorable_stocks(project)
-    report = project / "data/reports/stocks/monitor.json"
+    report = project / "data/ops/stocks/reports/stocks/monitor.json"
     assert not report.exists()
     api_url, pool = PREFECT_API_URL.value(), f"r2n2-test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("PREFECT_API_URL", api_url)

@@ -1,9 +1,11 @@
-"""Champion / challenger on fresh data. The challenger (the model `dvc repro` just trained) and the deployed
+"""Champion / challenger on fresh data. The challenger (the model a retrain just trained) and the deployed
 champion are both scored on one window that neither trained on: the part of the challenger's validation
 period that lies after the champion's cut-off. The final test split is never used to select. The decision
 (``r2n2.ops.promotion.decide_promotion``: Diebold–Mariano for forecasts, a paired bootstrap of macro-F1 for
-classifiers) goes to ``data/reports/<case>/promotion.json``; a promoted challenger is copied to
-``data/champion/<case>/``.
+classifiers) goes to the operations workspace, ``data/ops/<case>/reports/<case>/promotion.json``; a promoted
+challenger becomes a version of the champion in ``data/ops/<case>/champion/``. The challenger is read from the
+workspace that trained it (a rolling retrain: ``data/ops/<case>/models/<case>/``; `retrain --cuts fixed`:
+the research ``data/models/<case>/``); nothing here writes a research output.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ..errors import DataError
 from ..io import atomic_path, write_json_atomic
 from ..paths import CasePaths
 from .promotion import decide_promotion
+from .workspace import trained
 
 __all__ = ["fresh_window", "promote_if_not_worse", "train_end", "history", "record_version", "rollback", "slice_power",
            "sync_champion"]
@@ -66,21 +69,26 @@ def train_end(meta: WindowMeta):
     return int(meta.cuts["test_start"]) - 1
 
 
-def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".") -> dict:
+def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".", *, source: CasePaths | None = None) -> dict:
     """Decide champion vs challenger on fresh data (and the challenger vs the naive benchmark), with the
-    case's ``promotion`` section; write promotion.json; copy a promoted challenger."""
+    case's ``promotion`` section; write promotion.json; copy a promoted challenger. ``source``: the workspace
+    whose trained model is the challenger and whose windows it is scored on (default: ``workspace.trained``,
+    the operations workspace once a rolling retrain wrote there, else the research outputs). Writes only in the
+    operations workspace."""
     case_name = case.name
     p = cfg.promotion
-    paths = CasePaths(case_name, Path(root))
+    paths = CasePaths(case_name, Path(root)).operations()
+    source = source or trained(case_name, root)
     sync_champion(paths)  # finish a promotion a kill interrupted
-    chal, chal_ck = load_checkpoint(paths.model_dir / "model.pt")
+    chal_path = source.model_dir / "model.pt"
+    chal, chal_ck = load_checkpoint(chal_path)
     chal_meta = _meta(chal_ck)
     champ_path = paths.champion_dir / "model.pt"
     champ, champ_ck = load_checkpoint(champ_path) if champ_path.is_file() else (None, None)
     champ_meta = _meta(champ_ck) if champ_ck else None
     window = fresh_window(chal_meta, champ_meta)
-    data = case.load(cfg, paths.windows)
-    same = champ is not None and _sha256(paths.model_dir / "model.pt") == _sha256(champ_path)
+    data = case.load(cfg, source.windows)
+    same = champ is not None and _sha256(chal_path) == _sha256(champ_path)
     if champ is not None and chal_meta.cut_rule == "rolling" and (same or chal_meta.cuts["end"] <= champ_meta.cuts["end"]):
         decision = {"window": None, "champion": {"cutoff": champ_meta.cuts["test_start"]},
                     "challenger": {"cutoff": chal_meta.cuts["test_start"]}, "test": {"name": None, "p_value": None},
@@ -126,7 +134,9 @@ def promote_if_not_worse(case: UseCase, cfg, root: str | Path = ".") -> dict:
     if chal_meta.cut_rule != "rolling":
         decision["test_split_start"] = chal_meta.cuts["test_start"]  # the window always ends before it
     if decision["promoted"]:  # the champion's history first: promotion.json then names the version it promoted
-        decision["version"] = record_version(paths, paths.model_dir / "model.pt", chal_meta, decision)
+        decision["version"] = record_version(paths, chal_path, chal_meta, decision,
+                                             data_sha256=_sha256(source.validated) if source.validated.is_file()
+                                             else None)
     write_json_atomic(decision, paths.reports / "promotion.json")
     return decision
 
@@ -161,12 +171,17 @@ def _sha256(path: Path) -> str:
 
 
 def history(paths: CasePaths) -> list[dict]:
-    """Every version the case's champion has had, oldest first (``data/champion/<case>/history.json``, committed
+    """Every version the case's champion has had, oldest first (``data/ops/<case>/champion/history.json``, committed
     to git: which model served from when, on which data, with which promotion evidence)."""
     import json
 
     f = paths.champion_dir / "history.json"
     if not f.is_file():
+        old = paths.root / "data" / "champion" / paths.case  # where it lived before the operations workspace
+        if (old / "history.json").is_file():
+            raise DataError(f"the {paths.case} champion registry moved to {paths.champion_dir}; move yours there "
+                            f"(versions included) with `mkdir -p {paths.ops_dir} && git mv {old} "
+                            f"{paths.champion_dir}`, then commit.")
         return []
     try:
         rows = json.loads(f.read_text())

@@ -33,13 +33,15 @@ from ..errors import DataError
 from ..io import write_json_atomic
 from ..paths import CasePaths
 from .drift import fit_monitor
+from .workspace import trained
 
 __all__ = ["deployed_model", "monitor_case", "check_frame", "check_signals", "fit_frame_monitor", "check_window",
            "periods", "signal_config"]
 
 
 def deployed_model(paths: CasePaths):
-    """(model, checkpoint metadata, window meta, which): the champion, else the latest trained model."""
+    """(model, checkpoint metadata, window meta, which): the champion, else the latest trained model (the
+    operations workspace's, else the research one: ``workspace.trained``)."""
     from .champion import sync_champion
 
     path, which = paths.champion_dir / "model.pt", "champion"
@@ -47,8 +49,9 @@ def deployed_model(paths: CasePaths):
     if version:
         which = f"champion {version}"
     if not path.is_file():
-        path, which = paths.model_dir / "model.pt", ("latest trained model (no champion promoted in this workspace; "
-                                                      "a replay's promotions are simulated and deploy nothing)")
+        path, which = (trained(paths.case, paths.root).model_dir / "model.pt",
+                       "latest trained model (no champion promoted in this workspace; a replay's promotions are "
+                       "simulated and deploy nothing)")
     model, ck = load_checkpoint(path)
     return model, ck, window_meta_of(ck), which
 
@@ -216,10 +219,12 @@ def cusum_check(frame: pd.DataFrame, mmeta, *, time: str = "date", seed: int = 0
 
 
 def monitor_case(case: UseCase, cfg, root: str | Path = ".", *, log=None) -> dict:
-    """Check the deployed model of a case on its post-cut-off data; writes data/reports/<case>/monitor.json."""
-    paths = CasePaths(case.name, Path(root))
+    """Check the deployed model of a case on its post-cut-off data (the newest windows: the operations
+    workspace's once a retrain wrote them, else the research ones); writes
+    data/ops/<case>/reports/<case>/monitor.json, nothing in the research workspace."""
+    paths = CasePaths(case.name, Path(root)).operations()
     model, ck, mmeta, which = deployed_model(paths)
-    data = case.load(cfg, paths.windows)
+    data = case.load(cfg, trained(case.name, root).windows)
     frame, signals = case.monitor_frame(cfg, data, model, ck)
     out = {"case": case.name, "scored": which, **check_signals(frame, mmeta, cfg.monitor, signals)}
     write_json_atomic(out, paths.reports / "monitor.json")

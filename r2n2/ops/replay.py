@@ -44,6 +44,7 @@ from .champion import fresh_window, slice_power
 from .monitoring import check_window, fit_frame_monitor
 from .promotion import decide_promotion
 from .sequential import fit_cusum
+from .workspace import replay_dir
 
 __all__ = ["ReplaySchedule", "SeriesReplay", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
 
@@ -100,7 +101,7 @@ class ReplaySchedule:
     step holds (``step_time``, ``_record``), how its models predict and are monitored (``_deployed``,
     ``_monitor``) and which rows the gate scores (``_gate_scores``). Everything else is shared and is what
     `r2n2 retrain` runs: each retrain is the case's window and train stages on the data known at that step
-    (``data.until``) with rolling cut dates, in a scratch project under ``data/replay/<case>/``, so its ``set``
+    (``data.until``) with rolling cut dates, in a scratch project under ``data/ops/<case>/replay/``, so its ``set``
     (``summary.json["retrains"]``) rebuilds the same ``model.pt`` bytes through `r2n2 ingest/validate/window/train`;
     each decision is the deployed gate (``fresh_window`` + ``decide_promotion``, benchmark leg included)."""
 
@@ -127,8 +128,8 @@ class ReplaySchedule:
 
     def _begin(self) -> None:
         """Shared state; the subclass calls it in ``__post_init__`` before training the first model."""
-        self.paths = CasePaths(self.case_name, Path(self.root))
-        self.work = CasePaths(self.case_name, Path(self.root) / "data" / "replay" / self.case_name)
+        self.paths = CasePaths(self.case_name, Path(self.root))  # read only: the research data it replays
+        self.work = CasePaths(self.case_name, replay_dir(self.case_name, self.root))  # everything it writes
         self.step = 0
         self.n_steps = 0
         self.prefitted: dict[str, object] = {}  # retrain time -> Dask future of {"path", "sha256"} (parallel)

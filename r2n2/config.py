@@ -334,9 +334,10 @@ def _instance_block(raw: dict, name: str, value: dict, cases: Mapping[str, Any])
     kind = value["case"]
     if kind not in cases:
         raise ConfigError(f"{name}.case must name a built-in case ({', '.join(cases)}), got {str(kind)[:80]!r}.")
-    if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in ("all", "serve", "tune", "ops"):
-        raise ConfigError(f"instance name {name[:80]!r} must be lower-case letters, digits and _ (starting with a "
-                          "letter), and not all, serve, tune or ops: it names folders, stages and Prefect runs.")
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", name) or name in ("all", "serve", "tune", "ops"):
+        raise ConfigError(f"instance name {name[:80]!r} must be lower-case letters, digits and - (starting with a "
+                          "letter; Prefect artifact keys allow no _), and not all, serve, tune or ops: it names "
+                          "folders, stages, Prefect runs and artifacts.")
     base = raw.get(kind) or {}
     block: dict = {section: dict(keys) if isinstance(keys, dict) else keys for section, keys in base.items()}
     for section, keys in value.items():

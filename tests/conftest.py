@@ -134,6 +134,20 @@ def copy_code(folder: Path) -> None:
     (folder / ".dvcignore").write_text("__pycache__/\n")
 
 
+def init_dvc_project(folder: Path) -> None:
+    """``folder`` (a tiny project) as a git + DVC project the pipeline can drive: the code dvc.yaml hashes, dvc.yaml
+    for its params, one commit; the venv's `r2n2` and `dvc` first on PATH for the stage commands DVC runs."""
+    import subprocess
+
+    copy_code(folder)
+    venv = str(ROOT / ".venv" / "bin")
+    env = {**os.environ, "PATH": f"{venv}{os.pathsep}{os.environ['PATH']}"}
+    for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "r2n2"],
+                ["git", "config", "user.email", "r2n2@localhost"], ["dvc", "init", "-q"], ["r2n2", "dvc-yaml"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "a tiny project"]):
+        subprocess.run(cmd, cwd=folder, check=True, capture_output=True, env=env)
+
+
 def rebuild_retrain(retrain: dict, folder, files: list[str], run_stage) -> str:
     """Rebuild one replay retrain in ``folder`` (a copy of ``files``) through the stage commands with its ``set``
     (``run_stage(stage, set_args)`` runs `r2n2 <stage> <case>` there and returns its exit code); returns the

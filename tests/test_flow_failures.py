@@ -294,16 +294,18 @@ def test_a_prefect_server_killed_mid_pipeline_ends_in_one_paragraph_and_a_rerun_
 
     from prefect.settings import PREFECT_API_URL
 
-    from .conftest import write_tiny_project
+    from .conftest import init_dvc_project, write_tiny_project
 
     project = tmp_path / "project"
     project.mkdir()
     write_tiny_project(project)
+    init_dvc_project(project)  # the pipeline has DVC run each stage
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}/api"
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "PREFECT_API_URL": url,
+           "PATH": f"{Path(__file__).resolve().parents[1] / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "false", "DVC_NO_ANALYTICS": "1"}
     server = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

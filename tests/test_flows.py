@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from filelock import FileLock
 
 from r2n2.errors import ConfigError
@@ -57,21 +58,50 @@ def test_serve_registers_both_deployments_with_schedules(prefect_server, tmp_pat
     assert by_name["r2n2-retrain"].parameters["cases"] == ["stocks", "sentiment", "panel"]
 
 
+def _task_messages(client, flow_run_id) -> dict[str, str]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return {r.name: (r.state.type.value, r.state.message or "") for r in runs}
+
+
 @pytest.mark.slow
 def test_pipeline_flow_end_to_end_with_artifacts(prefect_server, tmp_path, monkeypatch):
+    """The pipeline flow: a task per stage and case, each reproduced by DVC (dvc.lock records it, `dvc status` is
+    clean after), artifacts of the stages that ran; a second run's tasks all say they were up to date."""
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from flows.stages import pipeline_flow
+    from r2n2.stages import STAGE_NAMES
+
+    from .conftest import init_dvc_project
 
     write_tiny_project(tmp_path)
+    init_dvc_project(tmp_path)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     state = pipeline_flow("all", return_state=True)
+    assert state.is_completed(), state.message
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(state.state_details.flow_run_id)
+        first = _task_messages(client, run.id)
     import datetime as dt
 
     assert run.name == f"pipeline-all-{dt.date.today().isoformat()}"  # named as README says, from the start
+    cases = ("stocks", "sentiment", "panel", "volatility")
+    assert set(first) == {f"{s}-{c}" for s in STAGE_NAMES for c in cases}  # a task per stage and case
+    assert all(t == "COMPLETED" and "reproduced by DVC" in m for t, m in first.values()), first
+    lock = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
+    assert set(lock) == set(first)  # DVC recorded every stage
+    status = subprocess.run(["dvc", "status"], cwd=tmp_path, capture_output=True, text=True)
+    assert "up to date" in status.stdout, status.stdout
+    again = pipeline_flow("stocks", return_state=True)
+    with get_client(sync_client=True) as client:
+        second = _task_messages(client, again.state_details.flow_run_id)
+    assert set(second) == {f"{s}-stocks" for s in STAGE_NAMES}
+    assert all(t == "COMPLETED" and m.endswith("up to date (DVC skipped it: its code, data and params are "
+                                                "unchanged)") for t, m in second.values()), second
     for case in ("stocks", "sentiment", "panel"):
         m = json.loads((tmp_path / f"data/reports/{case}/metrics.json").read_text())
         assert {"model", "baselines", "comparisons"} <= set(m), case

@@ -1,17 +1,13 @@
 """README's shell blocks marked runnable, run as written on small data (issue #23, item 5).
 
 A block is runnable when the line before its ```bash fence is `<!-- runnable -->` (an HTML comment: GitHub shows
-nothing). Each one runs with `bash` under `set -euo pipefail`, in README order, in a temporary git + DVC project
-(a later block may use what an earlier one made, as for a reader following the README), in a terminal whose PATH
-lacks the venv: every block after the activation block runs behind it, as the README says. Small data: the test
-writes the files the blocks name (`brent.csv`, `drops/`, `prices.db`) and shrinks the stocks model and epochs in
-the copy's `params.yaml`; the copy's `dvc.yaml` holds only `ingest-stocks`, the stage the `dvc exp run` block needs
-to show that `params.yaml` took the change (the whole stocks chain is six stages more, ~35 s on 2 cores).
+nothing). Each one runs with `bash` under `set -euo pipefail`, as written, in README order, in a copy of the project
+in git + DVC (a later block may use what an earlier one made, as for a reader following the README), in a terminal
+whose PATH lacks the venv: every block after the activation block runs behind it, as the README says. The files
+the blocks name are the project's own (`examples/`); the copy's `params.yaml` has smaller models and fewer epochs.
 
 Unmarked, and why:
 - `make run` / `make test`: the whole pipeline on the built-in data (10 min) / the whole suite, this test in it.
-- the sentiment pipeline on `posts.parquet`: ~20 s more here; its column mapping (`body`, `sentiment`) runs end to
-  end in tests/test_flows.py (`write_tiny_project`).
 - Prefect UI and deployment: `make ui` and `r2n2 serve` run until stopped, `r2n2 deploy` needs a server and a
   worker (`prefect worker start`), `r2n2 pipeline all` is the built-in data again.
 - DVC reproduction: `dvc repro` is every case (10 min), `r2n2 verify` compares with the committed full-size reports,
@@ -22,9 +18,10 @@ The replay's minimum period (2 x --retrain-every trading days) is checked where 
 CLI table, `r2n2 replay --help` and the one-paragraph error of a period too short.
 """
 
+import json
 import os
 import re
-import sqlite3
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -32,7 +29,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import ROOT, copy_code, make_panel, make_prices
+from .conftest import ROOT, copy_code
 
 MARK = "<!-- runnable -->"
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -65,30 +62,19 @@ def test_replay_minimum_period_in_readme_and_help(capsys):
 
 
 def _write_small_project(ws: Path) -> None:
-    """params.yaml with a small stocks model, the user files the blocks name, the code DVC hashes, git and DVC."""
+    """A copy of the project as a reader has it (params.yaml, examples/, the code DVC hashes, dvc.yaml), in git and
+    DVC, with smaller models and fewer epochs in params.yaml: the blocks themselves run unchanged."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    s = params["stocks"]
-    s["validate"]["min_rows"] = 100
-    s["window"]["lookback"] = 10
-    s["model"]["hidden_size"] = 8
-    s["train"].update(epochs=2, batch_size=32)
-    s["finetune"]["epochs"] = 1
-    s["evaluate"].update(bootstrap=200, plots=False)
+    for name in ("stocks", "panel", "sentiment"):
+        c = params[name]
+        c["model"]["hidden_size"] = 8
+        c["train"].update(epochs=2, max_batches_per_epoch=20)
+        c["finetune"]["epochs"] = 1
+    params["stocks"]["window"]["lookback"] = 10
+    params["stocks"]["evaluate"]["bootstrap"] = 200
     (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    prices = make_prices(300, seed=3)  # FRED's layout: DATE, one series, "." on days without a price
-    brent = pd.DataFrame({"DATE": prices["Date"], "DCOILBRENTEU": prices["Price"].round(2).astype(str)})
-    brent.loc[[50, 120], "DCOILBRENTEU"] = "."
-    brent.to_csv(ws / "brent.csv", index=False)
-    drops = make_prices(120, seed=4, start="2016-03-01")[["Date", "Price"]].rename(columns={"Price": "close"})
-    (ws / "drops").mkdir()
-    drops.iloc[:60].to_csv(ws / "drops" / "2016-03.csv", index=False)
-    drops.iloc[60:].to_csv(ws / "drops" / "2016-05.csv", index=False)
-    with sqlite3.connect(ws / "prices.db") as con:
-        make_panel(n_entities=4, n=150).to_sql("bars", con, index=False)
+    shutil.copytree(ROOT / "examples", ws / "examples")
     copy_code(ws)
-    dvc = yaml.safe_load((ws / "dvc.yaml").read_text())
-    dvc["stages"] = {"ingest-stocks": dvc["stages"]["ingest-stocks"]}
-    (ws / "dvc.yaml").write_text(yaml.safe_dump(dvc, sort_keys=False))
     (ws / ".venv").symlink_to(ROOT / ".venv")
     (ws / ".gitignore").write_text(".venv\n__pycache__/\n")
     for cmd in (["git", "init", "-q"], ["git", "config", "user.name", "r2n2"],
@@ -103,27 +89,36 @@ def _check_venv(ws: Path, out: str) -> None:
     assert all(Path(p).parent.resolve() == VENV_BIN.resolve() for p in found), out
 
 
-def _check_own_data(ws: Path, out: str) -> None:
-    assert "model" in yaml.safe_load((ws / "data/reports/stocks/metrics.json").read_text())
-    validated = pd.read_parquet(ws / "data/validated/stocks.parquet")
-    assert set(validated["entity"]) == {"brent"} and len(validated) == 300  # the "." days filled forward
-    raw = pd.read_parquet(ws / "data/raw/stocks.parquet")
-    assert raw.groupby("entity").size().to_dict() == {"drops": 120}  # another source: read whole, not appended
-    assert pd.read_parquet(ws / "data/raw/panel.parquet")["entity"].nunique() == 4
+BUILT_IN = ("stocks", "sentiment", "panel", "volatility")
 
 
-def _check_permanent(ws: Path, out: str) -> None:
-    data = yaml.safe_load((ws / "params.yaml").read_text())["stocks"]["data"]
-    assert data["source"] == "brent.csv" and data["columns"] == {"date": "DATE", "close": "DCOILBRENTEU"}
-    assert data["na_values"] == ["."] and data["missing"] == "ffill"
-    forecast = pd.read_csv(ws / "brent-forecast.csv")
-    assert len(forecast) == 300 - 10 and set(forecast["entity"]) == {"brent"}  # N rows -> N - lookback
+def _check_instances(ws: Path, out: str) -> None:
+    assert "model" in json.loads((ws / "data/reports/nasdaq/metrics.json").read_text())
+    validated = pd.read_parquet(ws / "data/validated/nasdaq.parquet")
+    assert set(validated["entity"]) == {"nasdaq_fred"} and len(validated) == 2346  # "." days filled forward
+    drops = pd.read_parquet(ws / "data/validated/sp500-drops.parquet")
+    assert set(drops["entity"]) == {"sp500"} and len(drops) == 1006  # four drops, read whole
+    assert json.loads((ws / "data/windows/panel-db/meta.json").read_text())["case"] == "panel-db"
+    assert (ws / "data/validated/posts.parquet").is_file()
+    forecast = pd.read_csv(ws / "nasdaq-forecast.csv")
+    assert len(forecast) == 2346 - 10 and set(forecast["entity"]) == {"nasdaq_fred"}  # N rows -> N - lookback
+    written = [p.relative_to(ws / "data").as_posix() for p in (ws / "data").rglob("*") if p.is_file()]
+    own = re.compile(rf"(^|/)\.?({'|'.join(BUILT_IN)})(\.parquet|-baselines|-finetuned|-scratch)?(/|\.r2n2-|$)")
+    of_built_in = [w for w in written if own.search(w)]
+    assert of_built_in == [], of_built_in  # nothing of a built-in case
+
+
+def _check_operations(ws: Path, out: str) -> None:
+    assert (ws / "data/ops/nasdaq/champion/model.pt").is_file(), out
+    assert (ws / "data/ops/nasdaq/champion/history.json").is_file(), out
+    assert (ws / "data/ops/nasdaq/reports/nasdaq/monitor.json").is_file(), out
+    assert re.search(r"^\S+ +promote +", out, re.M), out  # the history: its first version, promoted
 
 
 CHECKS = {  # a text that only that block holds -> what it promises
     ". .venv/bin/activate": _check_venv,
-    "r2n2 pipeline stocks --set stocks.data.source=brent.csv": _check_own_data,
-    "dvc exp run -S stocks.data.source=brent.csv": _check_permanent,
+    "dvc repro evaluate-nasdaq": _check_instances,
+    "r2n2 retrain nasdaq --no-push": _check_operations,
 }
 
 
@@ -159,10 +154,9 @@ def test_readme_runnable_blocks_work_as_written(prefect_server, tmp_path, monkey
 
     monkeypatch.chdir(ws)
     start, end = "2015-06-01", "2015-07-10"
-    days = len(pd.bdate_range(start, end))  # brent.csv holds every business day
+    days = len(pd.bdate_range(start, end))  # nasdaq_fred.csv holds every weekday ("." filled forward)
     capsys.readouterr()
-    small = ["--set", "stocks.window.val_days=40", "--set", "stocks.window.holdout_days=20"]  # cuts that fit 300 rows
-    assert main(["replay", "stocks", "--start", start, "--end", end, "--retrain-every", "21", *small]) == 2
+    assert main(["replay", "nasdaq", "--start", start, "--end", end, "--retrain-every", "21"]) == 2
     err = capsys.readouterr().err
-    assert (f"the replay period {start} .. {end} holds {days} trading days of brent; it needs at least "
+    assert (f"the replay period {start} .. {end} holds {days} trading days of nasdaq_fred; it needs at least "
             f"2 x --retrain-every = 42.") in err and "Traceback" not in err, err

@@ -241,6 +241,71 @@ def test_runs_are_named_and_plots_render_in_the_ui(uis, monkeypatch):
     assert plot_pixels > 200, "the plot's line is not on the artifact page: the image did not load"
 
 
+READ_RUNS = """
+import asyncio, flows.cli  # flows.cli sets the project's Prefect home, as every r2n2 command does
+from prefect import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+async def main():
+    async with get_client() as client:
+        for run in await client.read_flow_runs():
+            tasks = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+            print(run.name, run.state.type.value, *sorted(t.name for t in tasks))
+
+asyncio.run(main())
+"""
+
+
+def _cli_env() -> dict[str, str]:
+    """A user's shell: no Prefect home or API set (the project's own is used), the test's code importable."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_HOME", "PREFECT_API_URL")}
+    return {**env, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.mark.slow
+def test_runs_outlive_the_command_in_the_projects_prefect_home(tmp_path):
+    """A flow command without PREFECT_HOME / PREFECT_API_URL stores its run in the project's .prefect/, where a
+    later process (`r2n2 ui` reads the same home) finds it with its tasks."""
+    from .conftest import write_tiny_project
+
+    write_tiny_project(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "ingest", "stocks", "--prefect"], cwd=tmp_path,
+                         env=_cli_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / ".prefect" / "prefect.db").is_file()
+    read = subprocess.run([sys.executable, "-c", READ_RUNS], cwd=tmp_path, env=_cli_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert read.returncode == 0, read.stderr[-3000:]
+    assert f"ingest-stocks-{dt.date.today().isoformat()} COMPLETED ingest-stocks" in read.stdout, read.stdout
+
+
+def test_commands_in_the_project_use_its_running_ui(uis, tmp_path):
+    """While `r2n2 ui` runs, it announces itself in the Prefect home ($PREFECT_HOME/ui.json); a command started in
+    a project whose .prefect/ui.json names a live `r2n2 ui` sends its run there instead of starting a temporary
+    server on the same database."""
+    import json
+
+    from .conftest import write_tiny_project
+
+    ui = uis[0]
+    target = ui["folder"] / "prefect-home" / "ui.json"
+    deadline = time.monotonic() + 10  # written once the server answers, within a poll (0.5 s) of it
+    while not target.is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    announced = json.loads(target.read_text())
+    assert announced == {"api_url": f"http://127.0.0.1:{ui['port']}/api", "pid": ui["proc"].pid}
+    write_tiny_project(tmp_path)
+    (tmp_path / ".prefect").mkdir()
+    (tmp_path / ".prefect" / "ui.json").write_text(json.dumps(announced))
+    run = subprocess.run([sys.executable, "-m", "flows.cli", "ingest", "stocks", "--prefect"], cwd=tmp_path,
+                         env=_cli_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Starting temporary server" not in run.stderr, run.stderr[-2000:]
+    read = subprocess.run([sys.executable, "-c", READ_RUNS], cwd=tmp_path, env=_cli_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert f"ingest-stocks-{dt.date.today().isoformat()} COMPLETED ingest-stocks" in read.stdout, read.stdout
+
+
 def _chromium_shot(url: str, shot: Path) -> np.ndarray:
     """The page at `url` as headless Chromium draws it at 1400 x 1000: its pixels, (n, 3) RGB."""
     from PIL import Image
@@ -321,6 +386,7 @@ def test_ui_stops_both_servers_and_its_child(uis, index, sig):
     assert _closed(ui["port"]) and _closed(ui["files_port"])
     gone, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, f"left running: {[c.pid for c in alive]}"
+    assert not (ui["folder"] / "prefect-home" / "ui.json").exists()  # no longer announced
     print(f"{sig.name}: stopped in {seconds:.1f} s")
 
 

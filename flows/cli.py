@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -104,23 +105,46 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="every stage as one Prefect flow")
     _case_arg(p, cases, every=True)
     _common(p)
+    from r2n2.registry import REGISTRY  # the row-count rule of each case, for predict's --help
+
     p = sub.add_parser("predict", help="batch predictions for a new CSV / Parquet file",
-                       description="Price cases read daily prices (columns Date, Close and, as the model was trained, "
-                                   "Open, High, Low, Volume; an Entity column for several series; the case's "
-                                   "data.columns mapping applies). An entity of N rows gives N - lookback forecasts, one "
-                                   "per day with a full lookback of returns behind it, each with its origin_date (the "
-                                   "last input day), target_date (the day forecast) and horizon_days; a model with a "
-                                   "distribution head (model.distribution) adds q<level> quantile columns (q0.05, ...). "
-                                   "Text cases read a text column and give class probabilities. Example: "
-                                   "docs/predict_example.csv.")
+                       description="Predictions for the rows of a new file from the checkpoint alone: its window, "
+                                   "features, scalers and model as trained (so --set takes only the keys that say "
+                                   "how --input is read, e.g. stocks.data.columns; any other key is refused). "
+                                   "Price cases read daily prices (columns Date, Close and, as the model was "
+                                   "trained, Open, High, Low, Volume; an Entity column for several series); each "
+                                   "forecast has its origin_date (the last input day), target_date (the day "
+                                   "forecast) and horizon_days; a model with a distribution head adds q<level> "
+                                   "quantile columns (q0.05, ...). Rows out, lookback being the model's "
+                                   "window.lookback: " + "; ".join(f"{n}: {REGISTRY[n].predict_rule()}" for n in cases)
+                                   + ". Text cases read a text column and give class probabilities, temperature-"
+                                   "scaled as the evaluate stage fitted them on the validation texts for that very "
+                                   "model (data/reports/<case>/calibration.json, matched by sha256; another model, "
+                                   "e.g. a champion retrained in data/ops/, gets the raw softmax and the summary "
+                                   "says so). Example: docs/predict_example.csv.")
     _case_arg(p, cases)
     p.add_argument("--input", required=True, help="CSV or Parquet with the training data's schema (see above)")
     p.add_argument("--output", required=True, help="output file: .parquet or .csv")
     p.add_argument("--model", help="checkpoint (default: the champion, else data/models/<case>/model.pt)")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="text cases: the raw softmax instead of the temperature-scaled probabilities")
+    p.add_argument("--sets", type=float, metavar="LEVEL",
+                   help="text cases: add set_<LEVEL>, each text's conformal label set (APS, split-conformal on the "
+                        "validation texts) that holds the true label with probability LEVEL: 0.50 to 0.99 in "
+                        "steps of 0.01, e.g. 0.9; labels joined by |")
     _common(p)
-    p = sub.add_parser("monitor", help="score the champion on data after its training cut-off; alarm on real change")
+    p = sub.add_parser("monitor", help="score the champion on data after its training cut-off; alarm on real change",
+                       description="Check the deployed model (the champion, else the latest trained model) on the "
+                                   "newest monitor.window rows after its cut-off: its inputs, forecasts and error "
+                                   "against thresholds calibrated on its own history (at most monitor.family_rate "
+                                   "false alarms per check), and a CUSUM of its loss vs the naive benchmark. Prints "
+                                   "per case the verdict (the rows judged, the signal and its threshold), how the "
+                                   "threshold was calibrated, where the full result is "
+                                   "(data/ops/<case>/reports/<case>/monitor.json) and what happens next: an alarm "
+                                   "retrains that case now unless --no-retrain or monitor.retrain_on_alarm: false.")
     _case_arg(p, cases, every=True)
-    p.add_argument("--no-retrain", action="store_true", help="report only; never trigger a retrain")
+    p.add_argument("--no-retrain", action="store_true",
+                   help="report only: an alarm does not start `r2n2 retrain <case>` (the verdict says so)")
     _common(p)
     p = sub.add_parser("retrain", help="ingest newest data, reproduce only these cases' stages, promote on fresh data")
     p.add_argument("cases", nargs="*", metavar="case", help=f"cases to retrain ({', '.join(cases)}; default: serve.cases)")
@@ -295,10 +319,32 @@ def _predict(args, params) -> str:
     from r2n2.registry import get_case
     from r2n2.cases.base import WindowMeta
     from r2n2.checkpoint import load_checkpoint
-    from r2n2.errors import CheckpointError, DataError
+    from r2n2.errors import CheckpointError, ConfigError, DataError
     from r2n2.io import write_parquet_atomic, write_text_atomic
     from r2n2.paths import CasePaths
 
+    case = get_case(args.case)
+    honoured = [f"{args.case}.{k}" for k in case.predict_keys]
+    for item in args.overrides:  # a key predict would ignore is refused by name, before anything is read
+        key = item.split("=", 1)[0].strip()
+        if any(key == h or key.startswith(h + ".") for h in honoured):
+            continue
+        rest = key.removeprefix(f"{args.case}.") if key.startswith(f"{args.case}.") else None
+        why = ("--input names the file to predict" if rest is not None and rest.startswith("data.source") else
+               "predict uses every row of --input" if rest is not None and rest.startswith("data.until") else
+               "the checkpoint fixes the window, features, scalers and model as they were trained" if rest else
+               f"predict {args.case} reads no other block of params.yaml")
+        after = (f" To change {key}, set it for the stages that build the model (`r2n2 window {args.case}`, `r2n2 "
+                 f"train {args.case}`), then predict with the model they write." if rest and not rest.startswith("data.")
+                 else "")
+        raise ConfigError(f"--set {item[:80]} is not used by predict: {why}. predict honours only the keys that say "
+                          f"how --input is read: {', '.join(honoured)}.{after}")
+    if not case.probabilities and (args.uncalibrated or args.sets is not None):
+        raise ConfigError(f"--uncalibrated and --sets apply to class probabilities; the {args.case} case predicts "
+                          "numbers (a distribution head's quantiles are its q<level> columns).")
+    if args.uncalibrated and args.sets is not None:
+        raise ConfigError("--sets needs the calibrated probabilities its conformal thresholds were fitted on; drop "
+                          "--uncalibrated.")
     out_path = Path(args.output)
     if out_path.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise DataError(f"--output {str(args.output)[:80]} must end in .parquet or .csv (the format follows the "
@@ -317,12 +363,30 @@ def _predict(args, params) -> str:
     if ck.get("case") != args.case:
         raise CheckpointError(f"checkpoint {model_path} is a {ck.get('case') or 'non-r2n2'} model, not {args.case}.")
     meta = WindowMeta.from_dict(json.loads(ck["window_meta"]))
-    out = get_case(args.case).predict(model, meta, ck, args.input, params.case(args.case))
+    options, note = {}, ""
+    if case.probabilities:  # temperature and conformal thresholds: the evaluate stage's, for these very bytes
+        from r2n2.cases.base import CALIBRATION_FILE, read_predict_calibration
+
+        calibration, why = ((None, "--uncalibrated") if args.uncalibrated else
+                            read_predict_calibration(CasePaths(args.case).reports / CALIBRATION_FILE, model_path))
+        if calibration is None and args.sets is not None:
+            raise DataError(f"--sets needs the conformal thresholds the evaluate stage fits for the model, but {why}. "
+                            f"Run `r2n2 evaluate {args.case}` for it, or predict with the model it evaluated "
+                            f"(--model {CasePaths(args.case).model_dir / 'model.pt'}).")
+        options = {"calibration": calibration, "sets": args.sets}
+        note = (f"; probabilities calibrated ({why})" if calibration else
+                "; raw softmax probabilities (--uncalibrated)" if args.uncalibrated else
+                f"; probabilities UNCALIBRATED (raw softmax): {why}")
+    out = case.predict(model, meta, ck, args.input, params.case(args.case), **options)
     if out_path.suffix.lower() == ".csv":
         write_text_atomic(out.to_csv(index=False), out_path)
     else:
         write_parquet_atomic(out, out_path)
-    return f"wrote {len(out)} predictions from {model_path} -> {out_path}"
+    per = ""
+    if "entity" in out:
+        counts = out.groupby("entity", sort=False).size()
+        per = f" ({', '.join(f'{e}: {n}' for e, n in counts.head(5).items())}{' ...' if len(counts) > 5 else ''})"
+    return f"wrote {len(out)} predictions{per} from {model_path} -> {out_path}: {case.predict_rule(meta)}{note}"
 
 
 def _ui(args) -> str:
@@ -387,7 +451,8 @@ def _monitor(args, params) -> str:
     from .monitor import run_monitor
 
     results = run_monitor(args.case, args.params, args.overrides, trigger_retrain=not args.no_retrain)
-    return "\n".join(f"{c}: {r['verdict']}" for c, r in results.items())
+    # per case: the verdict (rows judged, signal vs threshold), its calibration, monitor.json, what happens next
+    return "\n".join("\n".join(r.get("lines") or [f"{c}: {r['verdict']}"]) for c, r in results.items())
 
 
 def _replay(args, params) -> str:
@@ -510,6 +575,11 @@ def entry() -> None:
     exit handlers would otherwise retry every queued run event against the dead server for minutes (measured: a
     pipeline whose server was killed mid-run had not exited 90 s after printing its error)."""
     _CONSOLE.append(True)
+    for signum in EXIT_SIGNAL:
+        signal.signal(signum, _on_signal)
+    from .dvcrun import INTERRUPT_HOOKS
+
+    INTERRUPT_HOOKS.append(interrupted_by)
     code = main()
     if _ENDED_WITHOUT_API:
         try:  # a temporary server of this process: stop it (os._exit skips the exit handler that would)
@@ -537,9 +607,13 @@ def main(argv: list[str] | None = None) -> int:
         if not _stage_error(str(exc), EXIT_VALIDATION):
             print(f"r2n2 {args.command}: {exc}", file=sys.stderr)
         return EXIT_VALIDATION
+    except KeyboardInterrupt:
+        return _interrupted_exit(args.command)
     except R2N2Error as exc:
         from .failures import ApiLost
 
+        if _INTERRUPTED:  # the signal also stopped the temporary server: the interruption is the news
+            return _interrupted_exit(args.command)
         if _stage_error(str(exc), EXIT_ERROR):  # the pipeline task says it, once
             return EXIT_ERROR
         out = sys.stderr
@@ -549,10 +623,6 @@ def main(argv: list[str] | None = None) -> int:
                 out = _last_words()
         print(f"r2n2 {args.command}: {exc}", file=out, flush=True)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(f"r2n2 {args.command}: interrupted; finished stages kept their outputs and the interrupted one its "
-              "previous outputs; a rerun resumes (training from its last finished epoch).", file=sys.stderr)
-        return 130
     finally:
         if "torch" in sys.modules:  # launched by torchrun: leave the process group cleanly
             import torch.distributed as dist
@@ -565,6 +635,83 @@ def main(argv: list[str] | None = None) -> int:
         from .dvcrun import append_stage_log
 
         append_stage_log(str(message).splitlines()[0])
+    return code
+
+
+# -- interrupts: Ctrl-C (SIGINT) and SIGTERM end in one paragraph ------------------------------------------------
+_INTERRUPTED: list[int] = []   # the signal that stopped this command
+_SILENCED: list = []           # the terminal's stderr, kept for the closing paragraph once fd 2 is silenced
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _stage_children() -> list:
+    """This process's descendants but Prefect's temporary server: the stage command DVC runs for a pipeline task.
+    (The server stays up so that the run's Crashed state reaches the UI; Prefect stops it when we leave.)"""
+    import psutil
+
+    out = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            line = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "prefect.server" not in line and "uvicorn" not in line:
+            out.append(child)
+    return out
+
+
+def _silence() -> None:
+    """From now on nothing but the closing paragraph reaches the terminal: Prefect's event and log workers, whose
+    server may have died with the same signal, would dump their retries and "Finished in state Running()"."""
+    if _CONSOLE and not _SILENCED:
+        sys.stderr.flush()
+        _SILENCED.append(_last_words())
+
+
+def _on_signal(signum: int, frame) -> None:
+    """SIGINT / SIGTERM: the stage command under way (a DVC child) gets the same signal and puts its previous
+    outputs back; this process stops with KeyboardInterrupt. During a flow run Prefect handles SIGTERM first (it
+    marks the task and flow runs Crashed, then hands the signal on to this handler)."""
+    first = not _INTERRUPTED
+    _INTERRUPTED.append(signum)
+    if first:
+        import psutil
+
+        children = _stage_children()
+        for child in children:
+            try:
+                child.send_signal(signum)
+            except psutil.Error:
+                pass
+        psutil.wait_procs(children, timeout=60)  # each puts its previous outputs back before it exits
+        _silence()
+    raise KeyboardInterrupt
+
+
+def interrupted_by(code: int) -> None:
+    """A stage command ended by a signal (exit 130 / 143) under a pipeline task: this command is interrupted too."""
+    signum = {v: k for k, v in EXIT_SIGNAL.items()}.get(code, signal.SIGINT)
+    if not _INTERRUPTED:
+        _INTERRUPTED.append(signum)
+        _silence()
+
+
+def _interrupted_exit(command: str) -> int:
+    from .dvcrun import STAGE_LOG_ENV, write_stage_error
+
+    signum = _INTERRUPTED[0] if _INTERRUPTED else signal.SIGINT
+    code = EXIT_SIGNAL.get(signum, 130)
+    if os.environ.get(STAGE_LOG_ENV):  # a stage under a pipeline task: the task says it
+        write_stage_error("interrupted", code)
+        return code
+    name = signal.Signals(signum).name
+    paragraph = (f"r2n2 {command}: interrupted ({name}). Stages that had finished kept their outputs (and, under "
+                 "`make run` / `r2n2 pipeline`, their dvc.lock entries); the interrupted stage put its previous "
+                 "outputs back. Rerun the same command to go on: DVC reruns only what is not up to date, and "
+                 "training resumes from its last finished epoch.")
+    _ENDED_WITHOUT_API.append(True)  # leave at once: Prefect's exit handlers would retry a dead server for minutes
+    out = _SILENCED[0] if _SILENCED else (_last_words() if _CONSOLE else sys.stderr)
+    print(paragraph, file=out, flush=True)
     return code
 
 

@@ -26,6 +26,10 @@ __all__ = ["STAGE_LOG_ENV", "StageOutcome", "check_project", "reproduce_stage"]
 
 STAGE_LOG_ENV = "R2N2_STAGE_LOG"
 EXIT_VALIDATION = 3
+EXIT_INTERRUPTED = (130, 143)  # the stage command was stopped by SIGINT / SIGTERM
+# Called with the stage's exit code when it was interrupted, before KeyboardInterrupt is raised here (the `r2n2`
+# command registers its handler, which silences Prefect's noise and keeps the terminal for its closing paragraph).
+INTERRUPT_HOOKS: list[Callable[[int], None]] = []
 
 
 class StageOutcome:
@@ -130,6 +134,10 @@ def reproduce_stage(name: str, log: Callable[[str], None], root: Path = Path("."
             failure = _error_file(log_path)
             if failure.is_file():
                 err = json.loads(failure.read_text())
+                if err["code"] in EXIT_INTERRUPTED:  # Ctrl-C reached the stage (DVC ignores it here meanwhile)
+                    for hook in INTERRUPT_HOOKS:
+                        hook(err["code"])
+                    raise KeyboardInterrupt from None
                 if err["code"] == EXIT_VALIDATION:  # the summary is in the stage's validation.json
                     raise ValidationFailed(err["message"], {}) from None
                 raise DataError(err["message"]) from None

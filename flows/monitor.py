@@ -19,24 +19,35 @@ from .naming import case_run_name, fmt4
 
 @task(cache_policy=NONE, task_run_name="monitor-{case}")
 @expected_failures
-def monitor_task(case: str, params_path: str, overrides: list[str] | None) -> dict:
+def monitor_task(case: str, params_path: str, overrides: list[str] | None, retrain: bool = False) -> dict:
+    """Check one case; ``retrain``: the flow retrains the case if it alarms (the verdict says what happens next)."""
     from r2n2.ops.monitoring import monitor_case
     from r2n2.registry import get_case
 
     log = get_run_logger()
-    result = monitor_case(get_case(case), load_params(params_path, overrides).case(case), log=log.info)
+    result = monitor_case(get_case(case), load_params(params_path, overrides).case(case), log=log.info,
+                          retrain=retrain)
+
+    def reference(s: dict) -> str:
+        r = s.get("reference") or {}
+        draws = f"{r['windows']} windows" if r.get("windows") else f"{r['draws']} simulated charts" \
+            if r.get("draws") else ""
+        return f"{r.get('period', '')} {r.get('start')}..{r.get('end')}, {draws}" if r.get("start") else ""
+
     rows = [{"signal": name, "test": s.get("test"), "statistic": s.get("statistic"), "threshold": s.get("threshold"),
-             "calibrated p": s.get("p_value"), "n": s.get("n"), "alarm": s.get("alarm")}
-            for name, s in result["signals"].items()]
+             "calibrated p": s.get("p_value"), "n": s.get("n"), "alarm": s.get("alarm"),
+             "calibrated on": reference(s)} for name, s in result["signals"].items()]
     w = result["window"]
     create_table_artifact(fmt4(rows), key=f"{case}-monitor",
                           description=f"{case}: {result['scored']} on {w['n']} post-cut-off rows {w['start']} .. "
                                       f"{w['end']} (cut-off {result['cutoff']}); family false-alarm rate "
-                                      f"{result['family_rate']}")
+                                      f"{result['family_rate']}; next: {result['next']}")
+    head, *more = result["lines"]
+    body = "\n".join(f"- {line.strip()}" for line in more)
     create_markdown_artifact(f"# Monitor {case}\n\nScored: {result['scored']}, on rows after its cut-off "
-                             f"{result['cutoff']}.\n\n**{result['verdict']}**\n", key=f"{case}-monitor-verdict",
+                             f"{result['cutoff']}.\n\n**{head}**\n\n{body}\n", key=f"{case}-monitor-verdict",
                              description=f"{case}: the monitor's verdict on {result['scored']}")
-    (log.warning if result["alarm"] else log.info)(f"{case}: {result['verdict']}")
+    (log.warning if result["alarm"] else log.info)("\n".join(result["lines"]))
     return result
 
 
@@ -53,7 +64,7 @@ def monitor_flow(case: str = "all", params_path: str = "params.yaml", overrides:
         if not has_model(c):  # a champion, else a trained model (the operations workspace's or the research one)
             log.info(f"{c}: no trained model yet; skipped")
             continue
-        results[c] = monitor_task(c, params_path, overrides)
+        results[c] = monitor_task(c, params_path, overrides, trigger_retrain)
     alarmed = [c for c, r in results.items() if r["alarm"] and params.case(c).monitor.retrain_on_alarm]
     if alarmed and trigger_retrain:
         from prefect.runtime import deployment

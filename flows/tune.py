@@ -6,7 +6,8 @@ postgresql://user@host/db (several machines; the study outlives any of them). A 
 running are marked failed and re-run. Trials run on a thread pool (`tune.workers`), on a local Dask cluster of
 `tune.dask_workers` processes, or on the Dask scheduler at `tune.dask_address`; on Dask through prefect-dask, so
 each trial is still a Prefect task run. The best parameters go to data/tuning/<case>-best.yaml as dotted overrides:
-`r2n2 pipeline <case> --set-file data/tuning/<case>-best.yaml`.
+one stage with them, `r2n2 train <case> --set-file data/tuning/<case>-best.yaml`, or, for DVC and the pipeline, the
+same keys in params.yaml (e.g. an instance: ``<case>-tuned: {case: <case>, model: {...}, train: {...}}``).
 """
 
 from __future__ import annotations

@@ -294,7 +294,8 @@ STAGES: tuple[Stage, ...] = (
           outs=lambda p: [p.finetuned_dir, p.scratch_dir]),
     Stage("evaluate", "score every checkpoint beside the baselines -> data/reports/<case>/", evaluate_stage,
           ("evaluate",), deps=lambda p: [p.windows, p.model_dir, p.baselines_dir, p.finetuned_dir, p.scratch_dir],
-          uncached=lambda p: [p.reports / "plots", p.reports / "report.md"],
+          uncached=lambda p: [p.reports / "plots", p.reports / "report.md",
+                              p.reports / "calibration.json"],  # what predict applies (evaluate.calibration)
           metrics=lambda p: [p.reports / "metrics.json"]),
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)

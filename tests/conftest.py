@@ -168,3 +168,14 @@ def rebuild_retrain(retrain: dict, folder, files: list[str], run_stage) -> str:
         return hashlib.sha256((folder / f"data/models/{case}/model.pt").read_bytes()).hexdigest()
     finally:
         os.chdir(root)
+
+
+def predict_sets(args: list[str]) -> list[str]:
+    """The ``--set`` pairs of ``args`` (flag, value pairs) that `r2n2 predict` honours: the case's ``data.*`` keys
+    that say how --input is read (not data.source or data.until). Predict refuses any other key: it would ignore it."""
+    out: list[str] = []
+    for flag, item in zip(args[::2], args[1::2]):
+        part = item.split("=", 1)[0].split(".")
+        if flag == "--set" and len(part) > 2 and part[1] == "data" and part[2] not in ("source", "until"):
+            out += [flag, item]
+    return out

@@ -11,6 +11,8 @@ from r2n2.ops.champion import history, promote_if_not_worse
 from r2n2.paths import CasePaths
 from r2n2.registry import get_case, run_stage
 
+from .conftest import predict_sets
+
 
 @pytest.mark.slow
 def test_rollback_then_predict_gives_that_versions_forecasts_byte_for_byte(project, capsys):
@@ -28,7 +30,7 @@ def test_rollback_then_predict_gives_that_versions_forecasts_byte_for_byte(proje
             "--set", "stocks.model.hidden_size=8"]
 
     def predict(out: str) -> bytes:
-        assert main(["predict", "stocks", "--input", values["data.source"], "--output", out, *sets]) == 0
+        assert main(["predict", "stocks", "--input", values["data.source"], "--output", out, *predict_sets(sets)]) == 0
         return (project / out).read_bytes()
 
     a = predict("a.csv")

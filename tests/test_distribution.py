@@ -16,6 +16,7 @@ from r2n2.evaluate.distribution import (apply_offsets, christoffersen, conformal
 from r2n2.models import ModelConfig, build_model
 from r2n2.models.distribution import pinball_loss, quantile_transform, student_t_nll
 
+from .conftest import predict_sets
 from .test_training import SMALL, stages, two_entities
 
 LEVELS = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
@@ -224,7 +225,7 @@ def test_tiny_stocks_run_with_a_quantile_head(project, capsys):
     assert out["signals"]["coverage"]["test"] == "bernoulli cusum of VaR exceedances"
     from flows.cli import main
 
-    assert main(["predict", "stocks", "--input", "prices.csv", "--output", "pred.csv", *args,
+    assert main(["predict", "stocks", "--input", "prices.csv", "--output", "pred.csv", *predict_sets(args),
                  "--model", "data/models/stocks/model.pt"]) == 0
     pred = pd.read_csv("pred.csv")
     qs = pred[[f"q{t:g}" for t in LEVELS]].to_numpy()

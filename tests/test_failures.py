@@ -26,7 +26,7 @@ import yaml
 
 from flows.cli import main
 
-from .conftest import ROOT, make_prices, make_texts
+from .conftest import ROOT, make_prices, make_texts, predict_sets
 
 MAX_PARAGRAPH = 600  # characters of one error paragraph (issue 15: "at most ~600 characters")
 
@@ -43,6 +43,7 @@ TEXTS = ["--set", "sentiment.data.source=tweets.csv", "--set", "sentiment.data.c
          "--set", "sentiment.window.vocab_size=200", "--set", "sentiment.window.finetune_pattern=iphone",
          "--set", "sentiment.model.hidden_size=8", "--set", "sentiment.model.embed_size=8",
          "--set", "sentiment.train.epochs=1", "--set", "sentiment.finetune.epochs=1"]
+PREDICT_TEXTS = predict_sets(TEXTS)  # predict refuses the keys it would ignore (training's)
 
 
 # -- the record of bad inputs, and the one-paragraph contract ----------------------------------------------
@@ -197,8 +198,9 @@ def test_checkpoint_errors_are_one_paragraph_exit_2(two_series_windows, project,
     two_series(60).to_csv("new.csv", index=False)
     model = Path("data/models/stocks/model.pt")
     _break(model, kind)
+    base = predict_sets(TWO_SERIES) if command == "predict" else TWO_SERIES  # predict refuses keys it would ignore
     refused(capsys, CHECKPOINT_ARGV[command], 2, f"checkpoint {model}", CHECKPOINT_SAYS[kind],
-            base=TWO_SERIES, tried=f"{kind} data/models/stocks/model.pt")
+            base=base, tried=f"{kind} data/models/stocks/model.pt")
     assert not Path("out.parquet").exists()
     assert not (project / "data/models/stocks-finetuned/model.pt").exists()
     assert not (project / "data/reports/stocks/metrics.json").exists()
@@ -222,7 +224,7 @@ def test_predict_model_option_errors(two_series_windows, project, capsys, model,
     save_checkpoint("other.pt", build_model(ModelConfig(hidden_size=8)), metadata={"case": "sentiment"})
     torch.save({"weights": torch.zeros(3)}, "plain.pt")
     refused(capsys, ["predict", "stocks", "--input", "new.csv", "--output", "out.parquet", "--model", model], 2,
-            says, base=TWO_SERIES, tried=f"--model: {kind}")
+            says, base=predict_sets(TWO_SERIES), tried=f"--model: {kind}")
     assert not Path("out.parquet").exists()
 
 
@@ -406,7 +408,8 @@ def test_predict_refuses_empty_texts_with_row_numbers(sentiment_model, project, 
     pd.DataFrame({"id": range(6), "body": ["great day", "", "   ", "love it", None, "bad"]}).to_csv(
         "new.csv", index=False)
     refused(capsys, ["predict", "sentiment", "--input", "new.csv", "--output", "pred.csv"], 2,
-            "3 text(s) are empty after cleaning (rows 1, 2, 4)", base=TEXTS, tried="texts of which 3 are empty")
+            "3 text(s) are empty after cleaning (rows 1, 2, 4)", base=PREDICT_TEXTS,
+            tried="texts of which 3 are empty")
     assert not Path("pred.csv").exists()
 
 
@@ -415,8 +418,8 @@ def test_predict_never_drops_a_blank_text_silently(sentiment_model, project, cap
     unless the reader keeps them the user gets fewer predictions than rows, each after it one row off."""
     clone(sentiment_model, project)
     Path("new.csv").write_text("body\ngreat day\n   \nlove it\n")
-    code, _, err = cli(capsys, ["predict", "sentiment", "--input", "new.csv", "--output", "pred.csv"], base=TEXTS,
-                       tried="a one-column file with a whitespace-only line")
+    code, _, err = cli(capsys, ["predict", "sentiment", "--input", "new.csv", "--output", "pred.csv"],
+                       base=PREDICT_TEXTS, tried="a one-column file with a whitespace-only line")
     if code == 0:
         assert len(pd.read_csv("pred.csv")) == 3, "a whitespace-only line was dropped without a word"
     else:
@@ -428,7 +431,8 @@ def test_predict_output_format_follows_the_suffix(sentiment_model, project, caps
     pd.DataFrame({"body": NEW_TEXTS}).to_csv("new.csv", index=False)
     outputs = {}
     for name in ("pred.csv", "pred.parquet", "pred.PQ"):
-        code, out, err = cli(capsys, ["predict", "sentiment", "--input", "new.csv", "--output", name], base=TEXTS)
+        code, out, err = cli(capsys, ["predict", "sentiment", "--input", "new.csv", "--output", name],
+                             base=PREDICT_TEXTS)
         assert code == 0, err
         outputs[name] = Path(name).read_bytes()
     assert outputs["pred.csv"].startswith(b"text,predicted,prob_negative,prob_neutral,prob_positive\n")
@@ -441,7 +445,7 @@ def test_predict_output_format_follows_the_suffix(sentiment_model, project, caps
     np.testing.assert_allclose(as_csv[probs].to_numpy(), as_parquet[probs].to_numpy(), rtol=0, atol=1e-7)
     for name in ("pred.txt", "pred.json", "pred"):
         refused(capsys, ["predict", "sentiment", "--input", "new.csv", "--output", name], 2,
-                "must end in .parquet or .csv", base=TEXTS, tried=f"--output {name}")
+                "must end in .parquet or .csv", base=PREDICT_TEXTS, tried=f"--output {name}")
         assert not Path(name).exists()
 
 

@@ -379,3 +379,46 @@ def test_after_a_lost_api_the_paragraph_is_the_last_line_even_with_chatty_backgr
         assert lines[-1] == ("r2n2 pipeline: the Prefect API at http://127.0.0.1:1/api stopped answering during "
                              "the run."), lines[-3:]
         assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, to_group, code", [(2, True, 130), (15, False, 143)], ids=["Ctrl-C", "SIGTERM"])
+def test_an_interrupted_pipeline_ends_in_one_paragraph_and_stops_its_children(tmp_path, sig, to_group, code):
+    """`r2n2 pipeline` stopped mid-stage by Ctrl-C (SIGINT to the terminal's process group, the temporary server
+    included) or by SIGTERM to the command alone: it exits 130 / 143 with one closing paragraph saying what was
+    kept, no traceback, no Prefect worker dump and no "Finished in state Running()"; no process is left behind;
+    the finished stages are up to date for DVC and the interrupted one is not."""
+    import psutil
+
+    from .conftest import init_dvc_project, write_tiny_project
+
+    write_tiny_project(tmp_path)
+    init_dvc_project(tmp_path)
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}  # the temporary server, as in `make run`
+    env.update(PATH=f"{root / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(root),
+               PREFECT_HOME=str(tmp_path / "prefect-home"))
+    err_path = tmp_path / "run.err"
+    with open(err_path, "w") as err:
+        run = subprocess.Popen([sys.executable, "-c", "from flows.cli import entry; entry()", "pipeline", "stocks"],
+                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        deadline = time.monotonic() + 240
+        while "Running stage 'train-stocks'" not in err_path.read_text() and run.poll() is None:
+            assert time.monotonic() < deadline, err_path.read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(2)  # training under way
+        descendants = psutil.Process(run.pid).children(recursive=True)
+        if to_group:
+            os.killpg(run.pid, sig)
+        else:
+            run.send_signal(sig)
+        assert run.wait(timeout=180) == code
+    stderr = err_path.read_text()
+    assert "Traceback" not in stderr and "EventsWorker" not in stderr and "state Running()" not in stderr, stderr[-3000:]
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("r2n2 pipeline: interrupted (SIG") and "put its previous outputs back" in last, last
+    gone, alive = psutil.wait_procs(descendants, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
+    status = subprocess.run(["dvc", "status", "window-stocks", "train-stocks"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True).stdout
+    assert "train-stocks" in status and "window-stocks:" not in status, status

@@ -16,7 +16,7 @@ import torch
 from flows.cli import main
 from r2n2 import load_checkpoint
 
-from .conftest import make_prices, make_texts
+from .conftest import make_prices, make_texts, predict_sets
 
 SMALL = ["--set", "stocks.data.source=prices.csv", "--set", "stocks.data.columns.close=Price",
          "--set", "stocks.validate.min_rows=100", "--set", "stocks.window.lookback=10",
@@ -94,7 +94,7 @@ def test_stocks_train_finetune_evaluate(stocks_windows, capsys):
     assert not torch.equal(pre.fc.weight, ft.fc.weight)
     # batch prediction for a new file of the same schema, from the checkpoint alone
     two_entities(60).to_csv("new.csv", index=False)
-    assert main(["predict", "stocks", "--input", "new.csv", "--output", "pred.parquet", *SMALL]) == 0
+    assert main(["predict", "stocks", "--input", "new.csv", "--output", "pred.parquet", *predict_sets(SMALL)]) == 0
     pred = pd.read_parquet("pred.parquet")
     assert list(pred.columns) == ["entity", "origin_date", "target_date", "horizon_days", "forecast_return_1d"]
     assert (pred["target_date"] > pred["origin_date"]).all() and (pred["horizon_days"] == 1).all()
@@ -217,7 +217,7 @@ def test_sentiment_train_finetune_evaluate(project, capsys):
     assert seeded["model", "no_relational"]["n_items"] == m2["test_period"]["n"]  # groups resampled, texts counted
     assert {(c["a"], c["b"]) for c in m2["comparisons"] if c["test"] == "group_bootstrap"} >= {("model", "vader")}
     pd.DataFrame({"body": ["I love my new iphone", "worst flight ever", "meeting at noon"]}).to_csv("new.csv")
-    assert main(["predict", "sentiment", "--input", "new.csv", "--output", "pred.parquet", *TEXT]) == 0
+    assert main(["predict", "sentiment", "--input", "new.csv", "--output", "pred.parquet", *predict_sets(TEXT)]) == 0
     pred = pd.read_parquet("pred.parquet")
     assert list(pred.columns) == ["text", "predicted", "prob_negative", "prob_neutral", "prob_positive"]
     assert pred[["prob_negative", "prob_neutral", "prob_positive"]].sum(axis=1).round(5).eq(1).all()

@@ -19,11 +19,13 @@ from ..errors import ConfigError, DataError
 from ..io import write_json_atomic
 from ..models.config import ModelConfig
 
-__all__ = ["UseCase", "WindowMeta", "MonitorSignals", "window_meta_of", "Log", "read_meta", "ROLES", "SPLITS"]
+__all__ = ["UseCase", "WindowMeta", "MonitorSignals", "window_meta_of", "Log", "read_meta", "ROLES", "SPLITS",
+           "CALIBRATION_FILE", "write_predict_calibration", "read_predict_calibration"]
 
 Log = Callable[[str], None]
 ROLES = ("pretrain", "target")  # the main model's data, and the transfer target's
 SPLITS = ("train", "val", "test")
+CALIBRATION_FILE = "calibration.json"  # in data/reports/<case>/: what predict applies to the evaluated model
 
 
 @dataclass
@@ -115,6 +117,9 @@ class UseCase:
     metric: ClassVar[tuple[str, bool]]         # (validation metric of training, higher is better)
     plots: ClassVar[tuple[tuple, ...]] = ()    # `dvc plots`: (file under reports/<case>/plots, template, x, y)
     headline_metrics: ClassVar[tuple[str, ...]] = ()  # the test metrics the end of `make run` shows
+    probabilities: ClassVar[bool] = False      # predict writes class probabilities (calibrated at evaluate; --sets)
+    predict_keys: ClassVar[tuple[str, ...]] = ()  # keys of the case's block predict reads (how --input is read);
+    #                                            predict refuses every other --set key: it would be ignored
 
     @property
     def kind_name(self) -> str:
@@ -172,6 +177,14 @@ class UseCase:
         raise NotImplementedError
 
     def predict(self, model, meta: WindowMeta, checkpoint_meta: dict, input_path: str, cfg: Any) -> pd.DataFrame:
+        """Predictions for the rows of a user's file, with the checkpoint's own window metadata ``meta``. A case
+        with ``probabilities`` also takes ``calibration=`` (the evaluate stage's, or None: raw) and ``sets=`` (a
+        coverage level of conformal label sets)."""
+        raise NotImplementedError
+
+    def predict_rule(self, meta: WindowMeta | None = None) -> str:
+        """How many rows predict writes for the input's rows, in words: with the checkpoint's ``meta`` in its
+        numbers, without it in its symbols (``--help``)."""
         raise NotImplementedError
 
     def monitor_frame(self, cfg: Any, data: "CaseData", model, ck: dict) -> tuple[pd.DataFrame, "MonitorSignals"]:
@@ -264,3 +277,45 @@ def fraction_cuts(dates: np.ndarray, val_fraction: float, test_fraction: float) 
     n = len(u)
     return u[int(n * (1 - val_fraction - test_fraction))], u[int(n * (1 - test_fraction))]
 
+
+
+# -- what predict applies to a model: the evaluate stage's record, read back by predict ---------------------------
+def _sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_predict_calibration(paths, block: dict | None) -> Path:
+    """``<reports>/calibration.json``: what predict applies to the model the evaluate stage scored, the train
+    stage's ``model.pt`` of ``paths`` (``r2n2.paths.CasePaths``), identified by its sha256 (evaluate never
+    rewrites that file: it is the train stage's output). ``block``: a classifier's temperature and conformal
+    thresholds (``r2n2.evaluate.calibration.predict_calibration``), or None for point forecasts, which predict
+    writes as the model gives them."""
+    model = paths.model_dir / "model.pt"
+    return write_json_atomic({"model": paths.rel(model), "model_sha256": _sha256(model), "calibration": block},
+                             paths.reports / CALIBRATION_FILE)
+
+
+def read_predict_calibration(path: str | Path, model_path: str | Path) -> tuple[dict | None, str]:
+    """The calibration ``path`` (a calibration.json) records for the checkpoint ``model_path``, and where it
+    came from; or (None, why not): the file is missing or unreadable, holds none, or was fitted for other bytes."""
+    path = Path(path)
+    if not path.is_file():
+        return None, f"{path} does not exist (the evaluate stage writes it)"
+    try:
+        rec = json.loads(path.read_text())
+        sha, block = str(rec["model_sha256"]), rec["calibration"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, f"{path} is not a calibration file this version reads (rerun the evaluate stage)"
+    if block is None:
+        return None, f"{path} holds no calibration"
+    mine = _sha256(model_path)
+    if sha != mine:
+        return None, (f"{path} was fitted for {rec.get('model', 'another model')} (sha256 {sha[:12]}), not for "
+                      f"this model (sha256 {mine[:12]})")
+    return block, f"temperature {block['temperature']:.4g}, fitted at evaluate: {path}"

@@ -11,13 +11,15 @@ from ..data.textkey import near_duplicate_keys
 from ..errors import DataError
 from ..evaluate.baselines import (majority_baseline, tune_tfidf_many, tune_vader_thresholds, vader_classes,
                                  vader_compound)
-from ..evaluate.calibration import calibration_block, plot_reliability
+from ..evaluate.calibration import (aps_sets, calibration_block, plot_reliability, predict_calibration, set_threshold,
+                                   softmax)
 from ..evaluate.metrics import classification_metrics
 from ..evaluate.plots import plot_confusion, plot_learning_curves, write_csv
 from ..evaluate.report import fmt, history, md_table, seed_section, verdict_text
 from ..evaluate.stats import (SEED_TESTS, classifier_bootstrap, mcnemar_test, mde_block, seed_difference,
                               seed_summary, two_way_bootstrap, verdict)
 from ..io import write_json_atomic, write_text_atomic
+from .base import write_predict_calibration
 
 __all__ = ["evaluate_classifier", "predict_texts", "predict_file_texts", "class_logits", "class_predictions"]
 
@@ -210,6 +212,7 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
         val_logits, y_val, logits, y, bins=CALIBRATION_BINS, alpha=CONFORMAL_ALPHA,
         baselines={"tfidf_logreg": (tf_val, val_rows["label_id"].to_numpy(), tf_test)})
     write_json_atomic(metrics, paths.reports / "metrics.json")
+    write_predict_calibration(paths, predict_calibration(val_logits, y_val, metrics["calibration"]["temperature"]))
 
     plots = paths.reports / "plots"
     if cfg.evaluate.plots:
@@ -309,9 +312,11 @@ def _calibration_section(c: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- predict
-def predict_texts(model, tokenizer_json: str, meta, texts: list[str], *, batch_size: int = 512) -> pd.DataFrame:
-    """Texts -> predicted label and class probabilities, with the training tokenizer and truncation."""
-    import torch
+def predict_texts(model, tokenizer_json: str, meta, texts: list[str], *, batch_size: int = 512,
+                  temperature: float = 1.0, sets: tuple[float, float] | None = None) -> pd.DataFrame:
+    """Texts -> predicted label and class probabilities softmax(logits / ``temperature``) (1: the raw softmax),
+    with the training tokenizer and truncation. ``sets``: (coverage level, APS threshold) adds ``set_<level>``,
+    the labels of each text's conformal set (``r2n2.evaluate.calibration.aps_sets``), joined by "|"."""
     from tokenizers import Tokenizer
 
     from ..data.window import TextBatches
@@ -325,21 +330,36 @@ def predict_texts(model, tokenizer_json: str, meta, texts: list[str], *, batch_s
     tok = Tokenizer.from_str(tokenizer_json)
     ids = [np.asarray(e.ids[:meta.max_tokens] or [1], dtype=np.int64) for e in tok.encode_batch(cleaned)]
     batches = TextBatches(ids, np.zeros(len(ids), dtype=np.int64), batch_size)
-    logits = predict_batches(model, batches)
-    probs = np.empty_like(logits)
-    probs[batches.order()] = torch.softmax(torch.from_numpy(logits), -1).numpy()
+    logits = np.empty((len(ids), len(meta.labels)))
+    logits[batches.order()] = predict_batches(model, batches)  # batch order -> input order
+    probs = softmax(logits, temperature)  # (n, K), float64: the evaluation's own formula
     labels = meta.labels
     out = pd.DataFrame({"text": texts, "predicted": [labels[i] for i in probs.argmax(1)]})
     for i, name in enumerate(labels):
         out[f"prob_{name}"] = probs[:, i]
+    if sets is not None:
+        level, threshold = sets
+        member = aps_sets(probs, threshold)  # (n, K) labels in each text's set
+        out[f"set_{level:g}"] = ["|".join(l for l, m in zip(labels, row) if m) for row in member]
     return out
 
 
-def predict_file_texts(model, meta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
+def predict_file_texts(model, meta, checkpoint_meta: dict, input_path: str, cfg, *, calibration: dict | None = None,
+                       sets: float | None = None) -> pd.DataFrame:
+    """Class probabilities of the texts of a user's file: temperature-scaled with ``calibration`` (the evaluate
+    stage's, ``r2n2.evaluate.calibration.read_predict_calibration``; None: the raw softmax), and with ``sets`` a
+    coverage level, conformal label sets at it (they need ``calibration``)."""
     from ..data.sources import map_columns
 
+    if sets is not None and calibration is None:
+        raise DataError("conformal sets need the calibration the evaluate stage fits for this model.")
+    try:
+        chosen = None if sets is None else (sets, set_threshold(calibration, sets))
+    except ValueError as exc:
+        raise DataError(f"--sets {sets}: {exc}.") from None
     d = cfg.data
     df = read_user_file(input_path, na_values=d.na_values, encoding=d.encoding)
     text_only = {k: v for k, v in d.columns.items() if k == "text"}  # labels are not needed here
     df = map_columns(df, text_only, ("text",), ("text",), str(input_path), "sentiment")
-    return predict_texts(model, checkpoint_meta["tokenizer"], meta, df["text"].fillna("").astype(str).tolist())
+    return predict_texts(model, checkpoint_meta["tokenizer"], meta, df["text"].fillna("").astype(str).tolist(),
+                         temperature=1.0 if calibration is None else calibration["temperature"], sets=chosen)

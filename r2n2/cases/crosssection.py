@@ -25,7 +25,7 @@ from ..evaluate.stats import (mde_block, minimum_detectable_effect, rank_ic_diff
 from ..evaluate.trading import long_short_portfolio, performance, sharpe_difference
 from ..io import write_json_atomic, write_text_atomic
 from ..models.config import ModelConfig
-from .base import CaseData, MonitorSignals, window_meta_of
+from .base import CaseData, MonitorSignals, window_meta_of, write_predict_calibration
 from .series import PriceCase, SeriesMeta
 
 __all__ = ["CrossSectionCase", "PanelMeta", "PanelData", "PANEL_FEATURES", "panel_table", "pooled_windows",
@@ -369,6 +369,7 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
         metrics["distribution_baselines"] = dist[1]
         metrics["power"]["crps"] = mde_block(comparisons, "crps")
     write_json_atomic(metrics, paths.reports / "metrics.json")
+    write_predict_calibration(paths, None)  # point forecasts: predict applies nothing
     if cfg.evaluate.plots:
         cum = pd.DataFrame({k: np.cumsum(np.log1p(rets[k]["net"].reindex(dates).fillna(0.0).to_numpy()))
                             for k in ("model", "reversal_1d", "momentum_12_1", "equal_weight")}, index=dates)
@@ -519,6 +520,9 @@ class CrossSectionCase(PriceCase):
     kind = "crosssection"
     headline_metrics = ("rank_ic", "rank_ic_tstat", "long_short_sharpe", "turnover")
     metric = ("val_mse", False)
+    predict_warmup = 20  # ret_20d and vol_20d (panel_table) need 20 returns, 21 closes: rows 0 .. 19 have none
+    predict_warmup_why = "the first 20 rows have no 20-day return and volatility yet"
+    predict_rows = ("N dates (the dates every stock shares)", "dates of scores, one row per stock each")
 
     def load(self, cfg, windows_dir) -> PanelData:
         return PanelData(self, cfg, windows_dir)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data.window import StockBatches, StockWindows, scale_features, series_features
+from ..data.window import FEATURE_NAMES, StockBatches, StockWindows, scale_features, series_features
 from ..errors import DataError
 from ..evaluate.baselines import garch_volatility
 from ..evaluate.distribution import student_t_quantiles
@@ -19,6 +19,7 @@ from ..evaluate.plots import (plot_cumulative, plot_fan, plot_forecast, plot_lea
                               write_csv)
 from ..evaluate.report import MDE_NOTE, fmt, history, interval_text, md_table, seed_section, verdict_text
 from ..io import write_json_atomic, write_text_atomic
+from .base import write_predict_calibration
 from .forecast_dist import distribution_report, evaluate_distribution, model_outputs
 
 __all__ = ["evaluate_forecasts", "predict_prices", "forecasts"]
@@ -215,6 +216,7 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
                                                                              horizon=h)
 
     write_json_atomic(metrics, paths.reports / "metrics.json")
+    write_predict_calibration(paths, None)  # point forecasts: predict applies nothing
     ent = data.key("pretrain")
     plots = paths.reports / "plots"
     if cfg.evaluate.plots:
@@ -374,10 +376,14 @@ def predict_prices(model, meta, prices: pd.DataFrame, *, batch_size: int = 4096)
     from ..train import predict_batches
 
     L, feats = meta.lookback, meta.features
-    missing = [f for f in feats if f.replace("ret_", "").replace("dlog_", "") not in prices]
+    source = {name: col for col, name in FEATURE_NAMES.items()}  # feature -> the price column it is derived from
+    missing = [source[f] for f in feats if source.get(f, f) not in prices]
     if missing:
-        raise DataError(f"the model was trained on {', '.join(feats)} but the file lacks the columns for "
-                        f"{', '.join(missing)}.")
+        cols = ", ".join(c.capitalize() for c in missing)
+        raise DataError(f"the file lacks the price column{'s' * (len(missing) > 1)} {cols}: add "
+                        f"{'them' if len(missing) > 1 else 'it'} (names match in any case; other names: map them with "
+                        f"{meta.case}.data.columns). The model was trained on {', '.join(feats)}, derived from the "
+                        f"columns {', '.join(source.get(f, f).capitalize() for f in feats)}.")
     ts = meta.target_scaler
     frames = []
     for entity, part in prices.groupby("entity", sort=False):

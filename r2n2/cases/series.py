@@ -108,6 +108,24 @@ class PriceCase(UseCase):
     """A long price table ``entity, date, open?, high?, low?, close, volume?``."""
 
     raw_kind = "prices"
+    predict_keys = ("data.columns", "data.na_values", "data.missing", "data.encoding", "data.entity", "data.query",
+                    "data.timezone", "data.layout")  # how predict reads --input (read_prices: source and until fixed)
+    predict_warmup: ClassVar[int] = 1          # leading rows of an entity without features (they feed later ones)
+    predict_warmup_why: ClassVar[str] = "the first row has no return yet"
+    predict_rows: ClassVar[tuple[str, str]] = ("N rows of an entity", "forecasts")  # what N counts, what comes out
+
+    def predict_count(self, meta, rows: int) -> int:
+        """Outputs (per entity; panel: dates) from ``rows`` input rows: one per full window of ``meta.lookback``
+        rows with features, which start after the ``predict_warmup`` rows without."""
+        return max(0, rows - (self.predict_warmup - 1) - meta.lookback)
+
+    def predict_rule(self, meta=None) -> str:
+        k = self.predict_warmup - 1
+        minus = f" - {k}" if k else ""
+        rule = f"{self.predict_rows[0]} give N{minus} - lookback {self.predict_rows[1]} ({self.predict_warmup_why})"
+        if meta is None:
+            return rule
+        return f"{rule}; lookback is {meta.lookback} in this model, so N - {k + meta.lookback}"
 
     def raw_schema(self, df: pd.DataFrame) -> pa.Schema:
         return price_schema(df)

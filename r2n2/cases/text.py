@@ -192,6 +192,8 @@ class TextCase(UseCase):
     raw_kind = "texts"
     metric = ("val_macro_f1", True)
     builtin: ClassVar[Callable[[], pd.DataFrame] | None] = None
+    probabilities = True  # predict writes class probabilities, temperature-scaled as the evaluate stage fitted
+    predict_keys = ("data.columns", "data.na_values", "data.encoding")  # how predict reads --input (columns: text)
     labels: ClassVar[tuple[str, ...]] = LABELS  # the classes, in class-id order (validation, replay, reports)
 
     def check_config(self, cfg: Any, prefix: str) -> None:
@@ -289,10 +291,14 @@ class TextCase(UseCase):
 
         return evaluate_classifier(cfg, data, models, paths, log)
 
-    def predict(self, model, meta: TextMeta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
+    def predict(self, model, meta: TextMeta, checkpoint_meta: dict, input_path: str, cfg, *,
+                calibration: dict | None = None, sets: float | None = None) -> pd.DataFrame:
         from .classify import predict_file_texts
 
-        return predict_file_texts(model, meta, checkpoint_meta, input_path, cfg)
+        return predict_file_texts(model, meta, checkpoint_meta, input_path, cfg, calibration=calibration, sets=sets)
+
+    def predict_rule(self, meta: WindowMeta | None = None) -> str:
+        return "one row per text of the input, in its order"
 
     def monitor_frame(self, cfg, data: TextData, model, ck: dict) -> tuple[pd.DataFrame, MonitorSignals]:
         from .classify import predict_texts

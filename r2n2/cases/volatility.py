@@ -69,7 +69,7 @@ from ..evaluate.stats import (_comparison, diebold_mariano, hac_mean, mde_block,
                               seed_difference, seed_summary, two_way_bootstrap, verdict)
 from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..models.config import ModelConfig
-from .base import Log, check_range, window_meta_of
+from .base import Log, check_range, window_meta_of, write_predict_calibration
 from .series import (SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window,
                      load_builtin_stocks, series_frame)
 
@@ -285,6 +285,9 @@ class VolatilityCase(SeriesCase):
     naive_name = "naive (last days' log variance proxy)"
     headline_metrics = ("mse_log", "qlike", "mse_log_raw", "qlike_raw")
     plots = (("forecast.csv", "linear", "date", ["actual", "forecast", "har"]),)
+    predict_warmup = HISTORY  # rows 0 .. 21 have no 22-day mean of the proxy (row 0's proxy needs the close before it)
+    predict_warmup_why = (f"the first {HISTORY} rows have no {HISTORY}-day mean of the Garman-Klass variance yet, "
+                          "and the first proxy needs the close before it")
 
     def check_config(self, cfg: VolatilityConfig, prefix: str) -> None:
         check_series_window(cfg.window, prefix)
@@ -365,6 +368,7 @@ class VolatilityCase(SeriesCase):
         if "crps" in m["model"]:
             m["power"]["crps"] = mde_block(comps, "crps")
         write_json_atomic(m, paths.reports / "metrics.json")
+        write_predict_calibration(paths, None)  # point forecasts: predict applies nothing
         if e.plots:
             _plots(main, data, models, paths)
         write_text_atomic(_report(m, data), paths.reports / "report.md")

@@ -16,7 +16,9 @@ import numpy as np
 
 __all__ = ["aps_scores", "aps_sets", "aps_threshold", "calibration_block", "check_probabilities",
            "conformal_summary", "expected_calibration_error", "fit_temperature", "nll", "plot_reliability",
-           "reliability_bins", "softmax"]
+           "reliability_bins", "softmax", "SET_LEVELS", "predict_calibration", "set_threshold"]
+
+SET_LEVELS = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # coverage levels of `predict --sets`: 0.50 .. 0.99
 
 _SUM_TOL = 1e-6  # float32 softmax rows sum to 1 within ~1e-7
 
@@ -185,6 +187,34 @@ def calibration_block(val_logits, y_val, test_logits, y_test, *, bins: int = 15,
              "accuracy": {k: float(np.mean(p.argmax(axis=1) == y_test)) for k, p in probs.items()},
              "temperature": t, "bins": bins, "fitted_on": "validation", "conformal": conformal}
     return block, {k: reliability_bins(p, y_test, bins=bins) for k, p in probs.items()}
+
+
+# ------------------------------------------------------------------------------------- what predict applies
+def predict_calibration(val_logits, y_val, temperature: float, *, levels=SET_LEVELS) -> dict:
+    """What ``r2n2 predict`` applies to a classifier: the temperature (fitted on validation by
+    :func:`calibration_block`) and, per coverage level, the split-conformal APS threshold on the validation rows'
+    temperature-scaled probabilities (:func:`aps_threshold`; None where the rows are too few for that level: every
+    label). The threshold at 0.90 is the one the report's 90 % sets use. The evaluate stage stores it beside the
+    model's sha256 (``r2n2.cases.base.write_predict_calibration``)."""
+    probs = softmax(val_logits, temperature)  # (n, K)
+    thresholds = {}
+    for level in levels:
+        q = aps_threshold(probs, y_val, alpha=round(1 - level, 10))
+        thresholds[f"{level:.2f}"] = q if math.isfinite(q) else None
+    return {"temperature": float(temperature), "fitted_on": "validation", "n_calibration": int(len(probs)),
+            "conformal": {"method": "APS, non-randomised, on the temperature-scaled probabilities",
+                          "thresholds": thresholds}}
+
+
+def set_threshold(block: dict, level: float) -> float:
+    """The APS threshold ``block`` (:func:`predict_calibration`'s) holds for coverage ``level``; +inf (every
+    label) where validation was too small; a ValueError naming the levels held for any other level."""
+    held = block["conformal"]["thresholds"]
+    key = f"{level:.2f}"
+    if key not in held or abs(float(key) - level) > 1e-9:
+        raise ValueError(f"sets are calibrated at the levels {min(held)} to {max(held)} in steps of 0.01, not {level}")
+    q = held[key]
+    return float("inf") if q is None else float(q)
 
 
 def plot_reliability(curves: dict[str, list[dict]], path, *, title: str):

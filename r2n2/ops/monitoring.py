@@ -35,8 +35,8 @@ from ..paths import CasePaths
 from .drift import fit_monitor
 from .workspace import trained
 
-__all__ = ["deployed_model", "monitor_case", "check_frame", "check_signals", "fit_frame_monitor", "check_window",
-           "periods", "signal_config"]
+__all__ = ["deployed_model", "monitor_case", "check_frame", "check_signals", "explain", "fit_frame_monitor",
+           "check_window", "next_step", "periods", "signal_config"]
 
 
 def deployed_model(paths: CasePaths):
@@ -120,8 +120,30 @@ def check_frame(frame: pd.DataFrame, mmeta, mcfg, *, inputs: list[str], time: st
         return {"alarm": False, "reasons": [], "family_rate": mcfg.family_rate, "per_signal_quantile": None,
                 "window": {"start": None, "end": None, "n": 0}, "cutoff": mmeta.cuts["test_start"], "signals": {},
                 "verdict": f"no verdict: the model's history is too short to calibrate the monitor ({exc})"}
-    post = periods(frame, mmeta, time)[2].tail(window)
-    return check_window(mon, post, mmeta, mcfg, inputs=inputs, time=time, bench=bench)
+    train, val, post = periods(frame, mmeta, time)
+    post = post.tail(window)
+    out = check_window(mon, post, mmeta, mcfg, inputs=inputs, time=time, bench=bench)
+    # what each threshold was calibrated on (the rows of the reference and how many null windows), for the verdict
+    refs = {f: ("validation period", val) if f in val_inputs else ("training period", train) for f in inputs}
+    refs["prediction"] = ("pre-cut-off history", pd.concat([train, val])) if prediction_history else \
+        ("validation period", val)
+    for name, s in out["signals"].items():
+        period, rows = refs.get(name, ("validation period", val))
+        det = mon.detectors.get(name)
+        n_ref = len(det.reference) if det is not None else len(mon.errors.loss) if mon.errors is not None else 0
+        nulls = (len(det.null(s["n"])) if det is not None else len(mon.errors.null(s["n"]))) \
+            if s.get("threshold") is not None else 0
+        s["reference"] = {"period": period, **_span(rows, mmeta, time), "n": int(n_ref), "windows": int(nulls),
+                          "window": int(s["n"])}
+    return out
+
+
+def _span(rows: pd.DataFrame, mmeta, time: str = "date") -> dict:
+    """{"start", "end", "n"} of some rows: ISO dates, or arrival indices (texts without a time column)."""
+    if not len(rows):
+        return {"start": None, "end": None, "n": 0}
+    show = (lambda v: str(v)[:10]) if mmeta.time == "date" else int
+    return {"start": show(rows[time].min()), "end": show(rows[time].max()), "n": int(len(rows))}
 
 
 def signal_config(mcfg, signals: MonitorSignals):
@@ -162,7 +184,8 @@ def coverage_check(frame: pd.DataFrame, mmeta, *, time: str = "date", var_level:
     levels = [float(c[1:]) for c in cols]
     _, val, post = periods(frame, mmeta, time)
     none = {"alarm": False, "statistic": None, "threshold": None, "n": int(len(post)), "reason": None,
-            "test": "bernoulli cusum of VaR exceedances"}
+            "test": "bernoulli cusum of VaR exceedances", "run": _span(post, mmeta, time),
+            "reference": {"period": "validation period", **_span(val, mmeta, time)}}
     if getattr(mmeta, "horizon", 1) != 1:  # an h-day target is known h - 1 days after the next forecast
         return {**none, "note": f"no chart: horizon {mmeta.horizon} (the online adaptation needs next-day targets)"}
     lower = [i for i, t in enumerate(levels) if abs(t - var_level) < 1e-9]
@@ -188,6 +211,7 @@ def coverage_check(frame: pd.DataFrame, mmeta, *, time: str = "date", var_level:
             f"coverage_{cover}_adaptive": float(np.mean((y >= q_aci[:, j_lo]) & (y <= q_aci[:, j_hi]))),
             f"coverage_{cover}_split_conformal": float(np.mean((y >= q_fixed[:, j_lo]) & (y <= q_fixed[:, j_hi]))),
             "aci_alpha_now": state[cover]["alpha_end"], "gamma": gamma,
+            "reference": {**none["reference"], "draws": chart["n_boot"], "steps": int(3 * arl0)},
             "reason": (f"coverage: {int(hits.sum())} of {len(y)} days below the adaptive {var_level:.0%} VaR "
                        f"(rate {hits.mean():.3f}); Bernoulli CUSUM {stat:.2f} > {chart['h']:.2f} (in-control ARL "
                        f"{arl0:.0f} days)") if alarm else None}
@@ -202,30 +226,121 @@ def cusum_check(frame: pd.DataFrame, mmeta, *, time: str = "date", seed: int = 0
     from .sequential import fit_cusum
 
     _, val, post = periods(frame, mmeta, time)
+    period = "validation period"
     if mmeta.cut_rule == "rolling":
         end = (_ts if mmeta.time == "date" else int)(mmeta.cuts["end"])
         val, post = pd.concat([val, post[post[time] <= end]]), post[post[time] > end]
+        period = "validation period and holdout"
+    reference = {"period": period, **_span(val, mmeta, time)}
     try:
         chart = fit_cusum((val["loss"] - val["bench_loss"]).to_numpy(), n_boot=200, seed=seed)
     except DataError as exc:
         return {"alarm": False, "statistic": None, "threshold": None, "n": int(len(post)), "reason": None,
-                "note": f"no chart: {exc}"}
+                "reference": reference, "run": _span(post, mmeta, time), "note": f"no chart: {exc}"}
     res = chart.run((post["loss"] - post["bench_loss"]).to_numpy())
     alarm = bool(res.n and res.last > chart.h)
     return {"alarm": alarm, "statistic": res.last, "threshold": chart.h, "n": res.n, "test": "cusum",
             "arl0": chart.arl0, "max": res.to_dict()["max"],
+            "reference": {**reference, "draws": chart.n_boot, "steps": chart.horizon, "block": chart.block},
+            "run": _span(post, mmeta, time),
             "reason": (f"cusum: the loss differential vs the benchmark {res.last:.2f} > {chart.h:.2f} (in-control "
                        f"ARL {chart.arl0:.0f} steps)") if alarm else None}
 
 
-def monitor_case(case: UseCase, cfg, root: str | Path = ".", *, log=None) -> dict:
+def _range(span: dict) -> str:
+    return f"{span['start']}..{span['end']}"
+
+
+def _what(name: str, s: dict, *, benchmark: str) -> str:
+    """One signal's reading in a few words: its statistic against its threshold, with the calibrated p-value."""
+    p = f" (p {s['p_value']:.2g})" if s.get("p_value") is not None else ""
+    stat, thr = s.get("statistic"), s.get("threshold")
+    if name == "cusum":
+        return f"cusum of the loss minus the {benchmark}'s since {s['run']['start']} {stat:.2f}, threshold {thr:.2f}"
+    if name == "coverage":
+        return f"coverage: {s.get('exceedances')} of {s['n']} below the 5% VaR, CUSUM {stat:.2f}, threshold {thr:.2f}"
+    if name == "error" and s.get("test") == "loss ratio to benchmark":
+        return f"the model's squared error {stat:.3f} x the {benchmark}'s, threshold {thr:.3f}{p}"
+    if name == "error":
+        return f"error rate {stat:.3f} on labelled texts, threshold {thr:.3f}{p}"
+    test = "chi-square" if s.get("test") == "chi2" else s.get("test", "").upper()
+    return f"{name} {test} {stat:.3f} vs its reference, threshold {thr:.3f}{p}"
+
+
+_PERIOD = {"training period": "training", "validation period": "validation", "pre-cut-off history": "history",
+           "validation period and holdout": "validation + holdout"}
+
+
+def _calibration(name: str, s: dict, *, unit: str, quantile: float) -> str:
+    """How one signal's threshold was calibrated: on which rows, from how many windows or simulated charts."""
+    ref = s.get("reference") or {}
+    rows = (f"{_PERIOD.get(ref.get('period'), ref.get('period'))} {_range(ref)}" if ref.get("start") is not None
+            else "its reference")
+    if name == "cusum":
+        return f"cusum: ARL {s.get('arl0', 1000):,.0f} {unit}, {ref.get('draws')} bootstrap charts of {rows}"
+    if name == "coverage":
+        return f"coverage: ARL {s.get('arl0', 1000):,.0f} {unit}, {ref.get('draws')} simulated streams"
+    return f"{name}: {quantile:.1%} point over {ref.get('windows')} windows of {ref.get('window')} {unit} of {rows}"
+
+
+def next_step(case_name: str, result: dict, *, retrain: bool, retrain_on_alarm: bool = True) -> str:
+    """What follows a monitor check: a retrain of this case now, why not, or nothing."""
+    if not result["alarm"]:
+        return ("calm: nothing to do" if result["window"]["n"] and result.get("per_signal_quantile") is not None
+                else "nothing to do until enough rows arrive after the cut-off")
+    later = f"`r2n2 retrain {case_name}` retrains it"
+    if not retrain_on_alarm:
+        return f"no retrain: monitor.retrain_on_alarm is false; {later}"
+    if not retrain:
+        return f"no retrain: --no-retrain; {later}"
+    return f"retraining {case_name} now (--no-retrain: report only)"
+
+
+def explain(result: dict, *, case_name: str, path: str, next_step: str, benchmark: str = "benchmark",
+            unit: str = "days") -> list[str]:
+    """The verdict line and three short lines: the rows judged and the signal(s) against their thresholds; how
+    those thresholds were calibrated (on which rows, from how many windows or simulated charts) and the
+    false-alarm rate per check; where the full result is; what happens next. Printed by `r2n2 monitor`, logged,
+    and published as the ``<case>-monitor-verdict`` artifact."""
+    w, sig = result["window"], result["signals"]
+    if result.get("per_signal_quantile") is None or not w["n"]:
+        return [f"{case_name}: {result['verdict']}", f"  full result: {path}", f"  next: {next_step}"]
+    scored = {k: v for k, v in sig.items() if v.get("threshold") is not None}
+    windowed = sum(k not in ("cusum", "coverage") for k in sig)
+    rows = f"{_range(w)} ({w['n']} {unit})"
+    if result["alarm"]:  # the first signal that alarmed in words, any others by name, value and threshold
+        shown = [k for k, v in scored.items() if v["alarm"]]
+        rest = ", ".join(f"{k} {sig[k]['statistic']:.3g} > {sig[k]['threshold']:.3g}" for k in shown[1:])
+        head = (f"{case_name}: ALARM on {rows}: {_what(shown[0], sig[shown[0]], benchmark=benchmark)}"
+                + (f"; also {rest}" if rest else ""))
+    else:
+        pvals = {k: v["p_value"] for k, v in scored.items() if v.get("p_value") is not None}
+        shown = [min(pvals, key=pvals.get)] if pvals else []
+        head = (f"{case_name}: calm on {rows}: {len(sig)} checks under threshold"
+                + (f"; closest: {_what(shown[0], sig[shown[0]], benchmark=benchmark)}" if shown else ""))
+    q = result["per_signal_quantile"]
+    calib = _calibration(shown[0], sig[shown[0]], unit=unit, quantile=q) if shown else ""
+    rate = f"<= {result['family_rate']:.0%} false alarms per check ({windowed} signals together)"
+    return [head, f"  calibrated: {calib}; {rate}" if calib else f"  calibrated: {rate}",
+            f"  full result: {path}", f"  next: {next_step}"]
+
+
+def monitor_case(case: UseCase, cfg, root: str | Path = ".", *, log=None, retrain: bool = False) -> dict:
     """Check the deployed model of a case on its post-cut-off data (the newest windows: the operations
     workspace's once a retrain wrote them, else the research ones); writes
-    data/ops/<case>/reports/<case>/monitor.json, nothing in the research workspace."""
+    data/ops/<case>/reports/<case>/monitor.json, nothing in the research workspace. ``retrain``: the caller
+    retrains the case if it alarms (and ``monitor.retrain_on_alarm`` allows), which the verdict says.
+    The result's ``lines`` are the verdict and what it rests on (``explain``); ``verdict`` is their first."""
     paths = CasePaths(case.name, Path(root)).operations()
     model, ck, mmeta, which = deployed_model(paths)
     data = case.load(cfg, trained(case.name, root).windows)
     frame, signals = case.monitor_frame(cfg, data, model, ck)
     out = {"case": case.name, "scored": which, **check_signals(frame, mmeta, cfg.monitor, signals)}
-    write_json_atomic(out, paths.reports / "monitor.json")
+    target = paths.reports / "monitor.json"
+    out["next"] = next_step(case.name, out, retrain=retrain, retrain_on_alarm=cfg.monitor.retrain_on_alarm)
+    out["lines"] = explain(out, case_name=case.name, path=paths.rel(target), next_step=out["next"],
+                           benchmark=getattr(case, "naive_name", "benchmark"),
+                           unit="days" if signals.time == "date" else "texts")
+    out["verdict"] = out["lines"][0]
+    write_json_atomic(out, target)
     return out

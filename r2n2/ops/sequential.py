@@ -259,14 +259,14 @@ def bernoulli_cusum(p0: float, p1: float, *, arl0: float = 1000.0, n_boot: int =
     Value-at-Risk exceedances at a 5 % level doubling: the log-likelihood ratio increments log(p1 / p0) on an
     event and log((1 - p1) / (1 - p0)) otherwise, S_t = max(0, S_{t-1} + increment), alarm when S_t > h. ``h``
     is calibrated like ``fit_cusum``'s, on ``n_boot`` simulated in-control streams of 3 x arl0 iid Bernoulli(p0)
-    events (exact here: the in-control law is known). Returns {"p0", "p1", "h", "arl", "up", "down", "arl0"}."""
+    events (exact here: the in-control law is known). Returns {"p0", "p1", "h", "arl", "up", "down", "arl0", "n_boot"}."""
     if not (0 < p0 < p1 < 1):
         raise ConfigError(f"a Bernoulli CUSUM needs 0 < p0 < p1 < 1, got p0={p0!r}, p1={p1!r}.")
     up, down = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
     rng = np.random.default_rng(seed)
     z = np.where(rng.random((n_boot, int(3 * arl0))) < p0, up, down)
     h, arl = _threshold(z, 0.0, arl0)
-    return {"p0": p0, "p1": p1, "h": h, "arl": arl, "up": up, "down": down, "arl0": float(arl0)}
+    return {"p0": p0, "p1": p1, "h": h, "arl": arl, "up": up, "down": down, "arl0": float(arl0), "n_boot": n_boot}
 
 
 def bernoulli_path(events, chart: dict) -> np.ndarray:

@@ -286,7 +286,8 @@ def _headline(case: str, params) -> str:
                 from r2n2.errors import DataError
 
                 raise DataError(f"{path} is not a metrics file written by `r2n2 evaluate {name}`; rerun it.") from None
-            out += [headline(name, metrics, get_case(name).headline_metrics),
+            case = get_case(name)
+            out += [headline(name, metrics, case.headline_metrics, main=case.main_baseline),
                     f"full report: {CasePaths(name).reports / 'report.md'}", ""]
         else:
             out += [f"{name}: no report yet ({path} does not exist; run `r2n2 pipeline {name}`)", ""]

@@ -97,15 +97,32 @@ def test_data_stages_start_without_torch(tmp_path):
 
 
 def test_headline_is_one_readable_table_per_case():
+    """Whole column names, the model's verdict against each row (its first test, with p), the main baseline
+    starred, the test period with its length; texts without dates say so."""
     from r2n2.evaluate.report import headline
 
-    m = {"test_period": {"start": "2016-01-04", "end": "2018-12-28"},
+    m = {"test_period": {"start": "2016-01-04", "end": "2018-12-28", "n": 724},
          "model": {"rmse": 0.0107, "rel_rmse_random_walk": 0.998, "oos_r2": 0.003, "directional_accuracy": 0.535,
                    "n": 724},
          "baselines": {"random_walk": {"rmse": 0.0108, "rel_rmse_random_walk": 1.0},
-                       "no_relational": {"rmse": 0.0109, "rel_rmse_random_walk": 1.009, "oos_r2": -0.018}}}
-    text = headline("stocks", m, ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy"))
+                       "no_relational": {"rmse": 0.0109, "rel_rmse_random_walk": 1.009, "oos_r2": -0.018}},
+         "comparisons": [{"a": "model", "b": "random_walk", "test": "diebold_mariano", "p_value": 0.78,
+                          "verdict": "tie"},
+                         {"a": "model", "b": "random_walk", "test": "clark_west", "p_value": 0.01, "verdict": "better"},
+                         {"a": "model", "b": "no_relational", "test": "diebold_mariano", "p_value": 0.046,
+                          "verdict": "better"}]}
+    text = headline("stocks", m, ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy"),
+                    main="random_walk")
     lines = text.splitlines()
-    assert lines[0] == "stocks: test period 2016-01-04 .. 2018-12-28"
-    assert [ln.split()[0] for ln in lines[2:]] == ["model", "random_walk", "no_relational"]
-    assert max(map(len, lines)) <= 100 and "0.998" in lines[2] and lines[3].split()[-1] == "-"
+    assert lines[0] == "stocks: test period 2016-01-04 .. 2018-12-28 (724 days)"
+    assert lines[1].split() == ["rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy", "model", "vs",
+                                "this", "row"]
+    assert [ln.split()[0] for ln in lines[2:5]] == ["model", "random_walk", "no_relational"]
+    assert lines[3].startswith("random_walk *") and lines[3].endswith("tie (p 0.78, diebold_mariano)")
+    assert lines[4].endswith("better (p 0.046, diebold_mariano)") and lines[4].split()[4] == "-"
+    assert lines[-1] == "* random_walk: the case's main baseline"
+    assert max(map(len, lines)) <= 130 and "0.998" in lines[2]
+    texts = headline("sentiment", {"test_period": {"start": 32434, "end": 38157, "n": 4619},
+                                   "model": {"macro_f1": 0.74}}, ("macro_f1",))
+    assert texts.splitlines()[0] == ("sentiment: test: texts 32,434 .. 38,157 in arrival order (4,619 texts; the "
+                                     "data has no dates)")

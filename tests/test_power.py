@@ -282,9 +282,10 @@ def test_comparison_table_shows_sidedness_one_sided_bounds_and_mde():
     cw = {"a": "model", "b": "random_walk", "metric": "mse_adjusted", "diff": -0.5, "ci_low": None, "ci_high": 0.25,
           "p_value": 0.1, "test": "clark_west", "sided": "one-sided", "mde": 0.75, "verdict": "tie"}
     text = comparison_table([cw])
-    row = "| model vs random_walk | mse_adjusted · Clark–West, one-sided | -0.5 (−∞, 0.25] | 0.1 | 0.75 | tie |"
+    row = "| model vs random_walk | **tie** | mse_adjusted · Clark–West, one-sided | -0.5 (−∞, 0.25] | 0.1 | 0.75 |"
     assert row in text
-    assert text.splitlines()[0] == "| a vs b | metric · test | diff [95 % CI] | p | MDE (80 %) | verdict |"
+    assert text.splitlines()[0] == "| a vs b | verdict | metric · test | diff [95 % CI] | p | MDE (80 %) |"
     two = dict(cw, test="diebold_mariano", sided="two-sided", ci_low=-1.25)
-    assert "| model vs random_walk | mse_adjusted · DM | -0.5 [-1.25, 0.25] | 0.1 | 0.75 | tie |" in comparison_table([two])
+    assert "| model vs random_walk | **tie** | mse_adjusted · DM | -0.5 [-1.25, 0.25] | 0.1 | 0.75 |" in \
+        comparison_table([two])
     assert "could not have been seen" in text and "DM: Diebold–Mariano" in text

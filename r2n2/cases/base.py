@@ -117,6 +117,7 @@ class UseCase:
     metric: ClassVar[tuple[str, bool]]         # (validation metric of training, higher is better)
     plots: ClassVar[tuple[tuple, ...]] = ()    # `dvc plots`: (file under reports/<case>/plots, template, x, y)
     headline_metrics: ClassVar[tuple[str, ...]] = ()  # the test metrics the end of `make run` shows
+    main_baseline: ClassVar[str | None] = None  # the baseline a reader judges the model by first (starred there)
     probabilities: ClassVar[bool] = False      # predict writes class probabilities (calibrated at evaluate; --sets)
     predict_keys: ClassVar[tuple[str, ...]] = ()  # keys of the case's block predict reads (how --input is read);
     #                                            predict refuses every other --set key: it would be ignored

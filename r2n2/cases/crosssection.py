@@ -389,9 +389,9 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
 
 
 def _comparison_rows(comps: list[dict]) -> list[str]:
-    lines = ["| vs | metric | test | diff | 95 % CI | p | sided | MDE (80 %) | verdict |", "|---" * 9 + "|"]
-    lines += [f"| {c['b']} | {c['metric']} | {c['test']} | {fmt(c['diff'])} | {interval_text(c)} | "
-              f"{fmt(c['p_value'])} | {c['sided']} | {fmt(c['mde'])} | {c['verdict']} |" for c in comps]
+    lines = ["| vs | verdict | metric | test | diff | 95 % CI | p | sided | MDE (80 %) |", "|---" * 9 + "|"]
+    lines += [f"| {c['b']} | **{c['verdict']}** | {c['metric']} | {c['test']} | {fmt(c['diff'])} | {interval_text(c)} | "
+              f"{fmt(c['p_value'])} | {c['sided']} | {fmt(c['mde'])} |" for c in comps]
     return lines
 
 
@@ -519,6 +519,7 @@ class CrossSectionCase(PriceCase):
 
     kind = "crosssection"
     headline_metrics = ("rank_ic", "rank_ic_tstat", "long_short_sharpe", "turnover")
+    main_baseline = "reversal_1d"
     metric = ("val_mse", False)
     predict_warmup = 20  # ret_20d and vol_20d (panel_table) need 20 returns, 21 closes: rows 0 .. 19 have none
     predict_warmup_why = "the first 20 rows have no 20-day return and volatility yet"

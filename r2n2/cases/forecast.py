@@ -251,12 +251,13 @@ TEST_NAMES = {"diebold_mariano": "DM", "clark_west": "Clark–West", "stationary
 
 def comparison_table(comps: list[dict]) -> str:
     """The paired comparisons as a Markdown table narrow enough for a report page (about 1,000 px): a vs b, the
-    metric and its test (one-sided ones marked), the difference with its 95 % interval, the p-value, the MDE and
-    the verdict; then the note on how to read the MDE."""
-    lines = ["| a vs b | metric · test | diff [95 % CI] | p | MDE (80 %) | verdict |", "|---" * 6 + "|"]
-    lines += [f"| {c['a']} vs {c['b']} | {c['metric']} · {TEST_NAMES.get(c['test'], c['test'])}"
-              f"{', one-sided' if c.get('sided') == 'one-sided' else ''} | {fmt(c['diff'], 3)} {interval_text(c, 3)} | "
-              f"{fmt(c['p_value'], 3)} | {fmt(c.get('mde'), 3)} | {c.get('verdict', '')} |" for c in comps]
+    verdict (second, so a narrow window still shows it), the metric and its test (one-sided ones marked), the
+    difference with its 95 % interval, the p-value and the MDE; then the note on how to read the MDE."""
+    lines = ["| a vs b | verdict | metric · test | diff [95 % CI] | p | MDE (80 %) |", "|---" * 6 + "|"]
+    lines += [f"| {c['a']} vs {c['b']} | **{c.get('verdict', '')}** | {c['metric']} · "
+              f"{TEST_NAMES.get(c['test'], c['test'])}{', one-sided' if c.get('sided') == 'one-sided' else ''} | "
+              f"{fmt(c['diff'], 3)} {interval_text(c, 3)} | {fmt(c['p_value'], 3)} | {fmt(c.get('mde'), 3)} |"
+              for c in comps]
     return "\n".join(lines + ["", "DM: Diebold–Mariano (HAC); Ledoit–Wolf: their HAC test of two Sharpe ratios; 2-way "
                                "bootstrap: seeds and test items resampled together. " + MDE_NOTE])
 

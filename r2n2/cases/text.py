@@ -189,6 +189,7 @@ class TextCase(UseCase):
 
     kind = "text"
     headline_metrics = ("macro_f1", "accuracy", "macro_recall")
+    main_baseline = "tfidf_logreg"
     raw_kind = "texts"
     metric = ("val_macro_f1", True)
     builtin: ClassVar[Callable[[], pd.DataFrame] | None] = None

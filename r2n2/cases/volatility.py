@@ -284,6 +284,7 @@ class VolatilityCase(SeriesCase):
     metric = ("val_mse", False)
     naive_name = "naive (last days' log variance proxy)"
     headline_metrics = ("mse_log", "qlike", "mse_log_raw", "qlike_raw")
+    main_baseline = "har"
     plots = (("forecast.csv", "linear", "date", ["actual", "forecast", "har"]),)
     predict_warmup = HISTORY  # rows 0 .. 21 have no 22-day mean of the proxy (row 0's proxy needs the close before it)
     predict_warmup_why = (f"the first {HISTORY} rows have no {HISTORY}-day mean of the Garman-Klass variance yet, "
@@ -622,8 +623,8 @@ NAMES = {"model": "model (RNN + relational)", "no_relational": "same model, no r
 def _ci(c: dict | None) -> str:
     if not c:
         return "n/a"
-    return (f"{fmt(c['diff'], 3)} [{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}], p {fmt(c['p_value'], 2)}, "
-            f"MDE {fmt(c.get('mde'), 2)}, **{c['verdict']}**")
+    return (f"**{c['verdict']}** {fmt(c['diff'], 3)} [{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}], "
+            f"p {fmt(c['p_value'], 2)}, MDE {fmt(c.get('mde'), 2)}")
 
 
 def _table(scores: dict, mcs: dict, by: dict, a: str) -> list[str]:
@@ -634,7 +635,8 @@ def _table(scores: dict, mcs: dict, by: dict, a: str) -> list[str]:
         inc = " / ".join("yes" if k in mcs[x]["included"] else "no" for x in ("mse_log", "qlike"))
         lines.append(f"| {NAMES.get(k, k)} | {fmt(s['mse_log'])} | {fmt(s['qlike'])} | {inc} | "
                      f"{fmt(s['mse_log_raw'])} | {fmt(s['qlike_raw'])} |")
-    lines += ["", f"| {a} − forecaster | MSE-log: DM 95 % CI, p, MDE | QLIKE: DM 95 % CI, p, MDE |", "|---" * 3 + "|"]
+    lines += ["", f"| {a} − forecaster | MSE-log: verdict, DM 95 % CI, p, MDE | QLIKE: verdict, DM 95 % CI, p, MDE |",
+              "|---" * 3 + "|"]
     for k in scores:
         if k != a:
             cm, cq = (by.get((k, x)) for x in ("mse_log", "qlike"))

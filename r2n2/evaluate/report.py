@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 
-__all__ = ["fmt", "md_table", "history", "seed_section", "headline", "interval_text", "verdict_text", "MDE_NOTE"]
+__all__ = ["fmt", "md_table", "history", "seed_section", "headline", "period_text", "interval_text", "verdict_text", "MDE_NOTE"]
 
 MDE_NOTE = ("MDE: the smallest |diff| each test detects with 80 % power at α = 0.05 on these rows (in the units of "
             "diff; from the test's own standard error, or the bootstrap's). A **tie** reads: no difference was "
@@ -53,21 +53,54 @@ def md_table(rows: dict[str, dict], cols: list[str], *, first: str = "") -> str:
     return "\n".join(lines)
 
 
-def headline(name: str, metrics: dict, keys: tuple[str, ...], *, width: int = 100) -> str:
-    """A plain-text table (at most ``width`` characters wide) of the model beside every baseline on the case's
-    headline metrics, from its ``metrics.json``: what the end of ``make run`` shows."""
+def period_text(period: dict | None) -> str:
+    """A test period as a reader wants it: dates and the number of days, or, for texts without a time column,
+    their positions in arrival order (the built-in tweets carry no dates)."""
+    if not period:
+        return "test period unknown"
+    start, end, n = period.get("start", "?"), period.get("end", "?"), period.get("n")
+    if isinstance(start, int) and isinstance(end, int):
+        return (f"test: texts {start:,} .. {end:,} in arrival order ({n:,} texts; the data has no dates)"
+                if n else f"test: texts {start:,} .. {end:,} in arrival order (the data has no dates)")
+    return f"test period {start} .. {end}" + (f" ({n:,} days)" if n else "")
+
+
+def _model_vs(metrics: dict, baseline: str) -> dict | None:
+    """The first comparison of the model against ``baseline`` (the report lists the headline test first)."""
+    return next((c for c in metrics.get("comparisons", []) if c.get("a") == "model" and c.get("b") == baseline), None)
+
+
+def headline(name: str, metrics: dict, keys: tuple[str, ...], *, main: str | None = None) -> str:
+    """A plain-text table of the model beside every baseline on the case's headline metrics, from its
+    ``metrics.json`` (what the end of ``make run`` shows): whole column names, and a last column with the verdict
+    of the model against that row (its first test in the report, with its p-value); ``*`` marks the case's main
+    baseline."""
     keys = [k for k in keys if k in metrics.get("model", {})] or \
         [k for k, v in metrics.get("model", {}).items() if isinstance(v, (int, float))][:4]
     rows = {"model": metrics["model"], **{b: v for b, v in metrics.get("baselines", {}).items() if isinstance(v, dict)}}
-    label = max(len(r) for r in rows) + 2
-    col = max(10, min(max(len(k) for k in keys) + 2, (width - label) // max(1, len(keys))))
-    lines = [f"{name}: test period {metrics.get('test_period', {}).get('start', '?')} .. "
-             f"{metrics.get('test_period', {}).get('end', '?')}",
-             "".ljust(label) + "".join(k[:col - 1].rjust(col) for k in keys)]
+    verdicts = {}
+    for r in rows:
+        c = _model_vs(metrics, r) if r != "model" else None
+        if c:
+            p = c.get("p_adjusted", c.get("p_value"))
+            verdicts[r] = f"{c.get('verdict', 'tie')}" + (f" (p {fmt(p, 2)}, {c.get('test', '')})" if p is not None else "")
+    label = max(len(r) + (2 if r == main else 0) for r in rows) + 2
+    widths = [max(len(k), 10) + 2 for k in keys]
+    head = "".ljust(label) + "".join(k.rjust(w) for k, w in zip(keys, widths))
+    lines = [f"{name}: {period_text(metrics.get('test_period'))}"]
+    if verdicts:
+        head += "   model vs this row"
+    lines.append(head)
     for r, v in rows.items():
-        lines.append(r[:label - 1].ljust(label) + "".join(fmt(v.get(k)).rjust(col) if v.get(k) is not None else
-                                                          "-".rjust(col) for k in keys))
-    return "\n".join(line[:width] for line in lines)
+        shown = f"{r} *" if r == main else r
+        line = shown.ljust(label) + "".join((fmt(v.get(k)) if v.get(k) is not None else "-").rjust(w)
+                                            for k, w in zip(keys, widths))
+        if verdicts:
+            line += "   " + verdicts.get(r, "")
+        lines.append(line.rstrip())
+    if main in rows:
+        lines.append(f"* {main}: the case's main baseline")
+    return "\n".join(lines)
 
 
 def history(checkpoint_meta: dict) -> list[dict]:

@@ -66,9 +66,9 @@ def replay_report_dir(case: str) -> Path:
 
 
 def _url(path: Path) -> str:
-    from .ui import published_plot_url
+    from .ui import embedded_plot
 
-    return published_plot_url(path)
+    return embedded_plot(path)
 
 
 def run_replay(case: str, params_path: str, overrides: list[str] | None, *, start: str, end: str,

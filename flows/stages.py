@@ -27,7 +27,7 @@ from r2n2.stages import STAGE_NAMES
 from .dvcrun import check_project, reproduce_stage
 from .failures import expected_failures
 from .naming import case_run_name, fmt4
-from .ui import published_plot_url
+from .ui import embedded_plot
 
 
 def _params(params_path: str, overrides: list[str] | None) -> Params:
@@ -35,12 +35,22 @@ def _params(params_path: str, overrides: list[str] | None) -> Params:
 
 
 # -- artifacts ---------------------------------------------------------------------------------------
+# The columns validation derives to check what no single raw column says (r2n2/data/validate.py), as a reader
+# knows them: the raw column and what was computed from it.
+DERIVED_COLUMNS = {"_days_since_prev": "date: days since the entity's previous row", "_prev_date": "date",
+                   "_entity_rows": "rows of each entity", "_zero_return_share": "close: share of unchanged days",
+                   "_log_return": "close: daily log return", "_text_length": "text: length in characters",
+                   "_label_share": "label: share of the rows"}
+
+
 def publish_validation(case: str, paths: CasePaths) -> None:
     f = paths.reports / "validation.json"
     if not f.is_file():
         return
     summary = json.loads(f.read_text())
-    rows = [{"check": r.get("says") or r["expectation"], "column": r.get("column") or "", "success": r["success"],
+    rows = [{"check": r.get("says") or r["expectation"],
+             "column": DERIVED_COLUMNS.get(r.get("column") or "", r.get("column") or "(the table)"),
+             "success": r["success"],
              "unexpected": r.get("unexpected_count"),
              "examples": "; ".join(str(x)[:80] for x in (r.get("examples") or [])[:3])}
             for r in summary["results"]]
@@ -55,9 +65,22 @@ def _test_set(period: dict | None, fallback: str) -> str:
     return f"{period.get('entity', 'test')} test {period.get('start', '')}..{period.get('end', '')}".strip(". ")
 
 
+def _vs_model(metrics: dict, name: str) -> dict:
+    """The model against baseline ``name`` by the report's first test of that pair: verdict, p (adjusted where the
+    report adjusts), difference and its 95 % interval, and the test; empty for the model's own rows."""
+    c = next((c for c in metrics.get("comparisons", []) if c.get("a") == "model" and c.get("b") == name), None)
+    if c is None:
+        return {}
+    lo, hi = c.get("ci_low"), c.get("ci_high")
+    interval = f"[{fmt4(lo) if lo is not None else '-inf'}, {fmt4(hi) if hi is not None else 'inf'}]"
+    return {"model vs this": c.get("verdict"), "p": c.get("p_adjusted", c.get("p_value")), "diff": c.get("diff"),
+            "95 % interval": interval, "test": f"{c.get('test')} on {c.get('metric')}"}
+
+
 def metrics_rows(metrics: dict, headline: tuple[str, ...] = ()) -> list[dict]:
     """One row per model, labelled with the test set it was scored on (entity and dates), the case's headline
-    columns first (the page shows them without scrolling), then the other numbers; 4 significant digits."""
+    columns first, then the model's verdict against that row with its p, difference, interval and test (the page
+    shows all of them without scrolling at 1600 px), then the other numbers; 4 significant digits."""
     main_set = _test_set(metrics.get("test_period"), "test")
     target_set = _test_set(metrics.get("target_period"), "transfer target test")
     rows = []
@@ -67,10 +90,12 @@ def metrics_rows(metrics: dict, headline: tuple[str, ...] = ()) -> list[dict]:
                          **{k: v for k, v in metrics[group].items() if isinstance(v, (int, float, type(None)))}})
     for group, label in (("baselines", main_set), ("target_baselines", target_set)):
         for name, m in metrics.get(group, {}).items():
-            rows.append({"model": name, "test set": label,
-                         **{k: v for k, v in m.items() if isinstance(v, (int, float, type(None)))}})
+            vs = _vs_model(metrics, name) if group == "baselines" else {}
+            rows.append({"model": name, "test set": label, **vs,
+                         **{k: v for k, v in m.items() if isinstance(v, (int, float, type(None))) and k not in vs}})
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    order = ["model", "test set", *[k for k in headline if k in keys]]
+    compared = ["model vs this", "p", "diff", "95 % interval", "test"]
+    order = ["model", "test set", *[k for k in headline if k in keys], *[k for k in compared if k in keys]]
     order += [k for k in keys if k not in order]
     return fmt4([{k: r.get(k) for k in order} for r in rows])
 
@@ -83,7 +108,7 @@ def publish_report(case: str, paths: CasePaths) -> None:
                           description=f"{case}: model vs baselines (each row says its test set)")
     report = (paths.reports / "report.md").read_text()
     plots = sorted((paths.reports / "plots").glob("*.png"))
-    images = "\n\n".join(f"![{p.stem}]({published_plot_url(p)})" for p in plots)  # this run's pictures, kept
+    images = "\n\n".join(f"![{p.stem}]({embedded_plot(p)})" for p in plots)  # this run's own pictures, inside
     create_markdown_artifact(report + "\n\n## Plots\n\n" + images, key=f"{case}-report",
                              description=f"{case}: evaluation report")
 

@@ -127,10 +127,10 @@ def test_pipeline_flow_end_to_end_with_artifacts(prefect_server, tmp_path, monke
     table = json.loads(artifacts["stocks-metrics"].data)
     assert {row["model"] for row in table} >= {"model", "random_walk", "historical_mean", "no_relational"}
     assert all(len(repr(v)) <= 12 for row in table for v in row.values() if isinstance(v, float))  # 4 digits
-    import hashlib
+    import base64
 
-    forecast = hashlib.sha256((tmp_path / "data/reports/stocks/plots/forecast.png").read_bytes()).hexdigest()
-    assert f"](http://127.0.0.1:4201/_plots/{forecast}.png)" in artifacts["stocks-report"].data  # its own bytes
+    forecast = base64.b64encode((tmp_path / "data/reports/stocks/plots/forecast.png").read_bytes()).decode()
+    assert f"](data:image/png;base64,{forecast})" in artifacts["stocks-report"].data  # its own bytes, inside
 
 
 def _run(cmd, cwd, **kw):

@@ -362,6 +362,7 @@ def test_two_workspaces_two_runs_each_report_version_shows_its_own_plot_in_chrom
     assert len(versions) == 3
     for (run, (_, rgb)), artifact in zip(colours.items(), versions):
         assert f"workspace {run}\n" in artifact.data
+        assert "](data:image/png;base64," in artifact.data and "127.0.0.1" not in artifact.data  # no file server
         pixels = _chromium_shot(f"http://127.0.0.1:{ui['port']}/artifacts/artifact/{artifact.id}",
                                 tmp_path / f"{run}.png")
         others = [c for r, (_, c) in colours.items() if r != run]
@@ -408,3 +409,43 @@ def test_metrics_table_puts_the_headline_first_and_names_every_test_set():
     assert [(r["model"], r["test set"]) for r in rows] == [("model", "sp500 test 2016-02-16..2018-12-28"),
                                                           ("finetuned", "nasdaq test 2016-02-16..2018-12-28"),
                                                           ("random_walk", "sp500 test 2016-02-16..2018-12-28")]
+
+
+def test_metrics_table_carries_the_verdicts_next_to_the_headline():
+    """Each baseline row says how the model did against it (verdict, adjusted p where the report has one,
+    difference, interval, test) right after the headline columns: visible at 1600 px without scrolling."""
+    from flows.stages import metrics_rows
+
+    m = {"test_period": {"entity": "sp500", "start": "2016-02-16", "end": "2018-12-28"},
+         "model": {"rmse": 0.00785, "mae": 0.006, "up_rate": 0.54},
+         "baselines": {"random_walk": {"rmse": 0.00786, "mae": 0.0061}},
+         "comparisons": [{"a": "model", "b": "random_walk", "metric": "mse_loss_differential", "diff": -1.4e-07,
+                          "ci_low": -1.1e-06, "ci_high": 8.3e-07, "p_value": 0.7773, "test": "diebold_mariano",
+                          "verdict": "tie"}]}
+    rows = metrics_rows(m, ("rmse",))
+    assert list(rows[1])[:8] == ["model", "test set", "rmse", "model vs this", "p", "diff", "95 % interval", "test"]
+    assert rows[1]["model vs this"] == "tie" and rows[1]["p"] == 0.7773
+    assert rows[1]["95 % interval"] == "[-1.1e-06, 8.3e-07]" and rows[1]["test"] == "diebold_mariano on mse_loss_differential"
+    assert rows[0]["model vs this"] is None  # the model's own row
+
+
+def test_validation_table_names_derived_columns_as_a_reader_knows_them(tmp_path, monkeypatch):
+    """No internal column (`_days_since_prev`, `_entity_rows`) reaches the `<case>-validation` artifact."""
+    import json
+
+    import flows.stages as stages
+    from r2n2.paths import CasePaths
+
+    paths = CasePaths("stocks", tmp_path)
+    paths.reports.mkdir(parents=True)
+    results = [{"expectation": "expect_column_values_to_be_between", "column": c, "says": "a check",
+                "success": True} for c in (*stages.DERIVED_COLUMNS, "close", None)]
+    (paths.reports / "validation.json").write_text(json.dumps({"results": results, "expectations": len(results),
+                                                               "failed": 0, "rows": 10}))
+    published = {}
+    monkeypatch.setattr(stages, "create_table_artifact", lambda rows, **kw: published.update(rows=rows, **kw))
+    stages.publish_validation("stocks", paths)
+    columns = [r["column"] for r in published["rows"]]
+    assert not any(c.startswith("_") for c in columns), columns
+    assert columns[:2] == ["date: days since the entity's previous row", "date"]
+    assert columns[-2:] == ["close", "(the table)"]

@@ -102,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
         _case_arg(p, cases)
         p.add_argument("--prefect", action="store_true", help="run as a Prefect flow even without PREFECT_API_URL")
         _common(p)
-    p = sub.add_parser("pipeline", help="every stage as one Prefect flow")
+    p = sub.add_parser("pipeline", help="every stage as one Prefect flow run: a task per stage and case, each "
+                                         "reproduced by DVC (what `make run` runs); runs kept in .prefect/")
     _case_arg(p, cases, every=True)
     _common(p)
     from r2n2.registry import REGISTRY  # the row-count rule of each case, for predict's --help
@@ -146,9 +147,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-retrain", action="store_true",
                    help="report only: an alarm does not start `r2n2 retrain <case>` (the verdict says so)")
     _common(p)
-    p = sub.add_parser("retrain", help="ingest newest data, reproduce only these cases' stages, promote on fresh data")
+    p = sub.add_parser("retrain", help="a challenger trained on the newest data (rolling cuts, in data/ops/<case>/), "
+                                       "promoted unless worse on days neither model saw; --cuts fixed: dvc repro")
     p.add_argument("cases", nargs="*", metavar="case", help=f"cases to retrain ({', '.join(cases)}; default: serve.cases)")
-    p.add_argument("--no-push", action="store_true")
+    p.add_argument("--no-push", action="store_true",
+                   help="skip the final `dvc push` of the DVC cache (the champion's new version with it) to the project's DVC "
+                        "remote; the version stays in the local cache")
     p.add_argument("--cuts", choices=("rolling", "fixed"), default="rolling",
                    help="rolling (default): cut dates follow the data (newest window.holdout_days decide the "
                         "promotion, the window.val_days before them early-stop); fixed: `dvc repro` with "
@@ -188,8 +192,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pool", default=POOL, help=f"the work pool's name (default: {POOL})")
     _common(p)
     p = sub.add_parser("ui", help="start the Prefect server and UI on 127.0.0.1:4200")
-    p.add_argument("--port", type=int, default=4200)
-    p.add_argument("--files-port", type=int, default=4201, help="port of the plot file server the UI links to")
+    p.add_argument("--port", type=int, default=4200, help="port of the Prefect server and UI (default: 4200)")
+    p.add_argument("--files-port", type=int, default=4201,
+                   help="port of the report file server: data/reports/ over http, e.g. validation.html (default: 4201; "
+                        "the artifacts' pictures are embedded and need no server)")
     p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
     _case_arg(p, cases)
     _common(p)
@@ -199,7 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=5, help="seeds: train.seed, +1, ... (default 5)")
     _common(p)
     p = sub.add_parser("champion", help="the champion's versions: history, or roll back to one")
-    p.add_argument("action", choices=("history", "rollback"))
+    p.add_argument("action", choices=("history", "rollback"),
+                   help="history: every version, when it served and on which data; rollback: serve an earlier one")
     _case_arg(p, cases)
     p.add_argument("--to", help="rollback: the version (or a unique prefix) from `r2n2 champion history`")
     _common(p)
@@ -220,7 +227,8 @@ def _parser() -> argparse.ArgumentParser:
     _common(p)
     p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it differs); "
                                         "--tune CASE...: add the opt-in Optuna stages to data/tuning/dvc.yaml")
-    p.add_argument("--check", action="store_true")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing: exit 1 if dvc.yaml differs from what the stage table and params.yaml give")
     p.add_argument("--tune", nargs="+", metavar="CASE",
                    help="add tune@CASE to data/tuning/dvc.yaml (run it: dvc repro data/tuning/dvc.yaml:tune@CASE)")
     p.add_argument("--seeds", nargs="+", metavar="CASE",

@@ -73,8 +73,9 @@ def _opt_in_stage(kind: str) -> dict:
     return {"wdir": "../..", "cmd": "r2n2 seeds ${item}",
             "deps": [*source_paths(closure(["flows.seeds"])), "data/windows/${item}"],
             "params": ["${item}.model", "${item}.train", "${item}.finetune", "${item}.evaluate"],
-            "outs": [{"data/seeds/${item}/report.md": {"cache": False}}],
-            "metrics": [{"data/seeds/${item}/metrics.json": {"cache": False}}]}
+            "outs": [{"data/seeds/${item}/report.md": {"cache": False}},
+                     {"data/seeds/${item}/metrics.json": {"cache": False}}],
+            "metrics": [{"data/seeds/${item}/headline.json": {"cache": False}}]}
 
 
 def opt_in_cases(path: Path, kind: str) -> list[str]:

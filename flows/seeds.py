@@ -38,7 +38,7 @@ def run_seeds(case_name: str, cfg, root: str | Path = ".", *, n: int = 5, log=No
     for name in STAGES:
         run_stage(name, case, cfg, work, log=log)
     reports = CasePaths(case_name, work).reports
-    for name in ("metrics.json", "report.md"):  # complete files, renamed into place; the scratch folder goes
+    for name in ("metrics.json", "headline.json", "report.md"):  # complete files, renamed into place; the scratch folder goes
         write_bytes_atomic((reports / name).read_bytes(), out / name)
     shutil.rmtree(work)
-    return f"{case_name}: {n} seeds evaluated -> {paths.rel(out)}/metrics.json, report.md"
+    return f"{case_name}: {n} seeds evaluated -> {paths.rel(out)}/metrics.json, headline.json, report.md"

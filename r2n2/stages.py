@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .cases.base import CaseData, Log, UseCase
 from .errors import DataError, ValidationFailed
-from .io import keep_previous, write_json_atomic, write_parquet_atomic
+from .evaluate.summary import headline_numbers
+from .io import keep_previous, write_json_atomic, write_parquet_atomic, write_text_atomic
 from .models.config import ModelConfig
 from .paths import CasePaths
 
@@ -259,6 +260,9 @@ def evaluate_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
                         "are a promotion slice, not a test split, so there is nothing to evaluate. Rebuild the research "
                         f"windows with `dvc repro` (or `r2n2 window {case.name}` with {case.name}.window.cuts=fixed).")
     case.evaluate(cfg, data, load_models(case, cfg, paths), paths, log)
+    metrics = json.loads((paths.reports / "metrics.json").read_text())
+    numbers = headline_numbers(metrics, metric=case.headline_metrics[0], main=case.main_baseline)
+    write_text_atomic(json.dumps(numbers, indent=2) + "\n", paths.reports / "headline.json")  # in reading order
     return f"evaluated {case.name} -> {paths.reports / 'metrics.json'}\n" + (paths.reports / "report.md").read_text()
 
 
@@ -282,7 +286,7 @@ STAGES: tuple[Stage, ...] = (
           ("data",), outs=lambda p: [p.raw], persist=True),
     Stage("validate", "Great Expectations gate -> data/validated/<case>.parquet", validate_stage,
           ("validate",), deps=lambda p: [p.raw], outs=lambda p: [p.validated],
-          uncached=lambda p: [p.reports / "validation.html"], metrics=lambda p: [p.reports / "validation.json"]),
+          uncached=lambda p: [p.reports / "validation.html", p.reports / "validation.json"]),
     Stage("window", "features, calendar splits, scalers / tokenizer -> data/windows/<case>/", window_stage,
           ("window",), deps=lambda p: [p.validated], outs=lambda p: [p.windows]),
     Stage("train", "train the main model (every seed) -> data/models/<case>/", train_stage,
@@ -294,9 +298,9 @@ STAGES: tuple[Stage, ...] = (
           outs=lambda p: [p.finetuned_dir, p.scratch_dir]),
     Stage("evaluate", "score every checkpoint beside the baselines -> data/reports/<case>/", evaluate_stage,
           ("evaluate",), deps=lambda p: [p.windows, p.model_dir, p.baselines_dir, p.finetuned_dir, p.scratch_dir],
-          uncached=lambda p: [p.reports / "plots", p.reports / "report.md",
+          uncached=lambda p: [p.reports / "plots", p.reports / "report.md", p.reports / "metrics.json",
                               p.reports / "calibration.json"],  # what predict applies (evaluate.calibration)
-          metrics=lambda p: [p.reports / "metrics.json"]),
+          metrics=lambda p: [p.reports / "headline.json"]),  # `dvc metrics show`: the same few keys in every case
 )
 STAGE_NAMES = tuple(s.name for s in STAGES)
 

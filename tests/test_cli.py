@@ -126,3 +126,25 @@ def test_headline_is_one_readable_table_per_case():
                                    "model": {"macro_f1": 0.74}}, ("macro_f1",))
     assert texts.splitlines()[0] == ("sentiment: test: texts 32,434 .. 38,157 in arrival order (4,619 texts; the "
                                      "data has no dates)")
+
+
+def _undocumented(parser, prefix: str = "r2n2") -> list[str]:
+    import argparse
+
+    missing = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                if not helps.get(name):
+                    missing.append(f"{prefix} {name}")
+                missing += _undocumented(sub, f"{prefix} {name}")
+        elif action.dest != "help" and not action.help:
+            missing.append(f"{prefix} {'/'.join(action.option_strings) or action.dest}")
+    return missing
+
+
+def test_every_subcommand_and_flag_has_a_help_line():
+    from flows.cli import _parser
+
+    assert _undocumented(_parser()) == []

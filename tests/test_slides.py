@@ -1,5 +1,6 @@
 """Every slide's usage snippet runs as written with `from r2n2 import ...` (placeholders filled in)."""
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.optim as optim
@@ -105,6 +106,18 @@ def test_slide12_visualize(tmp_path, monkeypatch):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     custom = visualize_attention(input_sequence, attention_weights, tmp_path / "plots" / "att.png")
     assert custom.is_file()
+
+
+def test_attention_over_tokens_writes_each_text_and_refuses_a_mismatch(tmp_path):
+    w = torch.softmax(torch.randn(3, 6), -1)
+    tokens = [["good", "flight"], ["late", "again", "!"], ["ok", "a", "b", "c", "d", "e"]]
+    a = visualize_attention(None, w, tmp_path / "a.png", tokens=tokens, row_labels=["x", "y", "z"], caption="Colour")
+    b = visualize_attention(None, w, tmp_path / "b.png", tokens=tokens, row_labels=["x", "y", "z"], caption="Colour")
+    assert a.read_bytes() == b.read_bytes()  # deterministic bytes
+    plain = visualize_attention(None, w, tmp_path / "c.png")
+    assert plain.read_bytes() != a.read_bytes()
+    with pytest.raises(ValueError, match="tokens has 2 samples, attention_weights 3"):
+        visualize_attention(None, w, tmp_path / "d.png", tokens=tokens[:2])
 
 
 def test_slide14_transfer(tmp_path):

@@ -235,17 +235,37 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
     return metrics
 
 
-def _plot_focus(model, data, plots) -> None:
+def _plot_focus(model, data, plots, *, n: int = 8, max_tokens: int = 16) -> None:
+    """What the model looks at in ``n`` test tweets of at most ``max_tokens`` tokens (spread over the labels and
+    lengths), each token written in its colour, the rows named "true label -> predicted"."""
+    import torch
+    from tokenizers import Tokenizer
+
     from ..data.window import TextBatches
     from ..models.presets import visualize_attention
 
     test_b = data.batches("pretrain", "test", batch_size=256)
-    order = test_b.order()  # 24 test tweets spread over the whole length range
-    pick = order[np.linspace(0, len(order) - 1, 24).round().astype(int)]
-    sample = TextBatches([test_b.ids[i] for i in pick], test_b.labels[pick], 24)
-    x, lengths, _ = next(iter(sample.iter_epoch(0)))
+    labels = list(data.meta.labels)
+    short = [i for i in test_b.order() if 3 <= len(test_b.ids[i]) <= max_tokens]
+    by_label = [[i for i in short if test_b.labels[i] == k] for k in range(len(labels))]
+    per = -(-n // len(labels))  # from each label, texts spread from its shortest to its longest
+    spread = [[pool[j] for j in np.linspace(0, len(pool) - 1, min(per, len(pool))).round().astype(int)]
+              for pool in by_label if pool]
+    pick = [i for group in zip(*spread) for i in group][:n] or short[:n]
+    sample = TextBatches([test_b.ids[i] for i in pick], test_b.labels[pick], n)
+    x, lengths, y = next(iter(sample.iter_epoch(0)))
     w, kind = model.focus(x, lengths)
-    visualize_attention(x, w, plots / "attention.png", title=f"{kind} over tokens (24 test tweets)")
+    with torch.no_grad():
+        pred = model(x, lengths).argmax(-1)
+    tok = Tokenizer.from_file(str(data.dir / "tokenizer.json"))
+    tokens = [[tok.id_to_token(int(t)) for t in x[r, :int(lengths[r])]] for r in range(len(x))]
+    rows = [f"{labels[int(y[r])]} -> {labels[int(pred[r])]}" for r in range(len(x))]
+    sums = torch.stack([w[r, :int(lengths[r])].sum() for r in range(len(x))])
+    total = " (each row sums to 1)" if bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)) else ""
+    visualize_attention(x, w, plots / "attention.png", title=f"sentiment: {kind}, {n} test tweets",
+                        tokens=tokens, row_labels=rows,
+                        caption=f"Colour: the model's {kind} on each token{total}; brighter = more. Rows: test "
+                                f"tweets of {max_tokens} tokens or fewer, named true label -> the model's prediction.")
 
 
 def _report(m: dict, data) -> str:

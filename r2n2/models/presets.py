@@ -129,10 +129,14 @@ class TransferR2N2(RelationalRNN):
 
 
 def visualize_attention(input_sequence, attention_weights, path: str | Path = "attention.png", *,
-                        title: str = "Attention Weights") -> Path:
-    """Slide 12's heat-map (time steps × batch samples), saved as a PNG; never opens a window.
+                        title: str = "Attention Weights", tokens: list[list[str]] | None = None,
+                        row_labels: list[str] | None = None, caption: str | None = None) -> Path:
+    """Slide 12's heat-map, saved as a PNG; never opens a window.
 
-    ``attention_weights``: (B, T) or (B, T, 1). Returns the path written.
+    ``attention_weights``: (B, T) or (B, T, 1). Without ``tokens``: time steps × batch samples, as the slide drew
+    it. With ``tokens`` (each sample's token strings): one row per sample, each cell a token written in its colour
+    (cells past a sample's length stay blank); ``row_labels`` name the rows. ``caption`` goes under the picture
+    (say what the colour is). Returns the path written.
     """
     from matplotlib.figure import Figure  # no pyplot: nothing global, nothing that blocks
 
@@ -142,13 +146,36 @@ def visualize_attention(input_sequence, attention_weights, path: str | Path = "a
         w = w.squeeze(-1)
     if w.dim() != 2:
         raise ValueError(f"attention_weights must be (batch, steps) or (batch, steps, 1), got {tuple(w.shape)}.")
-    fig = Figure(figsize=(10, 5))
-    ax = fig.subplots()
-    im = ax.imshow(w.numpy().T, cmap="viridis", aspect="auto")
+    if tokens is None:
+        fig = Figure(figsize=(10, 5.6 if caption else 5))
+        ax = fig.subplots()
+        im = ax.imshow(w.numpy().T, cmap="viridis", aspect="auto")
+        ax.set_xlabel("Batch Samples")
+        ax.set_ylabel("Time Steps")
+    else:
+        if len(tokens) != w.shape[0]:
+            raise ValueError(f"tokens has {len(tokens)} samples, attention_weights {w.shape[0]}.")
+        width = max(len(t) for t in tokens)
+        grid = torch.full((len(tokens), width), float("nan"))
+        for r, t in enumerate(tokens):
+            grid[r, :len(t)] = w[r, :len(t)]
+        fig = Figure(figsize=(max(8.0, 0.75 * width + 3), 0.55 * len(tokens) + (2.2 if caption else 1.6)))
+        ax = fig.subplots()
+        im = ax.imshow(grid.numpy(), cmap="viridis", aspect="auto")
+        top = float(torch.nan_to_num(grid, nan=0.0).max()) or 1.0
+        for r, t in enumerate(tokens):
+            for c, tok in enumerate(t):
+                ax.text(c, r, tok if len(tok) <= 9 else tok[:8] + "…", ha="center", va="center", fontsize=7,
+                        color="black" if grid[r, c] > 0.6 * top else "white")
+        ax.set_yticks(range(len(tokens)), row_labels or [str(r) for r in range(len(tokens))], fontsize=8)
+        ax.set_xticks(range(width), [str(c + 1) for c in range(width)], fontsize=7)
+        ax.set_xlabel("token position")
     fig.colorbar(im, ax=ax)
     ax.set_title(title)
-    ax.set_xlabel("Batch Samples")
-    ax.set_ylabel("Time Steps")
+    if caption:
+        h = fig.get_figheight()
+        fig.text(0.01, 0.15 / h, caption, fontsize=8, ha="left", va="bottom", wrap=True)
+        fig.subplots_adjust(bottom=1.05 / h, top=1 - 0.45 / h, left=0.12, right=0.97)
     from ..io import write_with
 
     # atomically, and without a software-version chunk: equal plots give equal bytes

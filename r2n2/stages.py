@@ -124,7 +124,7 @@ def load_models(case: UseCase, cfg, paths: CasePaths) -> dict[str, Any]:
 # -- the stages ----------------------------------------------------------------------------------------
 def ingest_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
     """Read the source; append only rows newer than the held snapshot (same source), deduplicated."""
-    from .data.sources import append_new, read_parquet, source_fingerprint
+    from .data.sources import append_new, drop_after_until, read_parquet, source_fingerprint
 
     new = case.read_source(cfg)
     if new.empty:
@@ -138,10 +138,13 @@ def ingest_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
             held = read_parquet(paths.raw, f"held {case.name} data")
     combined, added = append_new(held, new, time_col=case.time_column(), group_col=case.group_column(),
                                  key_cols=case.key_columns(new))
+    # the source's rows after data.until are never read; held ones (from a later until) go too
+    combined, dropped = drop_after_until(combined, cfg.data, case.time_column())
     schema = case.raw_schema(combined).with_metadata({"r2n2_source": fp})
     write_parquet_atomic(combined, paths.raw, schema)
     what = f"appended {added} new rows ({len(combined)} held)" if held is not None else f"ingested {len(combined)} rows"
-    return f"{what} -> {paths.raw}"
+    gone = f"; dropped {dropped} held rows after {case.name}.data.until={cfg.data.until}" if dropped else ""
+    return f"{what}{gone} -> {paths.raw}"
 
 
 def validate_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:

@@ -333,3 +333,27 @@ def test_quoted_values_are_cut(tmp_path):
     msg = error(prices, DataConfig(source=str(tmp_path / "w.csv"), layout="long"))
     assert msg.startswith(f"{tmp_path / 'w.csv'} has no column for date, close") and "(200 in all)" in msg
     assert len(msg) < 400
+
+
+def test_an_earlier_until_drops_held_rows_after_it(project, capsys):
+    """data.until promises that rows after it are ignored: an ingest with an earlier until than the one that wrote
+    the snapshot (a replay's recipe rebuilding an older model in the same project) must not keep them."""
+    from flows.cli import main
+
+    days = pd.bdate_range("2024-01-01", periods=30)
+    pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "close": np.linspace(100, 130, 30)}).to_csv("p.csv", index=False)
+    src = ["--set", "stocks.data.source=p.csv"]
+    assert main(["ingest", "stocks", *src]) == 0
+    assert main(["ingest", "stocks", *src, "--set", "stocks.data.until=2024-01-19"]) == 0
+    assert "dropped 15 held rows after stocks.data.until=2024-01-19" in capsys.readouterr().out
+    held = pd.read_parquet("data/raw/stocks.parquet")
+    assert held["date"].max() == pd.Timestamp("2024-01-19") and len(held) == 15
+    fresh = project / "fresh"
+    fresh.mkdir()
+    (fresh / "params.yaml").write_text((project / "params.yaml").read_text())
+    (fresh / "p.csv").write_text((project / "p.csv").read_text())
+    import os
+
+    os.chdir(fresh)  # the same until from nothing gives the same bytes
+    assert main(["ingest", "stocks", *src, "--set", "stocks.data.until=2024-01-19"]) == 0
+    assert (fresh / "data/raw/stocks.parquet").read_bytes() == (project / "data/raw/stocks.parquet").read_bytes()

@@ -446,6 +446,16 @@ def _wide_to_long(df: pd.DataFrame, mapping: dict[str, str], source: str, case: 
     return long[started & ended].reset_index(drop=True)[["entity", "date", "close"]]
 
 
+def drop_after_until(df: pd.DataFrame, d: DataConfig, time_col: str) -> tuple[pd.DataFrame, int]:
+    """``df`` without its rows after ``d.until`` (held rows included: an ingest with an earlier ``until`` than the
+    one that wrote the snapshot must not keep them), and how many went."""
+    until = _until(d)
+    if until is None or time_col not in df.columns:
+        return df, 0
+    keep = (df[time_col] <= until).to_numpy()
+    return df[keep].reset_index(drop=True), int((~keep).sum())
+
+
 def _until(d: DataConfig) -> pd.Timestamp | int | None:
     """``data.until`` as a day (inclusive) or, all digits, an arrival index (inclusive)."""
     if d.until is None:

@@ -122,7 +122,8 @@ def test_conformal_offsets_use_only_the_rows_they_are_given():
 
 
 def test_stocks_conformal_is_fitted_on_validation_rows_only(monkeypatch):
-    """evaluate_distribution hands conformal_offsets the validation split's forecasts, never the test split's."""
+    """evaluate_distribution (through the engine's evaluate_heads) hands conformal_offsets the validation split's
+    forecasts, never the test split's."""
     import r2n2.cases.forecast_dist as fd
 
     seen = {}
@@ -135,15 +136,17 @@ def test_stocks_conformal_is_fitted_on_validation_rows_only(monkeypatch):
 
     data_rows = {"val": pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=300)}),
                  "test": pd.DataFrame({"date": pd.bdate_range("2021-06-01", periods=200)})}
+    import r2n2.evaluate.engine as engine
+
     captured = {}
-    real = fd.conformal_offsets
+    real = engine.conformal_offsets
 
     def spy(q, y, levels):
         captured["y"] = y
         return real(q, y, levels)
 
     monkeypatch.setattr(fd, "forecast_quantiles", fake_quantiles)
-    monkeypatch.setattr(fd, "conformal_offsets", spy)
+    monkeypatch.setattr(engine, "conformal_offsets", spy)  # the engine fits every head's conformal offsets
     monkeypatch.setattr(fd, "distribution_baselines", lambda *a, **k: {})
 
     class M:

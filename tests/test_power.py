@@ -119,7 +119,7 @@ def test_clark_west_is_one_sided_its_verdict_better_or_tie():
 @pytest.mark.parametrize("lo,hi,expected", [(None, -0.1, "better"), (None, 0.1, "tie"), (0.1, None, "worse"),
                                             (None, None, "tie")])
 def test_verdict_reads_a_one_sided_bound(lo, hi, expected):
-    c = {"diff": -0.2, "ci_low": lo, "ci_high": hi, "sided": "one-sided"}
+    c = {"diff": -0.2, "ci_low": lo, "ci_high": hi, "sided": "one-sided", "p_value": 0.01}
     assert S.verdict(c, higher_is_better=False) == expected
     assert S.verdict({**c, "sided": "two-sided"}, higher_is_better=False) == "tie"  # None: no interval
 
@@ -277,15 +277,18 @@ def test_execution_lag_trades_a_day_after_the_signal_and_is_validated():
 
 
 def test_comparison_table_shows_sidedness_one_sided_bounds_and_mde():
-    from r2n2.cases.forecast import comparison_table
+    from r2n2.evaluate.engine import comparison_table
 
     cw = {"a": "model", "b": "random_walk", "metric": "mse_adjusted", "diff": -0.5, "ci_low": None, "ci_high": 0.25,
-          "p_value": 0.1, "test": "clark_west", "sided": "one-sided", "mde": 0.75, "verdict": "tie"}
+          "p_value": 0.1, "p_adjusted": 0.3, "family": "secondary", "test": "clark_west", "sided": "one-sided",
+          "mde": 0.75, "verdict": "tie"}
     text = comparison_table([cw])
-    row = "| model vs random_walk | **tie** | mse_adjusted · Clark–West, one-sided | -0.5 (−∞, 0.25] | 0.1 | 0.75 |"
+    row = ("| model vs random_walk | **tie** | mse_adjusted · Clark–West, one-sided | -0.5 (−∞, 0.25] | 0.3 | 0.1 | "
+           "secondary | 0.75 |")
     assert row in text
-    assert text.splitlines()[0] == "| a vs b | verdict | metric · test | diff [95 % CI] | p | MDE (80 %) |"
+    assert text.splitlines()[0] == ("| a vs b | verdict | metric · test | diff [95 % CI] | p (Holm) | p raw | family "
+                                    "| MDE (80 %) |")
     two = dict(cw, test="diebold_mariano", sided="two-sided", ci_low=-1.25)
-    assert "| model vs random_walk | **tie** | mse_adjusted · DM | -0.5 [-1.25, 0.25] | 0.1 | 0.75 |" in \
-        comparison_table([two])
+    assert "| model vs random_walk | **tie** | mse_adjusted · DM | -0.5 [-1.25, 0.25] | 0.3 | 0.1 | secondary | 0.75 |" \
+        in comparison_table([two])
     assert "could not have been seen" in text and "DM: Diebold–Mariano" in text

@@ -82,7 +82,7 @@ def test_diebold_mariano_finds_a_planted_gain_and_calls_equals_a_tie():
 def test_comparisons_reject_bad_input_with_a_clear_message():
     with pytest.raises(DataError, match=r"equal-length inputs, got y=4, m=3, z=4"):
         S.diebold_mariano(Y, MODEL[:3], ZERO, a="m", b="z")
-    with pytest.raises(DataError, match="criterion must be 'mse' or 'mae', got 'mape'"):
+    with pytest.raises(DataError, match=r"criterion must be 'mse', 'mae' or a loss\(y, f\), got 'mape'"):
         S.diebold_mariano(Y, MODEL, ZERO, criterion="mape")
     with pytest.raises(DataError, match="contain NaN or inf"):
         S.clark_west(Y, np.array([0.5, np.nan, 1, 0]), ZERO)
@@ -121,11 +121,15 @@ def test_rmse_ratio_bootstrap_matches_arch_and_hand_ratio():
     rmse = lambda p: math.sqrt(np.mean((y - p) ** 2))  # noqa: E731
     assert c["diff"] == pytest.approx(rmse(good) / rmse(n1) - 1)
     assert (c["metric"], c["test"]) == ("rmse_ratio_minus_1", "stationary_bootstrap")
-    # reference: arch's own percentile interval from the same seed and statistic
+    # reference: arch's replications from the same seed and statistic; the interval is their r-th smallest and
+    # r-th largest, r = floor(301 * 0.025) = 7 (the convention of r2n2.evaluate.stats), within two order
+    # statistics of arch's interpolated percentile interval (its 2.5 % point sits at position 7.475 of 300)
     ea, eb = (y - good) ** 2, (y - n1) ** 2
-    ref = StationaryBootstrap(5, ea, eb, seed=7).conf_int(lambda a, b: np.sqrt(a.mean() / b.mean()) - 1, reps=300,
-                                                           method="percentile")
-    assert (c["ci_low"], c["ci_high"]) == pytest.approx((ref[0, 0], ref[1, 0]))
+    fn = lambda a, b: np.sqrt(a.mean() / b.mean()) - 1  # noqa: E731
+    reps = np.sort(StationaryBootstrap(5, ea, eb, seed=7).apply(fn, reps=300)[:, 0])
+    assert (c["ci_low"], c["ci_high"]) == (reps[6], reps[-7])
+    ref = StationaryBootstrap(5, ea, eb, seed=7).conf_int(fn, reps=300, method="percentile")
+    assert reps[6] <= ref[0, 0] <= reps[8] and reps[-9] <= ref[1, 0] <= reps[-7]
     assert c == S.rmse_ratio_bootstrap(y, good, n1, a="m", b="rw", reps=300, seed=7, block_size=5)  # deterministic
     assert c["ci_high"] < 0 and c["p_value"] == pytest.approx(2 / 301)  # every replication below 1
     assert S.verdict(c, higher_is_better=False) == "better"
@@ -167,9 +171,9 @@ def test_classifier_bootstrap_matches_arch_and_finds_a_planted_gap():
     c = S.classifier_bootstrap(y, strong, weak, a="strong", b="weak", reps=200, seed=3)
     f1 = lambda p: f1_score(y, p, average="macro")  # noqa: E731
     assert c["diff"] == pytest.approx(f1(strong) - f1(weak))
-    ref = IIDBootstrap(y, strong, weak, seed=3).conf_int(
-        lambda t, p1, p2: S.macro_f1(t, p1, 3) - S.macro_f1(t, p2, 3), reps=200, method="percentile")
-    assert (c["ci_low"], c["ci_high"]) == pytest.approx((ref[0, 0], ref[1, 0]))
+    reps = np.sort(IIDBootstrap(y, strong, weak, seed=3).apply(
+        lambda t, p1, p2: S.macro_f1(t, p1, 3) - S.macro_f1(t, p2, 3), reps=200)[:, 0])
+    assert (c["ci_low"], c["ci_high"]) == pytest.approx((reps[4], reps[-5]))  # r = floor(201 * 0.025) = 5
     assert S.verdict(c, higher_is_better=True) == "better"
     acc = S.classifier_bootstrap(y, weak, strong, metric="accuracy", reps=200)
     assert acc["diff"] == pytest.approx(np.mean(weak == y) - np.mean(strong == y))
@@ -194,19 +198,25 @@ def test_mcnemar_exact_hand_computed():
     c = S.mcnemar_test(y, a, b, a="a", b="b")
     assert c["test"] == "mcnemar_exact"
     assert c["p_value"] == pytest.approx(2 * (1 + 8 + 28) / 256)  # two-sided binomial(8, 1/2), k <= 2
-    se = math.sqrt(8 - 4 ** 2 / 20) / 20  # Wald se of a paired difference in proportions
     assert c["diff"] == pytest.approx(0.2)
-    assert (c["ci_low"], c["ci_high"]) == pytest.approx((0.2 - Z975 * se, 0.2 + Z975 * se))
+    # the exact test inverted: Clopper-Pearson of 6 / 8 only-a-right pairs, mapped by 8 / 20 * (2 pi - 1)
+    lo, hi = st.beta.ppf(0.025, 6, 3), st.beta.ppf(0.975, 7, 2)
+    assert (c["ci_low"], c["ci_high"]) == pytest.approx((0.4 * (2 * lo - 1), 0.4 * (2 * hi - 1)))
+    assert c["ci_low"] < 0 < c["ci_high"] and c["p_value"] > 0.05  # p 0.29: the interval agrees
+    se = math.sqrt(8 - 4 ** 2 / 20) / 20  # the MDE from the Wald se of a paired difference in proportions
+    assert c["mde"] == pytest.approx((Z975 + st.norm.ppf(0.8)) * se)
 
 
-def test_mcnemar_chi_square_with_continuity_correction():
+def test_mcnemar_stays_exact_with_many_discordant_pairs():
     y = np.zeros(60, int)
     a = np.array([0] * 30 + [1] * 10 + [0] * 20)  # 30 only-a right, 10 only-b right, 20 both right
     b = np.array([1] * 30 + [0] * 10 + [0] * 20)
     c = S.mcnemar_test(y, a, b)
-    assert c["test"] == "mcnemar_chi2"
-    assert c["p_value"] == pytest.approx(st.chi2.sf((abs(30 - 10) - 1) ** 2 / 40, 1))  # 9.025 -> 0.00266
-    assert S.mcnemar_test(y, a, a)["p_value"] == 1.0
+    assert c["test"] == "mcnemar_exact"  # no chi-square beside an interval from another formula
+    assert c["p_value"] == pytest.approx(2 * st.binom.cdf(10, 40, 0.5))
+    assert c["ci_low"] > 0 and c["p_value"] <= 0.05 and S.verdict(c, higher_is_better=True) == "better"
+    same = S.mcnemar_test(y, a, a)
+    assert (same["p_value"], same["ci_low"], same["ci_high"]) == (1.0, 0.0, 0.0)
 
 
 # ---- rank IC --------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from r2n2.cases.volatility import (FEATURES, HISTORY, VolatilityCase, calibrate, dm_loss, econometric_forecasts,
+from r2n2.cases.volatility import (FEATURES, HISTORY, VolatilityCase, calibrate, econometric_forecasts,
                                    garman_klass, qlike, volatility_features)
 from r2n2.errors import ConfigError, DataError
 from r2n2.evaluate.stats import diebold_mariano
@@ -76,10 +76,12 @@ def test_dm_on_any_loss_equals_the_projects_dm_for_the_squared_error():
     rng = np.random.default_rng(0)
     y = rng.normal(size=300)
     fa, fb = y + rng.normal(0, 1.0, 300), y + rng.normal(0, 1.1, 300)
-    ours = dm_loss(y, fa, fb, lambda y, f: (y - f) ** 2, a="a", b="b", metric="mse", horizon=1)
+    ours = diebold_mariano(y, fa, fb, criterion=lambda y, f: (y - f) ** 2, a="a", b="b", metric="mse", horizon=1)
     ref = diebold_mariano(y, fa, fb, a="a", b="b", horizon=1)
     for k in ("diff", "ci_low", "ci_high", "p_value"):
         assert ours[k] == pytest.approx(ref[k], rel=1e-10), k
+    assert ours["metric"] == "mse" and diebold_mariano(np.exp(y), np.exp(fa), np.exp(fb), criterion=qlike, metric="qlike")[
+        "metric"] == "qlike"  # QLIKE (the volatility case's second loss) through the same test
 
 
 def test_calibration_is_the_mean_log_error_and_qlikes_optimal_scale():

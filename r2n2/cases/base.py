@@ -118,6 +118,9 @@ class UseCase:
     plots: ClassVar[tuple[tuple, ...]] = ()    # `dvc plots`: (file under reports/<case>/plots, template, x, y)
     headline_metrics: ClassVar[tuple[str, ...]] = ()  # the test metrics the end of `make run` shows
     main_baseline: ClassVar[str | None] = None  # the baseline a reader judges the model by first (starred there)
+    # the naive benchmark an ablation is judged against too (baseline name, metric, higher is better): a model that
+    # beats an ablation worse than this benchmark shows the ablation's loss, not skill (r2n2.evaluate.engine)
+    benchmark: ClassVar[tuple[str, str, bool] | None] = None
     probabilities: ClassVar[bool] = False      # predict writes class probabilities (calibrated at evaluate; --sets)
     predict_keys: ClassVar[tuple[str, ...]] = ()  # keys of the case's block predict reads (how --input is read);
     #                                            predict refuses every other --set key: it would be ignored

@@ -15,9 +15,10 @@ from ..evaluate.calibration import (aps_sets, calibration_block, plot_reliabilit
                                    softmax)
 from ..evaluate.metrics import classification_metrics
 from ..evaluate.plots import plot_confusion, plot_learning_curves, write_csv
-from ..evaluate.report import fmt, history, md_table, seed_section, verdict_text
-from ..evaluate.stats import (SEED_TESTS, classifier_bootstrap, mcnemar_test, mde_block, seed_difference,
-                              seed_summary, two_way_bootstrap, verdict)
+from ..evaluate.engine import (ablation_check, ablation_lines, across_seeds, adjust_families, comparison_table,
+                               comparison_text, families_lines, p_text, seed_rows, seed_table)
+from ..evaluate.report import fmt, history, md_table, verdict_text
+from ..evaluate.stats import SEED_TESTS, classifier_bootstrap, macro_f1, mcnemar_test, mde_block, verdict
 from ..io import write_json_atomic, write_text_atomic
 from .base import write_predict_calibration
 
@@ -59,49 +60,25 @@ def compare_classifiers(y, pa, pb, a: str, b: str, cfg, k: int, *, groups=None) 
     return out
 
 
-_SEED_HEADER = "| model | accuracy | macro-F1 | seeds |"
+_SEED_KEYS = ("accuracy", "macro_f1")
+_SEED_COLUMNS = [("accuracy", "accuracy"), ("macro_f1", "macro-F1")]
 
 
-def _seed_line(name: str, s: dict) -> str:
-    return (f"| {name} | {fmt(s['accuracy']['mean'])} ± {fmt(s['accuracy']['sd'])} | {fmt(s['macro_f1']['mean'])} "
-            f"± {fmt(s['macro_f1']['sd'])} | {s['macro_f1']['n']} |")
+def _seeds(families: dict, data, role: str, y, labels, a: str, groups) -> tuple[dict, list[dict]]:
+    """Per family: mean, sd and n of accuracy and macro-F1 over seeds on one role's test texts; and ``a`` vs
+    every other family by macro-F1, paired by seed (the engine's across-seed tests; near-duplicate groups kept
+    whole)."""
+    preds = {name: [class_predictions(m, data, role, "test")[1] for m, _ in family] for name, family in families.items()}
+    table = seed_rows({name: [classification_metrics(y, p, labels) for p in ps] for name, ps in preds.items()},
+                      _SEED_KEYS)
+    yy, k = np.asarray(y, np.int64), len(labels)
+    rows = {name: np.stack(ps).astype(np.int64) for name, ps in preds.items() if ps}  # (seeds, texts)
 
+    def f1(p, ii):  # (s, texts) predicted ids -> (s,) macro-F1 on texts ii (confusion counts: reps x seeds calls)
+        return np.array([macro_f1(yy[ii], row[ii], k) for row in p])
 
-def _seed_rows(per_seed: dict[str, list[dict]]) -> dict:
-    return {name: {key: seed_summary([r[key] for r in rows]) for key in ("accuracy", "macro_f1")}
-            for name, rows in per_seed.items()}
-
-
-def _seed_comparisons(per_seed: dict[str, list[dict]], a: str, preds: dict | None = None, y=None,
-                      groups=None, k: int | None = None) -> list[dict]:
-    """``a`` vs every other family, macro-F1 paired by seed: a two-way bootstrap over seeds and test texts
-    (near-duplicate groups kept whole), the verdict's test, and the paired t over seeds beside it (it conditions
-    on this one test set). None with one seed."""
-    out = []
-    for b, rows in per_seed.items():
-        if b != a and a in per_seed:
-            c = seed_difference([r["macro_f1"] for r in per_seed[a]], [r["macro_f1"] for r in rows], a=a, b=b,
-                                metric="macro_f1")
-            if c is not None:
-                c["verdict"] = verdict(c, higher_is_better=True)
-                out.append(c)
-            if preds is not None and min(len(preds[a]), len(preds[b])) > 1:
-                n = min(len(preds[a]), len(preds[b]))
-                yy = np.asarray(y, np.int64)
-                pa, pb = np.stack(preds[a][:n]).astype(np.int64), np.stack(preds[b][:n]).astype(np.int64)
-
-                def f1(t, p):  # macro-F1 from confusion counts (fast: called reps x seeds times)
-                    cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
-                    tp, denom = np.diag(cm).astype(float), cm.sum(0) + cm.sum(1)
-                    return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
-
-                def score(si, ii, pa=pa, pb=pb):
-                    return float(np.mean([f1(yy[ii], pa[s, ii]) - f1(yy[ii], pb[s, ii]) for s in si]))
-
-                two = two_way_bootstrap(score, n, len(yy), a=a, b=b, metric="macro_f1", groups=groups)
-                if two is not None:
-                    out.append(two)
-    return out
+    return table, across_seeds(rows, f1, a=a, others=list(rows), metric="macro_f1", higher_is_better=True,
+                               groups=groups)
 
 
 def _text_baselines(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, k: int,
@@ -138,6 +115,34 @@ def _class_probs(pipe, texts, k: int) -> np.ndarray:
     return p
 
 
+def _transfer(cfg, data, models: dict, metrics: dict, histories: dict, tuned: dict, k: int) -> list[dict]:
+    """Fine-tuned vs scratch and vs the target's TF-IDF + LR models on the Apple test texts, into ``metrics``."""
+    labels = data.meta.labels
+    ft, ft_meta = models["finetuned"]
+    sc, sc_meta = models["scratch"]
+    ty, tpred, ttest = class_predictions(ft, data, "target", "test")
+    spred = class_predictions(sc, data, "target", "test")[1]
+    tscore = lambda p: classification_metrics(ty, p, labels)  # noqa: E731
+    metrics["finetuned"], metrics["scratch"] = tscore(tpred), tscore(spred)
+    tpreds, tchosen, _ = _text_baselines(data.rows("target", "train"), data.rows("target", "val"), ttest, k,
+                                         {"tfidf_logreg": tuned["target"],
+                                          "tfidf_logreg_source_and_target": tuned["source_and_target"]})
+    metrics["target_baselines"] = {n: tscore(p) for n, p in tpreds.items()}
+    metrics["target_baseline_settings"] = tchosen
+    tg = text_groups(ttest)
+    comps = compare_classifiers(ty, tpred, spred, "finetuned", "scratch", cfg, k, groups=tg)
+    comps += compare_classifiers(ty, tpred, tpreds["tfidf_logreg"], "finetuned", "tfidf_logreg (target)", cfg, k,
+                                 groups=tg)
+    comps += compare_classifiers(ty, tpred, tpreds["tfidf_logreg_source_and_target"], "finetuned",
+                                 "tfidf_logreg_source_and_target", cfg, k, groups=tg)
+    histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
+    if "transfer_seeds" in models:
+        metrics["transfer_seeds"], seed_comps = _seeds(models["transfer_seeds"], data, "target", ty, labels,
+                                                       "finetuned", tg)
+        comps += seed_comps
+    return comps
+
+
 def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
     labels = data.meta.labels
     k = len(labels)
@@ -170,36 +175,12 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
         histories[name] = history(m_meta)
         comparisons += compare_classifiers(y, pred, p, "model", name, cfg, k, groups=groups)
     if transfer:
-        ft, ft_meta = models["finetuned"]
-        sc, sc_meta = models["scratch"]
-        ty, tpred, ttest = class_predictions(ft, data, "target", "test")
-        spred = class_predictions(sc, data, "target", "test")[1]
-        tscore = lambda p: classification_metrics(ty, p, labels)  # noqa: E731
-        metrics["finetuned"], metrics["scratch"] = tscore(tpred), tscore(spred)
-        tpreds, tchosen, _ = _text_baselines(t_train, t_val, ttest, k,
-                                             {"tfidf_logreg": tuned["target"],
-                                              "tfidf_logreg_source_and_target": tuned["source_and_target"]})
-        metrics["target_baselines"] = {n: tscore(p) for n, p in tpreds.items()}
-        metrics["target_baseline_settings"] = tchosen
-        tg = text_groups(ttest)
-        comparisons += compare_classifiers(ty, tpred, spred, "finetuned", "scratch", cfg, k, groups=tg)
-        comparisons += compare_classifiers(ty, tpred, tpreds["tfidf_logreg"], "finetuned", "tfidf_logreg (target)", cfg,
-                                           k, groups=tg)
-        comparisons += compare_classifiers(ty, tpred, tpreds["tfidf_logreg_source_and_target"], "finetuned",
-                                           "tfidf_logreg_source_and_target", cfg, k, groups=tg)
-        histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
-    seed_preds = {name: [class_predictions(m, data, "pretrain", "test")[1] for m, _ in family]
-                  for name, family in models.get("seeds", {}).items()}
-    per_seed = {name: [classification_metrics(y, p, labels) for p in ps] for name, ps in seed_preds.items()}
-    metrics["seeds"] = _seed_rows(per_seed)
-    comparisons += _seed_comparisons(per_seed, "model", seed_preds, y, groups=groups, k=k)
-    if "transfer_seeds" in models:
-        t_preds = {name: [class_predictions(m, data, "target", "test")[1] for m, _ in family]
-                   for name, family in models["transfer_seeds"].items()}
-        t_seed = {name: [classification_metrics(ty, p, labels) for p in ps] for name, ps in t_preds.items()}
-        metrics["transfer_seeds"] = _seed_rows(t_seed)
-        comparisons += _seed_comparisons(t_seed, "finetuned", t_preds, ty, groups=text_groups(ttest), k=k)
+        comparisons += _transfer(cfg, data, models, metrics, histories, tuned, k)
+    metrics["seeds"], seed_comps = _seeds(models.get("seeds", {}), data, "pretrain", y, labels, "model", groups)
+    comparisons += seed_comps
     metrics["comparisons"] = comparisons
+    metrics["families"] = adjust_families(comparisons, metrics["baselines"])
+    metrics["ablations"] = ablation_check(metrics, models.get("baselines", {}), data.case.benchmark)
     metrics["power"] = {"alpha": 0.05, "power": 0.8, "macro_f1": mde_block(comparisons, "macro_f1"),
                         "accuracy": mde_block(comparisons, "accuracy")}
     m_, b_ = metrics["model"]["macro_f1"], metrics["baselines"]["tfidf_logreg"]["macro_f1"]
@@ -216,23 +197,27 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
 
     plots = paths.reports / "plots"
     if cfg.evaluate.plots:
-        plot_confusion(metrics["model"]["confusion_matrix"], labels, plots / "confusion.png",
-                       title="sentiment: model confusion matrix (test)")
-        write_csv(pd.DataFrame({"actual": [labels[i] for i in y], "predicted": [labels[i] for i in pred]}),
-                  plots / "confusion.csv")
-        write_json_atomic([{"model": k_, **r} for k_, h in histories.items() for r in h], plots / "learning_curves.json")
-        plot_learning_curves(histories, plots / "learning_curves.png", title="sentiment: learning curves (CE loss)")
-        c = metrics["calibration"]
-        curves = {f"raw (ECE {fmt(c['ece']['raw'], 3)})": reliability["raw"],
-                  f"temperature scaled, T = {fmt(c['temperature'], 3)} (ECE {fmt(c['ece']['temperature'], 3)})":
-                      reliability["temperature"]}
-        plot_reliability(curves, plots / "reliability.png", title="sentiment: reliability of the model (test)")
-        write_csv(pd.DataFrame([{"probabilities": k_, **r} for k_, rows in reliability.items() for r in rows]),
-                  plots / "reliability.csv")
+        _plots(metrics, histories, reliability, y, pred, labels, plots)
         if model.has_focus:
             _plot_focus(model, data, plots)
     write_text_atomic(_report(metrics, data), paths.reports / "report.md")
     return metrics
+
+
+def _plots(metrics: dict, histories: dict, reliability: dict, y, pred, labels, plots) -> None:
+    plot_confusion(metrics["model"]["confusion_matrix"], labels, plots / "confusion.png",
+                   title="sentiment: model confusion matrix (test)")
+    write_csv(pd.DataFrame({"actual": [labels[i] for i in y], "predicted": [labels[i] for i in pred]}),
+              plots / "confusion.csv")
+    write_json_atomic([{"model": k_, **r} for k_, h in histories.items() for r in h], plots / "learning_curves.json")
+    plot_learning_curves(histories, plots / "learning_curves.png", title="sentiment: learning curves (CE loss)")
+    c = metrics["calibration"]
+    curves = {f"raw (ECE {fmt(c['ece']['raw'], 3)})": reliability["raw"],
+              f"temperature scaled, T = {fmt(c['temperature'], 3)} (ECE {fmt(c['ece']['temperature'], 3)})":
+                  reliability["temperature"]}
+    plot_reliability(curves, plots / "reliability.png", title="sentiment: reliability of the model (test)")
+    write_csv(pd.DataFrame([{"probabilities": k_, **r} for k_, rows in reliability.items() for r in rows]),
+              plots / "reliability.csv")
 
 
 def _plot_focus(model, data, plots, *, n: int = 8, max_tokens: int = 16) -> None:
@@ -268,17 +253,29 @@ def _plot_focus(model, data, plots, *, n: int = 8, max_tokens: int = 16) -> None
                                 f"tweets of {max_tokens} tokens or fewer, named true label -> the model's prediction.")
 
 
-def _report(m: dict, data) -> str:
-    from .forecast import comparison_table
+def _settings_table(settings: dict) -> list[str]:
+    """The baselines' settings chosen on validation as a small table: TF-IDF + LR's C and n-grams, VADER's
+    thresholds, each with the validation macro-F1 that chose it."""
+    lines = ["| baseline | chosen on validation | validation macro-F1 |", "|---|---|---|"]
+    for name, s in settings.items():
+        if "C" in s:
+            lo, hi = s["ngram_range"]
+            what = f"C = {fmt(float(s['C']))}, word n-grams {lo}–{hi}"
+        else:
+            what = f"negative below {fmt(float(s['low']))}, positive above {fmt(float(s['high']))} (compound score)"
+        lines.append(f"| {name} | {what} | {fmt(s.get('val_macro_f1'), 3)} |")
+    return lines
 
+
+def _report(m: dict, data) -> str:
     cols = ["accuracy", "macro_f1", "macro_recall"]
     cuts = data.meta.cuts
     by = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "model" and c["test"] not in SEED_TESTS}
 
     def plain(c):
         if c is None or c["verdict"] == "tie":
-            return f"a tie with (differences under {fmt(c and c['mde'], 3)} could not have been seen)"
-        return {"better": "better than", "worse": "worse than"}[c["verdict"]]
+            return f"a tie with (differences under {fmt(c and c['mde'], 3)} could not have been seen; {p_text(c)})"
+        return {"better": "better than", "worse": "worse than"}[c["verdict"]] + f" ({p_text(c)})"
 
     nd = m["near_duplicates"]
     lines = ["# Sentiment report", "",
@@ -289,10 +286,12 @@ def _report(m: dict, data) -> str:
              md_table({"model": m["model"], **m["baselines"]}, cols), "",
              f"By macro-F1 (bootstrap over the {m['test_period'].get('groups', 'n/a')} near-duplicate groups of the "
              f"test texts, so twins stay together) the model is {plain(by.get(('tfidf_logreg', 'macro_f1')))} "
-             f"TF-IDF + LR and {plain(by.get(('vader', 'macro_f1')))} VADER; baselines tuned on the "
-             f"validation split only ({m['baseline_settings']}).", "",
-             "Paired comparisons (diff = a minus b; positive favours a):", "", comparison_table(m["comparisons"]), ""]
-    lines += seed_section("Across seeds (mean ± sd):", _SEED_HEADER, m.get("seeds", {}), _seed_line, "sentiment")
+             f"TF-IDF + LR and {plain(by.get(('vader', 'macro_f1')))} VADER. The baselines' settings, chosen on the "
+             "validation split only:", "", *_settings_table(m["baseline_settings"]), "",
+             "Paired comparisons (diff = a minus b; positive favours a):", "",
+             comparison_table(m["comparisons"], ablations=m.get("ablations")), "", *ablation_lines(m),
+             *families_lines(m)]
+    lines += seed_table("Across seeds (mean ± sd):", m.get("seeds", {}), _SEED_COLUMNS, "sentiment")
     if "finetuned" in m:
         v = next((c for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
                   and c["metric"] == "macro_f1" and c["test"] not in SEED_TESTS), None)
@@ -300,14 +299,16 @@ def _report(m: dict, data) -> str:
                   "same Apple training data (own early-stopped budget), and the target baselines:", "",
                   md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols), "",
                   (f"Verdict: fine-tuned vs scratch is a **{verdict_text(v) if v else 'tie'}** by macro-F1 (first "
-                   "seed, bootstrap over near-duplicate groups)."), ""]
-        lines += seed_section("Transfer across seeds (mean ± sd, Apple test set):", _SEED_HEADER,
-                              m.get("transfer_seeds", {}), _seed_line, "sentiment")
-        sv = next((c["verdict"] for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
+                   f"seed, bootstrap over near-duplicate groups, {p_text(v)})."), "",
+                  "The target baselines' settings, chosen on the Apple validation split:", "",
+                  *_settings_table(m.get("target_baseline_settings", {})), ""]
+        lines += seed_table("Transfer across seeds (mean ± sd, Apple test set):", m.get("transfer_seeds", {}),
+                            _SEED_COLUMNS, "sentiment")
+        sv = next((c for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
                    and c["test"] == "two_way_bootstrap_seeds_items"), None)
         if sv:
             lines += [f"Across seeds (two-way bootstrap over seeds and Apple test texts, macro-F1) fine-tuned vs "
-                      f"scratch is a **{sv}**.", ""]
+                      f"scratch: {comparison_text(sv)}.", ""]
     lines += _calibration_section(m["calibration"])
     lines += ["Plots: `plots/confusion.png`, `plots/learning_curves.png`, `plots/attention.png`, "
               "`plots/reliability.png`.", ""]

@@ -15,13 +15,13 @@ from ..data.window import (EntityWindows, StockBatches, StockWindows, load_entit
                            window_splits)
 from ..errors import DataError
 from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal_scores
-from ..evaluate.distribution import (apply_offsets, conformal_offsets, crps_quantile, differential_test,
-                                    score_quantiles, student_t_quantiles)
+from ..evaluate.distribution import student_t_quantiles
+from ..evaluate.engine import (ablation_check, ablation_lines, across_seeds, adjust_families, comparison_table,
+                               evaluate_heads, families_lines, head_table, p_text, seed_rows, seed_table)
 from ..evaluate.metrics import daily_rank_ic, rank_ic_summary
 from ..evaluate.plots import plot_lines, write_csv
-from ..evaluate.report import MDE_NOTE, fmt, history, interval_text, md_table, seed_section
-from ..evaluate.stats import (mde_block, minimum_detectable_effect, rank_ic_difference, seed_difference,
-                              seed_summary, two_way_bootstrap, verdict)
+from ..evaluate.report import fmt, history, md_table
+from ..evaluate.stats import mde_block, minimum_detectable_effect, rank_ic_difference, verdict
 from ..evaluate.trading import long_short_portfolio, performance, sharpe_difference
 from ..io import write_json_atomic, write_text_atomic
 from ..models.config import ModelConfig
@@ -34,6 +34,7 @@ __all__ = ["CrossSectionCase", "PanelMeta", "PanelData", "PANEL_FEATURES", "pane
 PANEL_FEATURES = ("ret_1d", "ret_5d", "ret_20d", "vol_20d")
 
 _SEED_KEYS = ("rank_ic", "rank_ic_tstat", "long_short_sharpe")
+_SEED_COLUMNS = [("rank_ic", "rank IC"), ("rank_ic_tstat", "NW t"), ("long_short_sharpe", "long-short Sharpe")]
 
 # Stock-windows per unshuffled (scoring) batch: validation, evaluation, monitoring and predict score many dates at
 # once, and one batch of 256 dates x 500 stocks is 128,000 sequences, whose GRU working set alone is about 1.5 GB
@@ -173,52 +174,35 @@ def quantile_frame(model, data, split: str | None, *, labelled: bool = True) -> 
 
 def _distribution(data, models: dict, horizon: int) -> tuple[dict, dict, list[dict]]:
     """The forecast distribution of each stock's cross-sectional z-score, when ``model.distribution`` is quantile
-    or student_t: the head's quantiles with each central interval widened by a split-conformal offset fitted on
-    the validation rows (never test), scored on the test rows (CRPS, pinball, coverage, width), beside every
-    neural baseline with a head and the training targets' empirical quantiles (the forecast that knows nothing
-    of the stock or the day). Diebold–Mariano on CRPS over test dates (each date's mean over its stocks)."""
+    or student_t: the engine's :func:`r2n2.evaluate.engine.evaluate_heads` on the (date, stock) test rows every
+    forecaster shares: each head's intervals widened by a split-conformal offset fitted on its validation rows
+    (never test), beside every neural baseline with a head and the training targets' empirical quantiles (the
+    forecast that knows nothing of the stock or the day). Diebold–Mariano on CRPS over test dates (each date's
+    mean over its stocks)."""
     model = models["model"][0]
     levels = list(model.config.quantiles)
     cols = [f"q{t:g}" for t in levels]
-    heads = {"model": models["model"][0], **{k: m for k, (m, _) in models.get("baselines", {}).items()
-                                             if m.config.distribution != "none"}}
-    tests, conformal, raw, val_dates = {}, {}, None, None
-    for name, mdl in heads.items():
-        val, test = quantile_frame(mdl, data, "val"), quantile_frame(mdl, data, "test")
-        conformal[name] = conformal_offsets(val[cols].to_numpy(), val["target"].to_numpy(), levels)
-        if name == "model":
-            raw = score_quantiles(test["target"].to_numpy(), test[cols].to_numpy(), levels)
-            val_dates = val["date"]
-        tests[name] = test.assign(**dict(zip(cols, apply_offsets(test[cols].to_numpy(), conformal[name], levels).T)))
+    heads = {"model": model, **{k: m for k, (m, _) in models.get("baselines", {}).items()
+                                if m.config.distribution != "none"}}
+    frames = {name: (quantile_frame(mdl, data, "val"), quantile_frame(mdl, data, "test")) for name, mdl in heads.items()}
+    key = ["date", "entity"]
+    common = frames["model"][1][key]
+    for _, test in frames.values():  # every forecaster on the same (date, stock) rows
+        common = common.merge(test[key], on=key)
+    tests = {name: common.merge(test, on=key) for name, (_, test) in frames.items()}
+    y = tests["model"]["target"].to_numpy()
     t = data.table
     train_targets = t.loc[t["split"] == "train", "target"].to_numpy(float)
     climate = np.quantile(train_targets[np.isfinite(train_targets)], levels)
-    tests["unconditional"] = tests["model"].assign(**dict(zip(cols, climate)))
-    key = ["date", "entity"]
-    common = tests["model"][key]
-    for f in tests.values():  # every forecaster on the same (date, stock) rows
-        common = common.merge(f[key], on=key)
-    aligned = {k: common.merge(f, on=key) for k, f in tests.items()}
-    y = aligned["model"]["target"].to_numpy()
-    scores = {k: {x: v for x, v in score_quantiles(y, f[cols].to_numpy(), levels).items() if x != "var_backtests"}
-              for k, f in aligned.items()}
-    crps = {k: pd.Series(crps_quantile(y, f[cols].to_numpy(), levels)).groupby(f["date"].to_numpy()).mean()
-            for k, f in aligned.items()}
-    comps = []
-    for name in scores:
-        if name != "model":
-            c = differential_test((crps["model"] - crps[name]).to_numpy(), a="model", b=name, metric="crps",
-                                  horizon=horizon)
-            c["verdict"] = verdict(c, higher_is_better=False)
-            comps.append(c)
-    vmin, vmax = val_dates.min(), val_dates.max()
-    block = {**scores.pop("model"), "distribution": model.config.distribution, "levels": levels,
-             "target": "cross-sectional z-score of the forward return", "n_rows": int(len(y)),
-             "uncalibrated": {k: raw[k] for k in ("crps", "coverage", "width")},
-             "conformal": {"method": "split conformal (CQR, symmetric, one offset per central interval)",
-                           "fitted_on": "validation", "start": str(vmin.date()), "end": str(vmax.date()),
-                           "offsets": conformal["model"]}}
-    return block, scores, comps
+    out = evaluate_heads(y, levels, {name: (val[cols].to_numpy(), val["target"].to_numpy(), tests[name][cols].to_numpy())
+                                     for name, (val, _) in frames.items()},
+                         {"unconditional": np.tile(climate, (len(y), 1))}, horizon=horizon,
+                         groups=tests["model"]["date"].to_numpy())
+    val_dates = frames["model"][0]["date"]
+    block = {**out["block"], "distribution": model.config.distribution,
+             "target": "cross-sectional z-score of the forward return", "n_rows": int(len(y))}
+    block["conformal"] |= {"start": str(val_dates.min().date()), "end": str(val_dates.max().date())}
+    return block, out["scores"], out["comparisons"]
 
 
 def _distribution_report(m: dict) -> list[str]:
@@ -226,21 +210,15 @@ def _distribution_report(m: dict) -> list[str]:
     rows = {f"model ({d['distribution']}, split conformal)": d, "model (before conformal)": d["uncalibrated"],
             **{("training targets' empirical quantiles" if k == "unconditional" else k): v
                for k, v in m.get("distribution_baselines", {}).items()}}
-    lines = ["## Forecast distribution of each stock's cross-sectional z-score", "",
-             f"Quantiles at {', '.join(f'{t:g}' for t in d['levels'])} of the training target (each stock's "
-             f"forward return as a z-score across that date's stocks), {d['n_rows']} (date, stock) test rows; the "
-             "central intervals widened by a split-conformal offset fitted on the validation rows only "
-             f"({d['conformal']['start']} to {d['conformal']['end']}; each neural baseline likewise). CRPS: "
-             "scoringrules' quantile CRPS over these levels.", "",
-             "| forecast | CRPS | cov 50 % | cov 80 % | cov 90 % | cov 98 % | width 90 % |", "|---" * 7 + "|"]
-    for name, s in rows.items():
-        cov = s["coverage"]
-        lines.append(f"| {name} | {fmt(s['crps'])} | " + " | ".join(fmt(cov.get(k), 3) for k in ("0.5", "0.8", "0.9", "0.98"))
-                     + f" | {fmt(s['width'].get('0.9'))} |")
     crps = [c for c in m["comparisons"] if c["metric"] == "crps"]
-    lines += ["", "The model minus each, mean CRPS (Diebold–Mariano over test dates, each date's mean over its "
-              "stocks; HAC, two-sided; negative favours the model):", "", *_comparison_rows(crps), ""]
-    return lines
+    return ["## Forecast distribution of each stock's cross-sectional z-score", "",
+            f"Quantiles at {', '.join(f'{t:g}' for t in d['levels'])} of the training target (each stock's "
+            f"forward return as a z-score across that date's stocks), {d['n_rows']} (date, stock) test rows; the "
+            "central intervals widened by a split-conformal offset fitted on the validation rows only "
+            f"({d['conformal']['start']} to {d['conformal']['end']}; each neural baseline likewise). CRPS: "
+            "scoringrules' quantile CRPS over these levels.", "", *head_table(rows), "",
+            "The model minus each, mean CRPS (Diebold–Mariano over test dates, each date's mean over its "
+            "stocks; HAC, two-sided; negative favours the model):", "", comparison_table(crps, note=False), ""]
 
 
 def _matrices(data) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -298,6 +276,39 @@ def _power(rows: dict, comparisons: list[dict], n: int) -> dict:
     return out
 
 
+def _plots(cfg, rets: dict, dates, models: dict, plots) -> None:
+    from ..evaluate.plots import plot_learning_curves
+
+    cum = pd.DataFrame({k: np.cumsum(np.log1p(rets[k]["net"].reindex(dates).fillna(0.0).to_numpy()))
+                        for k in ("model", "reversal_1d", "momentum_12_1", "equal_weight")}, index=dates)
+    write_csv(cum.reset_index().assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d")), plots / "cumulative.csv")
+    plot_lines(dates, {k: cum[k].to_numpy() for k in cum}, plots / "cumulative.png",
+               title=f"panel: top-{cfg.evaluate.top_k} minus bottom-{cfg.evaluate.top_k}, net of "
+                     f"{cfg.evaluate.cost_bps:g} bp (test period; equal weight is long only)",
+               ylabel="cumulative log return")
+    histories = {"model": history(models["model"][1]), **{n: history(m[1]) for n, m in models.get("baselines", {}).items()}}
+    plot_learning_curves(histories, plots / "learning_curves.png", title="panel: learning curves (scaled MSE)")
+
+
+def _seeds(families: dict, data, fwd_t, next_day, cfg, dates) -> tuple[dict, list[dict]]:
+    """Per family with several seeds: mean, sd and n of the rank IC, its t and the long-short Sharpe ratio; and
+    the model vs every other family by the mean daily rank IC, paired by seed (the engine's across-seed tests;
+    test dates in blocks of 10)."""
+    table, ics = {}, {}
+    for name, family in families.items():
+        if len(family) > 1:
+            runs = [_signal_metrics(score_matrix(m, data, "test").reindex(dates), fwd_t, next_day, cfg,
+                                    data.meta.horizon) for m, _ in family]
+            table[name] = seed_rows({name: [r[2] for r in runs]}, _SEED_KEYS)[name]
+            ics[name] = np.stack([np.asarray(r[0].reindex(dates), float) for r in runs])  # (seeds, dates)
+
+    def mean_ic(ic, ii):  # (k, dates) daily rank ICs -> (k,) mean IC on dates ii (NaN: too few stocks that day)
+        return np.nanmean(ic[:, ii], axis=1)
+
+    return table, across_seeds(ics, mean_ic, a="model", others=list(ics), metric="rank_ic", higher_is_better=True,
+                               block=10.0)
+
+
 def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
     meta = data.meta
     close, fwd, next_day = _matrices(data)
@@ -326,31 +337,8 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
                                       lags=cfg.evaluate.nw_lags) for b in scorers if b != "model"]
     for c in comparisons:
         c["verdict"] = verdict(c, higher_is_better=True)
-    seed_rows, per_seed, seed_ics = {}, {}, {}
-    for name, family in models.get("seeds", {}).items():
-        if len(family) > 1:
-            runs = [_signal_metrics(score_matrix(m, data, "test").reindex(dates), fwd_t, next_day, cfg, meta.horizon)
-                    for m, _ in family]
-            per_seed[name] = [r[2] for r in runs]
-            seed_ics[name] = np.stack([np.asarray(r[0].reindex(dates), float) for r in runs])  # (seeds, dates)
-            seed_rows[name] = {k: seed_summary([r[k] for r in per_seed[name]]) for k in _SEED_KEYS}
-    for name in per_seed:
-        if name != "model" and "model" in per_seed:
-            c = seed_difference([r["rank_ic"] for r in per_seed["model"]], [r["rank_ic"] for r in per_seed[name]],
-                                a="model", b=name, metric="rank_ic")
-            if c is not None:
-                c["verdict"] = verdict(c, higher_is_better=True)
-                comparisons.append(c)
-            # both sources of noise (the verdict's test): seeds and test dates at once, dates in blocks of 10
-            n = min(len(seed_ics["model"]), len(seed_ics[name]))
-            d = seed_ics["model"][:n] - seed_ics[name][:n]
-
-            def score(si, ii, d=d):
-                return float(np.nanmean(d[si][:, ii]))
-
-            two = two_way_bootstrap(score, n, d.shape[1], a="model", b=name, metric="rank_ic", block=10.0)
-            if two is not None:
-                comparisons.append(two)
+    seed_table_, seed_comps = _seeds(models.get("seeds", {}), data, fwd_t, next_day, cfg, dates)
+    comparisons += seed_comps
     tests = {f"model_vs_{c['b']}": c for c in comparisons}  # the rank-IC tests (the across-seeds one last)
     comparisons += _sharpe_comparisons(rets, "model", [b for b in scorers if b != "model"])
     dist = None
@@ -358,8 +346,7 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
         dist = _distribution(data, models, meta.horizon)
         comparisons += dist[2]
     metrics = {"model": rows["model"], "baselines": {k: v for k, v in rows.items() if k != "model"},
-               "tests": tests, "comparisons": comparisons, "power": _power(rows, comparisons, len(dates)),
-               "seeds": seed_rows,
+               "tests": tests, "comparisons": comparisons, "seeds": seed_table_,
                "test_period": {"entity": f"{len(meta.entities)} stocks", "start": str(dates[0].date()),
                                "end": str(dates[-1].date()), "n": int(len(dates))},
                "settings": {"top_k": cfg.evaluate.top_k, "cost_bps": cfg.evaluate.cost_bps, "horizon": meta.horizon,
@@ -367,32 +354,15 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
     if dist is not None:
         metrics["model"].update(dist[0])
         metrics["distribution_baselines"] = dist[1]
-        metrics["power"]["crps"] = mde_block(comparisons, "crps")
+    metrics["families"] = adjust_families(comparisons, metrics["baselines"])
+    metrics["ablations"] = ablation_check(metrics, models.get("baselines", {}), data.case.benchmark)
+    metrics["power"] = _power(rows, comparisons, len(dates))
     write_json_atomic(metrics, paths.reports / "metrics.json")
     write_predict_calibration(paths, None)  # point forecasts: predict applies nothing
     if cfg.evaluate.plots:
-        cum = pd.DataFrame({k: np.cumsum(np.log1p(rets[k]["net"].reindex(dates).fillna(0.0).to_numpy()))
-                            for k in ("model", "reversal_1d", "momentum_12_1", "equal_weight")}, index=dates)
-        write_csv(cum.reset_index().assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d")),
-                  paths.reports / "plots" / "cumulative.csv")
-        plot_lines(dates, {k: cum[k].to_numpy() for k in cum}, paths.reports / "plots" / "cumulative.png",
-                   title=f"panel: top-{cfg.evaluate.top_k} minus bottom-{cfg.evaluate.top_k}, net of "
-                         f"{cfg.evaluate.cost_bps:g} bp (test period; equal weight is long only)",
-                   ylabel="cumulative log return")
-        from ..evaluate.plots import plot_learning_curves
-
-        histories = {"model": history(model_meta), **{n: history(m[1]) for n, m in models.get("baselines", {}).items()}}
-        plot_learning_curves(histories, paths.reports / "plots" / "learning_curves.png",
-                             title="panel: learning curves (scaled MSE)")
+        _plots(cfg, rets, dates, models, paths.reports / "plots")
     write_text_atomic(_report(metrics, data, cfg), paths.reports / "report.md")
     return metrics
-
-
-def _comparison_rows(comps: list[dict]) -> list[str]:
-    lines = ["| vs | verdict | metric | test | diff | 95 % CI | p | sided | MDE (80 %) |", "|---" * 9 + "|"]
-    lines += [f"| {c['b']} | **{c['verdict']}** | {c['metric']} | {c['test']} | {fmt(c['diff'])} | {interval_text(c)} | "
-              f"{fmt(c['p_value'])} | {c['sided']} | {fmt(c['mde'])} |" for c in comps]
-    return lines
 
 
 def _report(m: dict, data, cfg) -> str:
@@ -420,21 +390,18 @@ def _report(m: dict, data, cfg) -> str:
     lines += [md_table({"model (cross-entity relational)": m["model"], **m["baselines"]}, cols), "",
               ("Mean daily rank-IC difference, model minus each alternative (seed 0; Newey–West over test dates; "
                "across seeds, a two-way bootstrap over seeds and test dates, with the paired t over seeds beside it; "
-               "95 % interval):"), "", *_comparison_rows(ic), "",
+               "95 % interval):"), "", comparison_table(ic, ablations=m.get("ablations"), note=False), "",
               ("Long-short Sharpe ratio (annualised), model minus each alternative, net and gross (Ledoit–Wolf 2008 "
-               "HAC test, two-sided):"), "", *_comparison_rows(sh), "", MDE_NOTE, ""]
+               "HAC test, two-sided):"), "", comparison_table(sh), "", *ablation_lines(m), *families_lines(m)]
     if "crps" in m["model"]:
         lines += _distribution_report(m)
-    lines += [*seed_section("Across seeds (mean ± sd):", "| model | rank IC | NW t | long-short Sharpe | seeds |",
-                            m.get("seeds", {}), lambda n, s: f"| {n} | " + " | ".join(
-                                f"{fmt(s[k]['mean'])} ± {fmt(s[k]['sd'])}" for k in _SEED_KEYS)
-                            + f" | {s['rank_ic']['n']} |", "panel")]
+    lines += seed_table("Across seeds (mean ± sd):", m.get("seeds", {}), _SEED_COLUMNS, "panel")
     by = {c["b"]: c for c in ic if c["test"] == "newey_west"}
 
     def plain(c):
         if c["verdict"] == "tie":
-            return f"ties with (differences under {fmt(c['mde'], 3)} could not have been seen)"
-        return {"better": "beats", "worse": "is beaten by"}[c["verdict"]]
+            return f"ties with (differences under {fmt(c['mde'], 3)} could not have been seen; {p_text(c)})"
+        return {"better": "beats", "worse": "is beaten by"}[c["verdict"]] + f" ({p_text(c)})"
 
     own = pw["rank_ic"]["model vs 0"]["mde"], pw["long_short_sharpe_net"]["model vs 0"]["mde"]
     lines += ["", f"**Verdict:** the model {plain(by['reversal_1d'])} 1-day reversal, {plain(by['reversal_5d'])} "
@@ -520,6 +487,7 @@ class CrossSectionCase(PriceCase):
     kind = "crosssection"
     headline_metrics = ("rank_ic", "rank_ic_tstat", "long_short_sharpe", "turnover")
     main_baseline = "reversal_1d"
+    benchmark = ("reversal_1d", "rank_ic", True)  # yesterday's losers first: the simplest signal, nothing fitted
     metric = ("val_mse", False)
     predict_warmup = 20  # ret_20d and vol_20d (panel_table) need 20 returns, 21 closes: rows 0 .. 19 have none
     predict_warmup_why = "the first 20 rows have no 20-day return and volatility yet"

@@ -12,12 +12,13 @@ from ..errors import DataError
 from ..evaluate.baselines import garch_volatility
 from ..evaluate.distribution import student_t_quantiles
 from ..evaluate.metrics import expanding_mean_forecast, forecast_tests, regression_metrics
-from ..evaluate.stats import (clark_west, diebold_mariano, mde_block, oos_r2_mde, rmse_ratio_bootstrap,
-                              seed_difference, seed_summary, two_way_bootstrap, verdict)
+from ..evaluate.engine import (ablation_check, ablation_lines, across_seeds, adjust_families, comparison_table,
+                               comparison_text, families_lines, p_text, seed_rows, seed_table)
+from ..evaluate.stats import clark_west, diebold_mariano, mde_block, oos_r2_mde, rmse_ratio_bootstrap, verdict
 from ..evaluate.trading import buy_and_hold, net_returns, sharpe_difference, sign_strategy
 from ..evaluate.plots import (plot_cumulative, plot_fan, plot_forecast, plot_learning_curves, plot_pit,
                               write_csv)
-from ..evaluate.report import MDE_NOTE, fmt, history, interval_text, md_table, seed_section, verdict_text
+from ..evaluate.report import fmt, history, md_table, verdict_text
 from ..io import write_json_atomic, write_text_atomic
 from .base import write_predict_calibration
 from .forecast_dist import distribution_report, evaluate_distribution, model_outputs
@@ -116,39 +117,49 @@ def _trading(pred, y, cost_bps: float) -> tuple[dict, list[dict]]:
 
 
 _SEED_KEYS = ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")
+_SEED_COLUMNS = [("rel_rmse_random_walk", "RMSE / random walk"), ("oos_r2", "OOS R²"),
+                 ("directional_accuracy", "directional accuracy")]
 
 
 def _seed_table(data, families: dict, role: str, split: str, y, bench, a: str) -> tuple[dict, list[dict]]:
     """Per family: mean, sd and n of the headline metrics over seeds; and ``a`` vs every other family by RMSE
-    relative to the random walk, paired by seed: a two-way bootstrap over seeds and test days (blocks of 10
-    days), the verdict's test, and the paired t over seeds beside it (it conditions on this one test set)."""
+    relative to the random walk, paired by seed (the engine's across-seed tests; test days in blocks of 10)."""
     preds = {name: [forecasts(m, data, role, split)[1] for m, _ in family] for name, family in families.items()}
-    per_seed = {name: [_score(data, role, y, p, bench) for p in ps] for name, ps in preds.items()}
-    table = {name: {k: seed_summary([s.get(k) for s in scores]) for k in _SEED_KEYS}
-             for name, scores in per_seed.items()}
-    comps = []
-    rw = (np.asarray(y, float) - bench["random_walk"]) ** 2
-    for b, scores in per_seed.items():
-        if b != a and a in per_seed:
-            c = seed_difference([s.get("rel_rmse_random_walk") for s in per_seed[a]],
-                                [s.get("rel_rmse_random_walk") for s in scores], a=a, b=b,
-                                metric="rel_rmse_random_walk")
-            if c is not None:
-                c["verdict"] = verdict(c, higher_is_better=False)
-                comps.append(c)
-            n = min(len(preds[a]), len(preds[b]))
-            se_a = np.stack([(np.asarray(y, float) - p) ** 2 for p in preds[a][:n]])  # (seeds, days)
-            se_b = np.stack([(np.asarray(y, float) - p) ** 2 for p in preds[b][:n]])
+    table = seed_rows({name: [_score(data, role, y, p, bench) for p in ps] for name, ps in preds.items()}, _SEED_KEYS)
+    y = np.asarray(y, float)
+    rw = (y - bench["random_walk"]) ** 2  # (days,)
+    errors = {name: np.stack([(y - p) ** 2 for p in ps]) for name, ps in preds.items() if ps}  # (seeds, days)
 
-            def score(si, ii, se_a=se_a, se_b=se_b):
-                base = np.sqrt(rw[ii].mean())
-                return float(np.mean(np.sqrt(se_a[si][:, ii].mean(1))) - np.mean(np.sqrt(se_b[si][:, ii].mean(1)))) / base
+    def rel_rmse(se, ii):  # (k, days) squared errors -> (k,) RMSE / the random walk's on the same days
+        return np.sqrt(se[:, ii].mean(1)) / np.sqrt(rw[ii].mean())
 
-            two = two_way_bootstrap(score, n, len(rw), a=a, b=b, metric="rel_rmse_random_walk", block=10.0,
-                                    higher_is_better=False)
-            if two is not None:
-                comps.append(two)
-    return table, comps
+    return table, across_seeds(errors, rel_rmse, a=a, others=list(errors), metric="rel_rmse_random_walk",
+                               higher_is_better=False, block=10.0)
+
+
+def _transfer(cfg, data, models: dict, metrics: dict, histories: dict, h: int, directional: bool) -> list[dict]:
+    """Fine-tuned vs scratch (and vs the random walk) on the target series, first seed, into ``metrics``."""
+    ft, ft_meta = models["finetuned"]
+    sc, sc_meta = models["scratch"]
+    ty, tpred, trows = forecasts(ft, data, "target", "test")
+    spred = forecasts(sc, data, "target", "test")[1]
+    tbench = _benchmarks(data, "target", "test", ty, trows)
+    metrics["finetuned"] = _score(data, "target", ty, tpred, tbench)
+    metrics["scratch"] = _score(data, "target", ty, spred, tbench)
+    metrics["target_baselines"] = {name: _score(data, "target", ty, p, tbench) for name, p in tbench.items()}
+    comps = _compare(ty, tpred, spred, "finetuned", "scratch", cfg, h)
+    comps += _compare(ty, tpred, tbench["random_walk"], "finetuned", "random_walk", cfg, h, nested=True)
+    ft_tests = forecast_tests(ty, tpred, tbench["random_walk"], horizon=h, directional=directional)
+    metrics["tests"].update({f"finetuned_{k}": v for k, v in ft_tests.items()})
+    metrics["target_period"] = {"entity": data.key("target"), "start": str(trows["date"].min().date()),
+                                "end": str(trows["date"].max().date()), "n": int(len(ty))}
+    metrics["power"]["finetuned_oos_r2_vs_historical_mean"] = oos_r2_mde(ty, tpred, tbench["historical_mean"], horizon=h)
+    histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
+    if "transfer_seeds" in models:
+        metrics["transfer_seeds"], seed_comps = _seed_table(data, models["transfer_seeds"], "target", "test", ty,
+                                                            tbench, "finetuned")
+        comps += seed_comps
+    return comps
 
 
 def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
@@ -178,97 +189,51 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
     if directional and meta.target == "return" and h == 1:
         metrics["trading"], sharpe_comps = _trading(pred, y, cfg.evaluate.cost_bps)
         comparisons += sharpe_comps
-    if "finetuned" in models and "scratch" in models:
-        ft, ft_meta = models["finetuned"]
-        sc, sc_meta = models["scratch"]
-        ty, tpred, trows = forecasts(ft, data, "target", "test")
-        _, spred, _ = forecasts(sc, data, "target", "test")
-        tbench = _benchmarks(data, "target", "test", ty, trows)
-        metrics["finetuned"] = _score(data, "target", ty, tpred, tbench)
-        metrics["scratch"] = _score(data, "target", ty, spred, tbench)
-        metrics["target_baselines"] = {name: _score(data, "target", ty, p, tbench) for name, p in tbench.items()}
-        comparisons += _compare(ty, tpred, spred, "finetuned", "scratch", cfg, h)
-        comparisons += _compare(ty, tpred, tbench["random_walk"], "finetuned", "random_walk", cfg, h, nested=True)
-        ft_tests = forecast_tests(ty, tpred, tbench["random_walk"], horizon=h, directional=directional)
-        metrics["tests"].update({f"finetuned_{k}": v for k, v in ft_tests.items()})
-        metrics["target_period"] = {"entity": data.key("target"), "start": str(trows["date"].min().date()),
-                                    "end": str(trows["date"].max().date()), "n": int(len(ty))}
-        histories["finetuned"], histories["scratch"] = history(ft_meta), history(sc_meta)
-    metrics["seeds"], seed_comps = _seed_table(data, models.get("seeds", {}), "pretrain", "test", y, bench, "model")
-    comparisons += seed_comps
-    if "transfer_seeds" in models:
-        metrics["transfer_seeds"], seed_comps = _seed_table(data, models["transfer_seeds"], "target", "test", ty,
-                                                            tbench, "finetuned")
-        comparisons += seed_comps
     dist_frames = {}
     if model.config.distribution != "none":  # quantiles, conformal on validation, scores and VaR backtests
-        block, dist_base, dist_comps, dist_frames = evaluate_distribution(data, model, y, rows, horizon=h)
+        block, metrics["distribution_baselines"], dist_comps, dist_frames = evaluate_distribution(data, model, y, rows,
+                                                                                                  horizon=h)
         metrics["model"].update(block)
-        metrics["distribution_baselines"] = dist_base
         comparisons += dist_comps
+    if "finetuned" in models and "scratch" in models:
+        comparisons += _transfer(cfg, data, models, metrics, histories, h, directional)
+    metrics["seeds"], seed_comps = _seed_table(data, models.get("seeds", {}), "pretrain", "test", y, bench, "model")
+    comparisons += seed_comps
     metrics["comparisons"] = comparisons
+    metrics["families"] = adjust_families(comparisons, metrics["baselines"])
+    metrics["ablations"] = ablation_check(metrics, models.get("baselines", {}), data.case.benchmark)
     metrics["power"].update({"alpha": 0.05, "power": 0.8,
-                             "rmse_ratio_minus_1": mde_block(comparisons, "rmse_ratio_minus_1"),
-                             "sharpe_net": mde_block(comparisons, "sharpe_net"),
-                             "sharpe_gross": mde_block(comparisons, "sharpe_gross")})
-    if "finetuned" in metrics:
-        metrics["power"]["finetuned_oos_r2_vs_historical_mean"] = oos_r2_mde(ty, tpred, tbench["historical_mean"],
-                                                                             horizon=h)
-
+                             **{k: mde_block(comparisons, k) for k in ("rmse_ratio_minus_1", "sharpe_net", "sharpe_gross")}})
     write_json_atomic(metrics, paths.reports / "metrics.json")
     write_predict_calibration(paths, None)  # point forecasts: predict applies nothing
-    ent = data.key("pretrain")
-    plots = paths.reports / "plots"
     if cfg.evaluate.plots:
-        ylabel = {"return": "log return", "close": "log return implied", "volatility": "volatility"}[meta.target]
-        dates = rows["date"].dt.strftime("%Y-%m-%d")
-        write_csv(pd.DataFrame({"date": dates, "actual": y, "forecast": pred}), plots / "forecast.csv")
-        plot_forecast(rows["date"], y, pred, plots / "forecast.png", title=f"{ent}: test-period forecast vs actual",
-                      ylabel=ylabel)
-        if directional:
-            write_csv(pd.DataFrame({"date": dates, "buy_and_hold": np.cumsum(y),
-                                    "sign_strategy": np.cumsum(np.sign(pred) * y)}), plots / "cumulative.csv")
-            plot_cumulative(rows["date"], y, pred, plots / "cumulative.png",
-                            title=f"{ent}: trading the forecast's sign vs buy-and-hold (test period, before costs)")
-        write_json_atomic([{"model": k, **r} for k, h_ in histories.items() for r in h_], plots / "learning_curves.json")
-        plot_learning_curves(histories, plots / "learning_curves.png", title="stocks: learning curves (scaled MSE)")
-        if "fan" in dist_frames:
-            fan = dist_frames["fan"].assign(date=lambda f: pd.to_datetime(f["date"]).dt.strftime("%Y-%m-%d"))
-            write_csv(fan, plots / "fan.csv")
-            plot_fan(dist_frames["fan"], plots / "fan.png", ylabel=ylabel,
-                     title=f"{ent}: test-period forecast distribution (split conformal) and realised returns")
-        if "pit" in dist_frames:
-            write_csv(dist_frames["pit"], plots / "pit.csv")
-            plot_pit(dist_frames["pit"], plots / "pit.png", title=f"{ent}: PIT histogram on the quantile grid (test)")
+        _plots(data, y, pred, rows, histories, dist_frames, paths.reports / "plots")
     write_text_atomic(_report(metrics, data), paths.reports / "report.md")
     return metrics
 
 
-TEST_NAMES = {"diebold_mariano": "DM", "clark_west": "Clark–West", "stationary_bootstrap": "block bootstrap",
-              "ledoit_wolf_hac": "Ledoit–Wolf", "group_bootstrap": "group bootstrap", "paired_t_seeds": "paired t, seeds",
-              "two_way_bootstrap_seeds_items": "2-way bootstrap"}
-
-
-def comparison_table(comps: list[dict]) -> str:
-    """The paired comparisons as a Markdown table narrow enough for a report page (about 1,000 px): a vs b, the
-    verdict (second, so a narrow window still shows it), the metric and its test (one-sided ones marked), the
-    difference with its 95 % interval, the p-value and the MDE; then the note on how to read the MDE."""
-    lines = ["| a vs b | verdict | metric · test | diff [95 % CI] | p | MDE (80 %) |", "|---" * 6 + "|"]
-    lines += [f"| {c['a']} vs {c['b']} | **{c.get('verdict', '')}** | {c['metric']} · "
-              f"{TEST_NAMES.get(c['test'], c['test'])}{', one-sided' if c.get('sided') == 'one-sided' else ''} | "
-              f"{fmt(c['diff'], 3)} {interval_text(c, 3)} | {fmt(c['p_value'], 3)} | {fmt(c.get('mde'), 3)} |"
-              for c in comps]
-    return "\n".join(lines + ["", "DM: Diebold–Mariano (HAC); Ledoit–Wolf: their HAC test of two Sharpe ratios; 2-way "
-                               "bootstrap: seeds and test items resampled together. " + MDE_NOTE])
-
-
-_SEED_HEADER = "| model | RMSE / random walk | OOS R² | directional accuracy | seeds |"
-
-
-def _seed_line(name: str, s: dict) -> str:
-    r, o, d = s["rel_rmse_random_walk"], s["oos_r2"], s["directional_accuracy"]
-    return (f"| {name} | {fmt(r['mean'])} ± {fmt(r['sd'])} | {fmt(o['mean'])} ± {fmt(o['sd'])} | "
-            f"{fmt(d['mean'])} ± {fmt(d['sd'])} | {r['n']} |")
+def _plots(data, y, pred, rows, histories: dict, dist_frames: dict, plots) -> None:
+    meta, ent = data.meta, data.key("pretrain")
+    ylabel = {"return": "log return", "close": "log return implied", "volatility": "volatility"}[meta.target]
+    dates = rows["date"].dt.strftime("%Y-%m-%d")
+    write_csv(pd.DataFrame({"date": dates, "actual": y, "forecast": pred}), plots / "forecast.csv")
+    plot_forecast(rows["date"], y, pred, plots / "forecast.png", title=f"{ent}: test-period forecast vs actual",
+                  ylabel=ylabel)
+    if meta.target != "volatility":
+        write_csv(pd.DataFrame({"date": dates, "buy_and_hold": np.cumsum(y),
+                                "sign_strategy": np.cumsum(np.sign(pred) * y)}), plots / "cumulative.csv")
+        plot_cumulative(rows["date"], y, pred, plots / "cumulative.png",
+                        title=f"{ent}: trading the forecast's sign vs buy-and-hold (test period, before costs)")
+    write_json_atomic([{"model": k, **r} for k, h_ in histories.items() for r in h_], plots / "learning_curves.json")
+    plot_learning_curves(histories, plots / "learning_curves.png", title="stocks: learning curves (scaled MSE)")
+    if "fan" in dist_frames:
+        fan = dist_frames["fan"].assign(date=lambda f: pd.to_datetime(f["date"]).dt.strftime("%Y-%m-%d"))
+        write_csv(fan, plots / "fan.csv")
+        plot_fan(dist_frames["fan"], plots / "fan.png", ylabel=ylabel,
+                 title=f"{ent}: test-period forecast distribution (split conformal) and realised returns")
+    if "pit" in dist_frames:
+        write_csv(dist_frames["pit"], plots / "pit.csv")
+        plot_pit(dist_frames["pit"], plots / "pit.png", title=f"{ent}: PIT histogram on the quantile grid (test)")
 
 
 def _power_line(pw: dict | None, what: str) -> str:
@@ -291,15 +256,15 @@ def _report(m: dict, data) -> str:
     cw = by.get(("random_walk", "clark_west"))
     cwh = by.get(("historical_mean", "clark_west"))
     if dm and dm["verdict"] == "better":
-        verdict_line = (f"The model's squared errors are significantly lower than the random walk's (DM two-sided "
-                        f"p = {fmt(dm['p_value'])}).")
+        verdict_line = (f"The model's squared errors are significantly lower than the random walk's (DM two-sided, "
+                        f"{p_text(dm)}).")
     else:
         verdict_line = (f"Against the random walk the model is a **{verdict_text(dm, 3)}** (Diebold–Mariano, "
-                        f"two-sided p = {fmt(dm and dm['p_value'])}): treat its forecasts as no better than 'no "
-                        "change' unless a row below says better.")
-    verdict_line += (f" Clark–West (one-sided; the model nests the benchmark): vs the random walk p = "
-                     f"{fmt(cw and cw['p_value'])}, **{cw['verdict'] if cw else 'n/a'}**; vs the expanding "
-                     f"historical mean p = {fmt(cwh and cwh['p_value'])}, **{cwh['verdict'] if cwh else 'n/a'}**.")
+                        f"two-sided, {p_text(dm)}): treat its forecasts as no better than 'no change' unless a row "
+                        "below says better.")
+    verdict_line += (f" Clark–West (one-sided; the model nests the benchmark): vs the random walk {p_text(cw)}, "
+                     f"**{cw['verdict'] if cw else 'n/a'}**; vs the expanding historical mean {p_text(cwh)}, "
+                     f"**{cwh['verdict'] if cwh else 'n/a'}**.")
     t = m.get("tests", {})
     if t.get("pesaran_timmermann_pvalue") is not None:
         verdict_line += (f" Pesaran–Timmermann (one-sided: the forecast's sign agrees with the return's more often "
@@ -315,8 +280,10 @@ def _report(m: dict, data) -> str:
              md_table({"model": m["model"], **m["baselines"]}, cols), "", verdict_line, "",
              _power_line(m.get("power", {}).get("oos_r2_vs_historical_mean"), "model"), "",
              "Paired comparisons (diff = a minus b; for DM and Clark–West the mean squared-error difference, for the "
-             "bootstrap the RMSE ratio minus 1; negative favours a):", "", comparison_table(m["comparisons"]), ""]
-    lines += seed_section("Across seeds (mean ± sd):", _SEED_HEADER, m.get("seeds", {}), _seed_line, "stocks")
+             "bootstrap the RMSE ratio minus 1; negative favours a):", "",
+             comparison_table(m["comparisons"], ablations=m.get("ablations")), "", *ablation_lines(m),
+             *families_lines(m)]
+    lines += seed_table("Across seeds (mean ± sd):", m.get("seeds", {}), _SEED_COLUMNS, "stocks")
     if "trading" in m:
         t = m["trading"]
         rows = {f"{k} (net)": t[k] for k in ("sign_strategy", "buy_and_hold")}
@@ -327,8 +294,7 @@ def _report(m: dict, data) -> str:
                   md_table(rows, ["annual_return", "annual_volatility", "sharpe", "sharpe_se", "max_drawdown",
                                   "turnover"]), "",
                   "Sharpe ratio of the sign strategy minus buy-and-hold (Ledoit–Wolf 2008 HAC test, two-sided): "
-                  + "; ".join(f"{k.split('_')[1]} {fmt(c['diff'], 3)} {interval_text(c, 3)}, p {fmt(c['p_value'], 2)}"
-                              f", **{verdict_text(c)}**" for k, c in sh.items()) + ".", ""]
+                  + "; ".join(f"{k.split('_')[1]} {comparison_text(c)}" for k, c in sh.items()) + ".", ""]
     if "finetuned" in m:
         tt = m["target_period"]
         ft = [c for c in m["comparisons"] if c["a"] == "finetuned"]
@@ -337,15 +303,14 @@ def _report(m: dict, data) -> str:
                   "the same architecture trained from scratch on the same target windows (own early-stopped budget):",
                   "", md_table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]}, cols),
                   "", (f"Verdict: fine-tuned vs scratch is a **{verdict_text(v) if v else 'tie'}** (first seed, "
-                       "Diebold–Mariano, two-sided; MDE in squared-error units)."), "",
+                       f"Diebold–Mariano, two-sided, {p_text(v)}; MDE in squared-error units)."), "",
                   _power_line(m.get("power", {}).get("finetuned_oos_r2_vs_historical_mean"), "fine-tuned"), ""]
-        lines += seed_section("Transfer across seeds (mean ± sd, target test set):", _SEED_HEADER,
-                              m.get("transfer_seeds", {}), _seed_line, "stocks")
-        sv = next((c["verdict"] for c in ft if c["b"] == "scratch" and c["test"] == "two_way_bootstrap_seeds_items"),
-                  None)
+        lines += seed_table("Transfer across seeds (mean ± sd, target test set):", m.get("transfer_seeds", {}),
+                            _SEED_COLUMNS, "stocks")
+        sv = next((c for c in ft if c["b"] == "scratch" and c["test"] == "two_way_bootstrap_seeds_items"), None)
         if sv:
             lines += [f"Across seeds (two-way bootstrap over seeds and target test days, RMSE / random walk) "
-                      f"fine-tuned vs scratch is a **{sv}**.", ""]
+                      f"fine-tuned vs scratch: {comparison_text(sv)}.", ""]
     if "distribution" in m["model"]:
         lines += distribution_report(m)
     lines += ["Plots: `plots/forecast.png`, `plots/cumulative.png`, `plots/learning_curves.png`.", ""]

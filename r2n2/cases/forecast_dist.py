@@ -13,12 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..evaluate.distribution import (adaptive_conformal, apply_offsets, conformal_offsets, crps_comparison,
-                                     empirical_quantiles, ewma_normal_quantiles, garch_family_quantiles,
-                                     historical_quantiles, pinball_comparison, pit_histogram, score_quantiles,
-                                     student_t_quantiles)
-from ..evaluate.report import fmt, interval_text, verdict_text
-from ..evaluate.stats import verdict
+from ..evaluate.distribution import (empirical_quantiles, ewma_normal_quantiles, garch_family_quantiles,
+                                     historical_quantiles, pit_histogram, student_t_quantiles)
+from ..evaluate.engine import comparison_table, evaluate_heads, head_table
 
 __all__ = ["HS_WINDOW", "distribution_baselines", "distribution_report", "evaluate_distribution", "forecast_quantiles",
            "model_outputs"]
@@ -87,55 +84,24 @@ def distribution_baselines(data, role: str, rows: pd.DataFrame, levels) -> dict[
 
 def evaluate_distribution(data, model, y: np.ndarray, rows: pd.DataFrame, *, horizon: int,
                           role: str = "pretrain") -> tuple[dict, dict, list[dict], dict]:
-    """(the model's scores, {baseline: scores}, CRPS comparisons, plot frames) on the test rows ``rows`` (whose
-    targets are ``y``). The conformal offsets come from the validation rows alone."""
+    """(the model's scores, {baseline: scores}, CRPS and VaR-pinball comparisons, plot frames) on the test rows
+    ``rows`` (whose targets are ``y``): the engine's :func:`r2n2.evaluate.engine.evaluate_heads` with the VaR
+    backtests and, for next-day targets, adaptive conformal. The conformal offsets come from the validation rows
+    alone."""
     levels = list(model.config.quantiles)
     y_val, q_val, val_rows = forecast_quantiles(model, data, role, "val")
-    offsets = conformal_offsets(q_val, y_val, levels)
     _, q_raw, test_rows = forecast_quantiles(model, data, role, "test")
     if not np.array_equal(test_rows["date"].to_numpy(), rows["date"].to_numpy()):
         raise ValueError("the distribution forecasts are not on the point forecasts' test rows.")
-    q = apply_offsets(q_raw, offsets, levels)
-    raw = score_quantiles(y, q_raw, levels)
-    keep = ("crps", "coverage", "width", "var_backtests")
-    aci = None
-    if horizon == 1:  # online: row t sees y up to t - 1 (an h-day target is known only h - 1 days later)
-        q_aci, aci_state = adaptive_conformal(q_raw, y, levels, q_val, y_val)
-        aci = score_quantiles(y, q_aci, levels)
-    block = {**score_quantiles(y, q, levels), "distribution": model.config.distribution, "levels": levels,
-             "uncalibrated": {k: raw[k] for k in keep},
-             "conformal": {"method": "split conformal (CQR, symmetric, one offset per central interval)",
-                           "fitted_on": "validation", "n": len(y_val),
-                           "start": str(val_rows["date"].min().date()), "end": str(val_rows["date"].max().date()),
-                           "offsets": offsets},
-             "aci": {**{k: aci[k] for k in keep}, "method": "adaptive conformal inference (Gibbs & Candès 2021), "
-                     "started from the validation scores, updated after each test day", "state": aci_state}
-             if aci is not None else None}
-    base_q = distribution_baselines(data, role, rows, levels)
-    baselines = {name: score_quantiles(y, bq, levels) for name, bq in base_q.items()}
-    comps = []
-    for name, bq in base_q.items():
-        pairs = [crps_comparison(y, q, bq, levels, a="model", b=name, horizon=horizon)]
-        pairs += [pinball_comparison(y, q, bq, levels, tau, a="model", b=name, horizon=horizon)
-                  for tau in (0.01, 0.05) if round(tau, 9) in [round(float(t), 9) for t in levels]]
-        for c in pairs:
-            c["verdict"] = verdict(c, higher_is_better=False)
-        comps += pairs
-    frames = {"pit": pd.DataFrame([{"forecast": name, **b} for name, qq in {"model": q, **base_q}.items()
-                                   for b in pit_histogram(y, qq, levels)]),
+    out = evaluate_heads(y, levels, {"model": (q_val, y_val, q_raw)}, distribution_baselines(data, role, rows, levels),
+                         horizon=horizon, online=True, tails=(0.01, 0.05), var=True)
+    block = {**out["block"], "distribution": model.config.distribution}
+    block["conformal"] |= {"start": str(val_rows["date"].min().date()), "end": str(val_rows["date"].max().date())}
+    q = out["quantiles"]
+    frames = {"pit": pd.DataFrame([{"forecast": name, **b} for name, qq in q.items() for b in pit_histogram(y, qq, levels)]),
               "fan": pd.DataFrame({"date": rows["date"].to_numpy(), "actual": y,
-                                   **{f"q{t:g}": q[:, j] for j, t in enumerate(levels)}})}
-    return block, baselines, comps, frames
-
-
-def _row(s: dict) -> str:
-    cov, width = s["coverage"], s["width"]
-    cells = [fmt(s["crps"])] + [fmt(cov.get(k), 3) for k in ("0.5", "0.8", "0.9", "0.98")] + [fmt(width.get("0.9"))]
-    for p in ("0.01", "0.05"):
-        v = s["var_backtests"].get(p)
-        cells += [f"{fmt(v['rate'], 3)} ({v['exceedances']})", fmt(v["p_value"], 3), fmt(v["p_value_ind"], 3),
-                  fmt(v["p_value_cc"], 3)] if v else ["n/a"] * 4
-    return " | ".join(cells)
+                                   **{f"q{t:g}": q["model"][:, j] for j, t in enumerate(levels)}})}
+    return block, out["scores"], out["comparisons"], frames
 
 
 def distribution_report(m: dict) -> list[str]:
@@ -144,9 +110,6 @@ def distribution_report(m: dict) -> list[str]:
     rows = {f"model ({d['distribution']}, split conformal)": d, "model (adaptive conformal)": d.get("aci"),
             "model (before conformal)": d["uncalibrated"],
             **{BASELINE_NAMES.get(k, k): v for k, v in m.get("distribution_baselines", {}).items()}}
-    rows = {k: v for k, v in rows.items() if v}
-    head = ("| forecast | CRPS | cov 50 % | cov 80 % | cov 90 % | cov 98 % | width 90 % | VaR 1 % rate (n) | Kupiec p | "
-            "Chr. ind p | Chr. cc p | VaR 5 % rate (n) | Kupiec p | Chr. ind p | Chr. cc p |")
     lines = ["## Forecast distribution", "",
              (f"Quantiles at {', '.join(f'{t:g}' for t in d['levels'])}; the model's central intervals widened by a "
              f"split-conformal offset fitted on the validation period only ({d['conformal']['start']} to "
@@ -157,21 +120,13 @@ def distribution_report(m: dict) -> list[str]:
              "(Gibbs & Candès, gamma 0.005), each test day's width from the days before it. Baselines, each from "
              "the returns known at the forecast's date: GARCH(1,1)-t and GJR-GARCH(1,1)-t (arch, refitted every 21 "
              "days on an expanding window), EWMA-normal (RiskMetrics), the empirical quantiles of the returns "
-             f"before the test cut, historical simulation ({HS_WINDOW} days)."), "", head, "|---" * 15 + "|"]
-    lines += [f"| {name} | {_row(s)} |" for name, s in rows.items()]
-    comps = {(c["b"], c["metric"]): c for c in m.get("comparisons", [])
-             if c["a"] == "model" and (c["metric"] == "crps" or c["metric"].startswith("pinball_"))}
+             f"before the test cut, historical simulation ({HS_WINDOW} days)."), "", *head_table(rows)]
+    comps = [c for c in m.get("comparisons", []) if c["a"] == "model"
+             and (c["metric"] == "crps" or c["metric"].startswith("pinball_"))]
     if comps:
-        def cell(c):
-            return (f"{fmt(c['diff'], 3)} {interval_text(c, 3)}, p {fmt(c['p_value'], 2)}, MDE {fmt(c['mde'], 2)}: "
-                    f"**{verdict_text(c)}**") if c else "n/a"
-
         lines += ["", "The model (split conformal) minus each baseline, Diebold–Mariano (HAC, two-sided; negative "
                   "favours the model) on CRPS and on the pinball (tick) loss of each VaR quantile:", "",
-                  "| baseline | CRPS | VaR 1 % pinball | VaR 5 % pinball |", "|---|---|---|---|"]
-        for b in dict.fromkeys(k[0] for k in comps):
-            lines.append(f"| {BASELINE_NAMES.get(b, b)} | {cell(comps.get((b, 'crps')))} | "
-                         f"{cell(comps.get((b, 'pinball_0.01')))} | {cell(comps.get((b, 'pinball_0.05')))} |")
+                  comparison_table(comps, names=BASELINE_NAMES, note=False)]
     return lines + ["", "Plots: `plots/fan.png` (the test period's 50 % and 90 % intervals, realised returns, VaR "
                     "exceedances marked; `plots/fan.csv`), `plots/pit.png` (PIT histogram on the quantile grid; "
                     "`plots/pit.csv`).", ""]

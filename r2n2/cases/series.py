@@ -226,6 +226,7 @@ class SeriesCase(PriceCase):
     kind = "series"
     headline_metrics = ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")
     main_baseline = "random_walk"
+    benchmark = ("random_walk", "rel_rmse_random_walk", False)  # no change in price
     naive_name: ClassVar[str] = "random walk"  # the benchmark of monitor, gate and replay
 
     def naive_forecast(self, rows: pd.DataFrame, meta: SeriesMeta) -> np.ndarray:

@@ -62,11 +62,11 @@ from ..data.sources import DataConfig, read_prices
 from ..data.validate import PriceChecks
 from ..data.window import fit_scalers, split_summary, window_splits
 from ..errors import ConfigError, DataError
-from ..evaluate.distribution import apply_offsets, conformal_offsets, crps_comparison, score_quantiles
+from ..evaluate.engine import (ablation_check, ablation_lines, across_seeds, adjust_families, comparison_table,
+                               comparison_text, evaluate_heads, families_lines, head_table, seed_rows, seed_table)
 from ..evaluate.plots import plot_forecast, plot_learning_curves, write_csv
-from ..evaluate.report import fmt, history, seed_section, verdict_text
-from ..evaluate.stats import (_comparison, diebold_mariano, hac_mean, mde_block, minimum_detectable_effect,
-                              seed_difference, seed_summary, two_way_bootstrap, verdict)
+from ..evaluate.report import fmt, history
+from ..evaluate.stats import diebold_mariano, mde_block, verdict
 from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..models.config import ModelConfig
 from .base import Log, check_range, window_meta_of, write_predict_calibration
@@ -74,7 +74,7 @@ from .series import (SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, 
                      load_builtin_stocks, series_frame)
 
 __all__ = ["VolatilityCase", "VolatilityConfig", "garman_klass", "volatility_features", "econometric_forecasts",
-           "qlike", "dm_loss", "calibrate"]
+           "qlike", "calibrate"]
 
 FEATURES = ["logvar_1d", "logvar_5d", "logvar_22d", "ret_close", "ret_overnight"]
 HISTORY = 22                 # days of proxies behind the first usable row (the 22-day HAR aggregate)
@@ -236,29 +236,6 @@ def _sq(y, f):
     return (np.asarray(y, dtype=float) - np.asarray(f, dtype=float)) ** 2
 
 
-def dm_loss(y, fa, fb, loss, *, a: str, b: str, metric: str, horizon: int = 1, level: float = 0.95) -> dict:
-    """Diebold–Mariano on any per-observation loss ``loss(y, f)``: ``r2n2.evaluate.stats.diebold_mariano``'s
-    statistic, interval and keys (statsmodels with the Harvey adjustment; HAC se of the mean loss differential),
-    for a loss it does not offer (QLIKE). Equal to it for the squared error (tested), ``sided`` and ``mde``
-    included."""
-    from scipy import stats as st
-    from statsmodels.tsa.stattools import diebold_mariano_test
-
-    y, fa, fb = (np.asarray(v, dtype=float).reshape(-1) for v in (y, fa, fb))
-    n = len(y)
-    lags = int(max(horizon - 1, math.ceil(n ** (1 / 3))))
-    h = hac_mean(loss(y, fa) - loss(y, fb), lags=lags)
-    m = h["mean"]
-    if h["tstat"] is None:
-        return _comparison(a, b, metric, m, m, m, 1.0 if m == 0 else None, "diebold_mariano",
-                           mde=minimum_detectable_effect(h["se"]))
-    res = diebold_mariano_test(y, fa, fb, criterion=loss, harvey_adj=True, horizon=horizon, lags=lags)
-    se = h["se"] / float(res.harvey_adj_factor)
-    q = st.t.ppf(0.5 + level / 2, df=n - 1)
-    return _comparison(a, b, metric, m, m - q * se, m + q * se, res.pvalue, "diebold_mariano",
-                       mde=minimum_detectable_effect(se, df=n - 1))
-
-
 def calibrate(y_val: np.ndarray, g_val: np.ndarray) -> dict:
     """The log-vs-level rule of every forecaster, fitted on validation (module docstring): ``a`` (log
     intercept) and ``b`` (level factor, QLIKE's in-sample optimum)."""
@@ -285,6 +262,7 @@ class VolatilityCase(SeriesCase):
     naive_name = "naive (last days' log variance proxy)"
     headline_metrics = ("mse_log", "qlike", "mse_log_raw", "qlike_raw")
     main_baseline = "har"
+    benchmark = ("naive", "qlike", False)  # the last days' log proxy
     plots = (("forecast.csv", "linear", "date", ["actual", "forecast", "har"]),)
     predict_warmup = HISTORY  # rows 0 .. 21 have no 22-day mean of the proxy (row 0's proxy needs the close before it)
     predict_warmup_why = (f"the first {HISTORY} rows have no {HISTORY}-day mean of the Garman-Klass variance yet, "
@@ -348,7 +326,7 @@ class VolatilityCase(SeriesCase):
              "test_period": main["period"], "refits": main["refits"],
              "mcs": _mcs(main["losses"], e), "calibration_period": main["calibration_period"]}
         comps = _compare(main, "model", [k for k in main["scores"] if k != "model"], h)
-        m["seeds"], sc = _seed_table(cfg, data, "pretrain", models.get("seeds", {}), main, "model", ["no_relational"])
+        m["seeds"], sc = _seed_table(models.get("seeds", {}), main, "model", ["no_relational"])
         comps += sc
         if "finetuned" in models and "scratch" in models:
             tgt = _role(cfg, data, "target", {"finetuned": models["finetuned"], "scratch": models["scratch"]}, log)
@@ -356,18 +334,17 @@ class VolatilityCase(SeriesCase):
             m["target_baselines"] = {k: v for k, v in tgt["scores"].items() if k not in ("finetuned", "scratch")}
             m["target_period"], m["target_mcs"] = tgt["period"], _mcs(tgt["losses"], e)
             comps += _compare(tgt, "finetuned", [k for k in tgt["scores"] if k != "finetuned"], h)
-            m["transfer_seeds"], sc = _seed_table(cfg, data, "target", models.get("transfer_seeds", {}), tgt,
-                                                  "finetuned", ["scratch"])
+            m["transfer_seeds"], sc = _seed_table(models.get("transfer_seeds", {}), tgt, "finetuned", ["scratch"])
             comps += sc
         if models["model"][0].config.distribution != "none":  # quantiles of the log variance, conformal on val
             block, m["distribution_baselines"], dc = _distribution(main, models, h)
             m["model"].update(block)
             comps += dc
         m["comparisons"] = comps
-        m["power"] = {"alpha": 0.05, "power": 0.8, "mse_log": mde_block(comps, "mse_log"),
-                      "qlike": mde_block(comps, "qlike")}
-        if "crps" in m["model"]:
-            m["power"]["crps"] = mde_block(comps, "crps")
+        m["families"] = adjust_families(comps, m["baselines"])
+        m["ablations"] = ablation_check(m, models.get("baselines", {}), self.benchmark)
+        m["power"] = {"alpha": 0.05, "power": 0.8, **{k: mde_block(comps, k) for k in ("mse_log", "qlike", "crps")
+                                                      if k != "crps" or "crps" in m["model"]}}
         write_json_atomic(m, paths.reports / "metrics.json")
         write_predict_calibration(paths, None)  # point forecasts: predict applies nothing
         if e.plots:
@@ -468,64 +445,47 @@ def _quantile_frames(model, ck: dict, r: dict) -> dict[str, np.ndarray]:
 
 def _distribution(r: dict, models: dict, horizon: int) -> tuple[dict, dict, list[dict]]:
     """The forecast distribution of the log variance, when ``model.distribution`` is quantile or student_t: the
-    head's quantiles, each central interval widened by a split-conformal offset fitted on the validation days
-    (never test), scored on test: CRPS, pinball per level, coverage and width of the central intervals. Baselines
-    on the same days: HAR, GJR-GARCH-t and the naive forecast (calibrated log forecasts) plus the empirical
-    quantiles of their own validation residuals, and the ablation's head when it has one. Diebold–Mariano on
-    CRPS against each. (No VaR backtests: a quantile of the variance is no Value-at-Risk.)"""
-    model, ck = models["model"]
+    engine's :func:`r2n2.evaluate.engine.evaluate_heads` on the test days: each head's quantiles (the model's,
+    and the ablation's when it has one) widened by a split-conformal offset fitted on the validation days (never
+    test), adaptive conformal for next-day targets; beside HAR, GJR-GARCH-t and the naive forecast (calibrated
+    log forecasts) plus the empirical quantiles of their own validation residuals. Diebold–Mariano on CRPS
+    against each. (No VaR backtests: a quantile of the variance is no Value-at-Risk.)"""
+    model = models["model"][0]
     levels = list(model.config.quantiles)
     y_val, y = r["y"]["val"], r["y"]["test"]
-    qs, conformal = {}, {}
-    heads = {"model": models["model"], **{k: v for k, v in models.get("baselines", {}).items()
-                                          if v[0].config.distribution != "none"}}
-    for name, (mdl, c) in heads.items():
-        q = _quantile_frames(mdl, c, r)
-        conformal[name] = conformal_offsets(q["val"], y_val, levels)
-        qs[name] = apply_offsets(q["test"], conformal[name], levels)
-        if name == "model":
-            raw = score_quantiles(y, q["test"], levels)
+    heads = {}
+    for name, (mdl, c) in {"model": models["model"], **models.get("baselines", {})}.items():
+        if mdl.config.distribution != "none":
+            q = _quantile_frames(mdl, c, r)
+            heads[name] = (q["val"], y_val, q["test"])
+    points = {}
     for name in DIST_BASELINES:
         f_val, f_test = (r["raw"][name][s] + r["cal"][name]["a"] for s in ("val", "test"))
-        qs[name] = f_test[:, None] + np.quantile(y_val - f_val, levels)[None, :]
-    keep = ("crps", "coverage", "width")
-    scores = {k: {x: v for x, v in score_quantiles(y, q, levels).items() if x != "var_backtests"} for k, q in qs.items()}
+        points[name] = f_test[:, None] + np.quantile(y_val - f_val, levels)[None, :]
+    out = evaluate_heads(y, levels, heads, points, horizon=horizon, online=True)
     cp = r["calibration_period"]
-    block = {**scores.pop("model"), "distribution": model.config.distribution, "levels": levels,
-             "uncalibrated": {k: raw[k] for k in keep},
-             "conformal": {"method": "split conformal (CQR, symmetric, one offset per central interval)",
-                           "fitted_on": "validation", "n": len(y_val), "start": cp["start"], "end": cp["end"],
-                           "offsets": conformal["model"]}}
-    comps = []
-    for name in scores:
-        c = crps_comparison(y, qs["model"], qs[name], levels, a="model", b=name, horizon=horizon)
-        c["verdict"] = verdict(c, higher_is_better=False)
-        comps.append(c)
-    return block, scores, comps
+    block = {**out["block"], "distribution": model.config.distribution}
+    block["conformal"] |= {"start": cp["start"], "end": cp["end"]}
+    return block, out["scores"], out["comparisons"]
 
 
 def _distribution_report(m: dict) -> list[str]:
     d = m["model"]
-    rows = {f"model ({d['distribution']}, split conformal)": d, "model (before conformal)": d["uncalibrated"],
+    rows = {f"model ({d['distribution']}, split conformal)": d, "model (adaptive conformal)": d.get("aci"),
+            "model (before conformal)": d["uncalibrated"],
             **{NAMES.get(k, k) + ("" if k in m["baselines"] and k not in DIST_BASELINES else
                                    " + its validation residuals' quantiles"): v
                for k, v in m.get("distribution_baselines", {}).items()}}
-    lines = ["## Forecast distribution of the log variance", "",
-             f"Quantiles at {', '.join(f'{t:g}' for t in d['levels'])} of the log proxy; the model's central "
-             "intervals widened by a split-conformal offset fitted on the validation days only "
-             f"({d['conformal']['start']} to {d['conformal']['end']}, {d['conformal']['n']} days; the ablation's "
-             "likewise). CRPS: scoringrules' quantile CRPS over these levels. The point forecasters become "
-             "distributions by adding the empirical quantiles of their own validation residuals (calibrated log "
-             "forecasts).", "", "| forecast | CRPS | cov 50 % | cov 80 % | cov 90 % | cov 98 % | width 90 % |",
-             "|---" * 7 + "|"]
-    for name, s in rows.items():
-        cov = s["coverage"]
-        lines.append(f"| {name} | {fmt(s['crps'])} | " + " | ".join(fmt(cov.get(k), 3) for k in ("0.5", "0.8", "0.9", "0.98"))
-                     + f" | {fmt(s['width'].get('0.9'))} |")
     crps = [c for c in m["comparisons"] if c["metric"] == "crps" and c["a"] == "model"]
-    lines += ["", "The model minus each, CRPS (Diebold–Mariano, HAC, two-sided; negative favours the model): "
-              + "; ".join(f"{NAMES.get(c['b'], c['b'])} {_ci(c)}" for c in crps) + ".", ""]
-    return lines
+    return ["## Forecast distribution of the log variance", "",
+            f"Quantiles at {', '.join(f'{t:g}' for t in d['levels'])} of the log proxy; the model's central "
+            "intervals widened by a split-conformal offset fitted on the validation days only "
+            f"({d['conformal']['start']} to {d['conformal']['end']}, {d['conformal']['n']} days; the ablation's "
+            "likewise). CRPS: scoringrules' quantile CRPS over these levels. The point forecasters become "
+            "distributions by adding the empirical quantiles of their own validation residuals (calibrated log "
+            "forecasts).", "", *head_table(rows), "",
+            "The model minus each, CRPS (Diebold–Mariano, HAC, two-sided; negative favours the model):", "",
+            comparison_table(crps, names=NAMES, note=False), ""]
 
 
 def _compare(r: dict, a: str, others: list[str], horizon: int) -> list[dict]:
@@ -534,10 +494,9 @@ def _compare(r: dict, a: str, others: list[str], horizon: int) -> list[dict]:
     out = []
     for b in others:
         fa, fb = raw[a]["test"] + cal[a]["a"], raw[b]["test"] + cal[b]["a"]
-        c = diebold_mariano(y, fa, fb, a=a, b=b, horizon=horizon)
-        c["metric"] = "mse_log"
-        q = dm_loss(np.exp(y), cal[a]["b"] * np.exp(raw[a]["test"]), cal[b]["b"] * np.exp(raw[b]["test"]), qlike,
-                    a=a, b=b, metric="qlike", horizon=horizon)
+        c = diebold_mariano(y, fa, fb, a=a, b=b, horizon=horizon, metric="mse_log")
+        q = diebold_mariano(np.exp(y), cal[a]["b"] * np.exp(raw[a]["test"]), cal[b]["b"] * np.exp(raw[b]["test"]),
+                            a=a, b=b, criterion=qlike, metric="qlike", horizon=horizon)
         for x in (c, q):
             x["verdict"] = verdict(x, higher_is_better=False)
             out.append(x)
@@ -560,11 +519,10 @@ def _mcs(losses: dict[str, dict[str, np.ndarray]], e) -> dict:
     return out
 
 
-def _seed_table(cfg, data, role: str, families: dict, r: dict, a: str, others: list[str]) -> tuple[dict, list]:
+def _seed_table(families: dict, r: dict, a: str, others: list[str]) -> tuple[dict, list]:
     """Per neural family: mean, sd, n over seeds of the calibrated MSE-log and QLIKE (each seed calibrated on
-    validation); ``a`` vs each of ``others`` paired by seed: a two-way bootstrap over seeds and test days (blocks
-    of 10 days), the verdict's test, and the paired t over seeds beside it (it conditions on this one test set).
-    None with one seed."""
+    validation); ``a`` vs each of ``others`` on both losses, paired by seed (the engine's across-seed tests; test
+    days in blocks of 10)."""
     per, daily = {}, {}
     for name, fam in families.items():
         per[name], daily[name] = [], []
@@ -573,22 +531,12 @@ def _seed_table(cfg, data, role: str, families: dict, r: dict, a: str, others: l
             cal = calibrate(r["y"]["val"], g["val"])
             per[name].append(_score(r["y"]["test"], g["test"], cal))
             daily[name].append(_losses(r["y"]["test"], g["test"], cal))
-    table = {n: {k: seed_summary([s[k] for s in v]) for k in ("mse_log", "qlike")} for n, v in per.items()}
     comps = []
-    for b in others:
-        if a in per and b in per:
-            n = min(len(per[a]), len(per[b]))
-            for k in ("mse_log", "qlike"):
-                c = seed_difference([s[k] for s in per[a]], [s[k] for s in per[b]], a=a, b=b, metric=k)
-                if c is not None:
-                    c["verdict"] = verdict(c, higher_is_better=False)
-                    comps.append(c)
-                d = np.stack([x[k] for x in daily[a][:n]]) - np.stack([x[k] for x in daily[b][:n]])  # (seeds, days)
-                two = two_way_bootstrap(lambda si, ii, d=d: float(d[si][:, ii].mean()), n, d.shape[1], a=a, b=b,
-                                        metric=k, block=10.0, higher_is_better=False)
-                if two is not None:
-                    comps.append(two)
-    return table, comps
+    for k in ("mse_log", "qlike"):
+        losses = {n: np.stack([x[k] for x in v]) for n, v in daily.items() if v}  # (seeds, days)
+        comps += across_seeds(losses, lambda d, ii: d[:, ii].mean(1), a=a, others=others, metric=k,
+                              higher_is_better=False, block=10.0)
+    return seed_rows(per, ("mse_log", "qlike")), comps
 
 
 def _plots(r: dict, data, models: dict, paths) -> None:
@@ -620,45 +568,28 @@ NAMES = {"model": "model (RNN + relational)", "no_relational": "same model, no r
          "finetuned": "fine-tuned from the S&P 500 model", "scratch": "same architecture from scratch"}
 
 
-def _ci(c: dict | None) -> str:
-    if not c:
-        return "n/a"
-    return (f"**{c['verdict']}** {fmt(c['diff'], 3)} [{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}], "
-            f"p {fmt(c['p_value'], 2)}, MDE {fmt(c.get('mde'), 2)}")
-
-
-def _table(scores: dict, mcs: dict, by: dict, a: str) -> list[str]:
-    """Two tables narrow enough for a report page: the scores (and the model confidence sets), then the tests of
-    ``a`` against each forecaster."""
+def _table(scores: dict, mcs: dict, comps: list[dict], a: str, ablations: dict | None = None) -> list[str]:
+    """The scores (and the model confidence sets), then the tests of ``a`` against each forecaster (the
+    engine's comparison table: Diebold–Mariano on MSE-log and on QLIKE)."""
     lines = ["| forecaster | MSE-log | QLIKE | in MCS (MSE-log / QLIKE) | MSE-log raw | QLIKE raw |", "|---" * 6 + "|"]
     for k, s in scores.items():
         inc = " / ".join("yes" if k in mcs[x]["included"] else "no" for x in ("mse_log", "qlike"))
         lines.append(f"| {NAMES.get(k, k)} | {fmt(s['mse_log'])} | {fmt(s['qlike'])} | {inc} | "
                      f"{fmt(s['mse_log_raw'])} | {fmt(s['qlike_raw'])} |")
-    lines += ["", f"| {a} − forecaster | MSE-log: verdict, DM 95 % CI, p, MDE | QLIKE: verdict, DM 95 % CI, p, MDE |",
-              "|---" * 3 + "|"]
-    for k in scores:
-        if k != a:
-            cm, cq = (by.get((k, x)) for x in ("mse_log", "qlike"))
-            lines.append(f"| {NAMES.get(k, k)} | {_ci(cm)} | {_ci(cq)} |")
-    return lines
+    tests = [c for c in comps if c["a"] == a and c["test"] == "diebold_mariano" and c["metric"] in ("mse_log", "qlike")]
+    return lines + ["", comparison_table(tests, names=NAMES, ablations=ablations, note=False)]
 
 
-def _seed_line(name: str, s: dict) -> str:
-    a, b = s["mse_log"], s["qlike"]
-    return (f"| {NAMES.get(name, name)} | {fmt(a['mean'])} ± {fmt(a['sd'])} | {fmt(b['mean'])} ± {fmt(b['sd'])} | "
-            f"{a['n']} |")
+_SEED_COLUMNS = [("mse_log", "MSE-log"), ("qlike", "QLIKE")]
 
 
 def _verdicts(comps: list[dict], a: str, b: str, test: str = "diebold_mariano") -> str:
     v = {c["metric"]: c for c in comps if c["a"] == a and c["b"] == b and c["test"] == test}
-    return "; ".join(f"{k}: {fmt(c['diff'], 3)} [{fmt(c['ci_low'], 3)}, {fmt(c['ci_high'], 3)}] "
-                     f"**{verdict_text(c)}**" for k, c in v.items()) or "n/a"
+    return "; ".join(f"{k}: {comparison_text(c)}" for k, c in v.items()) or "n/a"
 
 
 def _report(m: dict, data) -> str:
     meta, tp = data.meta, m["test_period"]
-    by = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "model" and c["test"] == "diebold_mariano"}
     cp = m["calibration_period"]
     lines = [f"# Volatility report (log variance {meta.horizon} d ahead, lookback {meta.lookback})", "",
              f"Test period of **{tp['entity']}**: {tp['start']} to {tp['end']} ({tp['n']} days after the cut date "
@@ -669,35 +600,34 @@ def _report(m: dict, data) -> str:
              f"Scale rule for every forecaster: log forecast = raw + a, variance = b × exp(raw), a and b fitted on "
              f"the validation days {cp['start']} to {cp['end']} ({cp['n']}); `raw` columns: a = 0, b = 1. "
              "Differences are the model's loss minus the forecaster's (negative favours the model), Diebold–Mariano "
-             "with a 95 % interval (two-sided); **tie** whenever it covers 0, and then no difference larger than "
-             "its MDE (80 % power at α = 0.05, in loss units) was there to be seen. QLIKE is the loss robust to "
+             "with a 95 % interval (two-sided); **tie** whenever it covers 0 or the p adjusted within its family "
+             "(Holm) exceeds 0.05, and then no difference larger than its MDE (80 % power at α = 0.05, in loss "
+             "units) was there to be seen. QLIKE is the loss robust to "
              "the proxy's noise "
              "(Patton 2011); MSE-log can rank forecasts differently with a noisy proxy.", ""]
-    lines += _table({"model": m["model"], **m["baselines"]}, m["mcs"], by, "model")
+    lines += _table({"model": m["model"], **m["baselines"]}, m["mcs"], m["comparisons"], "model", m.get("ablations"))
     mc = m["mcs"]
     lines += ["", f"Model confidence set at {1 - mc['qlike']['size']:.0%} (range statistic, stationary bootstrap): "
               f"MSE-log {{{', '.join(mc['mse_log']['included'])}}}; QLIKE {{{', '.join(mc['qlike']['included'])}}}.",
               "", "Relational module (model vs its ablation, seed 0): "
-              f"{_verdicts(m['comparisons'], 'model', 'no_relational')}.", ""]
+              f"{_verdicts(m['comparisons'], 'model', 'no_relational')}.", "", *ablation_lines(m), *families_lines(m)]
     if "crps" in m["model"]:
         lines += _distribution_report(m)
-    lines += seed_section("Across seeds (mean ± sd, each seed calibrated on validation):",
-                          "| model | MSE-log | QLIKE | seeds |", m.get("seeds", {}), _seed_line, "volatility")
+    lines += seed_table("Across seeds (mean ± sd, each seed calibrated on validation):", m.get("seeds", {}),
+                        _SEED_COLUMNS, "volatility", names=NAMES)
     sv = _verdicts(m["comparisons"], "model", "no_relational", "two_way_bootstrap_seeds_items")
     if sv != "n/a":
         lines += [f"Relational module across seeds (two-way bootstrap over seeds and test days): {sv}.", ""]
     if "finetuned" in m:
         tt = m["target_period"]
-        tby = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "finetuned"
-               and c["test"] == "diebold_mariano"}
         lines += [f"## Transfer to {tt['entity']}", "",
                   f"{tt['start']} to {tt['end']} ({tt['n']} days): the S&P 500 model fine-tuned on "
                   f"{tt['entity']}'s recent training windows vs the same architecture trained from scratch on the "
                   "same windows; the econometric baselines refitted on the target series.", ""]
         lines += _table({"finetuned": m["finetuned"], "scratch": m["scratch"], **m["target_baselines"]},
-                        m["target_mcs"], tby, "finetuned")
-        lines += [""] + seed_section("Transfer across seeds (mean ± sd):", "| model | MSE-log | QLIKE | seeds |",
-                                     m.get("transfer_seeds", {}), _seed_line, "volatility")
+                        m["target_mcs"], m["comparisons"], "finetuned")
+        lines += [""] + seed_table("Transfer across seeds (mean ± sd):", m.get("transfer_seeds", {}), _SEED_COLUMNS,
+                                   "volatility", names=NAMES)
         sv = _verdicts(m["comparisons"], "finetuned", "scratch", "two_way_bootstrap_seeds_items")
         if sv != "n/a":
             lines += [f"Fine-tuned vs scratch across seeds (two-way bootstrap over seeds and test days): {sv}.", ""]

@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from ..errors import DataError
-from .stats import _comparison, hac_mean, minimum_detectable_effect
+from .stats import comparison, degenerate, hac_mean, minimum_detectable_effect
 
 __all__ = ["adaptive_conformal", "apply_offsets", "christoffersen", "empirical_quantiles", "ewma_normal_quantiles", "conformal_offsets", "coverage_table", "crps_comparison", "crps_quantile",
            "differential_test",
@@ -242,14 +242,13 @@ def differential_test(d, *, a: str, b: str, metric: str, horizon: int = 1, level
     n = len(d)
     h = hac_mean(d, horizon=horizon)
     if h["tstat"] is None:
-        return _comparison(a, b, metric, h["mean"], h["mean"], h["mean"], 1.0 if h["mean"] == 0 else None,
-                           "diebold_mariano", mde=minimum_detectable_effect(h["se"]))
+        return degenerate(a, b, metric, h["mean"], "diebold_mariano", mde=minimum_detectable_effect(h["se"]))
     harvey = math.sqrt((n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n)
     se = h["se"] / harvey
     t = h["mean"] / se
     q = st.t.ppf(0.5 + level / 2, df=n - 1)
-    return _comparison(a, b, metric, h["mean"], h["mean"] - q * se, h["mean"] + q * se,
-                       2 * st.t.sf(abs(t), df=n - 1), "diebold_mariano", mde=minimum_detectable_effect(se, df=n - 1))
+    return comparison(a, b, metric, h["mean"], h["mean"] - q * se, h["mean"] + q * se,
+                      2 * st.t.sf(abs(t), df=n - 1), "diebold_mariano", mde=minimum_detectable_effect(se, df=n - 1))
 
 
 def student_t_quantiles(params: np.ndarray, levels) -> np.ndarray:

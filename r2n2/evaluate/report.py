@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 
-__all__ = ["fmt", "md_table", "history", "seed_section", "headline", "period_text", "interval_text", "verdict_text", "MDE_NOTE"]
+__all__ = ["fmt", "md_table", "history", "headline", "period_text", "interval_text", "verdict_text", "MDE_NOTE"]
 
 MDE_NOTE = ("MDE: the smallest |diff| each test detects with 80 % power at α = 0.05 on these rows (in the units of "
             "diff; from the test's own standard error, or the bootstrap's). A **tie** reads: no difference was "
@@ -73,8 +73,8 @@ def _model_vs(metrics: dict, baseline: str) -> dict | None:
 def headline(name: str, metrics: dict, keys: tuple[str, ...], *, main: str | None = None) -> str:
     """A plain-text table of the model beside every baseline on the case's headline metrics, from its
     ``metrics.json`` (what the end of ``make run`` shows): whole column names, and a last column with the verdict
-    of the model against that row (its first test in the report, with its p-value); ``*`` marks the case's main
-    baseline."""
+    of the model against that row (its first test in the report, with its p-value: adjusted within the headline
+    family by Holm where the report adjusts, the raw p beside it); ``*`` marks the case's main baseline."""
     keys = [k for k in keys if k in metrics.get("model", {})] or \
         [k for k, v in metrics.get("model", {}).items() if isinstance(v, (int, float))][:4]
     rows = {"model": metrics["model"], **{b: v for b, v in metrics.get("baselines", {}).items() if isinstance(v, dict)}}
@@ -82,8 +82,9 @@ def headline(name: str, metrics: dict, keys: tuple[str, ...], *, main: str | Non
     for r in rows:
         c = _model_vs(metrics, r) if r != "model" else None
         if c:
-            p = c.get("p_adjusted", c.get("p_value"))
-            verdicts[r] = f"{c.get('verdict', 'tie')}" + (f" (p {fmt(p, 2)}, {c.get('test', '')})" if p is not None else "")
+            p, raw = c.get("p_adjusted", c.get("p_value")), c.get("p_value")
+            shown = f"p {fmt(p, 2)}" + (f" Holm, raw {fmt(raw, 2)}" if c.get("p_adjusted") is not None else "")
+            verdicts[r] = f"{c.get('verdict', 'tie')}" + (f" ({shown}, {c.get('test', '')})" if p is not None else "")
     label = max(len(r) + (2 if r == main else 0) for r in rows) + 2
     widths = [max(len(k), 10) + 2 for k in keys]
     head = "".ljust(label) + "".join(k.rjust(w) for k, w in zip(keys, widths))
@@ -105,13 +106,3 @@ def headline(name: str, metrics: dict, keys: tuple[str, ...], *, main: str | Non
 
 def history(checkpoint_meta: dict) -> list[dict]:
     return json.loads(checkpoint_meta.get("history", "[]"))
-
-
-def seed_section(title: str, header: str, rows: dict[str, dict], line, case: str) -> list[str]:
-    """Report lines of a mean ± sd table over seeds (``line(name, summary)`` renders a row), or, with one seed,
-    one line saying how to get it: a table of n = 1 and "± n/a" tells a reader nothing."""
-    if not rows or max(next(iter(s.values()))["n"] for s in rows.values()) < 2:
-        return [f"{title.rstrip(':')}: one seed only (`evaluate.seeds: 1`); `r2n2 seeds {case}` (or `--set "
-                f"{case}.evaluate.seeds=5`) adds mean ± sd and tests across seeds.", ""]
-    cols = header.count("|") - 1
-    return [title, "", header, "|---" * cols + "|", *[line(n, s) for n, s in rows.items()], ""]

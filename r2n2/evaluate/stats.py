@@ -13,6 +13,28 @@ Tests come from statsmodels (Diebold-Mariano, McNemar, HAC/Newey-West standard e
 Clark-West is written here on top of statsmodels' HAC regression, and the grouped (cluster) bootstrap of a
 classifier metric on arch's IID bootstrap of group indices: neither library ships them. The Sharpe-ratio tests
 (Lo 2002; Ledoit & Wolf 2008) live with the strategies, in :mod:`r2n2.evaluate.trading`.
+
+**The verdict convention: a comparison's interval and its p-value come from one test and cannot disagree.** At
+level ``1 - alpha`` (alpha = 0.05), "the interval excludes 0" and "p <= alpha" are the same event:
+
+- Tests with a standard error (Diebold-Mariano, Clark-West, Newey-West, Ledoit-Wolf, the paired t over seeds):
+  the interval is ``diff +- q * se`` with the quantile ``q`` of the very distribution the p-value is read from
+  (one-sided tests: the one-sided bound), so it is the set of nulls the test does not reject.
+- Bootstraps (block, paired, grouped, two-way; :func:`bootstrap_interval`): with R finite replications sorted,
+  ``r = floor((R + 1) alpha / 2)``, the percentile interval is the r-th smallest and the r-th largest replication
+  (Davison & Hinkley 1997, eq. 5.18), and the two-sided p-value of H0: diff = 0 counts replications on each side
+  of 0 in the same units: ``p = min(1, 2 min(1 + #{d <= 0}, 1 + #{d >= 0}) / (R + 1))``. Then p <= alpha exactly
+  when fewer than r replications lie on one side of 0, which is exactly when the interval excludes 0.
+- McNemar: the exact conditional binomial test of the discordant pairs (statsmodels, ``exact=True``), and as its
+  interval the Clopper-Pearson interval of the discordant split (the exact test inverted), mapped to the
+  accuracy difference; no chi-square approximation beside an interval from another formula.
+- A differential without variance (identical inputs) has p = 1 and the interval [0, 0]; a constant non-zero
+  differential has no sampling distribution: p and interval are None, the verdict "tie" (nothing to test).
+
+:func:`verdict` says "better" / "worse" only when the interval lies wholly on one side of 0 **and** the p-value
+-- ``p_adjusted`` when the comparison carries one -- is at most alpha; tests/test_engine.py checks on a grid of
+synthetic differentials that no test has an interval excluding 0 with p > alpha, or the reverse. Families of
+comparisons and their Holm adjustment: :mod:`r2n2.evaluate.engine`.
 """
 
 from __future__ import annotations
@@ -25,7 +47,8 @@ import pandas as pd
 
 from ..errors import DataError
 
-__all__ = ["COMPARISON_KEYS", "diebold_mariano", "clark_west", "rmse_ratio_bootstrap", "classifier_bootstrap",
+__all__ = ["COMPARISON_KEYS", "ALPHA", "comparison", "degenerate", "bootstrap_interval", "significant",
+           "default_lags", "diebold_mariano", "clark_west", "rmse_ratio_bootstrap", "classifier_bootstrap",
            "mcnemar_test", "rank_ic_difference", "hac_mean", "macro_f1", "verdict", "seed_summary",
            "seed_difference", "minimum_detectable_effect", "oos_r2_mde", "mde_block", "SEED_TESTS", "two_way_bootstrap"]
 
@@ -42,8 +65,11 @@ def _num(v) -> float | None:
     return None if math.isnan(v) or math.isinf(v) else v
 
 
-def _comparison(a: str, b: str, metric: str, diff, lo, hi, p, test: str, *, sided: str = "two-sided",
-                mde=None) -> dict:
+def comparison(a: str, b: str, metric: str, diff, lo, hi, p, test: str, *, sided: str = "two-sided",
+               mde=None) -> dict:
+    """One comparison dict with the keys of :data:`COMPARISON_KEYS`, every number JSON-safe (None for NaN or
+    inf): the one constructor every test here and in :mod:`r2n2.evaluate.trading` /
+    :mod:`r2n2.evaluate.distribution` returns through."""
     return dict(zip(COMPARISON_KEYS, (a, b, metric, _num(diff), _num(lo), _num(hi), _num(p), test, sided,
                                       _num(mde))))
 
@@ -83,8 +109,9 @@ def _vectors(*arrays, names: Sequence[str], min_n: int = 2) -> list[np.ndarray]:
     return out
 
 
-def _default_lags(n: int, horizon: int = 1) -> int:
-    # statsmodels' diebold_mariano_test rule, so every HAC test in a report uses the same bandwidth.
+def default_lags(n: int, horizon: int = 1) -> int:
+    """statsmodels' diebold_mariano_test rule, ``max(horizon - 1, ceil(n ** (1/3)))``, so every HAC test in a
+    report (here and in :mod:`r2n2.evaluate.trading`) uses the same bandwidth."""
     return int(max(horizon - 1, math.ceil(n ** (1 / 3))))
 
 
@@ -97,7 +124,7 @@ def hac_mean(x: np.ndarray, *, lags: int | None = None, horizon: int = 1) -> dic
 
     x = np.asarray(x, dtype=float).reshape(-1)
     n = len(x)
-    lags = _default_lags(n, horizon) if lags is None else int(lags)
+    lags = default_lags(n, horizon) if lags is None else int(lags)
     mean = float(x.mean()) if n else float("nan")
     if n < 2:
         return {"mean": _num(mean), "se": None, "tstat": None, "n": n, "lags": lags}
@@ -114,38 +141,53 @@ def _interval(mean: float, se: float | None, q: float) -> tuple[float, float]:
     return mean - q * se, mean + q * se
 
 
-def _degenerate_p(mean: float) -> float | None:
-    # Zero variance: identical inputs give p = 1; a constant non-zero difference has no sampling p-value.
-    return 1.0 if mean == 0 else None
+def degenerate(a: str, b: str, metric: str, mean, test: str, *, sided: str = "two-sided", mde=None) -> dict:
+    """A differential without variance: identical inputs (mean 0) give p = 1 and the interval [0, 0] (for a
+    one-sided test its bound 0); a constant non-zero difference has no sampling distribution, so no p-value and
+    no interval (the verdict convention of the module docstring: neither may speak without the other)."""
+    zero = mean is not None and mean == 0
+    lo = 0.0 if zero and sided == "two-sided" else None
+    return comparison(a, b, metric, mean, lo, 0.0 if zero else None, 1.0 if zero else None, test, sided=sided,
+                      mde=mde)
+
+
+def significant(p, alpha: float = ALPHA) -> bool:
+    """``p <= alpha`` (a float tolerance of 1e-12, so a bootstrap p of exactly alpha, 2r / (R + 1), counts as the
+    interval does); False for None."""
+    return p is not None and math.isfinite(p) and p <= alpha + 1e-12
 
 
 def diebold_mariano(y, pred_a, pred_b, *, a: str = "a", b: str = "b", horizon: int = 1, lags: int | None = None,
-                    criterion: str = "mse", level: float = 0.95) -> dict:
+                    criterion: str | Callable = "mse", metric: str | None = None, level: float = 0.95) -> dict:
     """Diebold-Mariano test of equal accuracy (statsmodels, HAC variance, Harvey-Leybourne-Newbold small-sample
     adjustment, Student-t p-value). ``diff`` is the mean loss differential ``loss(a) - loss(b)`` (negative: a is
     more accurate) and the interval is ``diff +- t(n-1) * se`` with the same HAC standard error and Harvey
-    factor as the test, so the interval excludes 0 exactly when p < 1 - level."""
+    factor as the test, so the interval excludes 0 exactly when p < 1 - level. ``criterion``: "mse", "mae" or
+    any per-observation loss ``loss(y, f)`` statsmodels accepts (e.g. QLIKE; then name it with ``metric``;
+    default ``<criterion>_loss_differential``)."""
     from scipy import stats as st
     from statsmodels.tsa.stattools import diebold_mariano_test
 
     y, fa, fb = _vectors(y, pred_a, pred_b, names=("y", a, b), min_n=3)
     n = len(y)
-    lags = _default_lags(n, horizon) if lags is None else int(lags)
-    if criterion not in ("mse", "mae"):
-        raise DataError(f"diebold_mariano: criterion must be 'mse' or 'mae', got {criterion!r:.80}.")
-    loss = {"mse": np.square, "mae": np.abs}[criterion]
-    d = loss(y - fa) - loss(y - fb)
+    lags = default_lags(n, horizon) if lags is None else int(lags)
+    if callable(criterion):
+        loss = criterion
+    elif criterion in ("mse", "mae"):
+        loss = {"mse": lambda t, f: np.square(t - f), "mae": lambda t, f: np.abs(t - f)}[criterion]
+    else:
+        raise DataError(f"diebold_mariano: criterion must be 'mse', 'mae' or a loss(y, f), got {criterion!r:.80}.")
+    d = loss(y, fa) - loss(y, fb)
     h = hac_mean(d, lags=lags)
-    metric = f"{criterion}_loss_differential"
+    metric = metric or f"{criterion}_loss_differential"
     if h["tstat"] is None:
-        return _comparison(a, b, metric, h["mean"], h["mean"], h["mean"], _degenerate_p(h["mean"]),
-                           "diebold_mariano", mde=minimum_detectable_effect(h["se"]))
+        return degenerate(a, b, metric, h["mean"], "diebold_mariano", mde=minimum_detectable_effect(h["se"]))
     res = diebold_mariano_test(y, fa, fb, criterion=criterion, harvey_adj=True, horizon=horizon, lags=lags)
     se = h["se"] / float(res.harvey_adj_factor)  # Harvey's factor scales the statistic: divide the se by it
     q = st.t.ppf(0.5 + level / 2, df=n - 1)
     lo, hi = _interval(h["mean"], se, q)
-    return _comparison(a, b, metric, h["mean"], lo, hi, res.pvalue, "diebold_mariano",
-                       mde=minimum_detectable_effect(se, df=n - 1))
+    return comparison(a, b, metric, h["mean"], lo, hi, res.pvalue, "diebold_mariano",
+                      mde=minimum_detectable_effect(se, df=n - 1))
 
 
 def clark_west(y, pred_model, pred_bench, *, a: str = "model", b: str = "benchmark", horizon: int = 1,
@@ -166,37 +208,50 @@ def clark_west(y, pred_model, pred_bench, *, a: str = "model", b: str = "benchma
     diff = -h["mean"]
     mde = minimum_detectable_effect(h["se"], sided="one-sided")
     if h["tstat"] is None:
-        return _comparison(a, b, "mse_adjusted", diff, None, diff, _degenerate_p(diff), "clark_west",
-                           sided="one-sided", mde=mde)
+        return degenerate(a, b, "mse_adjusted", diff, "clark_west", sided="one-sided", mde=mde)
     p = st.norm.sf(h["tstat"])
     hi = diff + st.norm.ppf(level) * h["se"]
-    return _comparison(a, b, "mse_adjusted", diff, None, hi, p, "clark_west", sided="one-sided", mde=mde)
+    return comparison(a, b, "mse_adjusted", diff, None, hi, p, "clark_west", sided="one-sided", mde=mde)
+
+
+def bootstrap_interval(replications, *, level: float = 0.95, null: float = 0.0) -> tuple[float | None, float | None,
+                                                                                         float | None]:
+    """(lower, upper, p): THE bootstrap convention of the module docstring. With the R finite replications
+    sorted and ``r = floor((R + 1) alpha / 2)``: the percentile interval is the r-th smallest and the r-th
+    largest replication, and the two-sided p of H0: diff = ``null`` is ``min(1, 2 min(1 + #{d <= null},
+    1 + #{d >= null}) / (R + 1))``, so ``p <= alpha`` exactly when the interval excludes ``null``. Fewer than
+    ``2 / alpha - 1`` replications (r = 0): no interval (None), and p can never reach alpha."""
+    d = np.sort(np.asarray(replications, dtype=float).reshape(-1))
+    d = d[np.isfinite(d)]  # a replication can be undefined (e.g. a zero benchmark error)
+    R = len(d)
+    if R == 0:
+        return None, None, None
+    alpha = round(1 - level, 12)
+    r = math.floor(round((R + 1) * alpha / 2, 9))
+    k = min(int(np.sum(d <= null)), int(np.sum(d >= null)))
+    p = min(1.0, 2 * (1 + k) / (R + 1))
+    if r < 1:
+        return None, None, p
+    return float(d[r - 1]), float(d[R - r]), p
 
 
 def _bootstrap_summary(bs, func: Callable, *, reps: int, level: float,
                        null: float) -> tuple[float, float, float, float]:
-    """Percentile interval of arch's bootstrap replications (equal to ``bs.conf_int(method="percentile")``
-    on the same seed; computed from ``apply`` because conf_int does not hand back the replications), the
-    two-sided p-value that inverts it (twice the smaller share of replications on either side of ``null``,
-    +1 smoothing, at most 1) and the bootstrap standard error (sd of the replications, for the ``mde``)."""
+    """:func:`bootstrap_interval` of arch's bootstrap replications (``apply``: arch's ``conf_int`` does not hand
+    back the replications) and the bootstrap standard error (sd of the replications, for the ``mde``)."""
     dist = bs.apply(func, reps=reps)[:, 0]
-    dist = dist[np.isfinite(dist)]  # a replication can be undefined (e.g. a zero benchmark error)
-    if len(dist) == 0:
-        return float("nan"), float("nan"), float("nan"), float("nan")
-    alpha = 1 - level
-    lo, hi = np.percentile(dist, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    m = len(dist)
-    below = (np.sum(dist <= null) + 1) / (m + 1)
-    above = (np.sum(dist >= null) + 1) / (m + 1)
-    se = float(dist.std(ddof=1)) if m > 1 else float("nan")
-    return float(lo), float(hi), float(min(1.0, 2 * min(below, above))), se
+    dist = dist[np.isfinite(dist)]
+    lo, hi, p = bootstrap_interval(dist, level=level, null=null)
+    se = float(dist.std(ddof=1)) if len(dist) > 1 else float("nan")
+    return lo, hi, p, se
 
 
 def rmse_ratio_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", reps: int = 999, seed: int = 0,
                          block_size: float | None = None, method: str = "stationary", level: float = 0.95) -> dict:
     """Paired block bootstrap (arch StationaryBootstrap or CircularBlockBootstrap) of ``rmse(a) / rmse(b)``:
     the same resampled days for both forecasts, so their correlation is kept. ``diff`` is ``ratio - 1``
-    (negative: a is more accurate), with the percentile interval and the two-sided p-value of H0: ratio = 1;
+    (negative: a is more accurate), with the percentile interval and the two-sided p-value of H0: ratio = 1
+    (:func:`bootstrap_interval`: they agree);
     ``mde`` from the bootstrap standard error. ``block_size`` defaults to arch's optimal_block_length of the
     squared-error differential."""
     from arch.bootstrap import CircularBlockBootstrap, StationaryBootstrap, optimal_block_length
@@ -204,7 +259,7 @@ def rmse_ratio_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", reps:
     y, fa, fb = _vectors(y, pred_a, pred_b, names=("y", a, b), min_n=3)
     ea, eb = (y - fa) ** 2, (y - fb) ** 2
     if eb.sum() == 0:
-        return _comparison(a, b, "rmse_ratio_minus_1", None, None, None, None, f"{method}_bootstrap")
+        return comparison(a, b, "rmse_ratio_minus_1", None, None, None, None, f"{method}_bootstrap")
     if block_size is None:
         d = ea - eb
         col = "stationary" if method == "stationary" else "circular"
@@ -219,7 +274,7 @@ def rmse_ratio_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", reps:
 
     diff = float(ratio(ea, eb))
     lo, hi, p, se = _bootstrap_summary(bs, ratio, reps=reps, level=level, null=0.0)
-    return _comparison(a, b, "rmse_ratio_minus_1", diff, lo, hi, p, f"{method}_bootstrap",
+    return comparison(a, b, "rmse_ratio_minus_1", diff, lo, hi, p, f"{method}_bootstrap",
                        mde=minimum_detectable_effect(se))
 
 
@@ -239,7 +294,8 @@ def classifier_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", metri
                          groups=None) -> dict:
     """Paired IID bootstrap (arch IIDBootstrap) of ``metric(a) - metric(b)`` over test examples, for integer
     class ids. ``metric`` is ``"macro_f1"`` or ``"accuracy"``; positive ``diff``: a is better. Percentile
-    interval, the two-sided p-value of H0: diff = 0 and ``mde`` from the bootstrap standard error.
+    interval and the two-sided p-value of H0: diff = 0 by :func:`bootstrap_interval` (they agree), ``mde`` from
+    the bootstrap standard error.
 
     ``groups`` (one label per example, e.g. near-duplicate keys): resample whole groups instead of examples,
     so that copies of one text, which are not independent draws, enter or leave a replication together (a
@@ -288,16 +344,18 @@ def classifier_bootstrap(y, pred_a, pred_b, *, a: str = "a", b: str = "b", metri
 
         bs, test = IIDBootstrap(np.arange(n_groups), seed=seed), "group_bootstrap"
     lo, hi, p, se = _bootstrap_summary(bs, fn, reps=reps, level=level, null=0.0)
-    return _comparison(a, b, metric, diff_fn(y, pa, pb), lo, hi, p, test, mde=minimum_detectable_effect(se))
+    return comparison(a, b, metric, diff_fn(y, pa, pb), lo, hi, p, test, mde=minimum_detectable_effect(se))
 
 
 def mcnemar_test(y, pred_a, pred_b, *, a: str = "a", b: str = "b", level: float = 0.95) -> dict:
-    """McNemar test (statsmodels) of equal accuracy on paired predictions; exact binomial when fewer than 25
-    discordant pairs, else chi-square with continuity correction. ``diff`` is ``accuracy(a) - accuracy(b)``
-    with the Wald interval for paired proportions (Agresti 2002, 10.1.2; not in statsmodels). Two-sided;
-    ``mde`` from the Wald standard error."""
-    from scipy import stats as st
+    """Exact McNemar test (statsmodels, ``exact=True``: the binomial test of the discordant pairs, two-sided by
+    doubling the smaller tail) of equal accuracy on paired predictions. ``diff`` is ``accuracy(a) -
+    accuracy(b)`` = ``(n10 - n01) / n``; its interval inverts the same test: the Clopper-Pearson interval (the
+    exact binomial's, statsmodels ``proportion_confint(method="beta")``) of ``n10 / (n10 + n01)``, mapped by
+    ``(n10 + n01) / n * (2 pi - 1)`` (conditional on the number of discordant pairs), so it excludes 0 exactly
+    when p <= 1 - level. ``mde`` from the Wald standard error of paired proportions (Agresti 2002, 10.1.2)."""
     from statsmodels.stats.contingency_tables import mcnemar
+    from statsmodels.stats.proportion import proportion_confint
 
     y, pa, pb = (np.asarray(v).reshape(-1) for v in (y, pred_a, pred_b))
     _vectors(y, pa, pb, names=("y", a, b), min_n=1)
@@ -305,14 +363,15 @@ def mcnemar_test(y, pred_a, pred_b, *, a: str = "a", b: str = "b", level: float 
     n = len(y)
     n10, n01 = int(np.sum(ca & ~cb)), int(np.sum(~ca & cb))  # discordant pairs: only a right, only b right
     table = [[int(np.sum(ca & cb)), n10], [n01, int(np.sum(~ca & ~cb))]]
-    exact = n10 + n01 < 25
-    res = mcnemar(table, exact=exact, correction=True)
+    nd = n10 + n01
     diff = (n10 - n01) / n
-    se = math.sqrt(max(n10 + n01 - (n10 - n01) ** 2 / n, 0.0)) / n
-    lo, hi = _interval(diff, se, st.norm.ppf(0.5 + level / 2))
-    p = 1.0 if n10 + n01 == 0 else res.pvalue
-    return _comparison(a, b, "accuracy", diff, lo, hi, p, "mcnemar_exact" if exact else "mcnemar_chi2",
-                       mde=minimum_detectable_effect(se))
+    se = math.sqrt(max(nd - (n10 - n01) ** 2 / n, 0.0)) / n
+    if nd == 0:  # no discordant pair: the two agree on every example
+        return degenerate(a, b, "accuracy", diff, "mcnemar_exact")
+    p = float(mcnemar(table, exact=True).pvalue)
+    lo, hi = proportion_confint(n10, nd, alpha=1 - level, method="beta")  # Clopper-Pearson of n10 / nd
+    return comparison(a, b, "accuracy", diff, nd / n * (2 * lo - 1), nd / n * (2 * hi - 1), p, "mcnemar_exact",
+                      mde=minimum_detectable_effect(se))
 
 
 def rank_ic_difference(ic_a: pd.Series, ic_b: pd.Series, *, a: str = "a", b: str = "b", horizon: int = 1,
@@ -331,21 +390,23 @@ def rank_ic_difference(ic_a: pd.Series, ic_b: pd.Series, *, a: str = "a", b: str
     h = hac_mean(d, lags=lags, horizon=horizon)
     mde = minimum_detectable_effect(h["se"])
     if h["tstat"] is None:
-        return _comparison(a, b, "rank_ic", h["mean"], h["mean"], h["mean"], _degenerate_p(h["mean"]),
-                           "newey_west", mde=mde)
+        return degenerate(a, b, "rank_ic", h["mean"], "newey_west", mde=mde)
     p = 2 * st.norm.sf(abs(h["tstat"]))
     lo, hi = _interval(h["mean"], h["se"], st.norm.ppf(0.5 + level / 2))
-    return _comparison(a, b, "rank_ic", h["mean"], lo, hi, p, "newey_west", mde=mde)
+    return comparison(a, b, "rank_ic", h["mean"], lo, hi, p, "newey_west", mde=mde)
 
 
-def verdict(comparison: dict, *, higher_is_better: bool) -> str:
-    """"better" / "worse" when the interval lies wholly on one side of 0, else "tie" (also when there is no
-    interval): never a verdict from the point estimate alone. ``higher_is_better`` says which sign of ``diff``
-    favours ``a`` (False for loss differentials and RMSE ratios, True for F1, accuracy and rank IC). A
-    one-sided comparison (``sided`` "one-sided") has None on its open side, read as unbounded: only its bounded
-    side can exclude 0."""
-    lo, hi = comparison.get("ci_low"), comparison.get("ci_high")
-    if comparison.get("sided") == "one-sided" and (lo is None) != (hi is None):
+def verdict(c: dict, *, higher_is_better: bool, alpha: float = ALPHA) -> str:
+    """"better" / "worse" when the interval lies wholly on one side of 0 and the p-value (``p_adjusted`` when
+    the comparison carries one: the family's Holm adjustment) is at most ``alpha``; else "tie" (also without an
+    interval or a p-value): never a verdict from the point estimate alone. ``higher_is_better`` says which sign
+    of ``diff`` favours ``a`` (False for loss differentials and RMSE ratios, True for F1, accuracy and rank IC).
+    A one-sided comparison (``sided`` "one-sided") has None on its open side, read as unbounded: only its
+    bounded side can exclude 0."""
+    if not significant(c.get("p_adjusted", c.get("p_value")), alpha):
+        return "tie"
+    lo, hi = c.get("ci_low"), c.get("ci_high")
+    if c.get("sided") == "one-sided" and (lo is None) != (hi is None):
         lo, hi = (-math.inf if lo is None else lo), (math.inf if hi is None else hi)
     elif lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
         return "tie"
@@ -379,11 +440,11 @@ def seed_difference(values_a: Sequence[float], values_b: Sequence[float], *, a: 
     x, y = (np.asarray(v, dtype=float) for v in zip(*pairs))
     d = x - y
     if np.allclose(d, d[0]):  # every seed the same difference: no spread to test with, so no interval
-        return _comparison(a, b, metric, d.mean(), None, None, _degenerate_p(float(d.mean())), "paired_t_seeds")
+        return degenerate(a, b, metric, float(d.mean()), "paired_t_seeds")
     r = st.ttest_rel(x, y)
     ci = r.confidence_interval(level)
     se = float(d.std(ddof=1) / math.sqrt(len(d)))
-    return _comparison(a, b, metric, d.mean(), ci.low, ci.high, r.pvalue, "paired_t_seeds",
+    return comparison(a, b, metric, d.mean(), ci.low, ci.high, r.pvalue, "paired_t_seeds",
                        mde=minimum_detectable_effect(se, df=len(d) - 1))
 
 
@@ -396,8 +457,8 @@ def two_way_bootstrap(score, n_seeds: int, n_items: int, *, a: str = "a", b: str
     stationary bootstrap (``block`` > 1, arch's ``StationaryBootstrap``: time series), or as whole ``groups``
     (near-duplicate texts). ``score(seed_idx, item_idx) -> float`` is the statistic (e.g. the mean over those seeds
     of a's metric minus b's on those items). A paired t over seeds conditions on the one test set and so
-    understates the noise a reader cares about. Percentile interval, two-sided p-value of H0: diff = 0 from the
-    bootstrap distribution, ``mde`` from its standard error. None with fewer than two seeds."""
+    understates the noise a reader cares about. Interval and p-value by :func:`bootstrap_interval` (they agree),
+    ``mde`` from the bootstrap's standard error. None with fewer than two seeds."""
     if n_seeds < 2:
         return None
     rng = np.random.default_rng(seed)
@@ -419,9 +480,8 @@ def two_way_bootstrap(score, n_seeds: int, n_items: int, *, a: str = "a", b: str
             return rng.integers(0, n_items, n_items)
     observed = float(score(np.arange(n_seeds), np.arange(n_items)))
     boot = np.array([score(rng.integers(0, n_seeds, n_seeds), items()) for _ in range(reps)])
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    p = min(1.0, 2 * min((np.sum(boot <= 0) + 1) / (reps + 1), (np.sum(boot >= 0) + 1) / (reps + 1)))
-    out = _comparison(a, b, metric, observed, lo, hi, p, "two_way_bootstrap_seeds_items",
+    lo, hi, p = bootstrap_interval(boot, level=level)
+    out = comparison(a, b, metric, observed, lo, hi, p, "two_way_bootstrap_seeds_items",
                       mde=minimum_detectable_effect(float(boot.std(ddof=1))))
     out["verdict"] = verdict(out, higher_is_better=higher_is_better)
     out["n_seeds"], out["n_items"] = int(n_seeds), int(n_items)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .stats import _comparison, _default_lags, minimum_detectable_effect
+from .stats import comparison, default_lags, degenerate, minimum_detectable_effect
 
 __all__ = ["net_returns", "performance", "trading_summary", "sign_strategy", "buy_and_hold",
            "long_short_weights", "long_short_portfolio", "sharpe_ratio_se", "sharpe_difference"]
@@ -89,7 +89,7 @@ def sharpe_ratio_se(returns, *, lags: int | None = None, periods_per_year: int =
     n = len(r)
     if n < 3 or np.ptp(r) == 0:
         return None
-    lags = _default_lags(n) if lags is None else int(lags)
+    lags = default_lags(n) if lags is None else int(lags)
     mu, gamma, psi = _moments(r, lags)
     g_mu, g_gamma = _sharpe_gradient(mu, gamma)
     grad = np.array([g_mu[0], g_gamma[0]])  # (2,) over (mu, gamma)
@@ -116,9 +116,9 @@ def sharpe_difference(returns_a, returns_b, *, a: str = "a", b: str = "b", metri
         raise DataError("sharpe_difference: returns must be finite; fill the days without a position with 0.")
     test = "ledoit_wolf_hac"
     if np.ptp(ra) == 0 or np.ptp(rb) == 0:  # a flat strategy has no Sharpe ratio
-        return _comparison(a, b, metric, None, None, None, None, test)
+        return comparison(a, b, metric, None, None, None, None, test)
     n = len(ra)
-    lags = _default_lags(n) if lags is None else int(lags)
+    lags = default_lags(n) if lags is None else int(lags)
     ann = math.sqrt(periods_per_year)
     diff = ann * (ra.mean() / ra.std(ddof=1) - rb.mean() / rb.std(ddof=1))  # as performance's Sharpe ratios
     mu, gamma, psi = _moments(np.column_stack([ra, rb]), lags)
@@ -126,10 +126,10 @@ def sharpe_difference(returns_a, returns_b, *, a: str = "a", b: str = "b", metri
     grad = np.array([g_mu[0], -g_mu[1], g_gamma[0], -g_gamma[1]])  # (4,) over (mu_a, mu_b, gamma_a, gamma_b)
     se = ann * math.sqrt(max(grad @ psi @ grad, 0.0) / n)
     if se == 0:
-        return _comparison(a, b, metric, diff, diff, diff, 1.0 if diff == 0 else None, test)
+        return degenerate(a, b, metric, diff, test)
     q = st.norm.ppf(0.5 + level / 2)
     p = 2 * st.norm.sf(abs(diff) / se)
-    return _comparison(a, b, metric, diff, diff - q * se, diff + q * se, p, test, mde=minimum_detectable_effect(se))
+    return comparison(a, b, metric, diff, diff - q * se, diff + q * se, p, test, mde=minimum_detectable_effect(se))
 
 
 def performance(returns, *, turnover=None, active=None, periods_per_year: int = PERIODS_PER_YEAR) -> dict:

@@ -272,10 +272,11 @@ def _report(m: dict, data) -> str:
     cuts = data.meta.cuts
     by = {(c["b"], c["metric"]): c for c in m["comparisons"] if c["a"] == "model" and c["test"] not in SEED_TESTS}
 
-    def plain(c):
+    def plain(c, name: str) -> str:
         if c is None or c["verdict"] == "tie":
-            return f"a tie with (differences under {fmt(c and c['mde'], 3)} could not have been seen; {p_text(c)})"
-        return {"better": "better than", "worse": "worse than"}[c["verdict"]] + f" ({p_text(c)})"
+            return (f"a tie with {name} (differences under {fmt(c and c['mde'], 3)} could not have been seen; "
+                    f"{p_text(c)})")
+        return f"{c['verdict']} than {name} ({p_text(c)})"
 
     nd = m["near_duplicates"]
     lines = ["# Sentiment report", "",
@@ -285,8 +286,8 @@ def _report(m: dict, data) -> str:
              f"appeared in an earlier split were excluded: {nd.get('excluded', {})}.", "",
              md_table({"model": m["model"], **m["baselines"]}, cols), "",
              f"By macro-F1 (bootstrap over the {m['test_period'].get('groups', 'n/a')} near-duplicate groups of the "
-             f"test texts, so twins stay together) the model is {plain(by.get(('tfidf_logreg', 'macro_f1')))} "
-             f"TF-IDF + LR and {plain(by.get(('vader', 'macro_f1')))} VADER. The baselines' settings, chosen on the "
+             f"test texts, so twins stay together) the model is {plain(by.get(('tfidf_logreg', 'macro_f1')), 'TF-IDF + LR')} "
+             f"and {plain(by.get(('vader', 'macro_f1')), 'VADER')}. The baselines' settings, chosen on the "
              "validation split only:", "", *_settings_table(m["baseline_settings"]), "",
              "Paired comparisons (diff = a minus b; positive favours a):", "",
              comparison_table(m["comparisons"], ablations=m.get("ablations")), "", *ablation_lines(m),

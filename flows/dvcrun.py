@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 from r2n2.errors import ConfigError, DataError, R2N2Error, ValidationFailed
 
-__all__ = ["STAGE_LOG_ENV", "StageOutcome", "check_project", "reproduce_stage"]
+__all__ = ["STAGE_LOG_ENV", "StageOutcome", "check_project", "reproduce_stage", "stale_stages"]
 
 STAGE_LOG_ENV = "R2N2_STAGE_LOG"
 EXIT_VALIDATION = 3
@@ -114,6 +114,16 @@ def append_stage_log(line: str) -> bool:
         with open(target, "a", encoding="utf-8") as f:
             f.write(line.rstrip("\n") + "\n")
     return bool(target)
+
+
+def stale_stages(root: Path = Path(".")) -> set[str]:
+    """The stages of ``root``'s dvc.yaml that DVC's status finds changed (code, data, params, command or a missing
+    output), from one pass over all of them: `dvc status`. A stage not in it, and downstream of no stage that
+    reruns in the same pipeline run, is up to date without asking DVC again."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return {str(k).rsplit(":", 1)[-1] for k in repo.status()}
 
 
 def reproduce_stage(name: str, log: Callable[[str], None], root: Path = Path(".")) -> StageOutcome:

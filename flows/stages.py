@@ -24,7 +24,7 @@ from r2n2.paths import CasePaths
 from r2n2.registry import load_params, run_stage
 from r2n2.stages import STAGE_NAMES
 
-from .dvcrun import check_project, reproduce_stage
+from .dvcrun import StageOutcome, check_project, reproduce_stage, stale_stages
 from .failures import expected_failures
 from .naming import case_run_name, fmt4
 from .ui import embedded_plot
@@ -139,12 +139,15 @@ def stage_flow(stage: str, case: str, params_path: str = "params.yaml", override
 
 @task(task_run_name="{stage}-{case}", cache_policy=NONE)
 @expected_failures
-def dvc_stage_task(stage: str, case: str) -> State:
+def dvc_stage_task(stage: str, case: str, up_to_date: bool = False) -> State:
     """DVC reproduces ``<stage>-<case>`` (``flows.dvcrun``); the task's state message says whether it ran or was
-    up to date, and a stage that ran publishes its artifacts (validation's also when it failed)."""
+    up to date, and a stage that ran publishes its artifacts (validation's also when it failed). ``up_to_date``:
+    the flow's one `dvc status` pass found the stage unchanged and nothing upstream has rerun since, so DVC is not
+    asked again."""
     log = get_run_logger()
     try:
-        outcome = reproduce_stage(f"{stage}-{case}", log.info)
+        outcome = (StageOutcome(f"{stage}-{case}", False, 0.0) if up_to_date
+                   else reproduce_stage(f"{stage}-{case}", log.info))
     except ValidationFailed:
         if stage in PUBLISH:
             PUBLISH[stage](case, CasePaths(case))
@@ -166,10 +169,13 @@ def pipeline_flow(case: str = "all", params_path: str = "params.yaml") -> dict:
         params.case(case)  # a paragraph naming the cases params define
     cases = list(params.cases) if case == "all" else [case]
     _ensure_dvc_yaml(params, get_run_logger())
-    out = {}
+    stale = stale_stages()  # one `dvc status` pass instead of one per stage
+    out, reran = {}, False
     for c in cases:
         for s in STAGE_NAMES:
-            out[f"{c}.{s}"] = dvc_stage_task(s, c)
+            # once a stage has rerun, DVC judges every later one itself (its inputs may have changed)
+            out[f"{c}.{s}"] = dvc_stage_task(s, c, up_to_date=not reran and f"{s}-{c}" not in stale)
+            reran = reran or "reproduced by DVC" in str(out[f"{c}.{s}"])
     return out
 
 

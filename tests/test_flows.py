@@ -58,11 +58,20 @@ def test_serve_registers_both_deployments_with_schedules(prefect_server, tmp_pat
     assert by_name["r2n2-retrain"].parameters["cases"] == ["stocks", "sentiment", "panel"]
 
 
-def _task_messages(client, flow_run_id) -> dict[str, str]:
+def _task_messages(client, flow_run_id, expect: int = 0) -> dict[str, str]:
+    """The flow run's task runs: name -> (state, message). Prefect 3 records task runs from their events,
+    asynchronously, so a run whose last tasks took milliseconds is polled until ``expect`` of them are final."""
+    import time
+
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {r.name: (r.state.type.value, r.state.message or "") for r in runs}
+    deadline = time.monotonic() + 60
+    while True:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        out = {r.name: (r.state.type.value, r.state.message or "") for r in runs if r.state and r.state.is_final()}
+        if len(out) >= expect or time.monotonic() > deadline:
+            return out
+        time.sleep(0.5)
 
 
 @pytest.mark.slow
@@ -85,7 +94,7 @@ def test_pipeline_flow_end_to_end_with_artifacts(prefect_server, tmp_path, monke
     assert state.is_completed(), state.message
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(state.state_details.flow_run_id)
-        first = _task_messages(client, run.id)
+        first = _task_messages(client, run.id, expect=4 * len(STAGE_NAMES))  # the four cases below
     import datetime as dt
 
     assert run.name == f"pipeline-all-{dt.date.today().isoformat()}"  # named as README says, from the start
@@ -98,7 +107,7 @@ def test_pipeline_flow_end_to_end_with_artifacts(prefect_server, tmp_path, monke
     assert "up to date" in status.stdout, status.stdout
     again = pipeline_flow("stocks", return_state=True)
     with get_client(sync_client=True) as client:
-        second = _task_messages(client, again.state_details.flow_run_id)
+        second = _task_messages(client, again.state_details.flow_run_id, expect=len(STAGE_NAMES))
     assert set(second) == {f"{s}-stocks" for s in STAGE_NAMES}
     assert all(t == "COMPLETED" and m.endswith("up to date (DVC skipped it: its code, data and params are "
                                                 "unchanged)") for t, m in second.values()), second

@@ -28,14 +28,15 @@ def monitor_task(case: str, params_path: str, overrides: list[str] | None, retra
     result = monitor_case(get_case(case), load_params(params_path, overrides).case(case), log=log.info,
                           retrain=retrain)
 
-    def reference(s: dict) -> str:
+    def reference(s: dict) -> str:  # short: the table's last column must fit a 1600 px page
         r = s.get("reference") or {}
-        draws = f"{r['windows']} windows" if r.get("windows") else f"{r['draws']} simulated charts" \
+        draws = f"{r['windows']} windows" if r.get("windows") else f"{r['draws']} simulations" \
             if r.get("draws") else ""
-        return f"{r.get('period', '')} {r.get('start')}..{r.get('end')}, {draws}" if r.get("start") else ""
+        period = str(r.get("period", "")).removesuffix(" period").removesuffix(" history")
+        return f"{period} {r.get('start')}..{r.get('end')}, {draws}" if r.get("start") else ""
 
-    rows = [{"signal": name, "test": s.get("test"), "statistic": s.get("statistic"), "threshold": s.get("threshold"),
-             "calibrated p": s.get("p_value"), "n": s.get("n"), "alarm": s.get("alarm"),
+    rows = [{"signal": name, "alarm": s.get("alarm"), "test": s.get("test"), "statistic": s.get("statistic"),
+             "threshold": s.get("threshold"), "calibrated p": s.get("p_value"), "n": s.get("n"),
              "calibrated on": reference(s)} for name, s in result["signals"].items()]
     w = result["window"]
     create_table_artifact(fmt4(rows), key=f"{case}-monitor",

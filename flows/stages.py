@@ -78,9 +78,9 @@ def _vs_model(metrics: dict, name: str) -> dict:
 
 
 def metrics_rows(metrics: dict, headline: tuple[str, ...] = ()) -> list[dict]:
-    """One row per model, labelled with the test set it was scored on (entity and dates), the case's headline
-    columns first, then the model's verdict against that row with its p, difference, interval and test (the page
-    shows all of them without scrolling at 1600 px), then the other numbers; 4 significant digits."""
+    """One row per model: the model's verdict against that row with its p and interval, the case's headline
+    columns, the difference and the test, the test set the row was scored on (entity and dates), then the other
+    numbers; 4 significant digits."""
     main_set = _test_set(metrics.get("test_period"), "test")
     target_set = _test_set(metrics.get("target_period"), "transfer target test")
     rows = []
@@ -91,11 +91,14 @@ def metrics_rows(metrics: dict, headline: tuple[str, ...] = ()) -> list[dict]:
     for group, label in (("baselines", main_set), ("target_baselines", target_set)):
         for name, m in metrics.get(group, {}).items():
             vs = _vs_model(metrics, name) if group == "baselines" else {}
-            rows.append({"model": name, "test set": label, **vs,
+            target = (metrics.get("target_period") or {}).get("entity") or "target"
+            rows.append({"model": name if group == "baselines" else f"{name} ({target})", "test set": label, **vs,
                          **{k: v for k, v in m.items() if isinstance(v, (int, float, type(None))) and k not in vs}})
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    compared = ["model vs this", "p", "diff", "95 % interval", "test"]
-    order = ["model", "test set", *[k for k in headline if k in keys], *[k for k in compared if k in keys]]
+    # measured at 1600 px (headless Chromium): the verdict, its p and interval and the headline columns fit beside
+    # the model's name; the wide test-set labels and the test's name come after them
+    first = ["model", "model vs this", "p", "95 % interval", *headline, "diff", "test", "test set"]
+    order = [k for k in first if k in keys]
     order += [k for k in keys if k not in order]
     return fmt4([{k: r.get(k) for k in order} for r in rows])
 

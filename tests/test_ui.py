@@ -392,8 +392,8 @@ def test_ui_stops_both_servers_and_its_child(uis, index, sig):
 
 
 def test_metrics_table_puts_the_headline_first_and_names_every_test_set():
-    """The `<case>-metrics` artifact: the case's headline columns right after the model and its test set (visible
-    without scrolling), strings (a method's name) left out, and transfer rows labelled with their entity and
+    """The `<case>-metrics` artifact: the case's headline columns right after the model (visible without
+    scrolling), its test set after them, strings (a method's name) left out, and transfer rows labelled with their entity and
     dates, not "transfer target test"."""
     from flows.stages import metrics_rows
 
@@ -404,7 +404,7 @@ def test_metrics_table_puts_the_headline_first_and_names_every_test_set():
          "finetuned": {"rmse": 0.0101, "mae": 0.007},
          "baselines": {"random_walk": {"rmse": 0.00786, "rel_rmse_random_walk": 1.0}}}
     rows = metrics_rows(m, ("rmse", "rel_rmse_random_walk", "oos_r2"))
-    assert list(rows[0])[:4] == ["model", "test set", "rmse", "rel_rmse_random_walk"]
+    assert list(rows[0])[:4] == ["model", "rmse", "rel_rmse_random_walk", "test set"]
     assert "crps_method" not in rows[0] and "coverage" not in rows[0]
     assert [(r["model"], r["test set"]) for r in rows] == [("model", "sp500 test 2016-02-16..2018-12-28"),
                                                           ("finetuned", "nasdaq test 2016-02-16..2018-12-28"),
@@ -413,7 +413,7 @@ def test_metrics_table_puts_the_headline_first_and_names_every_test_set():
 
 def test_metrics_table_carries_the_verdicts_next_to_the_headline():
     """Each baseline row says how the model did against it (verdict, adjusted p where the report has one,
-    difference, interval, test) right after the headline columns: visible at 1600 px without scrolling."""
+    interval) right after the model's name, before the headline columns: visible at 1600 px without scrolling."""
     from flows.stages import metrics_rows
 
     m = {"test_period": {"entity": "sp500", "start": "2016-02-16", "end": "2018-12-28"},
@@ -423,7 +423,7 @@ def test_metrics_table_carries_the_verdicts_next_to_the_headline():
                           "ci_low": -1.1e-06, "ci_high": 8.3e-07, "p_value": 0.7773, "test": "diebold_mariano",
                           "verdict": "tie"}]}
     rows = metrics_rows(m, ("rmse",))
-    assert list(rows[1])[:8] == ["model", "test set", "rmse", "model vs this", "p", "diff", "95 % interval", "test"]
+    assert list(rows[1])[:8] == ["model", "model vs this", "p", "95 % interval", "rmse", "diff", "test", "test set"]
     assert rows[1]["model vs this"] == "tie" and rows[1]["p"] == 0.7773
     assert rows[1]["95 % interval"] == "[-1.1e-06, 8.3e-07]" and rows[1]["test"] == "diebold_mariano on mse_loss_differential"
     assert rows[0]["model vs this"] is None  # the model's own row

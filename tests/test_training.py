@@ -285,8 +285,11 @@ def test_seeds_command_writes_its_own_report_and_leaves_the_pipeline_outputs(pro
     stages(capsys, "stocks", SMALL, ["ingest", "validate", "window", "train", "baselines", "finetune", "evaluate"])
     before = {p: p.read_bytes() for p in Path("data").rglob("*") if p.is_file() and "logs" not in p.parts}
     assert main(["seeds", "stocks", "--n", "2", *SMALL]) == 0, capsys.readouterr().err
-    assert "stocks: 2 seeds evaluated -> data/seeds/stocks/metrics.json, report.md" in capsys.readouterr().out
+    assert ("stocks: 2 seeds evaluated -> data/seeds/stocks/metrics.json, headline.json, report.md"
+            in capsys.readouterr().out)
     m = json.loads(Path("data/seeds/stocks/metrics.json").read_text())
+    shown = json.loads(Path("data/seeds/stocks/headline.json").read_text())  # what `dvc metrics show` lists
+    assert shown["seeds"] == 2 and shown["model"] == m["seeds"]["model"]["rmse"]["mean"]
     assert m["seeds"]["model"]["rmse"]["n"] == 2 and m["seeds"]["model"]["rmse"]["sd"] is not None
     assert not Path("data/seeds/stocks/work").exists()
     assert {p: p.read_bytes() for p in before} == before

@@ -148,10 +148,11 @@ def init_dvc_project(folder: Path) -> None:
         subprocess.run(cmd, cwd=folder, check=True, capture_output=True, env=env)
 
 
-def rebuild_retrain(retrain: dict, folder, files: list[str], run_stage) -> str:
+def rebuild_retrain(retrain: dict, folder, files: list[str], run_stage, *, holding_later_rows: bool = False) -> str:
     """Rebuild one replay retrain in ``folder`` (a copy of ``files``) through the stage commands with its ``set``
     (``run_stage(stage, set_args)`` runs `r2n2 <stage> <case>` there and returns its exit code); returns the
-    sha256 of the model.pt it wrote."""
+    sha256 of the model.pt it wrote. ``holding_later_rows``: first ingest the whole source with no ``set``, so
+    the project already holds rows after the retrain's ``data.until`` (they must be dropped, not kept)."""
     import hashlib
     import os
 
@@ -163,6 +164,8 @@ def rebuild_retrain(retrain: dict, folder, files: list[str], run_stage) -> str:
     extra = [x for s in retrain["set"] for x in ("--set", s)]
     os.chdir(folder)
     try:
+        if holding_later_rows:
+            assert run_stage("ingest", []) == 0, "ingest of the whole source"
         for stage in ("ingest", "validate", "window", "train"):
             assert run_stage(stage, extra) == 0, stage
         return hashlib.sha256((folder / f"data/models/{case}/model.pt").read_bytes()).hexdigest()

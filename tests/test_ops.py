@@ -237,9 +237,9 @@ def test_replay_retrains_reproduce_byte_for_byte_through_the_stage_commands(proj
     retrains = summary["retrains"]
     assert len(retrains) >= 3 and all(r["model_sha256"] and r["set"] for r in retrains)
     assert len({r["model_sha256"] for r in retrains}) == len(retrains)  # each saw other data
-    for r in retrains[:2]:
+    for r, held in zip(retrains[:2], (False, True)):  # the second in a project already holding later rows
         got = rebuild_retrain(r, tmp_path / r["date"], ["params.yaml", "prices.csv"],
-                              lambda stage, sets: _stage(capsys, stage, *args, *sets)[0])
+                              lambda stage, sets: _stage(capsys, stage, *args, *sets)[0], holding_later_rows=held)
         assert got == r["model_sha256"], r["date"]
     assert summary["look_ahead_rows"] == 0 and summary["first_model"]["model_sha256"]
 

@@ -60,7 +60,7 @@ ui: $(STAMP)
 # two pytest workers (pytest-xdist), one test file each at a time: module fixtures (a Dask cluster, a Prefect
 # server per worker) are built once per worker; the 2 cores of a CI machine stay busy while a test waits.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25
 
 bench: $(STAMP)
 	$(PY) benchmarks/relational.py

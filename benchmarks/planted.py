@@ -9,7 +9,10 @@ the panel case's real stages (ingest, validate, window, train, baselines, evalua
 - ``no_identity``: the same model with ``model.identity: false`` (the entity relation before the fix);
 - ``no_cross_entity``: each stock alone (the baselines stage's ablation);
 - ``planted_rule``: the rule itself applied to the test windows' features (the leader's ``ret_1d`` for the
-  followers, 0 for the rest): what a model that found the structure exactly would score.
+  followers, 0 for the rest): what a model that found the structure exactly would score;
+- ``ridge_cross_stock``: the panel report's linear competitor (per stock, a ridge on every stock's lagged
+  features, penalty chosen on validation; ``r2n2.evaluate.linear``). ``--linear-only`` runs this arm and the rule
+  alone (ingest, validate, window; no training) and keeps the other arms' rows from docs/planted.json.
 
 Prints a markdown table (mean rank IC over data seeds, its spread, the share of seeds whose NW t > 2 and whose
 "model minus each stock alone" interval lies above 0) and writes docs/planted.json and docs/planted_power.png.
@@ -106,8 +109,31 @@ def run_one(beta: float, seed: int, work: Path, family: str = "panel_lead_lag") 
     rows.append({**base, "arm": "no_cross_entity", "rank_ic": main["no_cross_entity"]["rank_ic"],
                  "rank_ic_tstat": main["no_cross_entity"]["rank_ic_tstat"]})
     rows.append({**base, "arm": "planted_rule", **rule})
+    ridge = json.loads((folder / "data/reports/panel/metrics.json").read_text())["baselines"]["ridge_cross_stock"]
+    rows.append({**base, "arm": "ridge_cross_stock", "rank_ic": ridge["rank_ic"],
+                 "rank_ic_tstat": ridge["rank_ic_tstat"]})
     rows[0]["seconds"] = round(seconds, 1)
     return rows
+
+
+def run_linear(beta: float, seed: int, work: Path) -> list[dict]:
+    """The ridge and the rule on the lead-lag family's windows, without training (the stages up to window)."""
+    from r2n2.cases.crosssection import PANEL_FEATURES
+    from r2n2.evaluate.linear import cross_stock_ridge
+
+    folder = work / f"linear-b{beta}-s{seed}"
+    folder.mkdir(parents=True)
+    lead_lag_panel(beta=beta, seed=seed).to_csv(folder / "panel.csv", index=False)
+    for stage in ("ingest", "validate", "window"):
+        run_stage(stage, "panel", _cfg(folder, seed), folder, log=lambda _: None)
+    t = pd.read_parquet(folder / "data/windows/panel/features.parquet")
+    scores, choice = cross_stock_ridge(t, PANEL_FEATURES)
+    test = t.pivot(index="date", columns="entity", values="split").eq("test")
+    fwd = t.pivot(index="date", columns="entity", values="fwd_return").where(test)
+    s = rank_ic_summary(daily_rank_ic(scores.where(test).reindex(fwd.index), fwd))
+    base = {"family": "panel_lead_lag", "beta": beta, "share": lead_lag_share(beta), "seed": seed}
+    return [{**base, "arm": "ridge_cross_stock", "rank_ic": s["mean"], "rank_ic_tstat": s["tstat"],
+             "alpha": choice["alpha"]}, {**base, "arm": "planted_rule", **_planted_rule(folder)}]
 
 
 def _series_cfg(folder: Path, seed: int):
@@ -230,7 +256,7 @@ def plot(rows: list[dict], path: Path) -> None:
     df = pd.DataFrame([r for r in rows if r["family"] == "panel_lead_lag"])
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     styles = {"planted_rule": ("k", "--"), "model": ("tab:blue", "-"), "no_identity": ("tab:orange", "-"),
-              "no_cross_entity": ("tab:green", "-")}
+              "no_cross_entity": ("tab:green", "-"), "ridge_cross_stock": ("tab:red", ":")}
     for arm, (color, ls) in styles.items():
         g = df[df["arm"] == arm].groupby("beta")["rank_ic"]
         mean, sd, n = g.mean(), g.std(ddof=1).fillna(0), g.count()
@@ -258,6 +284,8 @@ def main() -> None:
     ap.add_argument("--only", choices=("panel", "similar", "series", "transfer"), help="run one family; the other families' "
                     "rows are kept from an existing planted.json")
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot and tables from docs/planted.json")
+    ap.add_argument("--linear-only", action="store_true", help="the lead-lag family's ridge and rule arms alone (no "
+                    "training), for --betas and --seeds; every other row is kept from docs/planted.json")
     ap.add_argument("--skip-panel", action="store_true", help="series family only (rows of the panel family are "
                     "kept from an existing planted.json)")
     ap.add_argument("--out", default=str(ROOT / "docs"))
@@ -272,6 +300,20 @@ def main() -> None:
         plot(rows, out / "planted_power.png")
         print(table(rows), "", table(rows, "panel_similar"), "", series_table(rows), "", transfer_table(rows),
               sep="\n")
+        return
+    if args.linear_only:
+        old = json.loads((out / "planted.json").read_text())
+        cells = {(b, s) for b in args.betas for s in args.seeds}
+        rows = [r for r in old if not (r["family"] == "panel_lead_lag" and (r["beta"], r["seed"]) in cells
+                                       and r["arm"] in ("ridge_cross_stock", "planted_rule"))]
+        with tempfile.TemporaryDirectory() as tmp:
+            for beta, seed in sorted(cells):
+                rows += run_linear(beta, seed, Path(tmp))
+                print(f"beta {beta:g} seed {seed}: ridge {rows[-2]['rank_ic']:.3f} (alpha {rows[-2]['alpha']:g}), "
+                      f"rule {rows[-1]['rank_ic']:.3f}", flush=True)
+        (out / "planted.json").write_text(json.dumps(rows, indent=1) + "\n")
+        plot(rows, out / "planted_power.png")
+        print(table(rows))
         return
     if args.only:
         family = {"panel": "panel_lead_lag", "similar": "panel_similar", "series": "series_analogue",

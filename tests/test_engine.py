@@ -234,16 +234,9 @@ def test_case_modules_call_the_engine_and_keep_their_evaluate_functions_short():
         assert not {x for x in names if x.startswith("_")}, path
 
 
-# 5-seed reports not yet rerun on the engine (their seeds' training did not fit the CPU budget of 2026-12-07):
-# `dvc repro data/seeds/dvc.yaml:seeds@<case>` reruns one; then this xfail passes and, strict, fails: remove it
-PENDING = {"seeds/panel", "seeds/sentiment"}
-
-
 def _committed_metrics():
     paths = sorted([*ROOT.glob("data/reports/*/metrics.json"), *ROOT.glob("data/seeds/*/metrics.json")])
-    name = lambda p: f"{p.parent.parent.name}/{p.parent.name}"  # noqa: E731
-    return [pytest.param(p, id=name(p), marks=[pytest.mark.xfail(strict=True, reason="not rerun on the engine yet")]
-                         if name(p) in PENDING else []) for p in paths]
+    return [pytest.param(p, id=f"{p.parent.parent.name}/{p.parent.name}") for p in paths]
 
 
 @pytest.mark.parametrize("path", _committed_metrics())

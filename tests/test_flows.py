@@ -117,7 +117,7 @@ def test_pipeline_flow_end_to_end_with_artifacts(prefect_server, tmp_path, monke
         assert (tmp_path / f"data/reports/{case}/report.md").is_file()
     panel = json.loads((tmp_path / "data/reports/panel/metrics.json").read_text())
     assert set(panel["baselines"]) == {"reversal_1d", "reversal_5d", "momentum_12_1", "equal_weight", "no_cross_entity",
-                                       "gru_no_relational"}
+                                       "gru_no_relational", "ridge_cross_stock"}
     for name, row in {"model": panel["model"], **panel["baselines"]}.items():
         assert {"rank_ic", "rank_ic_tstat", "long_short_sharpe", "turnover"} <= set(row), name
     assert {"model_vs_reversal_1d", "model_vs_momentum_12_1"} <= set(panel["tests"])

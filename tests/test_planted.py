@@ -70,13 +70,16 @@ def test_panel_across_seeds_is_a_two_way_bootstrap_over_seeds_and_dates(tmp_path
     m = json.loads((tmp_path / "data/reports/panel/metrics.json").read_text())
     assert m["seeds"]["model"]["rank_ic"]["n"] == 2
     by = {(c["b"], c["test"]): c for c in m["comparisons"] if c["metric"] == "rank_ic"}
-    for b in ("no_cross_entity", "gru_no_relational"):
+    for b in ("no_cross_entity", "gru_no_relational", "ridge_cross_stock"):  # the ridge: the same scores each seed
         t, two = by[(b, "paired_t_seeds")], by[(b, "two_way_bootstrap_seeds_items")]
         assert two["n_seeds"] == 2 and two["n_items"] == m["test_period"]["n"]
         assert abs(two["diff"] - t["diff"]) < 1e-9, (two, t)  # the same estimate, a wider noise model
         assert two["ci_low"] <= two["diff"] <= two["ci_high"] and two["sided"] and two["mde"] > 0
         assert m["tests"][f"model_vs_{b}"]["test"] == "two_way_bootstrap_seeds_items"  # the verdict's test
-    assert "two-way bootstrap over seeds and test dates" in (tmp_path / "data/reports/panel/report.md").read_text()
+    report = (tmp_path / "data/reports/panel/report.md").read_text()
+    assert "two-way bootstrap over seeds and test dates" in report and "| ridge_cross_stock |" in report
+    ridge = m["settings"]["ridge_cross_stock"]  # its penalty: the best on validation
+    assert ridge["validation_rank_ic"][f"{ridge['alpha']:g}"] == max(ridge["validation_rank_ic"].values())
 
 
 @pytest.mark.slow

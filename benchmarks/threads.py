@@ -1,23 +1,40 @@
-"""Training stages with 1 and 2 torch threads, quiet and beside a second job, side by side in one run.
+"""Training stages under OpenMP wait policies and thread counts, quiet and beside a busy core, side by side.
 
 Each row runs the real stage command (``r2n2 train <case>``) in a scratch project that reads this checkout's
 windows (``data/windows/<case>``, from ``dvc repro`` or ``make run``) and writes its models elsewhere, so the
-workspace's outputs are never touched. Training is cut to ``--batches`` batches of one epoch so a row takes
-seconds, not minutes; the stage's start-up (imports, loading the windows), the epoch's full validation pass and
-saving are included, as a user waits for them too. Per-step costs: subtract two runs with different ``--batches``.
-"Beside" starts one single-threaded training job (a GRU's train step in a loop) before the stage and stops it
-after: the 2-core machine then has one core free for the stage (nothing pins either process to a core).
+workspace's outputs are never touched. Training is cut to ``--batches`` batches of one epoch. The time reported
+is the epoch's own (training plus its validation pass, from the stage's log file ``data/logs/...``), so the
+command's start-up (imports, loading windows) does not dilute the ratios; the whole command's seconds are kept
+in the JSON.
 
-The configurations of a case run interleaved, ``--repeats`` times, and the median is reported, so machine noise
-hits every column alike. Ratios: 2 threads / 1 thread, quiet and beside.
+Settings (torch's OpenMP runtime is GNU libgomp; each is set in the stage's environment before torch loads):
 
-    python benchmarks/threads.py                                    # 4 cases, 2 repeats (about 6 minutes)
-    python benchmarks/threads.py --cases sentiment --batches 60 --repeats 3
+- ``libgomp default``: ``OMP_WAIT_POLICY`` empty, which the `r2n2` command reads as "leave libgomp's default"
+  (a thread that finds no work spins up to 300,000 times before it sleeps).
+- ``PASSIVE``: ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep at once).
+- ``spin 10k``: ``GOMP_SPINCOUNT=10000`` (spin briefly, then sleep).
+- ``r2n2 (auto)``: nothing set, the `r2n2` command decides as it starts: PASSIVE when a 0.1 s sample finds half a
+  core or more busy, else libgomp's default (``flows/cli.py``, the default since 2026-12-07).
+- ``1 thread``: ``train.threads=1``, the old remedy; float sums split differently, so its bytes differ.
+
+Torch's inter-op pool is not a lever here: eager training never uses it (it serves ``torch.jit`` fork/wait).
+
+"Beside a busy core" starts one pure-Python busy loop (``while True: pass``) before the stage and stops it
+after: the 2-core machine then has one core left for the stage's 2 threads. The settings run interleaved,
+``--repeats`` times; medians are reported, so machine noise hits every column alike. For every 2-thread
+setting the trained model.pt is compared with the default's: the wait policy must not change the bytes.
+
+Goal (issue 40): a setting whose quiet epoch costs <= 5 % more than libgomp's default, and whose epoch beside a
+busy core is <= 1.5 x its own quiet epoch.
+
+    python benchmarks/threads.py                                      # stocks and sentiment, 3 repeats
+    python benchmarks/threads.py --cases sentiment --batches 60 --repeats 5 --json threads.json
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -30,19 +47,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# One single-threaded training job: what "beside another job" means here.
-COMPETITOR = """
-import torch
-torch.set_num_threads(1)
-torch.manual_seed(0)
-rnn = torch.nn.GRU(32, 128, batch_first=True)
-opt = torch.optim.Adam(rnn.parameters())
-x = torch.randn(64, 60, 32)
-while True:
-    opt.zero_grad()
-    rnn(x)[0].pow(2).mean().backward()
-    opt.step()
-"""
+BUSY_LOOP = "while True:\n    pass\n"
+
+# name -> (environment set before torch loads, train.threads)
+SETTINGS: dict[str, tuple[dict[str, str], int]] = {
+    "libgomp default": ({"OMP_WAIT_POLICY": ""}, 2),
+    "PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 2),
+    "spin 10k": ({"GOMP_SPINCOUNT": "10000"}, 2),
+    "r2n2 (auto)": ({}, 2),
+    "1 thread": ({"OMP_WAIT_POLICY": ""}, 1),
+}
+OMP_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "PREFECT_API_URL")
 
 
 def _scratch(cases: list[str]) -> Path:
@@ -58,9 +73,11 @@ def _scratch(cases: list[str]) -> Path:
     return root
 
 
-def stage_seconds(root: Path, case: str, threads: int, batches: int) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "PREFECT_API_URL")}
-    env["PYTHONPATH"] = str(ROOT)
+def run_stage(root: Path, case: str, setting: str, batches: int) -> dict:
+    """One training stage: the epoch's seconds, the command's seconds and the model's sha256."""
+    extra, threads = SETTINGS[setting]
+    env = {k: v for k, v in os.environ.items() if k not in OMP_VARS}
+    env.update(extra, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "flows.cli", "train", case, "--set", f"{case}.train.threads={threads}",
            "--set", f"{case}.train.epochs=1", "--set", f"{case}.train.max_batches_per_epoch={batches}"]
     t0 = time.perf_counter()
@@ -70,55 +87,68 @@ def stage_seconds(root: Path, case: str, threads: int, batches: int) -> float:
         raise SystemExit(f"{' '.join(cmd[3:])} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     if f"{threads} torch threads (train.threads)" not in proc.stdout + proc.stderr:
         raise SystemExit(f"the stage did not train with {threads} threads:\n{proc.stdout[-1000:]}")
-    return seconds
+    log = json.loads((root / "data" / "logs" / case / f"data_models_{case}.json").read_text())
+    model = root / "data" / "models" / case / "model.pt"
+    return {"epoch": log["epoch_seconds"][0], "command": seconds,
+            "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
 
 
-def measure(root: Path, case: str, threads: int, beside: bool, batches: int) -> float:
-    competitor = None
-    if beside:
-        env = dict(os.environ, OMP_NUM_THREADS="1")
-        competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR], env=env)
-        time.sleep(3)  # let it reach its loop
+def measure(root: Path, case: str, setting: str, beside: bool, batches: int) -> dict:
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if beside else None
     try:
-        return stage_seconds(root, case, threads, batches)
+        if busy is not None:
+            time.sleep(1)
+        return run_stage(root, case, setting, batches)
     finally:
-        if competitor is not None:
-            competitor.kill()
-            competitor.wait()
+        if busy is not None:
+            busy.kill()
+            busy.wait()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cases", nargs="+", default=["stocks", "volatility", "panel", "sentiment"])
+    ap.add_argument("--cases", nargs="+", default=["stocks", "sentiment"])
+    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     ap.add_argument("--batches", type=int, default=40, help="training batches per row (one epoch, cut)")
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--json", type=Path, help="also write the medians here")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--json", type=Path, help="also write every run here")
     args = ap.parse_args()
     root = _scratch(args.cases)
-    configs = [(1, False), (2, False), (1, True), (2, True)]
-    results = {}
+    rows = [(s, b) for s in args.settings for b in (False, True)]
+    runs: dict[str, dict[tuple[str, bool], list[dict]]] = {}
     try:
         for case in args.cases:
-            runs = {c: [] for c in configs}
+            runs[case] = {r: [] for r in rows}
             for _ in range(args.repeats):
-                for threads, beside in configs:
-                    runs[(threads, beside)].append(measure(root, case, threads, beside, args.batches))
-            results[case] = {f"{t} thread{'s' * (t > 1)}, {'beside a job' if b else 'quiet'}": statistics.median(v)
-                             for (t, b), v in runs.items()}
+                for setting, beside in rows:
+                    runs[case][(setting, beside)].append(measure(root, case, setting, beside, args.batches))
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    header = (f"{'stage (train, ' + str(args.batches) + ' batches)':28s} {'1 quiet':>9s} {'2 quiet':>9s} "
-              f"{'2/1 quiet':>9s} | {'1 beside':>9s} {'2 beside':>9s} {'2/1 beside':>10s}")
+
+    base = args.settings[0]
+    header = (f"{'stage (' + str(args.batches) + ' batches)':22s} {'setting':16s} {'quiet':>8s} {'beside':>8s} "
+              f"{'beside/quiet':>12s} {'quiet cost':>10s} {'same bytes':>10s}  goal")
     print(header)
     print("-" * len(header))
-    for case, r in results.items():
-        q1, q2, b1, b2 = r.values()
-        print(f"{'train ' + case:28s} {q1:8.1f}s {q2:8.1f}s {q2 / q1:9.2f} | {b1:8.1f}s {b2:8.1f}s {b2 / b1:10.2f}")
-    print(f"\nseconds: median of {args.repeats} runs of the whole stage command (start-up included); a ratio < 1 "
-          "means 2 threads are faster. 'beside a job': one single-threaded training loop runs on the other core.")
+    for case, by in runs.items():
+        med = {r: statistics.median(x["epoch"] for x in v) for r, v in by.items()}
+        ref_sha = by[(base, False)][0]["sha256"]
+        for setting in args.settings:
+            q, b = med[(setting, False)], med[(setting, True)]
+            shas = {x["sha256"] for x in by[(setting, False)] + by[(setting, True)]}
+            same = "yes" if shas == {ref_sha} else "no"
+            cost = q / med[(base, False)] - 1
+            goal = "met" if cost <= 0.05 and b / q <= 1.5 and same == "yes" else "missed"
+            print(f"{'train ' + case:22s} {setting:16s} {q:7.2f}s {b:7.2f}s {b / q:12.2f} {cost:+10.1%} "
+                  f"{same:>10s}  {goal}")
+    print(f"\nseconds: median over {args.repeats} interleaved runs of the epoch ({args.batches} training batches and "
+          f"the validation pass); quiet cost: against '{base}' quiet; same bytes: model.pt equals '{base}''s; "
+          "goal: quiet cost <= 5 %, beside/quiet <= 1.5, same bytes.")
     if args.json:
-        args.json.write_text(json.dumps({"batches": args.batches, "repeats": args.repeats, "seconds": results},
-                                        indent=2) + "\n")
+        args.json.write_text(json.dumps({
+            "batches": args.batches, "repeats": args.repeats,
+            "runs": {case: {f"{s} | {'beside' if b else 'quiet'}": v for (s, b), v in by.items()}
+                     for case, by in runs.items()}}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,38 @@ def _pin_openblas_kernel() -> None:
 
 _pin_openblas_kernel()
 
+
+# Commands whose torch work runs in this process (training, scoring); the others never wait on OpenMP threads.
+_COMPUTE_COMMANDS = {"train", "baselines", "finetune", "evaluate", "seeds", "retrain", "replay", "tune", "predict",
+                     "monitor"}
+
+
+def _openmp_wait_policy(argv: list[str]) -> None:
+    """Idle OpenMP threads sleep (``OMP_WAIT_POLICY=PASSIVE``) when other work keeps this machine's cores busy as
+    a computing command starts; set before torch loads its libgomp. With libgomp's default a thread that finds
+    no work spins up to 300,000 times: beside a busy core the two torch threads take turns spinning on the one
+    free core, and a sentiment epoch took 3.0x its quiet time (PASSIVE: 1.07x). On a quiet machine PASSIVE costs
+    about a quarter (threads sleep and wake at every operation), so it is chosen only when a 0.1 s sample finds
+    at least half a core busy (psutil). The policy decides how threads wait, not how sums split: the bytes are
+    the same either way (benchmarks/threads.py compares them; docs/scale.md). A value in the environment wins;
+    ``GOMP_SPINCOUNT`` set alone is kept too; an empty ``OMP_WAIT_POLICY`` means libgomp's default."""
+    if os.environ.get("OMP_WAIT_POLICY") == "":
+        del os.environ["OMP_WAIT_POLICY"]
+        return
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return
+    if next((a for a in argv[1:] if not a.startswith("-")), None) not in _COMPUTE_COMMANDS:
+        return
+    import psutil
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    percent = psutil.cpu_percent(interval=0.1, percpu=True)
+    if sum(percent[i] for i in cores if i < len(percent)) / 100 >= 0.5:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
+_openmp_wait_policy(sys.argv)
+
 PREFECT_HOME_DIR = ".prefect"  # the project's Prefect home: its run history, read by `r2n2 ui` / `make ui`
 UI_FILE = "ui.json"            # written there by a running `r2n2 ui`: its API URL and process id
 _USER_API_URL = os.environ.get("PREFECT_API_URL")  # as the user set it, before a running `r2n2 ui` is found

@@ -113,7 +113,6 @@ class UseCase:
     name: ClassVar[str]
     kind: ClassVar[str] = ""                   # "series" | "text" | "crosssection": what drivers dispatch on
     config_cls: ClassVar[type]                 # dataclass of this case's params sections
-    raw_kind: ClassVar[str]                    # "prices" | "texts": the canonical raw table
     metric: ClassVar[tuple[str, bool]]         # (validation metric of training, higher is better)
     plots: ClassVar[tuple[tuple, ...]] = ()    # `dvc plots`: (file under reports/<case>/plots, template, x, y)
     headline_metrics: ClassVar[tuple[str, ...]] = ()  # the test metrics the end of `make run` shows

@@ -1,4 +1,5 @@
-"""Scoring, reporting, prediction and monitoring of the ``stocks`` case: forecasts of one series at a time.
+"""Scoring, reporting, prediction and monitoring of price-series cases (``stocks`` and its instances): forecasts of one
+series at a time.
 Evaluation loads checkpoints and scores them; it never trains."""
 
 from __future__ import annotations
@@ -225,7 +226,8 @@ def _plots(data, y, pred, rows, histories: dict, dist_frames: dict, plots) -> No
         plot_cumulative(rows["date"], y, pred, plots / "cumulative.png",
                         title=f"{ent}: trading the forecast's sign vs buy-and-hold (test period, before costs)")
     write_json_atomic([{"model": k, **r} for k, h_ in histories.items() for r in h_], plots / "learning_curves.json")
-    plot_learning_curves(histories, plots / "learning_curves.png", title="stocks: learning curves (scaled MSE)")
+    plot_learning_curves(histories, plots / "learning_curves.png",
+                         title=f"{data.case.name}: learning curves (scaled MSE)")
     if "fan" in dist_frames:
         fan = dist_frames["fan"].assign(date=lambda f: pd.to_datetime(f["date"]).dt.strftime("%Y-%m-%d"))
         write_csv(fan, plots / "fan.csv")
@@ -283,7 +285,7 @@ def _report(m: dict, data) -> str:
              "bootstrap the RMSE ratio minus 1; negative favours a):", "",
              comparison_table(m["comparisons"], ablations=m.get("ablations")), "", *ablation_lines(m),
              *families_lines(m)]
-    lines += seed_table("Across seeds (mean ± sd):", m.get("seeds", {}), _SEED_COLUMNS, "stocks")
+    lines += seed_table("Across seeds (mean ± sd):", m.get("seeds", {}), _SEED_COLUMNS, data.case.name)
     if "trading" in m:
         t = m["trading"]
         rows = {f"{k} (net)": t[k] for k in ("sign_strategy", "buy_and_hold")}
@@ -306,7 +308,7 @@ def _report(m: dict, data) -> str:
                        f"Diebold–Mariano, two-sided, {p_text(v)}; MDE in squared-error units)."), "",
                   _power_line(m.get("power", {}).get("finetuned_oos_r2_vs_historical_mean"), "fine-tuned"), ""]
         lines += seed_table("Transfer across seeds (mean ± sd, target test set):", m.get("transfer_seeds", {}),
-                            _SEED_COLUMNS, "stocks")
+                            _SEED_COLUMNS, data.case.name)
         sv = next((c for c in ft if c["b"] == "scratch" and c["test"] == "two_way_bootstrap_seeds_items"), None)
         if sv:
             lines += [f"Across seeds (two-way bootstrap over seeds and target test days, RMSE / random walk) "

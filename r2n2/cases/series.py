@@ -107,7 +107,6 @@ def price_schema(df: pd.DataFrame) -> pa.Schema:
 class PriceCase(UseCase):
     """A long price table ``entity, date, open?, high?, low?, close, volume?``."""
 
-    raw_kind = "prices"
     predict_keys = ("data.columns", "data.na_values", "data.missing", "data.encoding", "data.entity", "data.query",
                     "data.timezone", "data.layout")  # how predict reads --input (read_prices: source and until fixed)
     predict_warmup: ClassVar[int] = 1          # leading rows of an entity without features (they feed later ones)

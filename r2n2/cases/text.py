@@ -191,7 +191,6 @@ class TextCase(UseCase):
     headline_metrics = ("macro_f1", "accuracy", "macro_recall")
     main_baseline = "tfidf_logreg"
     benchmark = ("majority", "macro_f1", True)  # every text the most frequent training label
-    raw_kind = "texts"
     metric = ("val_macro_f1", True)
     builtin: ClassVar[Callable[[], pd.DataFrame] | None] = None
     probabilities = True  # predict writes class probabilities, temperature-scaled as the evaluate stage fitted

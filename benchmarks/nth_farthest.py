@@ -76,25 +76,29 @@ SETTINGS = {
 
 
 # -- the task -------------------------------------------------------------------------------------------
-def nth_farthest_batch(rng: np.random.Generator, batch: int, objects: int, features: int):
-    """One batch of the task. Returns (inputs (B, K, d + 3K) float32, labels (B,) int64, n (B,) in 1..K,
-    m (B,) in 0..K-1). Step t of a sequence shows the vector whose id is ``order[t]`` (a random permutation)."""
+def nth_farthest_batch(rng: np.random.Generator, batch: int, objects: int, features: int, *,
+                       nontrivial: bool = False, width: int | None = None):
+    """One batch of the task. Returns (inputs (B, K, d + 3W) float32, labels (B,) int64, n (B,) in 1..K,
+    m (B,) in 0..K-1). Step t of a sequence shows the vector whose id is ``order[t]`` (a random permutation).
+    ``nontrivial``: N is drawn from 1..K-1 only, so the answer is never m. ``width`` (W >= K, default K): the
+    one-hots' length, so that one model reads sequences of K = 3 and K = 4 (a curriculum) with the same inputs."""
     B, K, d = batch, objects, features
+    W = K if width is None else width
     vectors = rng.uniform(-1.0, 1.0, (B, K, d))  # indexed by id
-    n = rng.integers(1, K + 1, B)  # N-th farthest, 1 = farthest, K = m itself
+    n = rng.integers(1, K if nontrivial else K + 1, B)  # N-th farthest, 1 = farthest, K = m itself
     m = rng.integers(0, K, B)  # reference id
     rows = np.arange(B)
     dist = np.linalg.norm(vectors[rows, m][:, None, :] - vectors, axis=-1)  # (B, 1, d) - (B, K, d) -> (B, K)
     by_distance = np.argsort(-dist, axis=1, kind="stable")  # (B, K): ids from farthest to nearest (m last)
     labels = by_distance[rows, n - 1]  # (B,)
-    eye = np.eye(K)
+    eye = np.eye(K, W)
     order = np.argsort(rng.random((B, K)), axis=1)  # (B, K): a random presentation order per sequence
     steps = np.concatenate([
         vectors[rows[:, None], order],  # (B, K, d): the vector shown at each step
-        eye[order],  # (B, K, K): its id
-        np.broadcast_to(eye[n - 1][:, None, :], (B, K, K)),  # (B, K) -> (B, K, K): N on every step
-        np.broadcast_to(eye[m][:, None, :], (B, K, K)),  # m on every step
-    ], axis=-1)  # -> (B, K, d + 3K)
+        eye[order],  # (B, K, W): its id
+        np.broadcast_to(eye[n - 1][:, None, :], (B, K, W)),  # (B, W) -> (B, K, W): N on every step
+        np.broadcast_to(eye[m][:, None, :], (B, K, W)),  # m on every step
+    ], axis=-1)  # -> (B, K, d + 3W)
     return steps.astype(np.float32), labels.astype(np.int64), n, m
 
 

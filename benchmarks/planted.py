@@ -37,8 +37,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from r2n2.data.planted import (analogue_series, lead_lag_panel, lead_lag_share, shared_ar_pair,  # noqa: E402
-                               similar_partner_panel)
+from r2n2.data.planted import (analogue_series, lead_lag_panel, lead_lag_share, market_noise_panel,  # noqa: E402
+                               shared_ar_pair, shuffle_dates_across_stocks, similar_partner_panel)
 from r2n2.evaluate.metrics import daily_rank_ic, rank_ic_summary  # noqa: E402
 from r2n2.registry import parse_params, run_stage  # noqa: E402
 
@@ -134,6 +134,54 @@ def run_linear(beta: float, seed: int, work: Path) -> list[dict]:
     base = {"family": "panel_lead_lag", "beta": beta, "share": lead_lag_share(beta), "seed": seed}
     return [{**base, "arm": "ridge_cross_stock", "rank_ic": s["mean"], "rank_ic_tstat": s["tstat"],
              "alpha": choice["alpha"]}, {**base, "arm": "planted_rule", **_planted_rule(folder)}]
+
+
+PLACEBOS = {  # name -> the panel of a data seed; nothing in any of them predicts a next-day return
+    "placebo_noise": lambda seed: lead_lag_panel(beta=0.0, seed=seed),  # the power curve's beta = 0 cell
+    "placebo_market_noise": lambda seed: market_noise_panel(seed=seed),  # a market factor, no lead
+    "placebo_shuffled_dates": lambda seed: shuffle_dates_across_stocks(lead_lag_panel(beta=0.4, seed=seed),
+                                                                       seed=seed),  # beta 0.4, stocks rotated
+}
+
+
+def run_placebo(name: str, seed: int, work: Path) -> list[dict]:
+    """One placebo panel through every stage: the model's, each stock alone's and the ridge's test rank IC, and
+    whether the model claims structure (NW t >= 2, or its interval against each stock alone above 0)."""
+    folder = work / f"{name}-s{seed}"
+    folder.mkdir(parents=True)
+    PLACEBOS[name](seed).to_csv(folder / "panel.csv", index=False)
+    for stage in STAGES:
+        run_stage(stage, "panel", _cfg(folder, seed), folder, log=lambda _: None)
+    m = json.loads((folder / "data/reports/panel/metrics.json").read_text())
+    alone = next(c for c in m["comparisons"] if c["b"] == "no_cross_entity" and c["metric"] == "rank_ic")
+    base = {"family": name, "beta": 0.0, "share": 0.0, "seed": seed}
+    rows = [{**base, "arm": "model", "rank_ic": m["model"]["rank_ic"], "rank_ic_tstat": m["model"]["rank_ic_tstat"],
+             "vs_alone_diff": alone["diff"], "vs_alone_ci": [alone["ci_low"], alone["ci_high"]]}]
+    for arm in ("no_cross_entity", "ridge_cross_stock"):
+        rows.append({**base, "arm": arm, "rank_ic": m["baselines"][arm]["rank_ic"],
+                     "rank_ic_tstat": m["baselines"][arm]["rank_ic_tstat"]})
+    return rows
+
+
+def placebo_table(rows: list[dict]) -> str:
+    """Per placebo and arm: mean rank IC over seeds, its spread, the seeds with NW |t| < 2 and, for the model,
+    the seeds whose interval against each stock alone covers 0 (a tie) and those with neither claim."""
+    df = pd.DataFrame([r for r in rows if r["family"] in PLACEBOS])
+    if df.empty:
+        return ""
+    out = ["| placebo | arm | seeds | rank IC mean | sd over seeds | seeds with IC > 0 | NW t < 2 | "
+           "tie with each stock alone | no claim (both) |", "|---|---|---|---|---|---|---|---|---|"]
+    for (name, arm), g in df.groupby(["family", "arm"], sort=False):
+        quiet = g["rank_ic_tstat"] < 2
+        if arm == "model":
+            tie = pd.Series([ci[0] <= 0 for ci in g["vs_alone_ci"]], index=g.index)
+            extra = f"{tie.sum()}/{len(g)} | {(tie & quiet).sum()}/{len(g)} ({(tie & quiet).mean():.0%})"
+        else:
+            extra = " | "
+        out.append(f"| {name.removeprefix('placebo_')} | {arm} | {len(g)} | {g['rank_ic'].mean():.4f} | "
+                   f"{g['rank_ic'].std(ddof=1):.4f} | {(g['rank_ic'] > 0).sum()}/{len(g)} | "
+                   f"{quiet.sum()}/{len(g)} | {extra} |")
+    return "\n".join(out)
 
 
 def _series_cfg(folder: Path, seed: int):
@@ -286,6 +334,8 @@ def main() -> None:
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot and tables from docs/planted.json")
     ap.add_argument("--linear-only", action="store_true", help="the lead-lag family's ridge and rule arms alone (no "
                     "training), for --betas and --seeds; every other row is kept from docs/planted.json")
+    ap.add_argument("--placebo", type=int, metavar="SEEDS", help="the placebos alone, data seeds 0..SEEDS-1 (the "
+                    "issue's 20); every other row is kept from docs/planted.json")
     ap.add_argument("--skip-panel", action="store_true", help="series family only (rows of the panel family are "
                     "kept from an existing planted.json)")
     ap.add_argument("--out", default=str(ROOT / "docs"))
@@ -299,7 +349,21 @@ def main() -> None:
         rows = json.loads((out / "planted.json").read_text())
         plot(rows, out / "planted_power.png")
         print(table(rows), "", table(rows, "panel_similar"), "", series_table(rows), "", transfer_table(rows),
-              sep="\n")
+              "", placebo_table(rows), sep="\n")
+        return
+    if args.placebo:
+        rows = json.loads((out / "planted.json").read_text())
+        done = {(r["family"], r["seed"]) for r in rows if r["family"] in PLACEBOS}  # an interrupted sweep resumes
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in range(args.placebo):  # seed-major: an interrupted sweep has every placebo at the first seeds
+                for name in [n for n in PLACEBOS if (n, seed) not in done]:
+                    new = run_placebo(name, seed, Path(tmp))
+                    rows += new
+                    print(f"{name} seed {seed}: " + ", ".join(f"{r['arm']} {r['rank_ic']:.4f} (t {r['rank_ic_tstat']:.2f})"
+                                                              for r in new), flush=True)
+                (out / "planted.json").write_text(json.dumps(rows, indent=1) + "\n")
+        print(placebo_table(rows))
+        print(f"\n{time.time() - t0:.0f} s for the runs of this call")
         return
     if args.linear_only:
         old = json.loads((out / "planted.json").read_text())

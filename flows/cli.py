@@ -14,6 +14,16 @@ import signal
 import sys
 from pathlib import Path
 
+from r2n2.errors import CheckpointError, ConfigError, DataError, R2N2Error, ValidationFailed
+from r2n2.evaluate.report import headline
+from r2n2.io import write_parquet_atomic, write_text_atomic
+from r2n2.paths import CasePaths
+from r2n2.verify import DEFAULT_RTOL, compare, read_pair, render
+from .dvcrun import INTERRUPT_HOOKS, STAGE_LOG_ENV, append_stage_log, write_stage_error
+from .failures import ApiLost, hold_retrain_lock
+from .startup import run_with_prefect_startup
+from .ui import run_ui
+
 for _var, _val in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("DVC_NO_ANALYTICS", "1"),
                    ("GX_ANALYTICS_ENABLED", "false")):
     os.environ.setdefault(_var, _val)
@@ -123,38 +133,11 @@ def _case_arg(p: argparse.ArgumentParser, cases: list[str], *, every: bool = Fal
     p.add_argument("case", metavar="case", help=what, **kw)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from r2n2.stages import STAGES
-
-    cases = _cases()
-    ap = argparse.ArgumentParser(prog="r2n2", description="Relational RNN pipeline: stages, flows, serving.")
-    sub = ap.add_subparsers(dest="command", required=True)
-    for st in STAGES:
-        p = sub.add_parser(st.name, help=st.help)
-        _case_arg(p, cases)
-        p.add_argument("--prefect", action="store_true", help="run as a Prefect flow even without PREFECT_API_URL")
-        _common(p)
-    p = sub.add_parser("pipeline", help="every stage as one Prefect flow run: a task per stage and case, each "
-                                         "reproduced by DVC (what `make run` runs); runs kept in .prefect/")
+def _args_pipeline(p, cases) -> None:
     _case_arg(p, cases, every=True)
-    _common(p)
-    from r2n2.registry import REGISTRY  # the row-count rule of each case, for predict's --help
 
-    p = sub.add_parser("predict", help="batch predictions for a new CSV / Parquet file",
-                       description="Predictions for the rows of a new file from the checkpoint alone: its window, "
-                                   "features, scalers and model as trained (so --set takes only the keys that say "
-                                   "how --input is read, e.g. stocks.data.columns; any other key is refused). "
-                                   "Price cases read daily prices (columns Date, Close and, as the model was "
-                                   "trained, Open, High, Low, Volume; an Entity column for several series); each "
-                                   "forecast has its origin_date (the last input day), target_date (the day "
-                                   "forecast) and horizon_days; a model with a distribution head adds q<level> "
-                                   "quantile columns (q0.05, ...). Rows out, lookback being the model's "
-                                   "window.lookback: " + "; ".join(f"{n}: {REGISTRY[n].predict_rule()}" for n in cases)
-                                   + ". Text cases read a text column and give class probabilities, temperature-"
-                                   "scaled as the evaluate stage fitted them on the validation texts for that very "
-                                   "model (data/reports/<case>/calibration.json, matched by sha256; another model, "
-                                   "e.g. a champion retrained in data/ops/, gets the raw softmax and the summary "
-                                   "says so). Example: docs/predict_example.csv.")
+
+def _args_predict(p, cases) -> None:
     _case_arg(p, cases)
     p.add_argument("--input", required=True, help="CSV or Parquet with the training data's schema (see above)")
     p.add_argument("--output", required=True, help="output file: .parquet or .csv")
@@ -165,22 +148,31 @@ def _parser() -> argparse.ArgumentParser:
                    help="text cases: add set_<LEVEL>, each text's conformal label set (APS, split-conformal on the "
                         "validation texts) that holds the true label with probability LEVEL: 0.50 to 0.99 in "
                         "steps of 0.01, e.g. 0.9; labels joined by |")
-    _common(p)
-    p = sub.add_parser("monitor", help="score the champion on data after its training cut-off; alarm on real change",
-                       description="Check the deployed model (the champion, else the latest trained model) on the "
-                                   "newest monitor.window rows after its cut-off: its inputs, forecasts and error "
-                                   "against thresholds calibrated on its own history (at most monitor.family_rate "
-                                   "false alarms per check), and a CUSUM of its loss vs the naive benchmark. Prints "
-                                   "per case the verdict (the rows judged, the signal and its threshold), how the "
-                                   "threshold was calibrated, where the full result is "
-                                   "(data/ops/<case>/reports/<case>/monitor.json) and what happens next: an alarm "
-                                   "retrains that case now unless --no-retrain or monitor.retrain_on_alarm: false.")
+
+
+def _predict_description(cases) -> str:
+    from r2n2.registry import REGISTRY  # the row-count rule of each case
+
+    return ("Predictions for the rows of a new file from the checkpoint alone: its window, features, scalers and "
+            "model as trained (so --set takes only the keys that say how --input is read, e.g. "
+            "stocks.data.columns; any other key is refused). Price cases read daily prices (columns Date, Close "
+            "and, as the model was trained, Open, High, Low, Volume; an Entity column for several series); each "
+            "forecast has its origin_date (the last input day), target_date (the day forecast) and horizon_days; "
+            "a model with a distribution head adds q<level> quantile columns (q0.05, ...). Rows out, lookback "
+            "being the model's window.lookback: " + "; ".join(f"{n}: {REGISTRY[n].predict_rule()}" for n in cases)
+            + ". Text cases read a text column and give class probabilities, temperature-scaled as the evaluate "
+            "stage fitted them on the validation texts for that very model (data/reports/<case>/calibration.json, "
+            "matched by sha256; another model, e.g. a champion retrained in data/ops/, gets the raw softmax and "
+            "the summary says so). Example: docs/predict_example.csv.")
+
+
+def _args_monitor(p, cases) -> None:
     _case_arg(p, cases, every=True)
     p.add_argument("--no-retrain", action="store_true",
                    help="report only: an alarm does not start `r2n2 retrain <case>` (the verdict says so)")
-    _common(p)
-    p = sub.add_parser("retrain", help="a challenger trained on the newest data (rolling cuts, in data/ops/<case>/), "
-                                       "promoted unless worse on days neither model saw; --cuts fixed: dvc repro")
+
+
+def _args_retrain(p, cases) -> None:
     p.add_argument("cases", nargs="*", metavar="case", help=f"cases to retrain ({', '.join(cases)}; default: serve.cases)")
     p.add_argument("--no-push", action="store_true",
                    help="skip the final `dvc push` of the DVC cache (the champion's new version with it) to the project's DVC "
@@ -189,13 +181,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="rolling (default): cut dates follow the data (newest window.holdout_days decide the "
                         "promotion, the window.val_days before them early-stop); fixed: `dvc repro` with "
                         "params.yaml's cut dates")
-    _common(p)
-    p = sub.add_parser("replay", help="a simulated calendar over real history: monitor, retrain, promote",
-                       description="The deployed loop under a simulated clock: each retrain runs the case's window "
-                                   "and train stages with rolling cut dates on the data known that day. A price "
-                                   "replay's period must hold at least 2 x --retrain-every trading days, and enough "
-                                   "days before --start to train a first model (window.val_days + holdout_days + "
-                                   "training).")
+
+
+def _args_replay(p, cases) -> None:
     _case_arg(p, cases)
     p.add_argument("--start", required=True, help="first simulated time, in the case's time units: a date (prices; "
                    "texts with a time column) or an arrival index (texts without one, e.g. the built-in corpus)")
@@ -212,66 +200,121 @@ def _parser() -> argparse.ArgumentParser:
                    "on instead of local workers")
     p.add_argument("--threads", type=int, default=None, help="torch threads per training (train.threads); default: "
                    "the cores / --workers with several workers, else params.yaml's")
-    _common(p)
-    p = sub.add_parser("serve", help="serve the scheduled retrain and monitor deployments (needs `r2n2 ui`)")
-    _common(p)
-    p = sub.add_parser("deploy", help="register the retrain and monitor deployments on a Prefect process work pool",
-                       description="The deployments of `r2n2 serve` (same names, crons, parameters) on a process work "
-                                   "pool, created if missing; runs execute in this folder on the machine that runs "
-                                   "`prefect worker start --pool <pool>` (docs/deploy.md). Needs PREFECT_API_URL.")
+
+
+def _args_deploy(p, cases) -> None:
     from .deploy import POOL
 
     p.add_argument("--pool", default=POOL, help=f"the work pool's name (default: {POOL})")
-    _common(p)
-    p = sub.add_parser("ui", help="start the Prefect server and UI on 127.0.0.1:4200")
+
+
+def _args_ui(p, cases) -> None:
     p.add_argument("--port", type=int, default=4200, help="port of the Prefect server and UI (default: 4200)")
     p.add_argument("--files-port", type=int, default=4201,
                    help="port of the report file server: data/reports/ over http, e.g. validation.html (default: 4201; "
                         "the artifacts' pictures are embedded and need no server)")
-    p = sub.add_parser("tune", help="Optuna hyper-parameter search -> data/tuning/<case>-best.yaml")
-    _case_arg(p, cases)
-    _common(p)
-    p = sub.add_parser("seeds", help="train, baselines, finetune, evaluate with --n seeds on the pipeline's windows, "
-                                     "in a scratch folder -> data/seeds/<case>/metrics.json, report.md")
+
+
+def _args_seeds(p, cases) -> None:
     _case_arg(p, cases)
     p.add_argument("--n", type=int, default=5, help="seeds: train.seed, +1, ... (default 5)")
-    _common(p)
-    p = sub.add_parser("champion", help="the champion's versions: history, or roll back to one")
+
+
+def _args_champion(p, cases) -> None:
     p.add_argument("action", choices=("history", "rollback"),
                    help="history: every version, when it served and on which data; rollback: serve an earlier one")
     _case_arg(p, cases)
     p.add_argument("--to", help="rollback: the version (or a unique prefix) from `r2n2 champion history`")
-    _common(p)
-    p = sub.add_parser("headline", help="one table per case: the model beside its baselines on the test period")
-    _case_arg(p, cases, every=True, optional=True)
-    _common(p)
-    p = sub.add_parser("verify", help="compare a run's headline numbers with the committed report's",
-                       description="Each headline number of data/reports/<case>/metrics.json (the model and every "
-                                   "baseline, as `r2n2 headline` shows them) beside its committed version (git show "
-                                   "REV:<path>): difference, tolerance (3 sd over seeds where the committed report "
-                                   "holds a seed spread, else --rtol of the committed value) and 'reproduced within "
-                                   "tolerance' or 'MOVED'. Exit 0: all within tolerance; 1: something moved; 2: a "
-                                   "file is missing or not in git.")
+
+
+def _args_verify(p, cases) -> None:
     _case_arg(p, cases, every=True, optional=True)
     p.add_argument("--rev", default="HEAD", help="the commit to compare with (default: HEAD)")
     p.add_argument("--rtol", type=float, default=None,
                    help="relative tolerance where the report has no seed spread (default: 1e-06, float rounding)")
-    _common(p)
-    p = sub.add_parser("dvc-yaml", help="write dvc.yaml from the stage table (--check: fail if it differs); "
-                                        "--tune CASE...: add the opt-in Optuna stages to data/tuning/dvc.yaml")
+
+
+def _args_dvc_yaml(p, cases) -> None:
     p.add_argument("--check", action="store_true",
                    help="write nothing: exit 1 if dvc.yaml differs from what the stage table and params.yaml give")
     p.add_argument("--tune", nargs="+", metavar="CASE",
                    help="add tune@CASE to data/tuning/dvc.yaml (run it: dvc repro data/tuning/dvc.yaml:tune@CASE)")
     p.add_argument("--seeds", nargs="+", metavar="CASE",
                    help="add seeds@CASE to data/seeds/dvc.yaml (run it: dvc repro data/seeds/dvc.yaml:seeds@CASE)")
-    _common(p)
+
+
+def _one_case(p, cases) -> None:
+    _case_arg(p, cases)
+
+
+def _any_cases(p, cases) -> None:
+    _case_arg(p, cases, every=True, optional=True)
+
+
+# The subcommands after the stages, in --help's order: (name, help, description or a function of the cases
+# giving it, the function that adds its arguments, whether it takes the common options --set / --params).
+SUBCOMMANDS = (
+    ("pipeline", "every stage as one Prefect flow run: a task per stage and case, each reproduced by DVC (what "
+                 "`make run` runs); runs kept in .prefect/", None, _args_pipeline, True),
+    ("predict", "batch predictions for a new CSV / Parquet file", _predict_description, _args_predict, True),
+    ("monitor", "score the champion on data after its training cut-off; alarm on real change",
+     "Check the deployed model (the champion, else the latest trained model) on the newest monitor.window rows "
+     "after its cut-off: its inputs, forecasts and error against thresholds calibrated on its own history (at most "
+     "monitor.family_rate false alarms per check), and a CUSUM of its loss vs the naive benchmark. Prints per case "
+     "the verdict (the rows judged, the signal and its threshold), how the threshold was calibrated, where the full "
+     "result is (data/ops/<case>/reports/<case>/monitor.json) and what happens next: an alarm retrains that case "
+     "now unless --no-retrain or monitor.retrain_on_alarm: false.", _args_monitor, True),
+    ("retrain", "a challenger trained on the newest data (rolling cuts, in data/ops/<case>/), promoted unless worse "
+                "on days neither model saw; --cuts fixed: dvc repro", None, _args_retrain, True),
+    ("replay", "a simulated calendar over real history: monitor, retrain, promote",
+     "The deployed loop under a simulated clock: each retrain runs the case's window and train stages with rolling "
+     "cut dates on the data known that day. A price replay's period must hold at least 2 x --retrain-every trading "
+     "days, and enough days before --start to train a first model (window.val_days + holdout_days + training).",
+     _args_replay, True),
+    ("serve", "serve the scheduled retrain and monitor deployments (needs `r2n2 ui`)", None, None, True),
+    ("deploy", "register the retrain and monitor deployments on a Prefect process work pool",
+     "The deployments of `r2n2 serve` (same names, crons, parameters) on a process work pool, created if missing; "
+     "runs execute in this folder on the machine that runs `prefect worker start --pool <pool>` (docs/deploy.md). "
+     "Needs PREFECT_API_URL.", _args_deploy, True),
+    ("ui", "start the Prefect server and UI on 127.0.0.1:4200", None, _args_ui, False),
+    ("tune", "Optuna hyper-parameter search -> data/tuning/<case>-best.yaml", None, _one_case, True),
+    ("seeds", "train, baselines, finetune, evaluate with --n seeds on the pipeline's windows, in a scratch folder "
+              "-> data/seeds/<case>/metrics.json, report.md", None, _args_seeds, True),
+    ("champion", "the champion's versions: history, or roll back to one", None, _args_champion, True),
+    ("headline", "one table per case: the model beside its baselines on the test period", None, _any_cases, True),
+    ("verify", "compare a run's headline numbers with the committed report's",
+     "Each headline number of data/reports/<case>/metrics.json (the model and every baseline, as `r2n2 headline` "
+     "shows them) beside its committed version (git show REV:<path>): difference, tolerance (3 sd over seeds where "
+     "the committed report holds a seed spread, else --rtol of the committed value) and 'reproduced within "
+     "tolerance' or 'MOVED'. Exit 0: all within tolerance; 1: something moved; 2: a file is missing or not in git.",
+     _args_verify, True),
+    ("dvc-yaml", "write dvc.yaml from the stage table (--check: fail if it differs); --tune CASE...: add the opt-in "
+                 "Optuna stages to data/tuning/dvc.yaml", None, _args_dvc_yaml, True),
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from r2n2.stages import STAGES
+
+    cases = _cases()
+    ap = argparse.ArgumentParser(prog="r2n2", description="Relational RNN pipeline: stages, flows, serving.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    for st in STAGES:
+        p = sub.add_parser(st.name, help=st.help)
+        _case_arg(p, cases)
+        p.add_argument("--prefect", action="store_true", help="run as a Prefect flow even without PREFECT_API_URL")
+        _common(p)
+    for name, help_, description, add_args, common in SUBCOMMANDS:
+        p = sub.add_parser(name, help=help_,
+                           description=description(cases) if callable(description) else description)
+        if add_args is not None:
+            add_args(p, cases)
+        if common:
+            _common(p)
     return ap
 
 
 def _log(case: str, command: str):
-    from .dvcrun import append_stage_log
-
     def log(msg: str) -> None:
         line = f"[{case} {command}] {msg}"
         if not append_stage_log(line):  # under a pipeline task, its run logger prints it (and the UI shows it)
@@ -281,16 +324,13 @@ def _log(case: str, command: str):
 
 
 def _champion(args) -> str:
-    from r2n2.errors import ConfigError
     from r2n2.ops.champion import history, rollback
-    from r2n2.paths import CasePaths
 
     paths = CasePaths(args.case).operations()  # the champion registry: data/ops/<case>/champion/
     if args.action == "rollback":
         if not args.to:
             raise ConfigError("`r2n2 champion rollback` needs --to VERSION (see `r2n2 champion history "
                               f"{args.case}`).")
-        from .failures import hold_retrain_lock
 
         with hold_retrain_lock(Path("data") / "ops" / ".retrain.lock"):  # never beside a retrain's promotion
             e = rollback(paths, args.to)
@@ -311,8 +351,6 @@ def _champion(args) -> str:
 def _headline(case: str, params) -> str:
     import json
 
-    from r2n2.evaluate.report import headline
-    from r2n2.paths import CasePaths
     from r2n2.registry import get_case
 
     out = []
@@ -323,8 +361,6 @@ def _headline(case: str, params) -> str:
                 metrics = json.loads(path.read_text())
                 assert isinstance(metrics.get("model"), dict)
             except (ValueError, AssertionError, AttributeError):
-                from r2n2.errors import DataError
-
                 raise DataError(f"{path} is not a metrics file written by `r2n2 evaluate {name}`; rerun it.") from None
             case = get_case(name)
             out += [headline(name, metrics, case.headline_metrics, main=case.main_baseline),
@@ -336,10 +372,7 @@ def _headline(case: str, params) -> str:
 
 def _verify(args, params) -> tuple[str, int]:
     """(the comparison of every case asked for, exit code: 0 all within tolerance, 1 something moved)."""
-    from r2n2.errors import ConfigError
-    from r2n2.paths import CasePaths
     from r2n2.registry import get_case
-    from r2n2.verify import DEFAULT_RTOL, compare, read_pair, render
 
     rtol = DEFAULT_RTOL if args.rtol is None else args.rtol
     if not rtol >= 0:
@@ -360,9 +393,6 @@ def _predict(args, params) -> str:
     from r2n2.registry import get_case
     from r2n2.cases.base import WindowMeta
     from r2n2.checkpoint import load_checkpoint
-    from r2n2.errors import CheckpointError, ConfigError, DataError
-    from r2n2.io import write_parquet_atomic, write_text_atomic
-    from r2n2.paths import CasePaths
 
     case = get_case(args.case)
     honoured = [f"{args.case}.{k}" for k in case.predict_keys]
@@ -431,16 +461,12 @@ def _predict(args, params) -> str:
 
 
 def _ui(args) -> str:
-    from .ui import run_ui
-
     raise SystemExit(run_ui(args.port, files_port=args.files_port))
 
 
 def _retrain(args) -> str:
     """The lock first: a second retrain exits before anything slow starts (params are read under it)."""
     from r2n2.registry import load_params
-
-    from .failures import hold_retrain_lock
 
     with hold_retrain_lock(Path("data") / "ops" / ".retrain.lock"):  # flows.retrain.LOCK_PATH, before Prefect loads
         params = load_params(Path(args.params), args.overrides)
@@ -454,8 +480,6 @@ def _retrain(args) -> str:
 
 
 def _stage(args, params) -> str:
-    from .dvcrun import STAGE_LOG_ENV
-
     params.case(args.case)
     under_pipeline = bool(os.environ.get(STAGE_LOG_ENV))  # DVC runs it for a pipeline task, which records it
     if args.prefect or (_USER_API_URL and not under_pipeline):
@@ -468,8 +492,6 @@ def _stage(args, params) -> str:
 
 
 def _pipeline(args, params) -> str:
-    from r2n2.errors import ConfigError
-
     if args.overrides:
         raise ConfigError("`r2n2 pipeline` has DVC run every stage, and DVC reads params.yaml only, so a --set or "
                           "--set-file would not reach it. Put the change in params.yaml (your own data: an instance, "
@@ -507,8 +529,6 @@ def _replay(args, params) -> str:
 
 def _serve(args, params) -> str:
     if not os.environ.get("PREFECT_API_URL"):
-        from r2n2.errors import ConfigError
-
         raise ConfigError("`r2n2 serve` needs a running Prefect server: start one with `make ui` (or `r2n2 ui`) "
                           "and export PREFECT_API_URL=http://127.0.0.1:4200/api in this shell.")
     from .serve import serve
@@ -524,7 +544,6 @@ def _deploy(args, params) -> str:
 
 
 def _tune(args, params) -> str:
-    from .startup import run_with_prefect_startup
     from .tune import tune_flow
 
     best = run_with_prefect_startup(tune_flow, args.case, args.params, args.overrides)
@@ -532,8 +551,6 @@ def _tune(args, params) -> str:
 
 
 def _seeds(args, params) -> str:
-    from r2n2.errors import ConfigError
-
     from .seeds import run_seeds
 
     if args.n < 2:
@@ -577,8 +594,6 @@ def dispatch(args) -> str | tuple[str, int]:
 def _file_overrides(files: list[str]) -> list[str]:
     import yaml
 
-    from r2n2.errors import ConfigError
-
     out = []
     for f in files:
         path = Path(f)
@@ -618,7 +633,6 @@ def entry() -> None:
     _CONSOLE.append(True)
     for signum in EXIT_SIGNAL:
         signal.signal(signum, _on_signal)
-    from .dvcrun import INTERRUPT_HOOKS
 
     INTERRUPT_HOOKS.append(interrupted_by)
     code = main()
@@ -638,7 +652,6 @@ def entry() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from r2n2.errors import R2N2Error, ValidationFailed
 
     try:
         if getattr(args, "set_files", None):
@@ -651,8 +664,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _interrupted_exit(args.command)
     except R2N2Error as exc:
-        from .failures import ApiLost
-
         if _INTERRUPTED:  # the signal also stopped the temporary server: the interruption is the news
             return _interrupted_exit(args.command)
         if _stage_error(str(exc), EXIT_ERROR):  # the pipeline task says it, once
@@ -673,8 +684,6 @@ def main(argv: list[str] | None = None) -> int:
     message, code = message if isinstance(message, tuple) else (message, 0)  # `verify` exits 1 when a number moved
     print(message)
     if message:
-        from .dvcrun import append_stage_log
-
         append_stage_log(str(message).splitlines()[0])
     return code
 
@@ -738,8 +747,6 @@ def interrupted_by(code: int) -> None:
 
 
 def _interrupted_exit(command: str) -> int:
-    from .dvcrun import STAGE_LOG_ENV, write_stage_error
-
     signum = _INTERRUPTED[0] if _INTERRUPTED else signal.SIGINT
     code = EXIT_SIGNAL.get(signum, 130)
     if os.environ.get(STAGE_LOG_ENV):  # a stage under a pipeline task: the task says it
@@ -758,8 +765,6 @@ def _interrupted_exit(command: str) -> int:
 
 def _stage_error(message: str, code: int) -> bool:
     """Under a pipeline task, the closing paragraph and exit code go to the task, which says them (True)."""
-    from .dvcrun import write_stage_error
-
     return write_stage_error(message, code)
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
 from r2n2.errors import R2N2Error
+from .startup import run_with_prefect_startup
 
 __all__ = ["ApiLost", "RetrainBusy", "api_lost", "expected_failures", "hide_expected_tracebacks", "hold_retrain_lock",
            "run_flow_cli"]
@@ -195,8 +196,6 @@ def run_flow_cli(flow_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     that is not an R2N2Error (a bug, a crash) is raised by Prefect as usual, traceback included. A temporary
     server that does not start gets one retry, then a PrefectStartupError (flows/startup.py).
     """
-    from .startup import run_with_prefect_startup
-
     try:
         state = run_with_prefect_startup(flow_fn, *args, return_state=True, **kwargs)
     except Exception as exc:

@@ -11,10 +11,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from r2n2.ops.workspace import has_model
-from r2n2.registry import load_params
-
-from .failures import expected_failures, hold_retrain_lock
+from r2n2.registry import get_case, load_params
+from .failures import expected_failures, hold_retrain_lock, run_flow_cli
 from .naming import case_run_name, fmt4
+from .retrain import retrain_flow
+
 
 
 @task(cache_policy=NONE, task_run_name="monitor-{case}")
@@ -22,7 +23,6 @@ from .naming import case_run_name, fmt4
 def monitor_task(case: str, params_path: str, overrides: list[str] | None, retrain: bool = False) -> dict:
     """Check one case; ``retrain``: the flow retrains the case if it alarms (the verdict says what happens next)."""
     from r2n2.ops.monitoring import monitor_case
-    from r2n2.registry import get_case
 
     log = get_run_logger()
     result = monitor_case(get_case(case), load_params(params_path, overrides).case(case), log=log.info,
@@ -76,8 +76,6 @@ def monitor_flow(case: str = "all", params_path: str = "params.yaml", overrides:
             run_deployment("retrain/r2n2-retrain", parameters={"cases": alarmed}, timeout=0)
             log.info(f"triggered the retrain deployment for {', '.join(alarmed)}")
         else:
-            from .retrain import retrain_flow
-
             retrain_flow(alarmed, params_path, overrides)
         for c in alarmed:
             results[c]["retrain_triggered"] = True
@@ -85,8 +83,6 @@ def monitor_flow(case: str = "all", params_path: str = "params.yaml", overrides:
 
 
 def run_monitor(case: str, params_path: str, overrides: list[str] | None, *, trigger_retrain: bool) -> dict:
-    from .failures import run_flow_cli
-
     return run_flow_cli(monitor_flow, case, params_path, overrides, trigger_retrain)
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from r2n2.errors import ConfigError
 from r2n2.ops.loop import make_replay
 from r2n2.paths import CasePaths
 from r2n2.registry import get_case, load_params
+from .failures import expected_failures, run_flow_cli
+from .ui import embedded_plot
 
-from .failures import expected_failures
 
 _RUNS: dict[str, object] = {}  # replay objects by key: sub-runs take plain parameters
 
@@ -66,8 +68,6 @@ def replay_report_dir(case: str) -> Path:
 
 
 def _url(path: Path) -> str:
-    from .ui import embedded_plot
-
     return embedded_plot(path)
 
 
@@ -75,10 +75,6 @@ def run_replay(case: str, params_path: str, overrides: list[str] | None, *, star
                retrain_every: int, monitor_every: int, warm_start: bool, batch: int | None = None, workers: int = 1,
                dask_address: str | None = None, threads: int | None = None) -> str:
     """`r2n2 replay`: run the flow and return its one-line summary."""
-    from r2n2.errors import ConfigError
-
-    from .failures import run_flow_cli
-
     if retrain_every < 1 or monitor_every < 1:
         raise ConfigError("--retrain-every and --monitor-every must be >= 1.")
     if workers < 1 or (threads is not None and threads < 1):

@@ -26,10 +26,13 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from r2n2.errors import R2N2Error
-from r2n2.stages import STAGE_NAMES
-
-from .failures import RetrainBusy, expected_failures, hold_retrain_lock
+from r2n2.ops.workspace import ops_paths
+from r2n2.paths import CasePaths
+from r2n2.registry import get_case, load_params
+from r2n2.stages import STAGE_NAMES, run_stage
+from .failures import RetrainBusy, expected_failures, hold_retrain_lock, run_flow_cli
 from .naming import case_run_name, fmt4
+
 
 LOCK_PATH = Path("data") / "ops" / ".retrain.lock"  # flows/cli.py takes the same path before importing Prefect
 
@@ -63,10 +66,6 @@ def dvc_stage_task(stage: str, case: str, force: bool = False) -> str:
 def stage_task(stage: str, case: str, params_path: str, overrides: list[str]) -> str:
     """One stage function with the deployment's overrides (rolling cuts), outside DVC, in the case's operations
     workspace (data/ops/<case>/): the research outputs stay as DVC recorded them."""
-    from r2n2.ops.workspace import ops_paths
-    from r2n2.registry import get_case, load_params
-    from r2n2.stages import run_stage
-
     log = get_run_logger()
     cfg = load_params(params_path, overrides).case(case)  # first: it makes an instance (brent: stocks) known
     msg = run_stage(stage, get_case(case), cfg, log=log.info, paths=ops_paths(case))
@@ -91,9 +90,6 @@ def champion_task(case: str, params_path: str, overrides: list[str] | None, cuts
     """Champion vs the challenger this retrain trained: rolling, in the operations workspace; fixed, the research
     model `dvc repro` wrote. The decision and the champion go to the operations workspace."""
     from r2n2.ops.champion import promote_if_not_worse
-    from r2n2.ops.workspace import ops_paths
-    from r2n2.paths import CasePaths
-    from r2n2.registry import get_case, load_params
 
     source = ops_paths(case) if cuts == "rolling" else CasePaths(case)
     cfg = load_params(params_path, overrides).case(case)  # first: it makes an instance (brent: stocks) known
@@ -167,8 +163,6 @@ def retrain_flow(cases: list[str], params_path: str = "params.yaml", overrides: 
 
 def run_retrain(cases: list[str], params_path: str, overrides: list[str] | None, *, push: bool,
                 cuts: str = "rolling") -> list[dict]:
-    from .failures import run_flow_cli
-
     return run_flow_cli(retrain_flow, cases, params_path, overrides, push, cuts)
 
 

@@ -15,6 +15,7 @@ from r2n2.errors import DataError
 from r2n2.io import write_bytes_atomic
 from r2n2.paths import CasePaths
 from r2n2.registry import get_case
+from r2n2.stages import run_stage
 
 SEEDS_DIR = Path("data") / "seeds"
 STAGES = ("train", "baselines", "finetune", "evaluate")
@@ -22,8 +23,6 @@ STAGES = ("train", "baselines", "finetune", "evaluate")
 
 def run_seeds(case_name: str, cfg, root: str | Path = ".", *, n: int = 5, log=None) -> str:
     """Run the model stages with ``n`` seeds on ``root``'s windows of the case; write data/seeds/<case>/."""
-    from r2n2.stages import run_stage
-
     root = Path(root)
     paths = CasePaths(case_name, root)
     if not paths.windows.is_dir():

@@ -19,15 +19,16 @@ from prefect.cache_policies import NONE
 from prefect.states import Completed, State
 
 from r2n2.config import Params
-from r2n2.errors import ValidationFailed
+from r2n2.errors import ConfigError, ValidationFailed
 from r2n2.paths import CasePaths
-from r2n2.registry import load_params, run_stage
+from r2n2.registry import get_case, load_params, run_stage
 from r2n2.stages import STAGE_NAMES
-
+from .dvcgen import check_or_write
 from .dvcrun import StageOutcome, check_project, reproduce_stage, stale_stages
-from .failures import expected_failures
+from .failures import expected_failures, run_flow_cli
 from .naming import case_run_name, fmt4
 from .ui import embedded_plot
+
 
 
 def _params(params_path: str, overrides: list[str] | None) -> Params:
@@ -105,7 +106,6 @@ def metrics_rows(metrics: dict, headline: tuple[str, ...] = ()) -> list[dict]:
 
 def publish_report(case: str, paths: CasePaths) -> None:
     metrics = json.loads((paths.reports / "metrics.json").read_text())
-    from r2n2.registry import get_case
 
     create_table_artifact(metrics_rows(metrics, tuple(get_case(case).headline_metrics)), key=f"{case}-metrics",
                           description=f"{case}: model vs baselines (each row says its test set)")
@@ -185,9 +185,6 @@ def pipeline_flow(case: str = "all", params_path: str = "params.yaml") -> dict:
 def _ensure_dvc_yaml(params: Params, log) -> None:
     """dvc.yaml as the stage table generates it for these params (an instance added to params.yaml gets its
     stages); rewritten, with a log line, when it differs."""
-    from .dvcgen import check_or_write
-    from r2n2.errors import ConfigError
-
     try:
         check_or_write(params, check=True)
     except ConfigError:
@@ -195,12 +192,8 @@ def _ensure_dvc_yaml(params: Params, log) -> None:
 
 
 def run_stage_flow(stage: str, case: str, params_path: str, overrides: list[str] | None) -> str:
-    from .failures import run_flow_cli
-
     return run_flow_cli(stage_flow, stage, case, params_path, overrides)
 
 
 def run_pipeline(case: str, params_path: str) -> dict:
-    from .failures import run_flow_cli
-
     return run_flow_cli(pipeline_flow, case, params_path)

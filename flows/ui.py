@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from r2n2.errors import ConfigError
+from r2n2.io import atomic_path
 
 __all__ = ["DEFAULT_FILES_URL", "REPORTS_DIR", "embedded_plot", "plot_store", "plot_url", "published_plot_url", "run_ui",
            "serve_files"]
@@ -75,8 +76,6 @@ def published_plot_url(path: str | os.PathLike[str], *, base: str | None = None)
     `r2n2 ui` serves it under: what a report artifact embeds, so the artifact keeps its own pictures."""
     import hashlib
     import shutil
-
-    from r2n2.io import atomic_path
 
     src = Path(path)
     name = hashlib.sha256(src.read_bytes()).hexdigest() + src.suffix.lower()

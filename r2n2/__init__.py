@@ -18,7 +18,7 @@ _EXPORTS = {
         "R2N2", "AttentionR2N2", "BidirectionalR2N2", "EnhancedR2N2", "GRUR2N2", "MaskedR2N2", "ModelConfig",
         "MultiEntityR2N2", "R2N2Regressor", "RelationalMemory", "RelationalMemoryRNN", "RelationalModule",
         "RelationalRNN", "SentimentR2N2", "StockPriceR2N2", "TransferR2N2", "VisualizableAttentionR2N2",
-        "build_model", "lengths_to_mask", "register_cell", "visualize_attention")},
+        "build_model", "lengths_to_mask", "register_cell", "register_relation", "visualize_attention")},
 }
 __all__ = sorted(_EXPORTS)
 

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
-from .models.config import ModelConfig
+from .models.config import RENAMED as MODEL_RENAMED, ModelConfig
 
 __all__ = ["TrainConfig", "FinetuneConfig", "MonitorConfig", "ServeConfig", "TuneConfig", "PromotionConfig", "Params", "load_params", "with_values",
            "apply_overrides", "parse_params", "build_section"]
@@ -191,7 +191,9 @@ def _build(cls, data: Any, prefix: str, base: Any = None):
     for key in data:
         if key not in names:
             close = [n for n in names if n.replace("_", "") == str(key).replace("_", "")]
-            hint = f" (did you mean {prefix}.{close[0]}?)" if close else ""
+            renamed = MODEL_RENAMED.get(key) if cls is ModelConfig else None
+            hint = (f" (renamed: {prefix}.{renamed})" if renamed else
+                    f" (did you mean {prefix}.{close[0]}?)" if close else "")
             raise ConfigError(f"unknown key {prefix}.{str(key)[:80]}{hint}; allowed: {', '.join(names)}.")
     kwargs = {}
     for name, value in data.items():

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .errors import ConfigError, DataError, DiskFull, R2N2Error
+
 __all__ = ["atomic_path", "keep_previous", "write_bytes_atomic", "write_text_atomic", "write_json_atomic", "write_parquet_atomic",
            "json_default", "write_with"]
 
@@ -53,8 +55,6 @@ def _disk_full(exc: BaseException, path: Path):
     RuntimeError naming errno 28), else None."""
     import errno
     import shutil
-
-    from .errors import DiskFull
 
     if isinstance(exc, DiskFull):
         return None
@@ -197,8 +197,6 @@ def keep_previous(paths, *, keep_on: tuple[type[BaseException], ...] = ()) -> It
     same time is refused at once (it would take the first one's backup for a killed run's)."""
     from filelock import FileLock, Timeout
 
-    from .errors import ConfigError, R2N2Error
-
     paths = [Path(p) for p in paths]
     locks = []
     try:
@@ -238,8 +236,6 @@ def _kept(paths: list[Path], keep_on) -> Iterator[None]:
         for p in made:
             _discard(_backup_of(p))
         if isinstance(exc, OSError):
-            from .errors import DataError
-
             full = _disk_full(exc, paths[len(made)])
             first = exc.args[0][0] if isinstance(exc, shutil.Error) and exc.args and exc.args[0] else None
             detail = f"{first[2]}, at {first[0]}" if first else f"{type(exc).__name__}: {exc}"

@@ -15,10 +15,9 @@ from .cases.panel import PanelCase
 from .cases.sentiment import SentimentCase
 from .cases.stocks import StocksCase
 from .cases.volatility import VolatilityCase
-from .config import Params
-from .config import load_params as _load_params
-from .config import parse_params as _parse_params
+from .config import Params, load_params as _load_params, parse_params as _parse_params
 from .errors import ConfigError
+from .stages import run_stage as _run
 
 __all__ = ["REGISTRY", "get_case", "load_params", "parse_params", "run_stage"]
 
@@ -55,6 +54,4 @@ def parse_params(raw: dict) -> Params:
 
 def run_stage(name: str, case_name: str, cfg, root: str | Path = ".", *, log=None) -> str:
     """Run one stage of the case named ``case_name`` (``r2n2.stages.run_stage`` with the case object)."""
-    from .stages import run_stage as _run
-
     return _run(name, get_case(case_name), cfg, root, log=log)

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from .cases.base import CaseData, Log, UseCase
+from .data.sources import append_new, drop_after_until, read_parquet, source_fingerprint
+from .data.validate import validate
+from .depgraph import closure, source_paths
 from .errors import DataError, ValidationFailed
 from .evaluate.summary import headline_numbers
 from .io import keep_previous, write_json_atomic, write_parquet_atomic, write_text_atomic
@@ -124,8 +127,6 @@ def load_models(case: UseCase, cfg, paths: CasePaths) -> dict[str, Any]:
 # -- the stages ----------------------------------------------------------------------------------------
 def ingest_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
     """Read the source; append only rows newer than the held snapshot (same source), deduplicated."""
-    from .data.sources import append_new, drop_after_until, read_parquet, source_fingerprint
-
     new = case.read_source(cfg)
     if new.empty:
         raise DataError(f"the {case.name} source {str(cfg.data.source)[:80]} has no rows after ingestion.")
@@ -148,15 +149,11 @@ def ingest_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
 
 
 def validate_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
-    from .data.validate import validate
-
     s = validate(case.name, case.suite(cfg), paths.raw, paths.validated, paths.reports)
     return f"validated {s['rows']} rows: {s['expectations']} expectations passed -> {paths.validated}"
 
 
 def window_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
-    from .data.sources import read_parquet
-
     df = read_parquet(paths.validated, f"validated {case.name} data")
     meta = case.build_windows(cfg, df, paths.windows, log)
     c = meta.cuts
@@ -318,8 +315,6 @@ def stage(name: str) -> Stage:
 def code_deps(st: Stage, case: UseCase) -> list[str]:
     """Every source path the stage runs for this case (DVC deps), from the import graph: what this module (the
     stage table) and the case's module import, inside functions too, never another case's module."""
-    from .depgraph import closure, source_paths
-
     return source_paths(closure([__name__, type(case).__module__]))
 
 

@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -217,147 +217,198 @@ def train_model(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_pat
     return result
 
 
-def _train(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_path, run_id, epochs, lr, log, progress,
-           epoch_callback, rank: int, world: int) -> TrainResult:
-    from tqdm.auto import tqdm
+@dataclass
+class _Run:
+    """What one training run carries from epoch to epoch (``_train`` and its parts)."""
+    model: RelationalRNN
+    cfg: TrainConfig
+    device: torch.device
+    params: list
+    opt: torch.optim.Optimizer
+    sched: Any
+    ema: Any
+    loss_fn: Any
+    result: TrainResult
+    best_state: dict = field(default_factory=dict)
+    best: float = 0.0
+    bad_epochs: int = 0
 
-    device = resolve_device(cfg.device)
-    if world > 1 and device.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
-    task = model.config.task
-    epochs = cfg.epochs if epochs is None else epochs
-    lr = cfg.lr if lr is None else lr
-    seed_everything(cfg.seed)
-    model.to(device)
+    @property
+    def higher_better(self) -> bool:
+        return self.model.config.task == "classification"
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights that are validated and kept: the EMA's when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def _optimiser(model: RelationalRNN, cfg: TrainConfig, lr: float, epochs: int, device: torch.device):
+    """(trainable parameters, AdamW, scheduler or None)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("nothing to train: every parameter of the model is frozen.")
     # fused: one kernel per parameter instead of ~10 element-wise passes (the sentiment model's 1.6 M-entry
     # embedding: 5.3 -> 1.4 ms a step on 2 CPU cores)
-    fused = device.type in ("cpu", "cuda")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=fused)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda"))
     if cfg.scheduler == "plateau":
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max" if task == "classification" else "min",
-                                                           factor=0.5, patience=max(1, cfg.patience // 2))
+        mode = "max" if model.config.task == "classification" else "min"
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=0.5,
+                                                           patience=max(1, cfg.patience // 2))
     elif cfg.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
     else:
         sched = None
-    if task == "classification":
+    return params, opt, sched
+
+
+def _loss(model: RelationalRNN, train, cfg: TrainConfig, device: torch.device):
+    """Cross-entropy (class weights, label smoothing), the distribution head's loss, or MSE."""
+    if model.config.task == "classification":
         y = train.targets()
         counts = np.bincount(y, minlength=model.config.output_size).astype(float)
         weights = counts.sum() / np.maximum(counts, 1) / len(counts) if cfg.class_weights else np.ones(len(counts))
-        loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device),
-                                      label_smoothing=float(cfg.label_smoothing))
-    elif model.config.distribution != "none":  # pinball or Student-t NLL on the head's distribution
-        loss_fn = lambda out, y: distribution_loss(out, y, model.config)
-    else:
-        loss_fn = nn.MSELoss()
-    dist_out = model.config.distribution != "none"
-    higher_better = task == "classification"
+        return nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device),
+                                   label_smoothing=float(cfg.label_smoothing))
+    if model.config.distribution != "none":  # pinball or Student-t NLL on the head's distribution
+        return lambda out, y: distribution_loss(out, y, model.config)
+    return nn.MSELoss()
 
-    # EMA of the weights: validated, kept and returned instead of the raw weights when ema_decay > 0
-    ema = None
+
+def _resume(run: _Run, state_path: Path | None, run_id: str, epochs: int, log: Callable[[str], None]) -> int:
+    """Load the run's saved state when it belongs to this run (same ``run_id``); returns the first epoch."""
+    if not (state_path and state_path.is_file()):
+        return 0
+    state = torch.load(state_path, map_location=run.device, weights_only=True)
+    if state.get("run_id") != run_id:
+        log(f"ignoring {state_path}: it belongs to another configuration")
+        return 0
+    run.model.load_state_dict(state["model"])
+    run.opt.load_state_dict(state["optimizer"])
+    for group in run.opt.param_groups:  # a state saved by unfused AdamW (before 2026-12-06) resumes fused too
+        group["fused"] = run.device.type in ("cpu", "cuda")
+    if run.sched is not None and state.get("scheduler"):
+        run.sched.load_state_dict(state["scheduler"])
+    if run.ema is not None:
+        run.ema.load_state_dict(state["ema"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    run.best_state, run.best, run.bad_epochs = state["best_state"], state["best"], state["bad_epochs"]
+    run.result.best_epoch = state["best_epoch"]
+    run.result.history = json.loads(state["history"])
+    run.result.resumed_from = state["epoch"] + 1  # epochs counted from 1, as in the history
+    log(f"resuming after epoch {state['epoch'] + 1} of {epochs} from {state_path}")  # counted from 1
+    return state["epoch"] + 1
+
+
+def _save_state(run: _Run, state_path: Path, run_id: str, epoch: int) -> None:
+    atomic_torch_save({"run_id": run_id, "epoch": epoch, "model": run.model.state_dict(),
+                       "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict() if run.sched else None,
+                       "ema": run.ema.state_dict() if run.ema is not None else None,
+                       "torch_rng": torch.get_rng_state(), "best_state": run.best_state, "best": run.best,
+                       "bad_epochs": run.bad_epochs, "best_epoch": run.result.best_epoch,
+                       "history": json.dumps(run.result.history)}, state_path)
+
+
+def _epoch(run: _Run, net: nn.Module, train, epoch: int, epochs: int, *, progress: bool, rank: int,
+           world: int) -> tuple[float, int]:
+    """One pass over (at most ``max_batches_per_epoch`` of) the training batches: (summed loss, examples),
+    over all ranks."""
+    from tqdm.auto import tqdm
+
+    model, cfg, device = run.model, run.cfg, run.device
+    model.train()
+    total, seen = 0.0, 0
+    dist_out = model.config.distribution != "none"
+    limit = cfg.max_batches_per_epoch or len(train)
+    bar = tqdm(train.iter_epoch(epoch, rank=rank, world=world), total=min(limit, len(train)),
+               desc=f"epoch {epoch + 1}/{epochs}", disable=(not progress or rank > 0) or None, leave=False)
+    for i, batch in enumerate(bar):
+        if i >= limit:
+            break
+        x, lengths, y = _to(batch, device, device.type == "cuda")
+        run.opt.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out = net(x, lengths, distribution=True) if dist_out else net(x, lengths)
+        loss = run.loss_fn(out.float(), y.long() if run.higher_better else y)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(run.params, cfg.grad_clip)
+        run.opt.step()
+        if run.ema is not None:
+            run.ema.update_parameters(model)
+        total += loss.item() * len(y)
+        seen += len(y)
+        bar.set_postfix(loss=f"{total / seen:.4f}")
+    if world > 1:  # the epoch's mean loss over all ranks' examples
+        import torch.distributed as dist
+
+        sums = torch.tensor([total, seen], dtype=torch.float64, device=device)
+        dist.all_reduce(sums)
+        total, seen = float(sums[0]), int(sums[1])
+    return total, seen
+
+
+def _validate(run: _Run, val, epoch: int, mean_loss: float, log: Callable[[str], None]) -> float:
+    """Score the epoch on the validation batches, keep the best weights, step the scheduler, log the row."""
+    val_loss, metric = _val_metric(run.scored, val, run.device, run.model.config.task)  # every rank: same answer
+    if metric > run.best if run.higher_better else metric < run.best:
+        run.best, run.bad_epochs = metric, 0
+        run.best_state = {k: v.detach().clone() for k, v in run.scored.state_dict().items()}
+        run.result.best_epoch = epoch
+    else:
+        run.bad_epochs += 1
+    if isinstance(run.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        run.sched.step(metric)
+    elif run.sched is not None:
+        run.sched.step()
+    row = {"epoch": epoch + 1, "train_loss": mean_loss, "val_loss": val_loss, run.result.metric_name: metric,
+           "lr": run.opt.param_groups[0]["lr"]}
+    run.result.history.append(row)
+    log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    return metric
+
+
+def _train(model: RelationalRNN, train, val, cfg: TrainConfig, *, state_path, run_id, epochs, lr, log, progress,
+           epoch_callback, rank: int, world: int) -> TrainResult:
+    device = resolve_device(cfg.device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    epochs = cfg.epochs if epochs is None else epochs
+    seed_everything(cfg.seed)
+    model.to(device)
+    params, opt, sched = _optimiser(model, cfg, cfg.lr if lr is None else lr, epochs, device)
+    loss_fn = _loss(model, train, cfg, device)
+    ema = None  # EMA of the weights: validated, kept and returned instead of the raw weights when ema_decay > 0
     if cfg.ema_decay > 0:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(float(cfg.ema_decay)), use_buffers=True)
-    scored = ema.module if ema is not None else model  # the weights that are validated and kept
-
-    result = TrainResult(metric_name=_metric_name(model))
-    best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
-    best, bad_epochs, start = (-float("inf") if higher_better else float("inf")), 0, 0
+    run = _Run(model, cfg, device, params, opt, sched, ema, loss_fn, TrainResult(metric_name=_metric_name(model)))
+    run.best_state = {k: v.detach().clone() for k, v in run.scored.state_dict().items()}
+    run.best = -float("inf") if run.higher_better else float("inf")
     state_path = Path(state_path) if state_path else None
-    if state_path and state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        if state.get("run_id") == run_id:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            for group in opt.param_groups:  # a state saved by unfused AdamW (before 2026-12-06) resumes fused too
-                group["fused"] = fused
-            if sched is not None and state.get("scheduler"):
-                sched.load_state_dict(state["scheduler"])
-            if ema is not None:
-                ema.load_state_dict(state["ema"])
-            torch.set_rng_state(state["torch_rng"].cpu())
-            best_state, best, bad_epochs = state["best_state"], state["best"], state["bad_epochs"]
-            result.best_epoch = state["best_epoch"]
-            result.history = json.loads(state["history"])
-            start = state["epoch"] + 1
-            result.resumed_from = state["epoch"] + 1  # epochs counted from 1, as in the history
-            log(f"resuming after epoch {state['epoch'] + 1} of {epochs} from {state_path}")  # counted from 1
-        else:
-            log(f"ignoring {state_path}: it belongs to another configuration")
-
+    start = _resume(run, state_path, run_id, epochs, log)
     t0 = time.perf_counter()
-    pin = device.type == "cuda"
     net = model
     if world > 1:  # gradients are averaged across ranks; every rank holds the same weights
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     for epoch in range(start, epochs):
-        if bad_epochs >= cfg.patience:
+        if run.bad_epochs >= cfg.patience:
             break
-        model.train()
-        total, seen = 0.0, 0
         epoch_t0 = time.perf_counter()
-        limit = cfg.max_batches_per_epoch or len(train)
-        bar = tqdm(train.iter_epoch(epoch, rank=rank, world=world), total=min(limit, len(train)),
-                   desc=f"epoch {epoch + 1}/{epochs}", disable=(not progress or rank > 0) or None, leave=False)
-        for i, batch in enumerate(bar):
-            if i >= limit:
-                break
-            x, lengths, y = _to(batch, device, pin)
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                out = net(x, lengths, distribution=True) if dist_out else net(x, lengths)
-            loss = loss_fn(out.float(), y.long() if higher_better else y)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            if ema is not None:
-                ema.update_parameters(model)
-            total += loss.item() * len(y)
-            seen += len(y)
-            bar.set_postfix(loss=f"{total / seen:.4f}")
-        if world > 1:  # the epoch's mean loss over all ranks' examples
-            import torch.distributed as dist
-
-            sums = torch.tensor([total, seen], dtype=torch.float64, device=device)
-            dist.all_reduce(sums)
-            total, seen = float(sums[0]), int(sums[1])
-        result.epoch_seconds.append(time.perf_counter() - epoch_t0)
-        result.train_examples = seen
-        val_loss, metric = _val_metric(scored, val, device, task)  # every rank: same weights, same answer
-        improved = metric > best if higher_better else metric < best
-        if improved:
-            best, bad_epochs = metric, 0
-            best_state = {k: v.detach().clone() for k, v in scored.state_dict().items()}
-            result.best_epoch = epoch
-        else:
-            bad_epochs += 1
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(metric)
-        elif sched is not None:
-            sched.step()
-        row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_loss": val_loss,
-               result.metric_name: metric, "lr": opt.param_groups[0]["lr"]}
-        result.history.append(row)
-        log(" ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+        total, seen = _epoch(run, net, train, epoch, epochs, progress=progress, rank=rank, world=world)
+        run.result.epoch_seconds.append(time.perf_counter() - epoch_t0)
+        run.result.train_examples = seen
+        metric = _validate(run, val, epoch, total / max(seen, 1), log)
         if epoch_callback is not None:
             epoch_callback(epoch, metric)
         if state_path and rank == 0:
-            atomic_torch_save({"run_id": run_id, "epoch": epoch, "model": model.state_dict(),
-                               "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else None,
-                               "ema": ema.state_dict() if ema is not None else None,
-                               "torch_rng": torch.get_rng_state(), "best_state": best_state, "best": best,
-                               "bad_epochs": bad_epochs, "best_epoch": result.best_epoch,
-                               "history": json.dumps(result.history)}, state_path)
-    model.load_state_dict(best_state)
-    result.best_metric = float(best)
-    result.seconds = time.perf_counter() - t0
+            _save_state(run, state_path, run_id, epoch)
+    model.load_state_dict(run.best_state)
+    run.result.best_metric = float(run.best)
+    run.result.seconds = time.perf_counter() - t0
     if state_path and rank == 0:
         state_path.unlink(missing_ok=True)
-    return result
+    return run.result

@@ -13,6 +13,7 @@ from typing import Any
 
 from .cases.base import UseCase
 from .config import with_values
+from .data.sources import read_parquet
 from .models.core import build_model
 from .paths import CasePaths
 from .train import seed_everything, train_model
@@ -65,7 +66,6 @@ def objective(trial, case: UseCase, cfg: Any, *, epochs: int, root: str | Path =
     data = uc.load(cfg, windows)
     lookback = getattr(cfg.window, "lookback", None)
     if lookback is not None and lookback != data.meta.lookback:  # a lookback of its own: windows of its own
-        from .data.sources import read_parquet
 
         windows = paths.data / "tuning" / f"{case.name}-windows" / f"lookback-{lookback}"
         if not (windows / "meta.json").is_file():

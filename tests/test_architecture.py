@@ -115,3 +115,34 @@ def test_dvc_status_reruns_the_panel_after_an_edit_to_a_module_it_imports(tmp_pa
     kind.write_text(kind.read_text() + "\n# an edit\n")
     out = run("dvc", "status")
     assert "probe-panel" in out and "r2n2/cases/series.py" in out
+
+
+def _functions(node, prefix=""):
+    """(qualified name, lines) of every function and method under ``node``, nested ones included."""
+    import ast
+
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            yield f"{prefix}{child.name}", child.end_lineno - child.lineno + 1
+            yield from _functions(child, f"{prefix}{child.name}.")
+        elif isinstance(child, ast.ClassDef):
+            yield from _functions(child, f"{prefix}{child.name}.")
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function that needs more than 80 lines (docstring and comments included) is split into named parts,
+    as ``r2n2.train._train`` into optimiser, loss, resume, epoch and validation."""
+    import ast
+
+    long = {f"{path.relative_to(ROOT)}:{name}": n for folder in ("r2n2", "flows")
+            for path in sorted((ROOT / folder).rglob("*.py"))
+            for name, n in _functions(ast.parse(path.read_text())) if n > 80}
+    assert not long, f"functions over 80 lines: {long}"
+
+
+def test_the_size_check_sees_a_long_function():
+    import ast
+
+    body = "\n".join(f"    x{i} = {i}" for i in range(81))
+    found = dict(_functions(ast.parse(f"class A:\n  def long(self):\n{body}\n    return 0\n")))
+    assert found == {"A.long": 83}

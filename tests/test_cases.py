@@ -101,15 +101,44 @@ def test_adding_a_case_is_one_module_and_one_registration():
     assert pd.Series(list(REGISTRY)).is_unique
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", list(REGISTRY))
-def test_check_case_passes_for_every_registered_case(name, tmp_path):
-    """The public conformance check: every protocol method on the kind's own synthetic example."""
-    from r2n2.conformance import check_case
+def _case_checks() -> list:
+    from r2n2.conformance import checks_for
 
-    report = check_case(get_case(name), tmp_path)
-    assert {"stage evaluate", "predict", "monitor signals", "promotion", "rolling retrain"} <= set(report["steps"])
-    assert ("replay" in report["steps"]) is (get_case(name).kind in ("series", "text"))
+    return [pytest.param(name, check, id=f"{name}-{check}") for name in REGISTRY
+            for check in ("stages", *checks_for(get_case(name)))]
+
+
+@pytest.fixture(scope="module")
+def prepared() -> dict:
+    """Case name -> its example prepared by the (case, "stages") test, which runs first for that case."""
+    return {}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,check", _case_checks())
+def test_conformance(name, check, prepared, tmp_path_factory):
+    """The public conformance checks, one test id per (case, check) as scikit-learn's parametrize_with_checks:
+    every protocol method on the kind's own synthetic example, prepared once per case."""
+    from r2n2.conformance import prepare, run_check
+
+    if check == "stages":
+        prepared[name] = prepare(get_case(name), tmp_path_factory.mktemp(name))
+        assert {f"stage {st}" for st in ("ingest", "evaluate")} <= set(prepared[name].steps)
+        return
+    if name not in prepared:
+        pytest.fail(f"{name}: its stages did not run (see {name}-stages), so {check} cannot be checked")
+    run_check(check, prepared[name])
+
+
+def test_the_checks_a_case_is_asked_follow_its_kind():
+    from r2n2.conformance import checks_for
+
+    for name, case in REGISTRY.items():
+        checks = checks_for(case)
+        assert {"predict", "monitor_signals", "promotion", "rolling_retrain"} <= set(checks)
+        assert ("replay" in checks) is (case.kind in ("series", "text"))
+        assert ("causal_features" in checks) is (case.kind == "series")
+        assert "replay" not in checks_for(case, replay=False)
 
 
 def test_check_case_names_the_step_a_broken_case_fails(tmp_path):

@@ -1,12 +1,17 @@
 """Equivalence with the slides' formulas, mask invariance, state_dict compatibility, bad arguments."""
 
+import json
+
 import pytest
 import torch
+import yaml
+from torch import nn
 
 import r2n2
 from r2n2 import ModelConfig, RelationalModule, build_model, lengths_to_mask
 
 from . import slide_reference as ref
+from .conftest import ROOT
 
 torch.set_default_dtype(torch.float32)
 
@@ -215,7 +220,7 @@ def test_entity_identity_breaks_the_symmetry_of_the_stocks(relation):
     """Without identity the entity relation cannot tell stocks apart (permuting them permutes the outputs), so
     "my leader is s00" is inexpressible; with it, the same permuted input gives different outputs per stock."""
     torch.manual_seed(7)
-    cfg = ModelConfig(input_size=4, hidden_size=8, entities=True, entity_relation=relation, num_heads=2)
+    cfg = ModelConfig(input_size=4, hidden_size=8, entities=True, relation=relation, num_heads=2)
     x, perm = torch.randn(2, 3, 10, 4), torch.tensor([2, 0, 1])
     blind = build_model(cfg).eval()
     torch.testing.assert_close(blind(x[:, perm]), blind(x)[:, perm])
@@ -243,8 +248,8 @@ def test_transfer_shares_encoder_and_freeze():
 @pytest.mark.parametrize("kw,msg", [
     (dict(cell="transformer"), "model.cell must be one of rnn, gru, lstm, rmc, got 'transformer'."),
     (dict(identity=True), "model.identity needs model.entities (it tells the entities of a panel apart)."),
-    (dict(entities=True, entity_relation="max"),
-     "model.entity_relation must be one of pairwise, attention, got 'max'."),
+    (dict(entities=True, relation="max"),
+     "model.relation must be one of pairwise, attention, got 'max'."),
     (dict(entities=True, num_entities=-1), "model.num_entities must be an integer >= 0, got -1."),
     (dict(cell="rmc", bidirectional=True), "model.bidirectional is not supported with cell 'rmc'."),
     (dict(hidden_size=0), "model.hidden_size must be a positive integer, got 0."),
@@ -362,3 +367,71 @@ def test_relational_backward_under_bf16_autocast(pooling):
         assert p.grad.dtype == p.dtype == torch.float32, n
         cosine = torch.nn.functional.cosine_similarity(p.grad.flatten(), reference[n].flatten(), dim=0)
         assert cosine > 0.98, (n, float(cosine))
+
+
+def test_a_registered_relation_trains_through_the_panel_stages(tmp_path, monkeypatch):
+    """``register_relation`` plugs a relational module in as ``model.relation`` (params included): a toy relation
+    (each entity adds a learned map of the others' mean) trains and evaluates through the panel's stages, and the
+    checkpoint rebuilds it."""
+    from r2n2.checkpoint import load_checkpoint
+    from r2n2.config import with_values
+    from r2n2.models import config as config_module
+    from r2n2.registry import get_case
+    from r2n2.stages import run_stage
+
+    class MeanField(nn.Module):
+        def __init__(self, cfg, width):
+            super().__init__()
+            self.mix = nn.Linear(width, width)
+
+        def forward(self, h, mask=None, query=None):
+            m = torch.ones(h.shape[:2], dtype=h.dtype) if mask is None else mask.to(h.dtype)  # (B, T)
+            total = (h * m.unsqueeze(-1)).sum(1, keepdim=True)  # (B, 1, D) over the real steps or entities
+            others = (total - h * m.unsqueeze(-1)) / (m.sum(1) - 1).clamp(min=1)[:, None, None]  # (B, T, D)
+            out = h + self.mix(others)
+            return out if query is None else out[torch.arange(h.size(0)), query]  # (B, D) with a query
+
+    monkeypatch.setattr(config_module, "CUSTOM_RELATIONS", {})
+    monkeypatch.setattr("r2n2.models.core.CUSTOM_RELATIONS", config_module.CUSTOM_RELATIONS)
+    r2n2.register_relation("mean_field", MeanField)
+    with pytest.raises(ValueError, match="relation name 'pairwise' is built in"):
+        r2n2.register_relation("pairwise", MeanField)
+    panel = get_case("panel")
+    cfg = with_values(panel.config_cls(), {**panel.example(tmp_path), "model.relation": "mean_field",
+                                           "evaluate.plots": False})
+    for stage in ("ingest", "validate", "window", "train", "baselines", "evaluate"):
+        run_stage(stage, panel, cfg, tmp_path, log=lambda _: None)
+    model, _ = load_checkpoint(tmp_path / "data/models/panel/model.pt")
+    assert isinstance(model.relational, MeanField) and model.config.relation == "mean_field"
+    assert json.loads((tmp_path / "data/reports/panel/metrics.json").read_text())["model"]["rank_ic"] is not None
+
+
+@pytest.mark.parametrize("relation", ["pairwise", "attention"])
+def test_sequence_relations_ignore_padding_and_answer_one_query(relation):
+    """Either built-in relation on single sequences: padding never changes an output, and the last-step query
+    gives the row the all-pairs pass gives."""
+    torch.manual_seed(3)
+    model = build_model(ModelConfig(input_size=3, hidden_size=8, output_size=2, relation=relation)).eval()
+    xs = [torch.randn(n, 3) for n in (5, 2, 7)]
+    together, alone = _padded_vs_alone(model, xs)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    h = torch.randn(2, 6, 8)
+    rows = model.relational(h, None, query=torch.tensor([5, 3]))
+    full = model.relational(h)
+    torch.testing.assert_close(rows, torch.stack([full[0, 5], full[1, 3]]), atol=1e-6, rtol=1e-6)
+
+
+def test_old_entity_relation_key_still_loads_and_params_name_the_new_one():
+    """Checkpoints written before the rename (``entity_relation``) load; params with the old key get a
+    one-line error that names the new one."""
+    from r2n2.config import ConfigError
+    from r2n2.registry import parse_params
+
+    old = {**ModelConfig(entities=True, relation="attention", num_heads=2).to_dict()}
+    old["entity_relation"] = old.pop("relation")
+    assert ModelConfig.from_dict(old).relation == "attention"
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["panel"]["model"]["entity_relation"] = raw["panel"]["model"].pop("relation")
+    with pytest.raises(ConfigError, match=r"^unknown key panel\.model\.entity_relation \(renamed: "
+                                          r"panel\.model\.relation\); allowed: "):
+        parse_params(raw)

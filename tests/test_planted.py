@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from r2n2.data.planted import lead_lag_panel, lead_lag_share
+from r2n2.data.planted import lead_lag_panel, lead_lag_share, market_noise_panel, shuffle_dates_across_stocks
 from r2n2.registry import parse_params, run_stage
 
 from .conftest import ROOT
 
 
-def _panel_run(folder, beta: float, **model) -> dict:
-    lead_lag_panel(beta=beta, seed=0).to_csv(folder / "panel.csv", index=False)  # 10 stocks, 2004-2015
+def _panel_run(folder, beta: float, panel=None, **model) -> dict:
+    (lead_lag_panel(beta=beta, seed=0) if panel is None else panel).to_csv(folder / "panel.csv", index=False)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     p = raw["panel"]
     p["data"]["source"] = str(folder / "panel.csv")
@@ -118,3 +118,36 @@ def test_panel_distribution_head_is_calibrated_on_validation_scored_and_predicte
     out = predict_panel(model, window_meta_of(ck), prices)
     q = out[[f"q{t:g}" for t in cfg.model.quantiles]].to_numpy()
     assert len(out) > 0 and np.isfinite(q).all() and (np.diff(q, axis=1) >= -1e-6).all()
+
+
+def _returns(df):
+    return np.log(df.pivot(index="date", columns="entity", values="close")).diff().dropna()
+
+
+def test_placebos_keep_each_stock_and_break_every_relation():
+    """The shuffled-dates placebo keeps each stock's own returns (a rotation in time) and removes the planted
+    lead (follower on the leader's yesterday); the market placebo co-moves but predicts nothing."""
+    planted = lead_lag_panel(beta=0.4, seed=2)
+    shuffled = shuffle_dates_across_stocks(planted, seed=2)
+    a, b = _returns(planted), _returns(shuffled)
+    assert list(a.index) == list(b.index) and list(a.columns) == list(b.columns)
+    for stock in a.columns:
+        assert np.allclose(np.sort(a[stock]), np.sort(b[stock]))  # the same returns, other dates
+        assert not np.allclose(a[stock], b[stock])
+    assert abs(a["s01"].corr(a["s00"].shift(1))) > 0.3 > 0.05 > abs(b["s01"].corr(b["s00"].shift(1)))
+    m = _returns(market_noise_panel(seed=2))
+    cross = m.corr().to_numpy()[np.triu_indices(10, 1)]
+    assert abs(cross.mean() - 0.36) < 0.05  # a market factor share of 0.6 ** 2
+    lagged = [m[x].corr(m[y].shift(1)) for x in m.columns for y in m.columns]
+    assert max(abs(v) for v in lagged) < 0.06  # nobody's return today predicts anybody's tomorrow
+    with pytest.raises(ValueError, match="needs at least 1,001 dates, got 500"):
+        shuffle_dates_across_stocks(planted[planted["date"] <= sorted(planted["date"].unique())[499]])
+
+
+@pytest.mark.slow
+def test_the_model_claims_nothing_on_the_shuffled_dates_placebo(tmp_path):
+    """The planted beta 0.4 panel, found above, with each stock's dates rotated apart: the lead is gone, and the
+    model must not claim it (NW t < 2, a tie with each stock alone)."""
+    placebo = _panel_run(tmp_path, 0.4, panel=shuffle_dates_across_stocks(lead_lag_panel(beta=0.4, seed=0), seed=0))
+    assert placebo["t"] < 2, placebo
+    assert placebo["alone"]["ci_low"] <= 0, placebo

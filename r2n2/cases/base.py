@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import pandas as pd
 
+from ..data.sources import read_parquet
 from ..errors import ConfigError, DataError
 from ..io import write_json_atomic
 from ..models.config import ModelConfig
@@ -235,8 +236,6 @@ class CaseData:
     @property
     def table(self) -> pd.DataFrame:
         if not hasattr(self, "_table"):
-            from ..data.sources import read_parquet
-
             self._table = read_parquet(self.dir / self.table_file, f"{self.case.name} windows")
         return self._table
 

@@ -6,21 +6,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data.sources import clean_text, read_user_file
+from .base import write_predict_calibration
+from ..data.sources import clean_text, map_columns, read_user_file
 from ..data.textkey import near_duplicate_keys
+from ..data.window import TextBatches
 from ..errors import DataError
-from ..evaluate.baselines import (majority_baseline, tune_tfidf_many, tune_vader_thresholds, vader_classes,
-                                 vader_compound)
-from ..evaluate.calibration import (aps_sets, calibration_block, plot_reliability, predict_calibration, set_threshold,
-                                   softmax)
+from ..evaluate.baselines import (
+    majority_baseline, tune_tfidf_many, tune_vader_thresholds, vader_classes, vader_compound,
+)
+from ..evaluate.calibration import (
+    aps_sets, calibration_block, plot_reliability, predict_calibration, set_threshold, softmax,
+)
+from ..evaluate.engine import (
+    ablation_check, ablation_lines, across_seeds, adjust_families, comparison_table, comparison_text, families_lines,
+    p_text, seed_rows, seed_table,
+)
 from ..evaluate.metrics import classification_metrics
 from ..evaluate.plots import plot_confusion, plot_learning_curves, write_csv
-from ..evaluate.engine import (ablation_check, ablation_lines, across_seeds, adjust_families, comparison_table,
-                               comparison_text, families_lines, p_text, seed_rows, seed_table)
 from ..evaluate.report import fmt, history, md_table, verdict_text
 from ..evaluate.stats import SEED_TESTS, classifier_bootstrap, macro_f1, mcnemar_test, mde_block, verdict
 from ..io import write_json_atomic, write_text_atomic
-from .base import write_predict_calibration
 
 __all__ = ["evaluate_classifier", "predict_texts", "predict_file_texts", "class_logits", "class_predictions"]
 
@@ -226,7 +231,6 @@ def _plot_focus(model, data, plots, *, n: int = 8, max_tokens: int = 16) -> None
     import torch
     from tokenizers import Tokenizer
 
-    from ..data.window import TextBatches
     from ..models.presets import visualize_attention
 
     test_b = data.batches("pretrain", "test", batch_size=256)
@@ -341,7 +345,6 @@ def predict_texts(model, tokenizer_json: str, meta, texts: list[str], *, batch_s
     the labels of each text's conformal set (``r2n2.evaluate.calibration.aps_sets``), joined by "|"."""
     from tokenizers import Tokenizer
 
-    from ..data.window import TextBatches
     from ..train import predict_batches
 
     cleaned = [clean_text(t) for t in texts]
@@ -371,8 +374,6 @@ def predict_file_texts(model, meta, checkpoint_meta: dict, input_path: str, cfg,
     """Class probabilities of the texts of a user's file: temperature-scaled with ``calibration`` (the evaluate
     stage's, ``r2n2.evaluate.calibration.read_predict_calibration``; None: the raw softmax), and with ``sets`` a
     coverage level, conformal label sets at it (they need ``calibration``)."""
-    from ..data.sources import map_columns
-
     if sets is not None and calibration is None:
         raise DataError("conformal sets need the calibration the evaluate stage fits for this model.")
     try:

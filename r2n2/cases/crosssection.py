@@ -11,22 +11,23 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from ..data.window import (EntityWindows, StockBatches, StockWindows, load_entity_split, scale_features,
-                           window_splits)
+from .base import CaseData, MonitorSignals, window_meta_of, write_predict_calibration
+from ..data.window import EntityWindows, StockBatches, StockWindows, load_entity_split, scale_features, window_splits
 from ..errors import DataError
 from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal_scores
 from ..evaluate.distribution import student_t_quantiles
+from ..evaluate.engine import (
+    ablation_check, ablation_lines, across_seeds, adjust_families, comparison_table, evaluate_heads, families_lines,
+    head_table, p_text, seed_rows, seed_table,
+)
 from ..evaluate.linear import RIDGE_ALPHAS, cross_stock_ridge
-from ..evaluate.engine import (ablation_check, ablation_lines, across_seeds, adjust_families, comparison_table,
-                               evaluate_heads, families_lines, head_table, p_text, seed_rows, seed_table)
 from ..evaluate.metrics import daily_rank_ic, rank_ic_summary
-from ..evaluate.plots import plot_lines, write_csv
+from ..evaluate.plots import plot_learning_curves, plot_lines, write_csv
 from ..evaluate.report import fmt, history, md_table
 from ..evaluate.stats import mde_block, minimum_detectable_effect, rank_ic_difference, verdict
 from ..evaluate.trading import long_short_portfolio, performance, sharpe_difference
 from ..io import write_json_atomic, write_text_atomic
 from ..models.config import ModelConfig
-from .base import CaseData, MonitorSignals, window_meta_of, write_predict_calibration
 from .series import PriceCase, SeriesMeta
 
 __all__ = ["CrossSectionCase", "PanelMeta", "PanelData", "PANEL_FEATURES", "panel_table", "pooled_windows",
@@ -279,8 +280,6 @@ def _power(rows: dict, comparisons: list[dict], n: int) -> dict:
 
 
 def _plots(cfg, rets: dict, dates, models: dict, plots) -> None:
-    from ..evaluate.plots import plot_learning_curves
-
     cum = pd.DataFrame({k: np.cumsum(np.log1p(rets[k]["net"].reindex(dates).fillna(0.0).to_numpy()))
                         for k in ("model", RIDGE, "reversal_1d", "momentum_12_1", "equal_weight")}, index=dates)
     write_csv(cum.reset_index().assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d")), plots / "cumulative.csv")

@@ -67,7 +67,7 @@ class PanelEvaluateConfig:
     top_k: int = 4                       # stocks per leg of the long-short portfolio
     cost_bps: float = 5.0                # cost per unit of turnover, basis points
     nw_lags: int | None = None           # Newey–West lags of the IC tests (null: automatic, >= horizon - 1)
-    execution_lag: int = 0               # days between a signal and its trade: 0 (the signal's own close) or 1
+    execution_lag: int = 1               # days between a signal and its trade: 1 (default) or 0 (its own close)
 
 
 def _panel_model() -> ModelConfig:

@@ -13,12 +13,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .base import (
+    CaseData, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, fraction_cuts, iso, window_meta_of,
+)
+from ..data.validate import price_suite
 from ..data.window import StockBatches, StockWindows, load_entity_split, load_stock_split, scale_features
 from ..errors import ConfigError, DataError
 from ..evaluate.distribution import student_t_quantiles
 from ..models.config import ModelConfig
-from .base import (CaseData, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, fraction_cuts, iso,
-                   window_meta_of)
 
 __all__ = ["PriceCase", "SeriesCase", "SeriesMeta", "SeriesData", "SeriesWindowConfig", "calendar_cuts",
            "load_builtin_stocks", "price_schema", "series_frame"]
@@ -139,8 +141,6 @@ class PriceCase(UseCase):
         return ["entity", "date"]
 
     def suite(self, cfg):
-        from ..data.validate import price_suite
-
         return price_suite(cfg.validate)
 
 

@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .base import Log, check_choice
 from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
 from ..data.sources import DataConfig, read_prices
 from ..data.validate import PriceChecks
 from ..data.window import FEATURE_NAMES, fit_scalers, series_table, split_summary
 from ..errors import DataError
+from .forecast import evaluate_forecasts, predict_prices
 from ..io import write_parquet_atomic
 from ..models.config import ModelConfig
-from .base import Log, check_choice
-from .series import (SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window,
-                     load_builtin_stocks)
+from .series import SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window, load_builtin_stocks
 
 __all__ = ["StocksCase", "StocksConfig"]
 
@@ -110,13 +110,9 @@ class StocksCase(SeriesCase):
 
     # -- evaluate / serve ------------------------------------------------------------------------
     def evaluate(self, cfg: StocksConfig, data, models: dict, paths, log: Log) -> dict:
-        from .forecast import evaluate_forecasts
-
         return evaluate_forecasts(cfg, data, models, paths, log)
 
     def predict(self, model, meta: SeriesMeta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
-        from .forecast import predict_prices
-
         prices = read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
                              builtin=load_builtin_stocks)
         return predict_prices(model, meta, prices)

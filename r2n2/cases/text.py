@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from .base import CaseData, Log, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, window_meta_of
+from .classify import evaluate_classifier, predict_file_texts, predict_texts
 from ..data.sources import read_texts
 from ..data.textkey import near_duplicate_keys
+from ..data.validate import text_suite
 from ..data.window import SPLITS, TextBatches, train_tokenizer
 from ..errors import ConfigError, DataError
 from ..io import write_parquet_atomic, write_with
 from ..models.config import ModelConfig
-from .base import CaseData, Log, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, window_meta_of
 
 __all__ = ["TextCase", "TextWindowConfig", "TextMeta", "TextData", "time_splits", "label_ids", "encode_texts",
            "source_domain", "text_frame", "text_vocab", "text_words", "text_signals", "LABELS"]
@@ -226,8 +228,6 @@ class TextCase(UseCase):
         return ["time", "text", "label"]
 
     def suite(self, cfg: Any):
-        from ..data.validate import text_suite
-
         return text_suite(cfg.validate, labels=self.labels)
 
     # -- windows ---------------------------------------------------------------------------------
@@ -288,22 +288,16 @@ class TextCase(UseCase):
 
     # -- evaluate / serve ------------------------------------------------------------------------
     def evaluate(self, cfg, data: TextData, models: dict, paths, log: Log) -> dict:
-        from .classify import evaluate_classifier
-
         return evaluate_classifier(cfg, data, models, paths, log)
 
     def predict(self, model, meta: TextMeta, checkpoint_meta: dict, input_path: str, cfg, *,
                 calibration: dict | None = None, sets: float | None = None) -> pd.DataFrame:
-        from .classify import predict_file_texts
-
         return predict_file_texts(model, meta, checkpoint_meta, input_path, cfg, calibration=calibration, sets=sets)
 
     def predict_rule(self, meta: WindowMeta | None = None) -> str:
         return "one row per text of the input, in its order"
 
     def monitor_frame(self, cfg, data: TextData, model, ck: dict) -> tuple[pd.DataFrame, MonitorSignals]:
-        from .classify import predict_texts
-
         mmeta = window_meta_of(ck)
         t = data.table[(data.table["domain"] == "source") & (data.table["split"] != "excluded")].reset_index(drop=True)
         t = t.tail(60000)  # the newest texts are enough for the reference and the window
@@ -319,8 +313,6 @@ class TextCase(UseCase):
             raise ConfigError(f"--batch (texts per arrival batch) must be >= 1, got {batch}.")
 
     def promotion_scores(self, cfg, data: TextData, model, ck: dict, window: dict) -> dict:
-        from .classify import predict_texts
-
         mmeta = window_meta_of(ck)
         t = data.table
         conv = pd.Timestamp if data.meta.time == "date" else int

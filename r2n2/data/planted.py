@@ -11,6 +11,9 @@ effect goes through the real stages (ingest, validate, window, train, evaluate).
   last 20 days correlate most with its own: a relation by content, no identity needed.
 - :func:`shared_ar_pair`: two series (``src``, ``tgt``) whose next-day returns follow the same AR(1) rule: what a
   model pretrained on one can carry to the other (transfer with little target data).
+- Placebos, where nothing can be learnt: :func:`market_noise_panel` (a common market factor and noise, no lead)
+  and :func:`shuffle_dates_across_stocks` (any panel with each stock's returns moved by its own random number of
+  days, which keeps every stock's own series and breaks every relation between stocks).
 - :func:`analogue_series`: tomorrow's return loads ``beta`` on the return that followed the past day most
   similar to today (by the opening gap): a relation between two time steps, what the slides' module relates.
 """
@@ -20,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["lead_lag_panel", "lead_lag_share", "analogue_series", "shared_ar_pair", "similar_partner_panel"]
+__all__ = ["lead_lag_panel", "lead_lag_share", "analogue_series", "shared_ar_pair", "similar_partner_panel",
+           "market_noise_panel", "shuffle_dates_across_stocks"]
 
 
 def lead_lag_panel(*, beta: float = 0.4, n_stocks: int = 10, n_followers: int = 5, start: str = "2004-01-02",
@@ -128,3 +132,38 @@ def similar_partner_panel(*, beta: float = 0.4, n_stocks: int = 10, window: int 
     names = [f"s{i:02d}" for i in range(n_stocks)]
     wide = pd.DataFrame(close, index=pd.Index(dates.strftime("%Y-%m-%d"), name="date"), columns=names)
     return wide.reset_index().melt(id_vars="date", var_name="entity", value_name="close")
+
+
+def market_noise_panel(*, n_stocks: int = 10, market: float = 0.6, start: str = "2004-01-02", end: str = "2015-12-31",
+                       vol: float = 0.012, dof: float = 5.0, seed: int = 0) -> pd.DataFrame:
+    """A placebo panel (date, entity, close): each stock's daily log return is ``market * m(t) + sqrt(1 -
+    market^2) * e_i(t)``, one t(``dof``) market shock shared by every stock and its own t noise, of standard
+    deviation ``vol``. Stocks move together (a market factor share ``market^2`` of each one's variance) but no
+    return predicts any next-day return, own or other: a model that claims a rank IC here claims noise."""
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(start, end)
+    scale = np.sqrt(dof / (dof - 2))
+    m = rng.standard_t(dof, size=(len(dates), 1)) / scale
+    e = rng.standard_t(dof, size=(len(dates), n_stocks)) / scale
+    close = 50 * np.exp(np.cumsum(vol * (market * m + np.sqrt(1 - market ** 2) * e), axis=0))  # (T, N)
+    names = [f"s{i:02d}" for i in range(n_stocks)]
+    wide = pd.DataFrame(close, index=pd.Index(dates.strftime("%Y-%m-%d"), name="date"), columns=names)
+    return wide.reset_index().melt(id_vars="date", var_name="entity", value_name="close")
+
+
+def shuffle_dates_across_stocks(panel: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """A placebo of a long price panel (date, entity, close): each stock's daily log returns are rotated in time
+    by its own random offset (at least 250 days from 0 and from the series' length; each stock its own), then
+    cumulated again from its first close. Every stock keeps its own return series, its volatility clustering
+    included, and the dates stay; what any stock's return says about another's next day is gone."""
+    rng = np.random.default_rng(seed)
+    wide = panel.pivot(index="date", columns="entity", values="close").sort_index()
+    r = np.log(wide).diff().iloc[1:].to_numpy()  # (T - 1, N)
+    n = len(r)
+    if n < 1000:
+        raise ValueError(f"shuffle_dates_across_stocks: needs at least 1,001 dates, got {n + 1}.")
+    offsets = rng.choice(np.arange(250, n - 250), size=r.shape[1], replace=False)
+    rotated = np.stack([np.roll(r[:, j], int(k)) for j, k in enumerate(offsets)], axis=1)
+    close = wide.iloc[0].to_numpy() * np.exp(np.vstack([np.zeros(r.shape[1]), np.cumsum(rotated, axis=0)]))
+    out = pd.DataFrame(close, index=wide.index, columns=wide.columns)
+    return out.reset_index().melt(id_vars="date", var_name="entity", value_name="close")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from .stats import macro_f1
 
 __all__ = ["garch_volatility", "majority_baseline", "tfidf_logreg_baseline", "TFIDF_GRID", "tune_tfidf_logreg",
            "tune_tfidf_many", "vader_compound", "vader_classes", "tune_vader_thresholds", "reversal_scores", "momentum_scores",
@@ -135,8 +136,6 @@ def tune_vader_thresholds(val_compound, val_y, *, grid=None) -> dict:
     """Choose ``low <= high`` for :func:`vader_classes` by validation macro-F1 over a grid of thresholds
     (default -0.9 ... 0.9 in steps of 0.05; VADER's own convention is +-0.05). Ties go to the pair found first
     (lowest ``low``, then lowest ``high``). Returns ``{"low", "high", "val_macro_f1"}``."""
-    from .stats import macro_f1  # sklearn's macro-F1 without its per-call overhead: ~700 threshold pairs
-
     grid = np.round(np.arange(-0.9, 0.9001, 0.05), 2) if grid is None else np.asarray(grid, dtype=float)
     val_compound, val_y = np.asarray(val_compound, dtype=float), np.asarray(val_y, dtype=np.int64)
     best = None

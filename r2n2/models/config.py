@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from itertools import pairwise
 
-__all__ = ["ModelConfig", "register_cell", "CUSTOM_CELLS"]
+__all__ = ["ModelConfig", "register_cell", "register_relation", "CUSTOM_CELLS", "CUSTOM_RELATIONS"]
 
 CELLS = ("rnn", "gru", "lstm", "rmc")
 # name -> factory(config, input_size) returning a module with forward(x, state=None, mask=None) -> (out, state)
@@ -18,10 +18,29 @@ def register_cell(name: str, factory) -> None:
     if name in CELLS:
         raise ValueError(f"cell name {name!r} is built in; choose another name.")
     CUSTOM_CELLS[name] = factory
+# The relational module (``model.relation``, used when ``model.relational``): built-ins made in ``.core``
+# (``pairwise``: the slides' max over partners, sequences and entities alike; ``attention``: multi-head attention
+# over the other steps or entities, added to each one's state); plug-ins by ``register_relation``.
+RELATIONS = ("pairwise", "attention")
+# name -> factory(config, width) returning a module with forward(h (B, T, D), mask (B, T) bool | None = None,
+# query (B,) long | None = None): (B, T, D) related states, or with ``query`` the (B, D) row of each query step.
+# Entities go through it as one sequence per date (h (B, E, D), no mask, no query). The identity embedding, when
+# ``model.identity``, is added to each entity's state before any relation, registered or built in.
+CUSTOM_RELATIONS: dict = {}
+
+
+def register_relation(name: str, factory) -> None:
+    """Plug in a relational module, usable as ``ModelConfig(relation=name)`` (and ``model.relation`` in params):
+    ``factory(config, width) -> nn.Module`` with the forward described at ``CUSTOM_RELATIONS``."""
+    if name in RELATIONS:
+        raise ValueError(f"relation name {name!r} is built in; choose another name.")
+    CUSTOM_RELATIONS[name] = factory
+
+
 POOLINGS = ("last", "attention", "mean", "max", "concat")
 TASKS = ("regression", "classification")
-ENTITY_RELATIONS = ("pairwise", "attention")
 DISTRIBUTIONS = ("none", "quantile", "student_t")
+RENAMED = {"entity_relation": "relation"}  # old key -> new key (2026-12-07)
 DEFAULT_QUANTILES = (0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99)
 
 
@@ -46,8 +65,9 @@ class ModelConfig:
     #                                     added to its encoding before the relation, so "my leader is s00" can
     #                                     be expressed; the plain relation is blind to who is who
     num_entities: int = 0               # entities the identity embedding knows (set from the data)
-    entity_relation: str = "pairwise"   # with entities: pairwise (the slides' max over partners) | attention
-    #                                     (multi-head attention over the other entities, added to each one's state)
+    relation: str = "pairwise"          # the relational module: pairwise (the slides' max over partners) |
+    #                                     attention (multi-head attention over the other steps or entities, added
+    #                                     to each one's state) | a name given to register_relation
     encoder_name: str = "rnn"           # attribute name of the recurrence ("rnn", "gru", "birnn") for
     #                                     state_dict compatibility with the slide classes
     distribution: str = "none"          # none (a point forecast) | quantile (non-crossing quantiles, pinball
@@ -95,9 +115,9 @@ class ModelConfig:
             raise ValueError("model.pooling 'concat' cannot be combined with model.entities.")
         if self.entities and self.vocab_size is not None:
             raise ValueError("model.entities cannot be combined with model.vocab_size.")
-        if self.entity_relation not in ENTITY_RELATIONS:
-            raise ValueError(f"model.entity_relation must be one of {', '.join(ENTITY_RELATIONS)}, "
-                             f"got {self.entity_relation!r}.")
+        if self.relation not in RELATIONS and self.relation not in CUSTOM_RELATIONS:
+            raise ValueError(f"model.relation must be one of {', '.join((*RELATIONS, *CUSTOM_RELATIONS))}, "
+                             f"got {self.relation!r}.")
         if self.identity and not self.entities:
             raise ValueError("model.identity needs model.entities (it tells the entities of a panel apart).")
         if isinstance(self.num_entities, bool) or not isinstance(self.num_entities, int) or self.num_entities < 0:
@@ -139,6 +159,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
+        data = {RENAMED.get(k, k): v for k, v in data.items()}  # checkpoints written before a rename load
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

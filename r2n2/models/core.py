@@ -13,9 +13,9 @@ from dataclasses import replace
 import torch
 import torch.nn as nn
 
-from .config import CUSTOM_CELLS, ModelConfig
+from .config import CUSTOM_CELLS, CUSTOM_RELATIONS, ModelConfig
 from .distribution import distribution_transform, init_head_bias, point_of
-from .relational import RelationalModule, max_shares
+from .relational import AttentionRelation, RelationalModule, max_shares
 from .rmc import RelationalMemoryRNN
 
 __all__ = ["RelationalRNN", "build_model", "lengths_to_mask"]
@@ -45,6 +45,15 @@ def _make_encoder(cfg: ModelConfig, input_size: int) -> nn.Module:
                    bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0)
 
 
+def _make_relation(cfg: ModelConfig, width: int) -> nn.Module:
+    """The relational module ``cfg.relation`` names (see ``r2n2.models.config.CUSTOM_RELATIONS``)."""
+    if cfg.relation in CUSTOM_RELATIONS:
+        return CUSTOM_RELATIONS[cfg.relation](cfg, width)
+    if cfg.relation == "attention":
+        return AttentionRelation(width, cfg.num_heads, batch_first=True)
+    return RelationalModule(width, chunk_size=cfg.relational_chunk)
+
+
 class RelationalRNN(nn.Module):
     """The configurable core model (see ``ModelConfig``); every slide class is a preset of it.
 
@@ -64,10 +73,8 @@ class RelationalRNN(nn.Module):
         width = getattr(encoder, "output_size", None) if cfg.cell in CUSTOM_CELLS else cfg.encoder_size
         if not isinstance(width, int):
             raise ValueError(f"custom cell {cfg.cell!r} must expose an integer output_size attribute.")
-        if cfg.relational and cfg.entities and cfg.entity_relation == "attention":
-            self.relational = nn.MultiheadAttention(width, cfg.num_heads, batch_first=True)
-        elif cfg.relational:
-            self.relational = RelationalModule(width, chunk_size=cfg.relational_chunk)
+        if cfg.relational:
+            self.relational = _make_relation(cfg, width)
         if cfg.identity and cfg.num_entities:
             self.identity = nn.Embedding(cfg.num_entities, width)
             nn.init.normal_(self.identity.weight, std=0.5)  # large enough to break the symmetry of the stocks early
@@ -188,10 +195,8 @@ class RelationalRNN(nn.Module):
                 if E != cfg.num_entities:
                     raise ValueError(f"the model knows {cfg.num_entities} entities by identity, got input with {E}.")
                 z = z + self.identity.weight  # (B, E, D) + (E, D): who is who, learned
-            if cfg.relational and cfg.entity_relation == "attention":  # each entity reads the others, plus itself
-                z = z + self.relational(z, z, z, need_weights=False)[0]  # (B, E, D)
-            elif cfg.relational:
-                z = self.relational(z)  # every entity related to every other: (B, E, D)
+            if cfg.relational:
+                z = self.relational(z)  # every entity related to every other (the entities as one sequence): (B, E, D)
             if weights is not None:
                 weights = weights.view(B, E, T, 1)
             return self._head(z, distribution), weights  # (B, E, out) [(B, E, out, P)]
@@ -224,8 +229,8 @@ class RelationalRNN(nn.Module):
         """Whether ``focus`` can say what the model looks at (it can for single-sequence models with
         attention or max pooling, or with the relational module on the last step)."""
         cfg = self.config
-        return not cfg.entities and (cfg.pooling in ("attention", "max")
-                                     or (cfg.relational and cfg.pooling in ("last", "concat")))
+        return not cfg.entities and (cfg.pooling in ("attention", "max") or (
+            cfg.relational and cfg.pooling in ("last", "concat") and hasattr(self.relational, "key_shares")))
 
     @torch.no_grad()
     def focus(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *,
@@ -238,7 +243,8 @@ class RelationalRNN(nn.Module):
         if self.config.pooling == "attention":
             return self.forward_with_attention(x, lengths, mask=mask)[1].squeeze(-1), "attention weights"
         if not self.has_focus:
-            raise ValueError("focus needs attention or max pooling, or a relational module with last-step pooling.")
+            raise ValueError("focus needs attention or max pooling, or the pairwise relational module with last-step "
+                             "pooling.")
         mask = self._mask(x, lengths, mask, x.size(1))
         h = self.encode(x, mask)
         if self.config.pooling == "max":

@@ -14,6 +14,7 @@ import torch
 
 from .config import ModelConfig
 from .core import RelationalRNN
+from ..io import write_with
 
 __all__ = [
     "R2N2", "EnhancedR2N2", "AttentionR2N2", "MaskedR2N2", "SentimentR2N2", "StockPriceR2N2",
@@ -176,7 +177,6 @@ def visualize_attention(input_sequence, attention_weights, path: str | Path = "a
         h = fig.get_figheight()
         fig.text(0.01, 0.15 / h, caption, fontsize=8, ha="left", va="bottom", wrap=True)
         fig.subplots_adjust(bottom=1.05 / h, top=1 - 0.45 / h, left=0.12, right=0.97)
-    from ..io import write_with
 
     # atomically, and without a software-version chunk: equal plots give equal bytes
     return write_with(lambda tmp: fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None}), path)

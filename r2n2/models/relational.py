@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["RelationalModule", "max_shares"]
+__all__ = ["AttentionRelation", "RelationalModule", "max_shares"]
 
 
 # A single query over at most this many keys per unit of width takes the dense backward (one-query GEMMs).
@@ -231,3 +231,18 @@ class RelationalModule(nn.Module):
                                          self.fc2.bias)[:, 0]  # (B, T, H)
         return max_shares(rel, mask)
 
+
+
+class AttentionRelation(nn.MultiheadAttention):
+    """``relation: attention``: each step (or entity) reads the others, itself included, by multi-head attention,
+    added to its own state: ``h + MHA(h, h, h)``. Padded keys are ignored; with ``query`` (B,) only those rows
+    are computed, (B, D). Parameter names are ``nn.MultiheadAttention``'s, as in checkpoints written before the
+    relation became a plug-in."""
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None = None,  # type: ignore[override]
+                query: torch.Tensor | None = None) -> torch.Tensor:
+        pad = None if mask is None else ~mask  # (B, T): True where a key is padding
+        if query is None:
+            return h + super().forward(h, h, h, key_padding_mask=pad, need_weights=False)[0]  # (B, T, D)
+        q = h[torch.arange(h.size(0), device=h.device), query].unsqueeze(1)  # (B, 1, D)
+        return (q + super().forward(q, h, h, key_padding_mask=pad, need_weights=False)[0]).squeeze(1)  # (B, D)

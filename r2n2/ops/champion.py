@@ -20,7 +20,7 @@ from ..checkpoint import load_checkpoint
 from ..errors import DataError
 from ..io import atomic_path, write_json_atomic
 from ..paths import CasePaths
-from .promotion import decide_promotion
+from .promotion import decide_promotion, gate_power
 from .workspace import trained
 
 __all__ = ["fresh_window", "promote_if_not_worse", "train_end", "history", "record_version", "rollback", "slice_power",
@@ -146,8 +146,6 @@ def slice_power(scores: dict, champion_pred, p, *, seed: int = 0) -> dict | None
     the champion's predictions (``r2n2.ops.promotion.gate_power``: 5, 10, 20 % worse, and an equal twin), with the
     sentence the promotion artifact states. Forecasts: 200 draws; classifiers: 50 draws of a 300-resample
     bootstrap (each draw runs the gate four times). None on fewer than 10 rows."""
-    from .promotion import gate_power
-
     n = len(scores["actual"])
     if n < 10:
         return None

@@ -28,11 +28,14 @@ import numpy as np
 import pandas as pd
 
 from ..cases.base import MonitorSignals, UseCase, window_meta_of
+from .champion import sync_champion
 from ..checkpoint import load_checkpoint
+from .drift import fit_monitor
 from ..errors import DataError
+from ..evaluate.distribution import adaptive_conformal, apply_offsets, conformal_offsets
 from ..io import write_json_atomic
 from ..paths import CasePaths
-from .drift import fit_monitor
+from .sequential import bernoulli_cusum, bernoulli_path, fit_cusum
 from .workspace import trained
 
 __all__ = ["deployed_model", "monitor_case", "check_frame", "check_signals", "explain", "fit_frame_monitor",
@@ -42,8 +45,6 @@ __all__ = ["deployed_model", "monitor_case", "check_frame", "check_signals", "ex
 def deployed_model(paths: CasePaths):
     """(model, checkpoint metadata, window meta, which): the champion, else the latest trained model (the
     operations workspace's, else the research one: ``workspace.trained``)."""
-    from .champion import sync_champion
-
     path, which = paths.champion_dir / "model.pt", "champion"
     version = sync_champion(paths)  # finishes a promotion a kill interrupted; a corrupt history is one paragraph
     if version:
@@ -177,9 +178,6 @@ def coverage_check(frame: pd.DataFrame, mmeta, *, time: str = "date", var_level:
     the (1 - 2 var_level) interval is the ``var_level`` Value-at-Risk, and a Bernoulli CUSUM of its exceedances
     (nominal ``var_level`` against double that, in-control ARL ``arl0`` days) alarms when even the adapted
     quantile stops being one. The split-conformal (fixed) interval's coverage is reported beside it."""
-    from ..evaluate.distribution import adaptive_conformal, apply_offsets, conformal_offsets
-    from .sequential import bernoulli_cusum, bernoulli_path
-
     cols = sorted((c for c in frame.columns if c.startswith("q0.")), key=lambda c: float(c[1:]))
     levels = [float(c[1:]) for c in cols]
     _, val, post = periods(frame, mmeta, time)
@@ -223,8 +221,6 @@ def cusum_check(frame: pd.DataFrame, mmeta, *, time: str = "date", seed: int = 0
     crossing in the past would have alarmed at that check). Rolling cuts (deployment): calibrated on the
     validation rows and the holdout (both out of sample for the weights; the reference then ends where the model's
     data ends, as the replay's charts do) and run over the rows after it."""
-    from .sequential import fit_cusum
-
     _, val, post = periods(frame, mmeta, time)
     period = "validation period"
     if mmeta.cut_rule == "rolling":

@@ -137,6 +137,69 @@ def _benchmark_leg(y, chal, bench, *, kind: str, alpha: float, tolerance: float,
                      "p_value": p, "statistic": None if stat is None else _f(stat)}}
 
 
+def _check_gate(kind: str, alpha: float, tolerance: float, benchmark_tolerance: float) -> None:
+    if kind not in _KINDS:
+        raise ConfigError(f"Promotion kind must be 'forecast' or 'classifier', got {str(kind)[:80]!r}.")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha!r}.")
+    if not (tolerance >= 0.0 and math.isfinite(tolerance)):
+        raise ConfigError(f"tolerance must be a finite number >= 0, got {tolerance!r}.")
+    if not (benchmark_tolerance >= 0.0 and math.isfinite(benchmark_tolerance)):
+        raise ConfigError(f"benchmark_tolerance must be a finite number >= 0, got {benchmark_tolerance!r}.")
+
+
+def _paired(actual, preds: Mapping, win: dict) -> tuple[np.ndarray, dict]:
+    """(actual values, {who: predictions} for each model given), each flat and row for row with the actuals."""
+    y = np.asarray(actual).ravel()
+    if len(y) == 0:
+        raise DataError(f"The promotion window {win['start']} .. {win['end']} holds no scored rows, so champion and "
+                        "challenger cannot be compared; score them on a window after both training cut-offs.")
+    arrays = {}
+    for who, p in preds.items():
+        if p is None:
+            continue
+        p = np.asarray(p).ravel()
+        if p.shape != y.shape:
+            raise DataError(f"The {who}'s predictions ({len(p)}) and the actual values ({len(y)}) must pair row by "
+                            f"row on the promotion window.")
+        arrays[who] = p
+    if "challenger" not in arrays:
+        raise DataError("There are no challenger predictions to decide on.")
+    return y, arrays
+
+
+def _typed(kind: str, y: np.ndarray, arrays: dict, n_classes: int | None):
+    """The arrays as floats (forecast) or class ids (classifier), checked, with the kind's scorer:
+    ``(y, arrays, n_classes, score, metric, fmt)``."""
+    if kind == "forecast":
+        y = y.astype(float)
+        arrays = {who: a.astype(float) for who, a in arrays.items()}
+        if not all(np.all(np.isfinite(a)) for a in (y, *arrays.values())):
+            raise DataError("The promotion window holds missing or infinite actual values or predictions; "
+                            "drop those rows before comparing the models.")
+        return y, arrays, n_classes, (lambda p: _forecast_scores(y, p)), "rmse", "{:.4g}"
+    for a in (y, *arrays.values()):
+        if not np.issubdtype(a.dtype, np.integer) and not np.all(np.asarray(a, float) == np.round(a)):
+            raise DataError(f"Classifier promotion needs class ids; got {str(a[:6].tolist())[:80]}.")
+    y = y.astype(np.int64)
+    arrays = {k: v.astype(np.int64) for k, v in arrays.items()}
+    n = int(n_classes or max(int(a.max()) for a in (y, *arrays.values())) + 1)
+    return y, arrays, n, (lambda p: _classifier_scores(y, p, n)), "macro_f1", "{:.4f}"
+
+
+def _champion_test(kind: str, y, arrays: dict, tolerance: float, horizon: int, n_classes, n_resamples: int,
+                   seed: int) -> tuple:
+    """The one-sided test of the challenger against the champion: (statistic, p, test's name, tolerance words)."""
+    if kind == "forecast":
+        stat, p = _dm_one_sided(y, arrays["champion"], arrays["challenger"], tolerance, horizon)
+        return (stat, p, "Diebold-Mariano, one-sided (challenger MSE > (1 + tolerance) x champion MSE), HAC, "
+                "Harvey-corrected", f"a {tolerance:.0%} tolerance on MSE")
+    stat, p = _bootstrap_one_sided(y, arrays["champion"], arrays["challenger"], tolerance, n_classes, n_resamples,
+                                   seed)
+    return (stat, p, "paired bootstrap of the macro-F1 difference, one-sided (challenger worse by more than "
+            "tolerance)", f"a tolerance of {tolerance:g} macro-F1")
+
+
 def decide_promotion(*, actual, champion_pred, challenger_pred, kind: str, window: Mapping, alpha: float = 0.05,
                      tolerance: float = 0.0, champion_id: str | None = None, challenger_id: str | None = None,
                      horizon: int = 1, n_classes: int | None = None, n_resamples: int = 2000,
@@ -150,47 +213,11 @@ def decide_promotion(*, actual, champion_pred, challenger_pred, kind: str, windo
     ``tolerance``, ``promoted`` and a one-sentence ``reason`` with the numbers. With ``benchmark_pred`` (the naive
     benchmark's predictions on the same rows, ``benchmark_id`` its name) it also holds ``benchmark`` (id, scores,
     test, tolerance, ``passed``) and the challenger is promoted only if both legs pass."""
-    if kind not in _KINDS:
-        raise ConfigError(f"Promotion kind must be 'forecast' or 'classifier', got {str(kind)[:80]!r}.")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"alpha must lie strictly between 0 and 1, got {alpha!r}.")
-    if not (tolerance >= 0.0 and math.isfinite(tolerance)):
-        raise ConfigError(f"tolerance must be a finite number >= 0, got {tolerance!r}.")
-    if not (benchmark_tolerance >= 0.0 and math.isfinite(benchmark_tolerance)):
-        raise ConfigError(f"benchmark_tolerance must be a finite number >= 0, got {benchmark_tolerance!r}.")
+    _check_gate(kind, alpha, tolerance, benchmark_tolerance)
     win = _window(window)
-    y = np.asarray(actual).ravel()
-    if len(y) == 0:
-        raise DataError(f"The promotion window {win['start']} .. {win['end']} holds no scored rows, so champion and "
-                        "challenger cannot be compared; score them on a window after both training cut-offs.")
-    preds = {"challenger": challenger_pred, "champion": champion_pred, "benchmark": benchmark_pred}
-    arrays = {}
-    for who, p in preds.items():
-        if p is None:
-            continue
-        p = np.asarray(p).ravel()
-        if p.shape != y.shape:
-            raise DataError(f"The {who}'s predictions ({len(p)}) and the actual values ({len(y)}) must pair row by "
-                            f"row on the promotion window.")
-        arrays[who] = p
-    if "challenger" not in arrays:
-        raise DataError("There are no challenger predictions to decide on.")
-    if kind == "forecast":
-        y = y.astype(float)
-        for who in arrays:
-            arrays[who] = arrays[who].astype(float)
-        if not all(np.all(np.isfinite(a)) for a in (y, *arrays.values())):
-            raise DataError("The promotion window holds missing or infinite actual values or predictions; "
-                            "drop those rows before comparing the models.")
-        score, metric, fmt = (lambda p: _forecast_scores(y, p)), "rmse", "{:.4g}"
-    else:
-        for a in (y, *arrays.values()):
-            if not np.issubdtype(a.dtype, np.integer) and not np.all(np.asarray(a, float) == np.round(a)):
-                raise DataError(f"Classifier promotion needs class ids; got {str(a[:6].tolist())[:80]}.")
-        y = y.astype(np.int64)
-        arrays = {k: v.astype(np.int64) for k, v in arrays.items()}
-        n_classes = int(n_classes or max(int(a.max()) for a in (y, *arrays.values())) + 1)
-        score, metric, fmt = (lambda p: _classifier_scores(y, p, n_classes)), "macro_f1", "{:.4f}"
+    y, arrays = _paired(actual, {"challenger": challenger_pred, "champion": champion_pred,
+                                 "benchmark": benchmark_pred}, win)
+    y, arrays, n_classes, score, metric, fmt = _typed(kind, y, arrays, n_classes)
     chal = {"id": challenger_id, **score(arrays["challenger"])}
     span = f"{win['start']} .. {win['end']}, n={len(y)}"
     out = {"window": win, "kind": kind, "metric": metric, "alpha": alpha, "tolerance": tolerance,
@@ -216,15 +243,7 @@ def decide_promotion(*, actual, champion_pred, challenger_pred, kind: str, windo
                            f"champion{bench_why}."))
         return out
     champ = {"id": champion_id, **score(arrays["champion"])}
-    if kind == "forecast":
-        stat, p = _dm_one_sided(y, arrays["champion"], arrays["challenger"], tolerance, horizon)
-        test = "Diebold-Mariano, one-sided (challenger MSE > (1 + tolerance) x champion MSE), HAC, Harvey-corrected"
-        tol = f"a {tolerance:.0%} tolerance on MSE"
-    else:
-        stat, p = _bootstrap_one_sided(y, arrays["champion"], arrays["challenger"], tolerance, n_classes,
-                                       n_resamples, seed)
-        test = "paired bootstrap of the macro-F1 difference, one-sided (challenger worse by more than tolerance)"
-        tol = f"a tolerance of {tolerance:g} macro-F1"
+    stat, p, test, tol = _champion_test(kind, y, arrays, tolerance, horizon, n_classes, n_resamples, seed)
     if bench is not None and not bench["passed"]:
         # the champion on the same rows: when it is worse than the benchmark too, the gate still keeps it (the rule
         # is pre-registered), and says so: serving the benchmark itself would be better than either model
@@ -270,6 +289,42 @@ def _flip(pred: np.ndarray, frac: float, n_classes: int, rng: np.random.Generato
     return out
 
 
+def _power_inputs(actual, champion_pred, benchmark_pred, *, kind: str, worse, equal_noise: float, slice_len: int,
+                  n_sim: int) -> tuple:
+    """``gate_power``'s arguments checked: (actual, champion's, benchmark's or None) as flat arrays of the kind."""
+    if kind not in _KINDS:
+        raise ConfigError(f"Promotion kind must be 'forecast' or 'classifier', got {str(kind)[:80]!r}.")
+    if not (isinstance(n_sim, int) and n_sim >= 20):
+        raise ConfigError(f"n_sim must be an integer >= 20, got {n_sim!r}.")
+    top_level = math.inf if kind == "forecast" else 1.0  # MSE may grow without bound; at most all rows flip
+    if not all(0.0 < w <= top_level and math.isfinite(w) for w in (*worse, equal_noise)):
+        raise ConfigError(f"Planted levels must be > 0 (classifiers: a share <= 1), got worse={worse!r}, "
+                          f"equal_noise={equal_noise!r}.")
+    dtype = float if kind == "forecast" else np.int64
+    y, f = np.asarray(actual).ravel().astype(dtype), np.asarray(champion_pred).ravel().astype(dtype)
+    b = None if benchmark_pred is None else np.asarray(benchmark_pred).ravel().astype(dtype)
+    if f.shape != y.shape or (b is not None and b.shape != y.shape):
+        raise DataError("The actual values, the champion's and the benchmark's predictions must pair row by row.")
+    if not (isinstance(slice_len, int) and 2 <= slice_len <= len(y)):
+        raise ConfigError(f"slice_len must be an integer between 2 and the {len(y)} rows given, got {slice_len!r}.")
+    return y, f, b
+
+
+def _required_slice(y, f, plant, *, kind: str, tolerance: float, alpha: float, power: float) -> int | None:
+    """The variance formula for a 10 % worse challenger (champion leg), averaged over 20 plantings of the whole
+    stretch: the rows it needs to be refused with probability ``power``."""
+    from scipy.stats import norm
+
+    whole = slice(0, len(y))
+    if kind == "forecast":
+        ds = [(y - plant(whole, 0.1)) ** 2 - (1 + tolerance) * (y - f) ** 2 for _ in range(20)]
+    else:
+        ds = [(plant(whole, 0.1) != y).astype(float) - (f != y) for _ in range(20)]
+    mu, sd = float(np.mean([d.mean() for d in ds])), float(np.mean([d.std(ddof=1) for d in ds]))
+    z = norm.ppf(1 - alpha) + norm.ppf(power)
+    return math.ceil((z * sd / mu) ** 2) if mu > 0 else None
+
+
 def gate_power(actual, champion_pred, benchmark_pred=None, *, kind: str = "forecast",
                worse: tuple[float, ...] = (0.05, 0.1, 0.2), slice_len: int = 21, n_sim: int = 400,
                equal_noise: float = 0.1, alpha: float = 0.05, tolerance: float = 0.0,
@@ -295,23 +350,8 @@ def gate_power(actual, champion_pred, benchmark_pred=None, *, kind: str = "forec
     from the variance formula n = ((z_{1-alpha} + z_power) sd(d) / mean(d))^2 on the per-row loss differential
     d over the whole stretch (forecasts: squared errors, as the DM test uses; classifiers: 0/1 errors, an
     approximation, since the gate tests macro-F1 by bootstrap). Returns a JSON-ready dict with a ``sentence``."""
-    from scipy.stats import norm
-
-    if kind not in _KINDS:
-        raise ConfigError(f"Promotion kind must be 'forecast' or 'classifier', got {str(kind)[:80]!r}.")
-    if not (isinstance(n_sim, int) and n_sim >= 20):
-        raise ConfigError(f"n_sim must be an integer >= 20, got {n_sim!r}.")
-    top_level = math.inf if kind == "forecast" else 1.0  # MSE may grow without bound; at most all rows flip
-    if not all(0.0 < w <= top_level and math.isfinite(w) for w in (*worse, equal_noise)):
-        raise ConfigError(f"Planted levels must be > 0 (classifiers: a share <= 1), got worse={worse!r}, "
-                          f"equal_noise={equal_noise!r}.")
-    dtype = float if kind == "forecast" else np.int64
-    y, f = np.asarray(actual).ravel().astype(dtype), np.asarray(champion_pred).ravel().astype(dtype)
-    b = None if benchmark_pred is None else np.asarray(benchmark_pred).ravel().astype(dtype)
-    if f.shape != y.shape or (b is not None and b.shape != y.shape):
-        raise DataError("The actual values, the champion's and the benchmark's predictions must pair row by row.")
-    if not (isinstance(slice_len, int) and 2 <= slice_len <= len(y)):
-        raise ConfigError(f"slice_len must be an integer between 2 and the {len(y)} rows given, got {slice_len!r}.")
+    y, f, b = _power_inputs(actual, champion_pred, benchmark_pred, kind=kind, worse=worse, equal_noise=equal_noise,
+                            slice_len=slice_len, n_sim=n_sim)
     rng = np.random.default_rng(seed)
     if kind == "forecast":
         scale = _local_scale(y - f)
@@ -347,15 +387,7 @@ def gate_power(actual, champion_pred, benchmark_pred=None, *, kind: str = "forec
                 "refused_by_benchmark_leg": float(r[2]) if b is not None else None,
                 "se": float(math.sqrt(r[0] * (1 - r[0]) / n_sim))}
 
-    # the variance formula for a 10 % worse challenger (champion leg), averaged over 20 plantings of the stretch
-    whole = slice(0, len(y))
-    if kind == "forecast":
-        ds = [(y - plant(whole, 0.1)) ** 2 - (1 + tolerance) * (y - f) ** 2 for _ in range(20)]
-    else:
-        ds = [(plant(whole, 0.1) != y).astype(float) - (f != y) for _ in range(20)]
-    mu, sd = float(np.mean([d.mean() for d in ds])), float(np.mean([d.std(ddof=1) for d in ds]))
-    z = norm.ppf(1 - alpha) + norm.ppf(power)
-    need = math.ceil((z * sd / mu) ** 2) if mu > 0 else None
+    need = _required_slice(y, f, plant, kind=kind, tolerance=tolerance, alpha=alpha, power=power)
     eq = rates(counts["equal"])
     out = {"kind": kind, "slice_len": slice_len, "n_sim": n_sim, "alpha": alpha, "tolerance": tolerance,
            "benchmark_tolerance": benchmark_tolerance if b is not None else None, "rows": int(len(y)),

@@ -32,18 +32,25 @@ import numpy as np
 import pandas as pd
 
 from ..cases.base import UseCase, window_meta_of
+from ..cases.forecast import comparison_table
 from ..cases.series import series_frame
+from .champion import fresh_window, slice_power
 from ..checkpoint import load_checkpoint
 from ..config import with_values
 from ..data.sources import read_parquet
 from ..errors import DataError
+from ..evaluate.distribution import adaptive_conformal
+from ..evaluate.plots import _figure, date_axis, save_figure
+from ..evaluate.report import md_table
+from ..evaluate.stats import diebold_mariano, verdict
+from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..models.core import build_model
-from ..paths import CasePaths
-from ..train import seed_everything
-from .champion import fresh_window, slice_power
 from .monitoring import check_window, fit_frame_monitor
+from ..paths import CasePaths
 from .promotion import decide_promotion
-from .sequential import fit_cusum
+from .sequential import bernoulli_cusum, bernoulli_path, fit_cusum
+from ..stages import fit, train_stage
+from ..train import seed_everything
 from .workspace import replay_dir
 
 __all__ = ["ReplaySchedule", "SeriesReplay", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
@@ -67,8 +74,6 @@ def fit_retrain(case: UseCase, cfg, known: pd.DataFrame, root: Path, when: str) 
     """One from-scratch retrain of the replay, in the scratch project ``root``: the case's window stage on the
     rows ``known`` at ``when`` (what ingest keeps with ``data.until``) and its train stage (with ``cfg``'s
     ``train.threads``). A Dask task: it depends on nothing but its arguments. Returns {"path", "sha256"}."""
-    from ..stages import train_stage
-
     work = CasePaths(case.name, Path(root))
     _build(case, cfg, known, work, when)
     train_stage(case, cfg, work, _quiet)
@@ -279,8 +284,6 @@ class ReplaySchedule:
         """A challenger trained on the data known at ``t`` by the window and train stages (from scratch; trained
         ahead by ``_prefit`` when it is on the schedule of a parallel replay), or warm-started from
         ``warm_from``'s weights for ``warm_epochs`` epochs (not a stage command: no ``set``)."""
-        from ..stages import fit
-
         t0 = _time.perf_counter()
         cfg = self._cfg_at(t)
         work = CasePaths(self.case_name, self._root_at(t))
@@ -590,9 +593,6 @@ class SeriesReplay(ReplaySchedule):
         deployed then) adapted online by adaptive conformal inference, started from the first head's validation
         scores and never reset by a promotion, and a Bernoulli CUSUM of the days below the adapted 5 % quantile
         (nominal 5 % against 10 %, in-control ARL ``cusum_arl`` days), restarted after it alarms."""
-        from ..evaluate.distribution import adaptive_conformal
-        from .sequential import bernoulli_cusum, bernoulli_path
-
         if c.calib is None or not len(c.calib[1]):
             return {"alarm": False, "reason": None, "note": "no distribution head"}
         if self.cfg.window.horizon != 1:
@@ -679,8 +679,6 @@ def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, pro
     """Rolling live error of each line over the replay (the first line, the deployed champion, drawn thicker);
     monitor alarms as red verticals, promotions as ticks along the bottom edge. The y axis fits the lines (it is
     not pulled to 0) and the legend sits below the axes, never over a line."""
-    from ..evaluate.plots import _figure, date_axis, save_figure
-
     fig, ax = _figure(11, 5)
     colors = ["C1", "C0", "C2"]  # champion, never retrained, always retrain; the naive line grey
     for i, (name, err) in enumerate(errors.items()):
@@ -701,8 +699,6 @@ def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, pro
 def _live_coverage(rp, tl: pd.DataFrame) -> dict | None:
     """The deployed 90 % intervals' coverage over the live days: raw, and adapted as the coverage chart adapts
     them (None without a distribution head)."""
-    from ..evaluate.distribution import adaptive_conformal
-
     keep = tl[["q_lo", "q_hi", "actual"]].notna().all(axis=1).to_numpy()
     if not keep.any() or rp.coverage_calib is None or rp.cfg.window.horizon != 1:
         return None
@@ -715,8 +711,6 @@ def _live_coverage(rp, tl: pd.DataFrame) -> dict | None:
 def write_summary(rp: ReplaySchedule, summary: dict, out_dir: Path) -> None:
     """summary.json: what the replay decided and measured, the same bytes whatever ran it (any number of
     workers); timing.json: its run times and the workers."""
-    from ..io import write_json_atomic
-
     write_json_atomic({k: v for k, v in summary.items() if k != "seconds"}, Path(out_dir) / "summary.json")
     write_json_atomic({"seconds": summary["seconds"], "workers": int(rp.workers), "dask_address": rp.dask_address,
                        "threads": rp._threads()}, Path(out_dir) / "timing.json")
@@ -733,11 +727,6 @@ def report_counts(summary: dict) -> list[str]:
 
 def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> dict:
     """timeline.parquet, replay.md, live_error.png and summary.json under ``out_dir``."""
-    from ..cases.forecast import comparison_table
-    from ..evaluate.report import md_table
-    from ..evaluate.stats import diebold_mariano, verdict
-    from ..io import write_parquet_atomic, write_text_atomic
-
     tl = rp.timeline()
     write_parquet_atomic(tl, out_dir / "timeline.parquet")
     y = tl["actual"].to_numpy()
@@ -749,17 +738,7 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
     for c in comps:
         c["verdict"] = verdict(c, higher_is_better=False)
     cal = list(tl["date"])
-    delays = {}
-    for name, d in BREAKS.items():
-        b = pd.Timestamp(d)
-        if not (cal[0] <= b <= cal[-1]):
-            continue
-        days = np.searchsorted(np.asarray(cal), tl["date"].to_numpy()) - np.searchsorted(np.asarray(cal), b)
-        after = tl[(days >= 0) & (days <= BREAK_HORIZON) & tl["alarm"].to_numpy()]
-        delays[name] = (None if after.empty else
-                        {"first_alarm": str(after["date"].iloc[0].date()),
-                         "trading_days": int(np.searchsorted(np.asarray(cal), after["date"].iloc[0]) -
-                                             np.searchsorted(np.asarray(cal), b))})
+    delays = _break_delays(tl)
     ratio = {k: v / rmse[rp.case.naive_name] for k, v in rmse.items()}
     years = tl.groupby(tl["date"].dt.year)["alarm"].agg(["sum", "size"])
     calm = [y for y in years.index if not any(pd.Timestamp(b).year == y for b in BREAKS.values())]
@@ -787,6 +766,31 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
                     promotions=tl.loc[tl["promoted"], "date"], ylabel="RMSE of the log return",
                     title=f"{rp.entity}: live error of next-day forecasts, rolling 63 days (red: monitor alarms; "
                           "ticks: promotions)")
+    write_text_atomic(_replay_markdown(rp, summary, calm), out_dir / "replay.md")
+    return summary
+
+
+def _break_delays(tl: pd.DataFrame) -> dict:
+    """Per known break inside the timeline: its first alarm within BREAK_HORIZON trading days and the delay in
+    trading days, or None."""
+    cal = np.asarray(tl["date"])
+    delays = {}
+    for name, d in BREAKS.items():
+        b = pd.Timestamp(d)
+        if not (cal[0] <= b <= cal[-1]):
+            continue
+        days = np.searchsorted(cal, tl["date"].to_numpy()) - np.searchsorted(cal, b)
+        after = tl[(days >= 0) & (days <= BREAK_HORIZON) & tl["alarm"].to_numpy()]
+        delays[name] = (None if after.empty else
+                        {"first_alarm": str(after["date"].iloc[0].date()),
+                         "trading_days": int(np.searchsorted(cal, after["date"].iloc[0]) - np.searchsorted(cal, b))})
+    return delays
+
+
+def _replay_markdown(rp: SeriesReplay, summary: dict, calm: list) -> str:
+    rmse, ratio, delays, power = (summary["rmse"], summary["rmse_ratio_to_random_walk"], summary["alarm_delays"],
+                                  summary["gate_power"])
+    comps = summary["comparisons"]
     table = md_table({k: {"RMSE": v, "ratio to random walk": ratio[k]} for k, v in rmse.items()},
                      ["RMSE", "ratio to random walk"], first="line")
     dl = [f"- {k}: " + (f"first alarm {v['first_alarm']}, {v['trading_days']} trading days after"
@@ -812,5 +816,4 @@ def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> d
         f"Gate: {summary['refusals']} of {summary['n_retrains']} challengers refused. "
         + (power["sentence"] if power else "Its power was not estimated (no decision window)."), "",
         "![live error](live_error.png)", ""])
-    write_text_atomic(md, out_dir / "replay.md")
-    return summary
+    return md

@@ -34,9 +34,16 @@ import numpy as np
 import pandas as pd
 
 from ..cases.base import CaseData, window_meta_of
+from ..cases.classify import compare_classifiers, predict_texts
+from ..cases.forecast import comparison_table
 from ..cases.text import TextData, encode_texts, label_ids, source_domain, text_frame, text_signals, text_vocab
 from ..data.sources import read_parquet
+from ..data.textkey import near_duplicate_keys
 from ..errors import ConfigError, DataError
+from ..evaluate.baselines import majority_baseline
+from ..evaluate.metrics import classification_metrics
+from ..evaluate.report import fmt, md_table
+from ..io import write_parquet_atomic, write_text_atomic
 from .monitoring import check_window, fit_frame_monitor, signal_config
 from .replay import Deployed, ReplaySchedule, plot_live_error, report_counts, write_summary
 from .sequential import _MAX_CELLS
@@ -83,9 +90,6 @@ class TextReplay(ReplaySchedule):
     unit = "texts"
 
     def __post_init__(self):
-        from ..data.textkey import near_duplicate_keys
-        from ..evaluate.baselines import majority_baseline
-
         for flag, v in (("--batch", self.batch), ("--retrain-every", self.retrain_every),
                         ("--monitor-every", self.monitor_every)):
             if int(v) < 1:
@@ -180,8 +184,6 @@ class TextReplay(ReplaySchedule):
 
     def _predict(self, m: TextDeployed, positions) -> np.ndarray:
         """Class ids of ``m`` on stream positions (each text predicted once per model, then cached)."""
-        from ..cases.classify import predict_texts
-
         positions = np.asarray(positions, dtype=np.int64)
         missing = [int(p) for p in positions if int(p) not in m.preds]
         if missing:
@@ -279,12 +281,6 @@ class TextReplay(ReplaySchedule):
 def write_text_replay_report(rp: TextReplay, out_dir: Path, *, seconds: float) -> dict:
     """The text replay's outputs: accuracy and macro-F1 per line, paired comparisons of the champion with each
     other line (paired bootstrap of macro-F1 and McNemar; "tie" when the 95 % interval covers 0)."""
-    from ..cases.classify import compare_classifiers
-    from ..cases.forecast import comparison_table
-    from ..evaluate.metrics import classification_metrics
-    from ..evaluate.report import fmt, md_table
-    from ..io import write_parquet_atomic, write_text_atomic
-
     tl = rp.timeline()
     if tl.empty:
         raise DataError("the replay has not run a batch yet; nothing to report.")

@@ -86,7 +86,7 @@ def build_pool_deployments(params: Params, params_path: str = "params.yaml", *, 
     """Serve's deployments, each loaded from `project` (a local source) and bound to the work pool `pool`."""
     from prefect import Flow
 
-    from .serve import build_deployments
+    from .serve import build_deployments  # Prefect: `r2n2 deploy --help` and POOL stay light
 
     out = []
     for served in build_deployments(params, params_path):

@@ -22,7 +22,7 @@ from .retrain import retrain_flow
 @expected_failures
 def monitor_task(case: str, params_path: str, overrides: list[str] | None, retrain: bool = False) -> dict:
     """Check one case; ``retrain``: the flow retrains the case if it alarms (the verdict says what happens next)."""
-    from r2n2.ops.monitoring import monitor_case
+    from r2n2.ops.monitoring import monitor_case  # torch, in the task's process only
 
     log = get_run_logger()
     result = monitor_case(get_case(case), load_params(params_path, overrides).case(case), log=log.info,

@@ -89,7 +89,7 @@ def deploy_overrides(case: str, overrides: list[str] | None) -> list[str]:
 def champion_task(case: str, params_path: str, overrides: list[str] | None, cuts: str = "rolling") -> dict:
     """Champion vs the challenger this retrain trained: rolling, in the operations workspace; fixed, the research
     model `dvc repro` wrote. The decision and the champion go to the operations workspace."""
-    from r2n2.ops.champion import promote_if_not_worse
+    from r2n2.ops.champion import promote_if_not_worse  # torch, in the task's process only
 
     source = ops_paths(case) if cuts == "rolling" else CasePaths(case)
     cfg = load_params(params_path, overrides).case(case)  # first: it makes an instance (brent: stocks) known

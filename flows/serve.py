@@ -14,8 +14,8 @@ MONITOR_DEPLOYMENT = "r2n2-monitor"
 
 
 def build_deployments(params: Params, params_path: str = "params.yaml") -> list:
-    from .monitor import monitor_flow
-    from .retrain import retrain_flow
+    from .monitor import monitor_flow  # pandas and the monitor's code, only when deployments are built
+    from .retrain import retrain_flow  # pandas and the retrain's code, likewise
 
     s = params.serve
     retrain = retrain_flow.to_deployment(
@@ -34,7 +34,7 @@ def build_deployments(params: Params, params_path: str = "params.yaml") -> list:
 def _has_data(case: str) -> bool:
     """Deployments cover only the cases whose data exists in this project: windowed by the research pipeline or
     by an earlier retrain (in its operations workspace, data/ops/<case>/)."""
-    from r2n2.ops.workspace import has_windows
+    from r2n2.ops.workspace import has_windows  # numpy
 
     return has_windows(case)
 

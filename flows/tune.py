@@ -79,7 +79,7 @@ def _rdb_storage(url: str, spec: str):
 def _study(case: str, seed: int, storage: str = "sqlite"):
     import optuna
 
-    from r2n2.tune import direction
+    from r2n2.tune import direction  # torch, in the trial's process only
 
     return optuna.create_study(study_name=case, storage=_storage(case, storage),
                                direction=direction(get_case(case)),
@@ -94,7 +94,7 @@ def trial_task(case: str, trial_id: int, trial_number: int, params_path: str, ov
     """One trial, in whatever process the task runner chose: reattach to the study through its storage."""
     import optuna
 
-    from r2n2.tune import objective
+    from r2n2.tune import objective  # torch
 
     os.chdir(root)  # Dask workers may start elsewhere
     # a sampler of its own per trial (a fresh one seeded alike would draw the same start-up values every time)
@@ -152,7 +152,7 @@ def _tune(case: str, params_path: str = "params.yaml", overrides: list[str] | No
     import torch
     from optuna.trial import TrialState
 
-    from r2n2.tune import overrides_from
+    from r2n2.tune import overrides_from  # torch
 
     log = get_run_logger()
     params = load_params(params_path, overrides)
@@ -203,7 +203,7 @@ def _tune(case: str, params_path: str = "params.yaml", overrides: list[str] | No
     if not complete:
         raise ConfigError(f"no {case} trial completed; see the {case}-tuning artifact.")
     best = study.best_trial
-    from r2n2.tune import suggest
+    from r2n2.tune import suggest  # torch
 
     fixed = optuna.trial.FixedTrial(best.params)
     out = overrides_from(get_case(case), suggest(fixed, get_case(case)))

@@ -34,6 +34,16 @@ if TYPE_CHECKING:
 # torch (checkpoint, models.core, train) loads inside the stages that train or score: ingest, validate and window
 # start without it (1.3 s of each of their 12 commands in `make run`)
 
+
+def _torch():
+    """(checkpoint, models.core, train): the torch side of the stages, loaded on first use by the stages that
+    train or score (the one place they are imported)."""
+    from . import checkpoint, train  # torch
+    from .models import core  # torch
+
+    return checkpoint, core, train
+
+
 __all__ = ["Stage", "STAGES", "STAGE_NAMES", "stage", "run_stage", "seeds_of", "load_models", "fit"]
 
 _quiet: Log = lambda msg: None  # noqa: E731
@@ -53,31 +63,29 @@ def fit(cfg, data: CaseData, model: RelationalRNN, role: str, name: str, paths: 
         epochs: int | None = None, lr: float | None = None, fraction: float = 1.0, log: Log | None = None,
         patience: int | None = None) -> TrainResult:
     """Train ``model`` on ``role``'s training windows, early-stopped on its validation windows."""
-    from .train import fingerprint, train_model
-
+    _, _, tr = _torch()
     t = replace(cfg.train, seed=seed, **({"patience": patience} if patience is not None else {}))
     entities = bool(model.config.entities)
     train = data.batches(role, "train", batch_size=t.batch_size, shuffle=True, seed=seed, fraction=fraction,
                          entities=entities)
     val = data.batches(role, "val", batch_size=256, entities=entities)
-    run_id = fingerprint(model.config, t, data.meta.to_dict(),
+    run_id = tr.fingerprint(model.config, t, data.meta.to_dict(),
                          {"role": role, "name": name, "epochs": epochs, "lr": lr, "fraction": fraction,
                           "frozen": [n for n, p in model.named_parameters() if not p.requires_grad]})
-    return train_model(model, train, val, t, state_path=paths.state_dir / f"{name}-{seed}.pt", run_id=run_id,
+    return tr.train_model(model, train, val, t, state_path=paths.state_dir / f"{name}-{seed}.pt", run_id=run_id,
                        epochs=epochs, lr=lr, log=log)
 
 
 def _save(model: RelationalRNN, path: Path, data: CaseData, result: TrainResult, paths: CasePaths, **extra) -> None:
     """Checkpoint + learning curve (pure functions of code, data and params); durations to data/logs/."""
-    from .checkpoint import save_checkpoint
-
+    ck, _, _ = _torch()
     if not _main_process():  # DDP: rank 0 alone writes
         return
     meta = data.checkpoint_metadata()
     meta.update({"history": json.dumps(result.history), "best_epoch": result.best_epoch,
                  "best_metric": result.best_metric, "metric_name": result.metric_name,
                  "train_examples": result.train_examples, **extra})
-    save_checkpoint(path, model, metadata=meta)
+    ck.save_checkpoint(path, model, metadata=meta)
     write_json_atomic(result.history, path.with_name("train_log.json"))
     write_json_atomic({"epoch_seconds": result.epoch_seconds, "seconds": result.seconds,
                        "resumed_from": result.resumed_from, "torch_threads": result.threads},
@@ -86,14 +94,12 @@ def _save(model: RelationalRNN, path: Path, data: CaseData, result: TrainResult,
 
 def _train_family(cfg, data: CaseData, base: ModelConfig, out_dir: Path, name: str, paths: CasePaths,
                   log: Log) -> list[TrainResult]:
-    from .models.core import build_model
-    from .train import seed_everything
-
+    _, core, tr = _torch()
     results = []
     seeds = seeds_of(cfg)
     for seed in seeds:
-        seed_everything(seed)
-        model = build_model(data.model_config(base))
+        tr.seed_everything(seed)
+        model = core.build_model(data.model_config(base))
         log(f"{name}: seed {seed}")
         r = fit(cfg, data, model, "pretrain", name, paths, seed=seed, log=log)
         _save(model, _seed_path(out_dir, seed, seeds[0]), data, r, paths, role="pretrain", seed=seed)
@@ -105,12 +111,11 @@ def load_models(case: UseCase, cfg, paths: CasePaths) -> dict[str, Any]:
     """Every checkpoint the evaluation scores: {"model", "baselines": {name: ...}, "finetuned", "scratch"} with
     (model, metadata) pairs (the first seed's), "seeds": {group: [(model, metadata), ...]} for every seed of the
     main model and its ablations, and "transfer_seeds": {"finetuned"|"scratch": [...]} likewise."""
-    from .checkpoint import load_checkpoint
-
+    ck, _, _ = _torch()
     seeds = seeds_of(cfg)
 
     def family(base: Path) -> list:
-        return [load_checkpoint(_seed_path(base, s, seeds[0])) for s in seeds]
+        return [ck.load_checkpoint(_seed_path(base, s, seeds[0])) for s in seeds]
 
     out: dict[str, Any] = {"seeds": {"model": family(paths.model_dir)}, "baselines": {}}
     out["model"] = out["seeds"]["model"][0]
@@ -184,10 +189,7 @@ def finetune_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
     """Slide 14 as a stage: the pretrained encoder under a new head, frozen (optionally unfrozen after N epochs
     at a lower LR, keeping the best weights of both phases), trained on the transfer target; plus the same
     architecture trained from scratch on the same target data with its own early-stopped budget."""
-    from .checkpoint import load_checkpoint
-    from .models.core import build_model
-    from .train import seed_everything
-
+    ck, core, tr = _torch()
     data = case.load(cfg, paths.windows)
     if not data.has_target():
         reason = (f"the {case.name} data has no transfer target (no {data.key('target') or 'target'} windows in "
@@ -197,13 +199,13 @@ def finetune_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
         return reason + "."
     seeds = seeds_of(cfg)
     # every seed's pretrained model first: a missing or bad checkpoint fails before anything trains or logs
-    pretrained = {s: load_checkpoint(_seed_path(paths.model_dir, s, seeds[0]))[0] for s in seeds}
+    pretrained = {s: ck.load_checkpoint(_seed_path(paths.model_dir, s, seeds[0]))[0] for s in seeds}
     done = []
     for seed in seeds:
         log(f"transfer: seed {seed}")
         result = _finetune(cfg, case, data, pretrained[seed], paths, seed, log)
-        seed_everything(seed)
-        scratch = build_model(data.model_config())
+        tr.seed_everything(seed)
+        scratch = core.build_model(data.model_config())
         rs = fit(cfg, data, scratch, "target", "scratch", paths, seed=seed, epochs=cfg.train.epochs,
                  fraction=cfg.finetune.train_fraction, log=log)
         _save(scratch, _seed_path(paths.scratch_dir, seed, seeds[0]), data, rs, paths, role="target", init="scratch",
@@ -217,10 +219,9 @@ def finetune_stage(case: UseCase, cfg, paths: CasePaths, log: Log) -> str:
 def _finetune(cfg, case: UseCase, data: CaseData, pretrained: RelationalRNN, paths: CasePaths, seed: int,
               log: Log) -> TrainResult:
     """One seed's fine-tuning of ``pretrained`` (trained with the same seed): saved, and its result returned."""
-    from .train import TrainResult, seed_everything
-
+    _, _, tr = _torch()
     f = cfg.finetune
-    seed_everything(seed)
+    tr.seed_everything(seed)
     model = pretrained.with_new_head(data.model_config().output_size)
     frozen_epochs = f.unfreeze_after if (f.freeze_encoder and f.unfreeze_after) else (f.epochs if f.freeze_encoder else 0)
     histories, results, best_state = [], [], None
@@ -245,7 +246,7 @@ def _finetune(cfg, case: UseCase, data: CaseData, pretrained: RelationalRNN, pat
             results.append(r2)
     best = results[-1]
     model.freeze_encoder(False)
-    result = TrainResult(history=histories, best_epoch=best.best_epoch, best_metric=best.best_metric,
+    result = tr.TrainResult(history=histories, best_epoch=best.best_epoch, best_metric=best.best_metric,
                          metric_name=best.metric_name)
     _save(model, _seed_path(paths.finetuned_dir, seed, seeds_of(cfg)[0]), data, result, paths, role="target",
           init="pretrained", seed=seed)
@@ -322,9 +323,8 @@ def _main_process() -> bool:
     """Rank 0 of a torchrun launch, or the only process (known without loading torch)."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return True
-    from .train import is_main_process
-
-    return is_main_process()
+    _, _, tr = _torch()
+    return tr.is_main_process()
 
 
 def run_stage(name: str, case: UseCase, cfg, root: str | Path = ".", *, log: Log | None = None,

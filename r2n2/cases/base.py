@@ -29,6 +29,14 @@ SPLITS = ("train", "val", "test")
 CALIBRATION_FILE = "calibration.json"  # in data/reports/<case>/: what predict applies to the evaluated model
 
 
+def predict_batches(model, batches, **kw) -> np.ndarray:
+    """``r2n2.train.predict_batches`` (a model's outputs for every example of a batch source), torch loaded on
+    first use: the case modules are imported by the data stages, which run without torch."""
+    from ..train import predict_batches as predict  # the one place a case loads torch
+
+    return predict(model, batches, **kw)
+
+
 @dataclass
 class WindowMeta:
     """What the window stage decided, shared by every later stage (and stored inside checkpoints)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .base import write_predict_calibration
+from .base import predict_batches, write_predict_calibration
 from ..data.sources import clean_text, map_columns, read_user_file
 from ..data.textkey import near_duplicate_keys
 from ..data.window import TextBatches
@@ -35,8 +35,6 @@ CONFORMAL_ALPHA = 0.1  # prediction sets aim at 90 % coverage
 
 def class_logits(model, data, role: str, split: str):
     """(labels, (n, K) logits, rows) of one role/split, all in batch order."""
-    from ..train import predict_batches
-
     b = data.batches(role, split, batch_size=256)
     rows = data.rows(role, split).iloc[b.order()].reset_index(drop=True)
     return b.targets(), predict_batches(model, b), rows
@@ -231,7 +229,7 @@ def _plot_focus(model, data, plots, *, n: int = 8, max_tokens: int = 16) -> None
     import torch
     from tokenizers import Tokenizer
 
-    from ..models.presets import visualize_attention
+    from ..models.presets import visualize_attention  # torch: only the attention plot needs it
 
     test_b = data.batches("pretrain", "test", batch_size=256)
     labels = list(data.meta.labels)
@@ -344,8 +342,6 @@ def predict_texts(model, tokenizer_json: str, meta, texts: list[str], *, batch_s
     with the training tokenizer and truncation. ``sets``: (coverage level, APS threshold) adds ``set_<level>``,
     the labels of each text's conformal set (``r2n2.evaluate.calibration.aps_sets``), joined by "|"."""
     from tokenizers import Tokenizer
-
-    from ..train import predict_batches
 
     cleaned = [clean_text(t) for t in texts]
     empty = [i for i, t in enumerate(cleaned) if not t]

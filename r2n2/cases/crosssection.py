@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .base import CaseData, MonitorSignals, window_meta_of, write_predict_calibration
+from .base import CaseData, MonitorSignals, predict_batches, window_meta_of, write_predict_calibration
 from ..data.window import EntityWindows, StockBatches, StockWindows, load_entity_split, scale_features, window_splits
 from ..errors import DataError
 from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal_scores
@@ -131,8 +131,6 @@ def pooled_windows(table: pd.DataFrame, meta, split: str | None) -> StockWindows
 
 def score_matrix(model, data, split: str | None) -> pd.DataFrame:
     """The model's scores (dates x entities) on every window of ``split``."""
-    from ..train import predict_batches
-
     if model.config.entities:
         b = data.batches("pretrain", split, batch_size=256, entities=True)
         out = predict_batches(model, b)[:, :, 0]  # (n, E, 1) -> (n, E)
@@ -150,8 +148,6 @@ def quantile_frame(model, data, split: str | None, *, labelled: bool = True) -> 
     """A distribution head's quantiles (``q<level>`` columns, on the target's scale: the cross-sectional z-score
     of the forward return) and the target, one row per (date, stock) of ``split`` (``labelled``: only rows with
     a finite target)."""
-    from ..train import predict_batches
-
     cfg = model.config
     if cfg.entities:
         b = data.batches("pretrain", split, batch_size=256, entities=True)

@@ -21,7 +21,7 @@ from ..evaluate.plots import (plot_cumulative, plot_fan, plot_forecast, plot_lea
                               write_csv)
 from ..evaluate.report import fmt, history, md_table, verdict_text
 from ..io import write_json_atomic, write_text_atomic
-from .base import write_predict_calibration
+from .base import predict_batches, write_predict_calibration
 from .forecast_dist import distribution_report, evaluate_distribution, model_outputs
 
 __all__ = ["evaluate_forecasts", "predict_prices", "forecasts"]
@@ -340,8 +340,6 @@ def predict_prices(model, meta, prices: pd.DataFrame, *, batch_size: int = 4096)
     ``q<level>`` columns (``q0.05``: the forecast 5 % quantile, as the head gives it: the split-conformal offsets
     of the evaluation, fitted on its validation period, are in ``metrics.json["model"]["conformal"]``)."""
     import torch
-
-    from ..train import predict_batches
 
     L, feats = meta.lookback, meta.features
     source = {name: col for col, name in FEATURE_NAMES.items()}  # feature -> the price column it is derived from

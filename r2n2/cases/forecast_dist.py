@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .base import predict_batches
 from ..evaluate.distribution import (empirical_quantiles, ewma_normal_quantiles, garch_family_quantiles,
                                      historical_quantiles, pit_histogram, student_t_quantiles)
 from ..evaluate.engine import comparison_table, evaluate_heads, head_table
@@ -26,8 +27,6 @@ HS_WINDOW = 250  # trading days of historical simulation (about a year, the Base
 def model_outputs(model, data, role: str, split: str, *, distribution: bool = False) -> tuple[np.ndarray, pd.DataFrame]:
     """(n, P) model outputs on the model's scaled target (P = 1 for the point forecast; with ``distribution``
     the head's quantiles or Student-t parameters) and the n rows they forecast, this role's entity only."""
-    from ..train import predict_batches
-
     entities = bool(model.config.entities)
     batches = data.batches(role, split, batch_size=512, entities=entities)
     out = predict_batches(model, batches, distribution=distribution)  # (n, 1[, P]) or (n, E, 1[, P])

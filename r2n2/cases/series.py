@@ -14,7 +14,8 @@ import pandas as pd
 import pyarrow as pa
 
 from .base import (
-    CaseData, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, fraction_cuts, iso, window_meta_of,
+    CaseData, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, fraction_cuts, iso, predict_batches,
+    window_meta_of,
 )
 from ..data.validate import price_suite
 from ..data.window import StockBatches, StockWindows, load_entity_split, load_stock_split, scale_features
@@ -195,8 +196,6 @@ def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame, naive=None) -> pd
     date: features, the model's forecast (scaled with the model's own scalers), the actual target, the naive
     benchmark's forecast (``naive(rows, meta) -> array``, e.g. ``SeriesCase.naive_forecast``; default 0: the random
     walk of a return) and both squared errors; a model with a distribution head adds its quantiles, q<level>."""
-    from ..train import predict_batches
-
     rows = rows.sort_values("date").reset_index(drop=True)
     L = mmeta.lookback
     if len(rows) < L:

@@ -11,7 +11,7 @@ __all__ = ["collate_fn"]
 
 def __getattr__(name: str):
     if name == "collate_fn":
-        from . import batching
+        from . import batching  # torch: batching builds tensors; the data stages run without it
 
         globals()[name] = batching.collate_fn
         return batching.collate_fn

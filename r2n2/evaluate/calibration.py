@@ -222,7 +222,7 @@ def plot_reliability(curves: dict[str, list[dict]], path, *, title: str):
     temperature-scaled), the diagonal a calibrated classifier follows, and below it the rows per bin."""
     from matplotlib.figure import Figure
 
-    from .plots import save_figure
+    from .plots import save_figure  # pandas and matplotlib: only the reliability plot
 
     fig = Figure(figsize=(6.5, 7))
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})

@@ -435,3 +435,32 @@ def test_old_entity_relation_key_still_loads_and_params_name_the_new_one():
     with pytest.raises(ConfigError, match=r"^unknown key panel\.model\.entity_relation \(renamed: "
                                           r"panel\.model\.relation\); allowed: "):
         parse_params(raw)
+
+
+def test_entity_mixing_starts_closed_and_learns_who_leads():
+    """``entity_mixing``: each entity's state plus M (entities x entities, from 0, no self-loop) times a map of
+    every other entity's newest features. At M = 0 the model is the one without it; a planted lead (entity 1's
+    target is entity 0's newest feature) is fitted through M[1, 0]."""
+    torch.manual_seed(5)
+    cfg = ModelConfig(input_size=2, hidden_size=8, entities=True, identity=True, num_entities=3, entity_mixing=True)
+    mixed = build_model(cfg)
+    plain = build_model(ModelConfig(**{**cfg.to_dict(), "entity_mixing": False}))
+    plain.load_state_dict({k: v for k, v in mixed.state_dict().items() if not k.startswith("mixing")})
+    x = torch.randn(16, 3, 5, 2)
+    torch.testing.assert_close(mixed.eval()(x), plain.eval()(x))  # M = 0: the path is closed
+    with pytest.raises(ValueError, match="knows 3 entities by identity, got input with 2"):
+        mixed(x[:, :2])
+    with pytest.raises(ValueError, match=r"^model.entity_mixing needs model.entities"):
+        ModelConfig(entity_mixing=True)
+    opt = torch.optim.Adam(mixed.parameters(), lr=0.02)
+    mixed.train()
+    for _ in range(300):
+        x = torch.randn(64, 3, 5, 2)
+        y = torch.zeros(64, 3, 1)
+        y[:, 1, 0] = x[:, 0, -1, 0]  # the follower's target: the leader's newest first feature
+        loss = ((mixed(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    m = mixed.mixing.detach().abs()
+    assert loss.item() < 0.05 and m[1, 0] == m.max(), (loss.item(), m)

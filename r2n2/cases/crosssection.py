@@ -107,7 +107,7 @@ class PanelData(CaseData):
     def model_config(self, base: ModelConfig | None = None) -> ModelConfig:
         base = base or self.cfg.model
         return replace(base, input_size=len(self.meta.features), vocab_size=None, output_size=1, task="regression",
-                       num_entities=len(self.meta.entities) if base.identity else 0)
+                       num_entities=len(self.meta.entities) if base.identity or base.entity_mixing else 0)
 
 
 def panel_batches(windows, batch_size: int, *, shuffle: bool = False, seed: int = 0) -> StockBatches:

@@ -72,7 +72,7 @@ class PanelEvaluateConfig:
 
 def _panel_model() -> ModelConfig:
     return ModelConfig(cell="gru", hidden_size=32, num_layers=1, relational=True, pooling="last", entities=True,
-                       identity=True, input_size=len(PANEL_FEATURES))
+                       identity=True, entity_mixing=True, input_size=len(PANEL_FEATURES))
 
 
 def _panel_train() -> TrainConfig:
@@ -137,8 +137,9 @@ class PanelCase(CrossSectionCase):
         return meta
 
     def neural_baselines(self, cfg: PanelConfig) -> dict[str, ModelConfig]:
-        return {"no_cross_entity": replace(cfg.model, entities=False, identity=False),  # the same encoder, each stock alone
-                "gru_no_relational": replace(cfg.model, cell="gru", relational=False, entities=False, identity=False)}
+        alone = {"entities": False, "identity": False, "entity_mixing": False}
+        return {"no_cross_entity": replace(cfg.model, **alone),  # the same encoder, each stock alone
+                "gru_no_relational": replace(cfg.model, cell="gru", relational=False, **alone)}
 
     def predict(self, model, meta: PanelMeta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
         prices = read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,

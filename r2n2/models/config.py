@@ -65,6 +65,9 @@ class ModelConfig:
     #                                     added to its encoding before the relation, so "my leader is s00" can
     #                                     be expressed; the plain relation is blind to who is who
     num_entities: int = 0               # entities the identity embedding knows (set from the data)
+    entity_mixing: bool = False         # with entities: a linear cross-entity path, each entity's state plus
+    #                                     sum_j M[i, j] V z_j over the others (M: entities x entities, from 0),
+    #                                     the lead-lag a regression on all stocks' lags finds
     relation: str = "pairwise"          # the relational module: pairwise (the slides' max over partners) |
     #                                     attention (multi-head attention over the other steps or entities, added
     #                                     to each one's state) | a name given to register_relation
@@ -118,6 +121,8 @@ class ModelConfig:
         if self.relation not in RELATIONS and self.relation not in CUSTOM_RELATIONS:
             raise ValueError(f"model.relation must be one of {', '.join((*RELATIONS, *CUSTOM_RELATIONS))}, "
                              f"got {self.relation!r}.")
+        if self.entity_mixing and not self.entities:
+            raise ValueError("model.entity_mixing needs model.entities (it mixes the entities of a panel).")
         if self.identity and not self.entities:
             raise ValueError("model.identity needs model.entities (it tells the entities of a panel apart).")
         if isinstance(self.num_entities, bool) or not isinstance(self.num_entities, int) or self.num_entities < 0:

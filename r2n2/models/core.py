@@ -78,6 +78,9 @@ class RelationalRNN(nn.Module):
         if cfg.identity and cfg.num_entities:
             self.identity = nn.Embedding(cfg.num_entities, width)
             nn.init.normal_(self.identity.weight, std=0.5)  # large enough to break the symmetry of the stocks early
+        if cfg.entity_mixing and cfg.num_entities:  # M from 0: the path starts closed and opens where it helps
+            self.mixing = nn.Parameter(torch.zeros(cfg.num_entities, cfg.num_entities))
+            self.mixing_value = nn.Linear(cfg.input_size, width, bias=False)  # from each entity's newest features
         if cfg.pooling == "attention":
             self.attention = nn.Linear(width, 1)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -191,12 +194,16 @@ class RelationalRNN(nn.Module):
             h = self.encode(x.reshape(B * E, T, F), flat_mask)  # (B*E, T, D)
             z, weights = self.pool(h, flat_mask, relational=False)  # (B*E, D)
             z = z.view(B, E, -1)  # (B*E, D) -> (B, E, D)
+            newest = x[:, :, -1] if mask is None else x[torch.arange(B)[:, None], torch.arange(E), mask.sum(-1) - 1]
+            if cfg.num_entities and E != cfg.num_entities:
+                raise ValueError(f"the model knows {cfg.num_entities} entities by identity, got input with {E}.")
             if cfg.identity and cfg.num_entities:
-                if E != cfg.num_entities:
-                    raise ValueError(f"the model knows {cfg.num_entities} entities by identity, got input with {E}.")
                 z = z + self.identity.weight  # (B, E, D) + (E, D): who is who, learned
             if cfg.relational:
                 z = self.relational(z)  # every entity related to every other (the entities as one sequence): (B, E, D)
+            if cfg.entity_mixing and cfg.num_entities:  # each entity plus a linear map of the others' encodings
+                others = self.mixing * (1 - torch.eye(E, device=z.device, dtype=z.dtype))  # (E, E), no self-loop
+                z = z + torch.einsum("ij,bjd->bid", others, self.mixing_value(newest))  # (B, E, D)
             if weights is not None:
                 weights = weights.view(B, E, T, 1)
             return self._head(z, distribution), weights  # (B, E, out) [(B, E, out, P)]

@@ -72,7 +72,7 @@ class PanelEvaluateConfig:
 
 def _panel_model() -> ModelConfig:
     return ModelConfig(cell="gru", hidden_size=32, num_layers=1, relational=True, pooling="last", entities=True,
-                       identity=True, entity_mixing=True, input_size=len(PANEL_FEATURES))
+                       identity=True, input_size=len(PANEL_FEATURES))
 
 
 def _panel_train() -> TrainConfig:

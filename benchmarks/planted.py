@@ -38,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from r2n2.data.planted import (analogue_series, lead_lag_panel, lead_lag_share, market_noise_panel,  # noqa: E402
-                               shared_ar_pair, shuffle_dates_across_stocks, similar_partner_panel)
+                               one_to_many_panel, one_to_many_roles, one_to_many_share, shared_ar_pair,
+                               shuffle_dates_across_stocks, similar_partner_panel)
 from r2n2.evaluate.metrics import daily_rank_ic, rank_ic_summary  # noqa: E402
 from r2n2.registry import parse_params, run_stage  # noqa: E402
 
@@ -62,7 +63,7 @@ def _metrics(folder: Path) -> dict:
     return {"model": m["model"], "no_cross_entity": m["baselines"]["no_cross_entity"], "vs_alone": alone}
 
 
-def _planted_rule(folder: Path, family: str = "panel_lead_lag") -> dict:
+def _planted_rule(folder: Path, family: str = "panel_lead_lag", seed: int = 0) -> dict:
     t = pd.read_parquet(folder / "data/windows/panel/features.parquet")
     if family == "panel_similar":  # today's return of the stock whose last 20 days correlate most with one's own
         close = t.pivot(index="date", columns="entity", values="close").sort_index()
@@ -76,10 +77,12 @@ def _planted_rule(folder: Path, family: str = "panel_lead_lag") -> dict:
     t = t[t["split"] == "test"]
     feats = t.pivot(index="date", columns="entity", values="ret_1d")
     fwd = t.pivot(index="date", columns="entity", values="fwd_return")
-    if family == "panel_lead_lag":
+    if family in ("panel_lead_lag", "panel_one_to_many"):
         scores = pd.DataFrame(0.0, index=feats.index, columns=feats.columns)
-        for follower in [f"s{i:02d}" for i in range(1, 6)]:
-            scores[follower] = feats["s00"]
+        roles = ({f"s{i:02d}": "s00" for i in range(1, 6)} if family == "panel_lead_lag" else
+                 one_to_many_roles(seed=seed))
+        for follower, leader in roles.items():
+            scores[follower] = feats[leader]
     s = rank_ic_summary(daily_rank_ic(scores.reindex(fwd.index), fwd))
     return {"rank_ic": s["mean"], "rank_ic_tstat": s["tstat"]}
 
@@ -87,7 +90,8 @@ def _planted_rule(folder: Path, family: str = "panel_lead_lag") -> dict:
 def run_one(beta: float, seed: int, work: Path, family: str = "panel_lead_lag") -> list[dict]:
     folder = work / f"{family}-b{beta}-s{seed}"
     folder.mkdir(parents=True)
-    make = lead_lag_panel if family == "panel_lead_lag" else similar_partner_panel
+    make = {"panel_lead_lag": lead_lag_panel, "panel_similar": similar_partner_panel,
+            "panel_one_to_many": one_to_many_panel}[family]
     make(beta=beta, seed=seed).to_csv(folder / "panel.csv", index=False)
     t0 = time.time()
     for stage in STAGES:
@@ -97,15 +101,22 @@ def run_one(beta: float, seed: int, work: Path, family: str = "panel_lead_lag") 
     blind = work / f"{family}-b{beta}-s{seed}-blind"
     shutil.copytree(folder, blind)
     for stage in ("train", "evaluate"):  # the same baselines and windows, the model without identity
-        run_stage(stage, "panel", _cfg(blind, seed, identity=False), blind, log=lambda _: None)
+        run_stage(stage, "panel", _cfg(blind, seed, identity=False, entity_mixing=False), blind, log=lambda _: None)
     off = _metrics(blind)
-    rule = _planted_rule(folder, family)
-    share = lead_lag_share(beta) if family == "panel_lead_lag" else beta ** 2
+    mixed = work / f"{family}-b{beta}-s{seed}-mixing"
+    shutil.copytree(folder, mixed)
+    for stage in ("train", "evaluate"):  # the same baselines and windows, the model with the linear path
+        run_stage(stage, "panel", _cfg(mixed, seed, entity_mixing=True), mixed, log=lambda _: None)
+    mix = _metrics(mixed)
+    rule = _planted_rule(folder, family, seed)
+    share = {"panel_lead_lag": lead_lag_share(beta), "panel_one_to_many": one_to_many_share(beta)}.get(family,
+                                                                                                    beta ** 2)
     base = {"family": family, "beta": beta, "share": share, "seed": seed}
     rows = [{**base, "arm": arm, "rank_ic": m["rank_ic"], "rank_ic_tstat": m["rank_ic_tstat"],
              "vs_alone_diff": d["diff"], "vs_alone_ci": [d["ci_low"], d["ci_high"]]}
             for arm, m, d in (("model", main["model"], main["vs_alone"]),
-                              ("no_identity", off["model"], off["vs_alone"]))]
+                              ("no_identity", off["model"], off["vs_alone"]),
+                              ("entity_mixing", mix["model"], mix["vs_alone"]))]
     rows.append({**base, "arm": "no_cross_entity", "rank_ic": main["no_cross_entity"]["rank_ic"],
                  "rank_ic_tstat": main["no_cross_entity"]["rank_ic_tstat"]})
     rows.append({**base, "arm": "planted_rule", **rule})
@@ -173,7 +184,7 @@ def placebo_table(rows: list[dict]) -> str:
            "tie with each stock alone | no claim (both) |", "|---|---|---|---|---|---|---|---|---|"]
     for (name, arm), g in df.groupby(["family", "arm"], sort=False):
         quiet = g["rank_ic_tstat"] < 2
-        if arm == "model":
+        if arm in ("model", "entity_mixing"):
             tie = pd.Series([ci[0] <= 0 for ci in g["vs_alone_ci"]], index=g.index)
             extra = f"{tie.sum()}/{len(g)} | {(tie & quiet).sum()}/{len(g)} ({(tie & quiet).mean():.0%})"
         else:
@@ -327,9 +338,11 @@ def main() -> None:
     ap.add_argument("--series-betas", type=float, nargs="*", default=[0.0, 0.2, 0.4])
     ap.add_argument("--transfer", type=str, nargs="*", default=["0:0.05", "0.3:0.05", "0.3:0.2", "0.3:1"],
                     help="transfer family cells as beta:target_train_fraction")
+    ap.add_argument("--one-to-many-betas", type=float, nargs="*", default=[0.2, 0.3],
+                    help="two leaders, three followers each, a market factor, shuffled names")
     ap.add_argument("--similar-betas", type=float, nargs="*", default=[0.0, 0.2, 0.4],
                     help="the content-based panel family (partner = the most correlated stock)")
-    ap.add_argument("--only", choices=("panel", "similar", "series", "transfer"), help="run one family; the other families' "
+    ap.add_argument("--only", choices=("panel", "one_to_many", "similar", "series", "transfer"), help="run one family; the other families' "
                     "rows are kept from an existing planted.json")
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot and tables from docs/planted.json")
     ap.add_argument("--linear-only", action="store_true", help="the lead-lag family's ridge and rule arms alone (no "
@@ -380,13 +393,14 @@ def main() -> None:
         print(table(rows))
         return
     if args.only:
-        family = {"panel": "panel_lead_lag", "similar": "panel_similar", "series": "series_analogue",
-                  "transfer": "transfer_shared_ar"}[args.only]
+        family = {"panel": "panel_lead_lag", "one_to_many": "panel_one_to_many", "similar": "panel_similar",
+                  "series": "series_analogue", "transfer": "transfer_shared_ar"}[args.only]
         rows = [r for r in json.loads((out / "planted.json").read_text()) if r["family"] != family]
         args.skip_panel = args.only != "panel"
         args.series_betas = args.series_betas if args.only == "series" else []
         args.transfer = args.transfer if args.only == "transfer" else []
         args.similar_betas = args.similar_betas if args.only == "similar" else []
+        args.one_to_many_betas = args.one_to_many_betas if args.only == "one_to_many" else []
     elif args.skip_panel:
         rows = [r for r in json.loads((out / "planted.json").read_text()) if r["family"] == "panel_lead_lag"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -394,7 +408,12 @@ def main() -> None:
             for seed in args.seeds:
                 rows += run_one(beta, seed, Path(tmp))
                 print(f"beta {beta:g} seed {seed}: " + ", ".join(
-                    f"{r['arm']} {r['rank_ic']:.3f}" for r in rows[-4:]), flush=True)
+                    f"{r['arm']} {r['rank_ic']:.3f}" for r in rows[-6:]), flush=True)
+        for beta in args.one_to_many_betas:
+            for seed in args.seeds:
+                rows += run_one(beta, seed, Path(tmp), "panel_one_to_many")
+                print(f"one-to-many beta {beta:g} seed {seed}: " + ", ".join(
+                    f"{r['arm']} {r['rank_ic']:.3f}" for r in rows[-6:]), flush=True)
         for beta in args.similar_betas:
             for seed in args.seeds:
                 rows += run_one(beta, seed, Path(tmp), "panel_similar")
@@ -414,6 +433,8 @@ def main() -> None:
     (out / "planted.json").write_text(json.dumps(rows, indent=1) + "\n")
     plot(rows, out / "planted_power.png")
     print(table(rows))
+    print()
+    print(table(rows, "panel_one_to_many"))
     print()
     print(table(rows, "panel_similar"))
     print()

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from r2n2.data.planted import lead_lag_panel, lead_lag_share, market_noise_panel, shuffle_dates_across_stocks
+from r2n2.data.planted import (lead_lag_panel, lead_lag_share, market_noise_panel, one_to_many_panel, one_to_many_roles,
+                               one_to_many_share, shuffle_dates_across_stocks)
 from r2n2.registry import parse_params, run_stage
 
 from .conftest import ROOT
@@ -151,3 +152,21 @@ def test_the_model_claims_nothing_on_the_shuffled_dates_placebo(tmp_path):
     placebo = _panel_run(tmp_path, 0.4, panel=shuffle_dates_across_stocks(lead_lag_panel(beta=0.4, seed=0), seed=0))
     assert placebo["t"] < 2, placebo
     assert placebo["alone"]["ci_low"] <= 0, placebo
+
+
+def test_one_to_many_panel_plants_each_leader_for_its_followers_only():
+    """Two leaders on shuffled names, three followers each, under a market factor: a follower's return tomorrow
+    correlates with its own leader's today at the stated share; with the other leader's only through the market
+    factor both leaders carry (about a third as much)."""
+    roles = one_to_many_roles(seed=4)
+    leaders = sorted(set(roles.values()))
+    assert len(roles) == 6 and len(leaders) == 2 and roles != one_to_many_roles(seed=5)
+    r = _returns(one_to_many_panel(beta=0.4, seed=4))
+    for follower, leader in roles.items():
+        other = next(x for x in leaders if x != leader)
+        own = r[follower].corr(r[leader].shift(1))
+        assert abs(own ** 2 - one_to_many_share(0.4)) < 0.03
+        assert abs(r[follower].corr(r[other].shift(1))) < own / 2
+    assert r.corr().to_numpy()[np.triu_indices(10, 1)].mean() > 0.15  # the market factor
+    with pytest.raises(ValueError, match="2 leaders with 5 followers each need 12 stocks, got 10"):
+        one_to_many_roles(followers=5)

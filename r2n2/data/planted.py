@@ -11,6 +11,8 @@ effect goes through the real stages (ingest, validate, window, train, evaluate).
   last 20 days correlate most with its own: a relation by content, no identity needed.
 - :func:`shared_ar_pair`: two series (``src``, ``tgt``) whose next-day returns follow the same AR(1) rule: what a
   model pretrained on one can carry to the other (transfer with little target data).
+- :func:`one_to_many_panel`: several leaders, each leading several followers, under a market factor, the roles
+  given to shuffled names: the lead-lag of :func:`lead_lag_panel` in a shape closer to a real cross-section.
 - Placebos, where nothing can be learnt: :func:`market_noise_panel` (a common market factor and noise, no lead)
   and :func:`shuffle_dates_across_stocks` (any panel with each stock's returns moved by its own random number of
   days, which keeps every stock's own series and breaks every relation between stocks).
@@ -24,7 +26,8 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["lead_lag_panel", "lead_lag_share", "analogue_series", "shared_ar_pair", "similar_partner_panel",
-           "market_noise_panel", "shuffle_dates_across_stocks"]
+           "market_noise_panel", "shuffle_dates_across_stocks", "one_to_many_panel", "one_to_many_roles",
+           "one_to_many_share"]
 
 
 def lead_lag_panel(*, beta: float = 0.4, n_stocks: int = 10, n_followers: int = 5, start: str = "2004-01-02",
@@ -167,3 +170,44 @@ def shuffle_dates_across_stocks(panel: pd.DataFrame, *, seed: int = 0) -> pd.Dat
     close = wide.iloc[0].to_numpy() * np.exp(np.vstack([np.zeros(r.shape[1]), np.cumsum(rotated, axis=0)]))
     out = pd.DataFrame(close, index=wide.index, columns=wide.columns)
     return out.reset_index().melt(id_vars="date", var_name="entity", value_name="close")
+
+
+def one_to_many_roles(*, n_stocks: int = 10, leaders: int = 2, followers: int = 3, seed: int = 0) -> dict[str, str]:
+    """``{follower: its leader}`` of :func:`one_to_many_panel` with the same arguments: the roles go to names
+    drawn at random, so no name (s00, ...) says who leads."""
+    if leaders * (1 + followers) > n_stocks:
+        raise ValueError(f"one_to_many_panel: {leaders} leaders with {followers} followers each need "
+                         f"{leaders * (1 + followers)} stocks, got {n_stocks}.")
+    names = np.random.default_rng([seed, 7]).permutation([f"s{i:02d}" for i in range(n_stocks)])
+    return {str(names[leaders + k * followers + j]): str(names[k]) for k in range(leaders) for j in range(followers)}
+
+
+def one_to_many_share(beta: float, market: float = 0.5) -> float:
+    """The share of a follower's next-day return variance that its leader's return today explains."""
+    return (1 - market ** 2) * beta ** 2 / (1 + beta ** 2)
+
+
+def one_to_many_panel(*, beta: float = 0.3, n_stocks: int = 10, leaders: int = 2, followers: int = 3,
+                      market: float = 0.5, start: str = "2004-01-02", end: str = "2015-12-31", vol: float = 0.012,
+                      dof: float = 5.0, seed: int = 0) -> pd.DataFrame:
+    """A long price panel (date, entity, close): every stock's return is ``market * m(t) + sqrt(1 - market^2) *
+    u_i(t)``, one t(``dof``) market shock shared by all; a follower's own part is ``u_f(t+1) = (beta * r_l(t) +
+    e_f(t+1)) / sqrt(1 + beta^2)``, ``r_l`` its leader's whole standardised return today (market included). Roles
+    (``one_to_many_roles``): ``leaders`` leaders, each leading ``followers`` followers, on shuffled names; the
+    other stocks are independent. A leader explains ``one_to_many_share(beta, market)`` of a follower's variance."""
+    roles = one_to_many_roles(n_stocks=n_stocks, leaders=leaders, followers=followers, seed=seed)
+    rng = np.random.default_rng(seed)
+    dates = pd.bdate_range(start, end)
+    n, scale = len(dates), np.sqrt(dof / (dof - 2))
+    names = [f"s{i:02d}" for i in range(n_stocks)]
+    m = rng.standard_t(dof, size=n) / scale
+    u = rng.standard_t(dof, size=(n, n_stocks)) / scale  # (T, N) own shocks
+    r = market * m[:, None] + np.sqrt(1 - market ** 2) * u  # leaders and the independent stocks
+    col = {name: i for i, name in enumerate(names)}
+    for follower, leader in roles.items():  # leaders' returns are final before any follower reads them
+        f, lead = col[follower], col[leader]
+        own = (beta * np.concatenate([[0.0], r[:-1, lead]]) + u[:, f]) / np.sqrt(1 + beta ** 2)
+        r[:, f] = market * m + np.sqrt(1 - market ** 2) * own
+    close = 50 * np.exp(np.cumsum(vol * r, axis=0))
+    wide = pd.DataFrame(close, index=pd.Index(dates.strftime("%Y-%m-%d"), name="date"), columns=names)
+    return wide.reset_index().melt(id_vars="date", var_name="entity", value_name="close")

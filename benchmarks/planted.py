@@ -315,7 +315,8 @@ def plot(rows: list[dict], path: Path) -> None:
     df = pd.DataFrame([r for r in rows if r["family"] == "panel_lead_lag"])
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     styles = {"planted_rule": ("k", "--"), "model": ("tab:blue", "-"), "no_identity": ("tab:orange", "-"),
-              "no_cross_entity": ("tab:green", "-"), "ridge_cross_stock": ("tab:red", ":")}
+              "no_cross_entity": ("tab:green", "-"), "ridge_cross_stock": ("tab:red", ":"),
+              "entity_mixing": ("tab:purple", "-")}
     for arm, (color, ls) in styles.items():
         g = df[df["arm"] == arm].groupby("beta")["rank_ic"]
         mean, sd, n = g.mean(), g.std(ddof=1).fillna(0), g.count()

@@ -256,6 +256,8 @@ def test_transfer_shares_encoder_and_freeze():
     (dict(pooling="sum"), "model.pooling must be one of last, attention, mean, max, concat, got 'sum'."),
     (dict(pooling="concat", entities=True), "model.pooling 'concat' cannot be combined with model.entities."),
     (dict(dropout=1.5), "model.dropout must be in [0, 1), got 1.5."),
+    (dict(hidden_size=9, relation="attention"), "model.num_heads (2) must divide the width the attention relation "
+                                                 "reads (9); choose a divisor of 9 or relation pairwise."),
 ])
 def test_bad_config(kw, msg):
     with pytest.raises(ValueError) as err:
@@ -430,6 +432,9 @@ def test_old_entity_relation_key_still_loads_and_params_name_the_new_one():
     old = {**ModelConfig(entities=True, relation="attention", num_heads=2).to_dict()}
     old["entity_relation"] = old.pop("relation")
     assert ModelConfig.from_dict(old).relation == "attention"
+    sequence = {**ModelConfig(hidden_size=8).to_dict(), "entity_relation": "attention"}
+    sequence.pop("relation")
+    assert ModelConfig.from_dict(sequence).relation == "pairwise"  # it chose the entities' relation only
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["panel"]["model"]["entity_relation"] = raw["panel"]["model"].pop("relation")
     with pytest.raises(ConfigError, match=r"^unknown key panel\.model\.entity_relation \(renamed: "

@@ -154,10 +154,10 @@ def market_noise_panel(*, n_stocks: int = 10, market: float = 0.6, start: str = 
     return wide.reset_index().melt(id_vars="date", var_name="entity", value_name="close")
 
 
-def shuffle_dates_across_stocks(panel: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+def shuffle_dates_across_stocks(panel: pd.DataFrame, *, seed: int = 0, min_gap: int = 63) -> pd.DataFrame:
     """A placebo of a long price panel (date, entity, close): each stock's daily log returns are rotated in time
-    by its own random offset (at least 250 days from 0 and from the series' length; each stock its own), then
-    cumulated again from its first close. Every stock keeps its own return series, its volatility clustering
+    by its own random offset (at least 250 days from 0 and from the series' length, and ``min_gap`` days from every
+    other stock's, so no two stocks keep a lead shorter than that), then cumulated again from its first close. Every stock keeps its own return series, its volatility clustering
     included, and the dates stay; what any stock's return says about another's next day is gone."""
     rng = np.random.default_rng(seed)
     wide = panel.pivot(index="date", columns="entity", values="close").sort_index()
@@ -165,7 +165,13 @@ def shuffle_dates_across_stocks(panel: pd.DataFrame, *, seed: int = 0) -> pd.Dat
     n = len(r)
     if n < 1000:
         raise ValueError(f"shuffle_dates_across_stocks: needs at least 1,001 dates, got {n + 1}.")
-    offsets = rng.choice(np.arange(250, n - 250), size=r.shape[1], replace=False)
+    while True:  # offsets at least `min_gap` days apart (circularly): two stocks that share a shock (followers of
+        # one leader) whose offsets differ by d < lookback would keep a d-day lead-lag between them
+        offsets = rng.choice(np.arange(250, n - 250), size=r.shape[1], replace=False)
+        gaps = np.abs(offsets[:, None] - offsets[None, :])
+        gaps = np.minimum(gaps, n - gaps)[~np.eye(len(offsets), dtype=bool)]
+        if gaps.min() >= min_gap:
+            break
     rotated = np.stack([np.roll(r[:, j], int(k)) for j, k in enumerate(offsets)], axis=1)
     close = wide.iloc[0].to_numpy() * np.exp(np.vstack([np.zeros(r.shape[1]), np.cumsum(rotated, axis=0)]))
     out = pd.DataFrame(close, index=wide.index, columns=wide.columns)
@@ -194,7 +200,8 @@ def one_to_many_panel(*, beta: float = 0.3, n_stocks: int = 10, leaders: int = 2
     u_i(t)``, one t(``dof``) market shock shared by all; a follower's own part is ``u_f(t+1) = (beta * r_l(t) +
     e_f(t+1)) / sqrt(1 + beta^2)``, ``r_l`` its leader's whole standardised return today (market included). Roles
     (``one_to_many_roles``): ``leaders`` leaders, each leading ``followers`` followers, on shuffled names; the
-    other stocks are independent. A leader explains ``one_to_many_share(beta, market)`` of a follower's variance."""
+    other stocks are independent. A leader explains ``one_to_many_share(beta, market)`` of a follower's variance;
+    the other leader, through the market factor both carry, about ``market^2`` times as much correlation."""
     roles = one_to_many_roles(n_stocks=n_stocks, leaders=leaders, followers=followers, seed=seed)
     rng = np.random.default_rng(seed)
     dates = pd.bdate_range(start, end)

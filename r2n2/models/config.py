@@ -123,6 +123,10 @@ class ModelConfig:
                              f"got {self.relation!r}.")
         if self.entity_mixing and not self.entities:
             raise ValueError("model.entity_mixing needs model.entities (it mixes the entities of a panel).")
+        width = self.encoder_size if self.cell in CELLS else None  # a plug-in cell says its width when built
+        if self.relational and self.relation == "attention" and width and width % self.num_heads:
+            raise ValueError(f"model.num_heads ({self.num_heads}) must divide the width the attention relation "
+                             f"reads ({width}); choose a divisor of {width} or relation pairwise.")
         if self.identity and not self.entities:
             raise ValueError("model.identity needs model.entities (it tells the entities of a panel apart).")
         if isinstance(self.num_entities, bool) or not isinstance(self.num_entities, int) or self.num_entities < 0:
@@ -164,6 +168,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
+        if "entity_relation" in data and not data.get("entities"):  # before 2026-12-07 it chose the entities'
+            data = {**data, "entity_relation": "pairwise"}  # relation only: a sequence model's was always pairwise
         data = {RENAMED.get(k, k): v for k, v in data.items()}  # checkpoints written before a rename load
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

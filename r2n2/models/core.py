@@ -194,14 +194,16 @@ class RelationalRNN(nn.Module):
             h = self.encode(x.reshape(B * E, T, F), flat_mask)  # (B*E, T, D)
             z, weights = self.pool(h, flat_mask, relational=False)  # (B*E, D)
             z = z.view(B, E, -1)  # (B*E, D) -> (B, E, D)
-            newest = x[:, :, -1] if mask is None else x[torch.arange(B)[:, None], torch.arange(E), mask.sum(-1) - 1]
             if cfg.num_entities and E != cfg.num_entities:
-                raise ValueError(f"the model knows {cfg.num_entities} entities by identity, got input with {E}.")
+                how = "by identity" if cfg.identity else "by position (entity_mixing)"
+                raise ValueError(f"the model knows {cfg.num_entities} entities {how}, got input with {E}.")
             if cfg.identity and cfg.num_entities:
                 z = z + self.identity.weight  # (B, E, D) + (E, D): who is who, learned
             if cfg.relational:
                 z = self.relational(z)  # every entity related to every other (the entities as one sequence): (B, E, D)
-            if cfg.entity_mixing and cfg.num_entities:  # each entity plus a linear map of the others' encodings
+            if cfg.entity_mixing and cfg.num_entities:  # each entity plus a linear map of the others' newest features
+                last = (mask.sum(-1) - 1) if mask is not None else torch.full((B, E), T - 1, device=x.device)
+                newest = x[torch.arange(B, device=x.device)[:, None], torch.arange(E, device=x.device), last]  # (B, E, F)
                 others = self.mixing * (1 - torch.eye(E, device=z.device, dtype=z.dtype))  # (E, E), no self-loop
                 z = z + torch.einsum("ij,bjd->bid", others, self.mixing_value(newest))  # (B, E, D)
             if weights is not None:

@@ -60,7 +60,8 @@ def _cfg(folder: Path, seed: int, **model):
 def _metrics(folder: Path) -> dict:
     m = json.loads((folder / "data/reports/panel/metrics.json").read_text())
     alone = next(c for c in m["comparisons"] if c["b"] == "no_cross_entity" and c["metric"] == "rank_ic")
-    return {"model": m["model"], "no_cross_entity": m["baselines"]["no_cross_entity"], "vs_alone": alone}
+    return {"model": m["model"], "no_cross_entity": m["baselines"]["no_cross_entity"], "baselines": m["baselines"],
+            "vs_alone": alone}
 
 
 def _planted_rule(folder: Path, family: str = "panel_lead_lag", seed: int = 0) -> dict:
@@ -120,7 +121,7 @@ def run_one(beta: float, seed: int, work: Path, family: str = "panel_lead_lag") 
     rows.append({**base, "arm": "no_cross_entity", "rank_ic": main["no_cross_entity"]["rank_ic"],
                  "rank_ic_tstat": main["no_cross_entity"]["rank_ic_tstat"]})
     rows.append({**base, "arm": "planted_rule", **rule})
-    ridge = json.loads((folder / "data/reports/panel/metrics.json").read_text())["baselines"]["ridge_cross_stock"]
+    ridge = main["baselines"]["ridge_cross_stock"]
     rows.append({**base, "arm": "ridge_cross_stock", "rank_ic": ridge["rank_ic"],
                  "rank_ic_tstat": ridge["rank_ic_tstat"]})
     rows[0]["seconds"] = round(seconds, 1)
@@ -163,8 +164,8 @@ def run_placebo(name: str, seed: int, work: Path) -> list[dict]:
     PLACEBOS[name](seed).to_csv(folder / "panel.csv", index=False)
     for stage in STAGES:
         run_stage(stage, "panel", _cfg(folder, seed), folder, log=lambda _: None)
-    m = json.loads((folder / "data/reports/panel/metrics.json").read_text())
-    alone = next(c for c in m["comparisons"] if c["b"] == "no_cross_entity" and c["metric"] == "rank_ic")
+    m = _metrics(folder)
+    alone = m["vs_alone"]
     base = {"family": name, "beta": 0.0, "share": 0.0, "seed": seed}
     rows = [{**base, "arm": "model", "rank_ic": m["model"]["rank_ic"], "rank_ic_tstat": m["model"]["rank_ic_tstat"],
              "vs_alone_diff": alone["diff"], "vs_alone_ci": [alone["ci_low"], alone["ci_high"]]}]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,16 @@ class Example:
     paths: CasePaths
     steps: list = field(default_factory=list)
 
+    @cached_property
+    def rolling(self) -> Any:
+        """The example's config with rolling cut dates: what a deployment retrain and the replay use."""
+        return _config(self.case, {**self.values, "window.cuts": "rolling"})
+
+    @cached_property
+    def trained(self) -> tuple:
+        """(model, checkpoint metadata) of the research model the stages trained."""
+        return load_checkpoint(self.paths.model_dir / "model.pt")
+
     def step(self, what: str, ok: bool, detail: str = "") -> None:
         _step(self.case, what, ok, detail)
         self.steps.append(what)
@@ -94,14 +105,14 @@ def _evaluate(ex: Example) -> None:
 
 
 def _predict(ex: Example) -> None:
-    model, ck = load_checkpoint(ex.paths.model_dir / "model.pt")
+    model, ck = ex.trained
     out = ex.case.predict(model, window_meta_of(ck), ck, ex.values["data.source"], ex.cfg)
     ex.step("predict", len(out) > 0 and bool(out.select_dtypes("number").notna().all().all()),
             "no predictions, or missing values in them")
 
 
 def _monitor_signals(ex: Example) -> None:
-    model, ck = load_checkpoint(ex.paths.model_dir / "model.pt")
+    model, ck = ex.trained
     data = ex.case.load(ex.cfg, ex.paths.windows)
     frame, signals = ex.case.monitor_frame(ex.cfg, data, model, ck)
     train, val, _ = periods(frame, window_meta_of(ck), signals.time)
@@ -127,7 +138,7 @@ def _promotion(ex: Example) -> None:
 
 
 def _rolling_retrain(ex: Example) -> None:
-    rolling = _config(ex.case, {**ex.values, "window.cuts": "rolling"})
+    rolling = ex.rolling
     ops = ex.paths.operations()  # a deployment retrain: its own workspace, the research outputs untouched
     for name in ("ingest", "validate", "window", "train"):
         run_stage(name, ex.case, rolling, ex.root, paths=ops)
@@ -142,7 +153,7 @@ def _causal_features(ex: Example) -> None:
     """The replay scores every day from the full-history table: a day's features must not change when later
     days arrive."""
     case, root = ex.case, ex.root
-    rolling = _config(case, {**ex.values, "window.cuts": "rolling"})
+    rolling = ex.rolling
     src = read_parquet(ex.paths.validated, "validated example data")
     cut = src["date"].drop_duplicates().sort_values().iloc[-60]
     case.build_windows(rolling, src, root / "causal-full", lambda m: None)

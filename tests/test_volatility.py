@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from r2n2.cases.volatility import (FEATURES, HISTORY, VolatilityCase, calibrate, econometric_forecasts,
-                                   garman_klass, qlike, volatility_features)
+from r2n2.cases.volatility import FEATURES, HISTORY, VolatilityCase, garman_klass, volatility_features
+from r2n2.evaluate.econometric import calibrate, econometric_forecasts, qlike
 from r2n2.errors import ConfigError, DataError
 from r2n2.evaluate.stats import diebold_mariano
 from r2n2.registry import load_params

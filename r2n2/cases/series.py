@@ -1,30 +1,40 @@
 """The price kinds. ``PriceCase``: what every price case shares (the price-table ingest and validation,
-calendar cut dates, the series window configuration). ``SeriesCase``: one forecast per series (``stocks``):
-its window metadata and data, its one scorer (``series_frame``, used by monitor, promotion and replay) and its
-monitor signals. The cross-section kind (``panel``) is ``r2n2.cases.crosssection``.
+calendar cut dates, the series window configuration). ``SeriesCase``: one forecast per series, complete: its
+config (``SeriesConfig``, the sections every series case shares), windows, naive benchmark, evaluation and
+predict, its window metadata and data, its one scorer (``series_frame``, used by monitor, promotion and replay)
+and its monitor signals. A series case is a name, its built-in data and its defaults (``r2n2.cases.stocks``);
+one with another target overrides the table and the scoring (``r2n2.cases.volatility``). The cross-section
+kind is ``r2n2.cases.crosssection``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from pathlib import Path
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from .base import (
-    CaseData, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, fraction_cuts, iso, predict_batches,
-    window_meta_of,
+    CaseData, Log, MonitorSignals, UseCase, WindowMeta, check_choice, check_range, fraction_cuts, iso,
+    predict_batches, window_meta_of,
 )
-from ..data.validate import price_suite
-from ..data.window import StockBatches, StockWindows, load_entity_split, load_stock_split, scale_features
+from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
+from ..data.sources import DataConfig, read_prices
+from ..data.validate import PriceChecks, price_suite
+from ..data.window import (FEATURE_NAMES, StockBatches, StockWindows, fit_scalers, load_entity_split,
+                           load_stock_split, scale_features, series_table, split_summary)
 from ..errors import ConfigError, DataError
 from ..evaluate.distribution import student_t_quantiles
+from ..io import write_parquet_atomic
 from ..models.config import ModelConfig
+from .forecast import evaluate_forecasts, predict_prices
 
-__all__ = ["PriceCase", "SeriesCase", "SeriesMeta", "SeriesData", "SeriesWindowConfig", "calendar_cuts",
-           "load_builtin_stocks", "price_schema", "series_frame"]
+__all__ = ["PriceCase", "SeriesCase", "SeriesConfig", "SeriesEvaluateConfig", "SeriesMeta", "SeriesData",
+           "SeriesWindowConfig", "ForecastWindowConfig", "calendar_cuts", "load_builtin_stocks", "price_schema",
+           "series_frame"]
 
 PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 
@@ -58,6 +68,37 @@ class SeriesWindowConfig:
     val_days: int = 250                  # rolling: trading days of early stopping
     holdout_days: int = 63               # rolling: trading days of the promotion slice (never trained or
     #                                      early-stopped on)
+
+
+@dataclass
+class ForecastWindowConfig(SeriesWindowConfig):
+    """The windows of a price forecast: its target and which series pretrains and which is the transfer target."""
+    target: str = "return"               # return | close | volatility (all scored as returns / volatility)
+    pretrain_entity: str | None = None   # the main model's series (null or absent from the data: the first one)
+    finetune_entity: str | None = None   # transfer target (null or absent: no fine-tuning)
+
+
+@dataclass
+class SeriesEvaluateConfig:
+    seeds: int = 1                       # models and neural baselines trained with train.seed + 0..seeds-1
+    plots: bool = True
+    cost_bps: float = 1.0                # trading cost per unit of turnover, basis points (sign strategy)
+    bootstrap: int = 2000                # bootstrap resamples of the paired comparisons
+    seed: int = 0                        # bootstrap seed
+
+
+@dataclass
+class SeriesConfig:
+    """The params sections every series case shares; a case subclasses it to change a section's defaults."""
+    data: DataConfig = field(default_factory=DataConfig)
+    validate: PriceChecks = field(default_factory=PriceChecks)
+    window: ForecastWindowConfig = field(default_factory=ForecastWindowConfig)
+    model: ModelConfig = field(default_factory=lambda: ModelConfig(cell="rnn", num_layers=2))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: SeriesEvaluateConfig = field(default_factory=SeriesEvaluateConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 def check_series_window(w: SeriesWindowConfig, prefix: str) -> None:
@@ -219,18 +260,99 @@ def series_frame(model, mmeta: SeriesMeta, rows: pd.DataFrame, naive=None) -> pd
 
 
 class SeriesCase(PriceCase):
-    """One forecast per series, judged against the random walk; inherits monitor, promotion and replay."""
+    """One forecast per series, complete: a case on this kind is its name, its built-in data (``builtin``) and
+    its defaults (``config_cls``, a ``SeriesConfig``). Windows of price features (``window_table``), the naive
+    benchmark of its target, evaluation against the random walk and the historical mean (Diebold-Mariano,
+    Clark-West, Pesaran-Timmermann, the sign strategy), predict, and the inherited monitor, promotion and replay."""
 
     kind = "series"
+    config_cls: ClassVar[type] = SeriesConfig
+    metric = ("val_mse", False)
+    plots = (("forecast.csv", "linear", "date", ["actual", "forecast"]),
+             ("cumulative.csv", "linear", "date", ["buy_and_hold", "sign_strategy"]))
     headline_metrics = ("rmse", "rel_rmse_random_walk", "oos_r2", "directional_accuracy")
     main_baseline = "random_walk"
     benchmark = ("random_walk", "rel_rmse_random_walk", False)  # no change in price
     naive_name: ClassVar[str] = "random walk"  # the benchmark of monitor, gate and replay
+    meta_cls: ClassVar[type] = SeriesMeta      # the window metadata ``build_windows`` writes
+    # the built-in data (``data.source: builtin``) as a long price table; None: the case has none
+    builtin: ClassVar[Callable[[], pd.DataFrame] | None] = None
+
+    def check_config(self, cfg, prefix: str) -> None:
+        check_series_window(cfg.window, prefix)
+        check_choice(prefix, "window.target", cfg.window.target, ("return", "close", "volatility"))
+
+    def _builtin(self) -> pd.DataFrame:
+        load = type(self).builtin
+        if load is None:
+            raise ConfigError(f"the {self.name} case ships no built-in data: set {self.name}.data.source to a CSV, "
+                              "Parquet, folder or database of prices.")
+        return load()
+
+    def read_source(self, cfg) -> pd.DataFrame:
+        return read_prices(cfg.data, name=self.name, builtin=self._builtin)
+
+    # -- windows ---------------------------------------------------------------------------------
+    def window_table(self, cfg, df: pd.DataFrame, cuts: dict) -> tuple[pd.DataFrame, list[str]]:
+        """(one row per entity and date: features, target, split; the feature columns) from the long prices."""
+        w = cfg.window
+        table = series_table(df, lookback=w.lookback, horizon=w.horizon, target=w.target, cuts=cuts)
+        return table, [c for c in FEATURE_NAMES.values() if c in table]
+
+    def meta_fields(self, cfg) -> dict:
+        """What this case's window metadata holds beyond the kind's (the target; a subclass adds its own)."""
+        return {"target": cfg.window.target}
+
+    def build_windows(self, cfg, df: pd.DataFrame, out_dir: Path, log: Log) -> SeriesMeta:
+        w = cfg.window
+        cuts = calendar_cuts(df["date"], w)
+        table, features = self.window_table(cfg, df, cuts)
+        entities = list(dict.fromkeys(table["entity"]))
+        pretrain = w.pretrain_entity if w.pretrain_entity in entities else entities[0]
+        splits = split_summary(table, "entity", "date")
+        short = [s for s, v in splits[pretrain].items() if v["n"] == 0]
+        if short:
+            raise DataError(
+                f"entity {pretrain!r} has no {'/'.join(short)} windows between the cut dates {cuts['val_start']} "
+                f"and {cuts['test_start']} (data {cuts['start']} to {cuts['end']}) with lookback {w.lookback} and "
+                f"horizon {w.horizon}; provide more rows, move {self.name}.window.val_start/test_start or lower "
+                f"{self.name}.window.lookback.")
+        scaler, target_scaler = fit_scalers(table, features, cuts["val_start"])
+        write_parquet_atomic(table, out_dir / "features.parquet")
+        meta = self.meta_cls(case=self.name, time="date", cuts=cuts, splits=splits, cut_rule=w.cuts,
+                             lookback=w.lookback, horizon=w.horizon, features=features, entities=entities,
+                             scaler=scaler, target_scaler=target_scaler, pretrain_entity=pretrain,
+                             finetune_entity=w.finetune_entity if w.finetune_entity in entities
+                             and w.finetune_entity != pretrain else None, **self.meta_fields(cfg))
+        meta.save(out_dir / "meta.json")
+        return meta
 
     def naive_forecast(self, rows: pd.DataFrame, meta: SeriesMeta) -> np.ndarray:
         """The naive benchmark's forecast of each row's target (``meta``: the windows' metadata), from what is
-        known at its date (the random walk of a return: 0). A case whose target is no return overrides it."""
+        known at its date, as the evaluation scores it: the random walk (no change) of a return is 0; of a log
+        close, today's log close; for volatility, the realised volatility of the last ``horizon`` days."""
+        if meta.target == "close":
+            return rows["base_log_close"].to_numpy(float)
+        if meta.target == "volatility":
+            r = rows["ret_close"].to_numpy(float)
+            return np.sqrt(pd.Series(r ** 2).rolling(meta.horizon, min_periods=1).mean().to_numpy())
         return np.zeros(len(rows))
+
+    def neural_baselines(self, cfg) -> dict[str, ModelConfig]:
+        # the ablation toggles the relational module and nothing else (cell, size, pooling, budget unchanged)
+        return {"no_relational": replace(cfg.model, relational=False)}
+
+    # -- evaluate / serve ------------------------------------------------------------------------
+    def evaluate(self, cfg, data, models: dict, paths, log: Log) -> dict:
+        return evaluate_forecasts(cfg, data, models, paths, log)
+
+    def read_input(self, cfg, input_path: str) -> pd.DataFrame:
+        """The prices of predict's ``--input``, read as the case's source is (its column mapping, layout...)."""
+        return read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
+                           builtin=self._builtin)
+
+    def predict(self, model, meta: SeriesMeta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
+        return predict_prices(model, meta, self.read_input(cfg, input_path))
 
     def load(self, cfg, windows_dir) -> SeriesData:
         return SeriesData(self, cfg, windows_dir)

@@ -50,31 +50,25 @@ noisy range proxy its ranking can differ. Diebold–Mariano on each loss, and th
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
-from ..data.sources import DataConfig, read_prices
-from ..data.validate import PriceChecks
-from ..data.window import fit_scalers, split_summary, window_splits
+from ..data.window import window_splits
 from ..errors import ConfigError, DataError
 from ..evaluate.engine import (ablation_check, ablation_lines, across_seeds, adjust_families, comparison_table,
                                comparison_text, evaluate_heads, families_lines, head_table, seed_rows, seed_table)
 from ..evaluate.plots import plot_forecast, plot_learning_curves, write_csv
 from ..evaluate.report import fmt, history
 from ..evaluate.stats import diebold_mariano, mde_block, verdict
-from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
-from ..models.config import ModelConfig
+from ..evaluate.econometric import calibrate, econometric_forecasts, model_confidence_set, qlike
+from ..io import write_json_atomic, write_text_atomic
 from .base import Log, check_range, window_meta_of, write_predict_calibration
-from .series import (SeriesCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_series_window,
+from .series import (SeriesCase, SeriesConfig, SeriesMeta, SeriesWindowConfig, check_series_window,
                      load_builtin_stocks, series_frame)
 
-__all__ = ["VolatilityCase", "VolatilityConfig", "garman_klass", "volatility_features", "econometric_forecasts",
-           "qlike", "calibrate"]
+__all__ = ["VolatilityCase", "VolatilityConfig", "garman_klass", "volatility_features"]
 
 FEATURES = ["logvar_1d", "logvar_5d", "logvar_22d", "ret_close", "ret_overnight"]
 HISTORY = 22                 # days of proxies behind the first usable row (the 22-day HAR aggregate)
@@ -102,16 +96,9 @@ class VolatilityEvaluateConfig:
 
 
 @dataclass
-class VolatilityConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    validate: PriceChecks = field(default_factory=PriceChecks)
+class VolatilityConfig(SeriesConfig):
     window: VolatilityWindowConfig = field(default_factory=VolatilityWindowConfig)
-    model: ModelConfig = field(default_factory=lambda: ModelConfig(cell="rnn", num_layers=2))
-    train: TrainConfig = field(default_factory=TrainConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: VolatilityEvaluateConfig = field(default_factory=VolatilityEvaluateConfig)
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 @dataclass
@@ -182,65 +169,8 @@ def volatility_table(df: pd.DataFrame, *, lookback: int, horizon: int, floor: fl
     return pd.concat(frames, ignore_index=True)
 
 
-# ---------------------------------------------------------------------------------------------- baselines
-def econometric_forecasts(rows: pd.DataFrame, first: int, last: int, *, horizon: int, refit_every: int,
-                          lam: float = 0.94) -> pd.DataFrame:
-    """Raw log forecasts of HAR, GARCH(1,1)-t, GJR-GARCH(1,1,1)-t and EWMA made at the close of each row
-    ``first..last`` (positions in one entity's rows, sorted by date) for the target's h days. Refits every
-    ``refit_every`` rows on the expanding window of rows before the block's first row (so never on a day at or
-    after a forecast's date); within a block the fitted parameters filter through each forecast's own day only
-    (the model holds no row after the block's last). Returns one row per forecast with ``fit_through``, the last
-    day any fit saw."""
-    from arch import arch_model
-    from arch.univariate import HARX
-
-    r = rows["ret_close"].to_numpy(float) * 100  # percent returns: better conditioned optimisation
-    lv = rows["logvar_1d"].to_numpy(float)
-    dates = rows["date"].to_numpy()
-    ew = np.empty(len(r))  # RiskMetrics: sigma^2_{t+1} = lam sigma^2_t + (1 - lam) r_t^2, known at t's close
-    ew_prev = float(np.mean(r[:HISTORY] ** 2))
-    for t, x in enumerate(r):
-        ew_prev = lam * ew_prev + (1 - lam) * x * x
-        ew[t] = ew_prev
-    out = {k: np.full(last - first + 1, np.nan) for k in ("har", "garch_t", "gjr_garch_t")}
-    fit_through = np.empty(last - first + 1, dtype=dates.dtype)
-    start = {}
-    for s in range(first, last + 1, refit_every):
-        e = min(s + refit_every - 1, last)
-        sl = slice(s - first, e - first + 1)
-        fit_through[sl] = dates[s - 1]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # arch's convergence / scaling notes on short or calm samples
-            har = HARX(lv[:e + 1], lags=[1, 5, HISTORY]).fit(last_obs=s, disp="off")
-            out["har"][sl] = har.forecast(horizon=horizon, start=s, reindex=False).mean.to_numpy().mean(axis=1)
-            for name, o in (("garch_t", 0), ("gjr_garch_t", 1)):
-                am = arch_model(r[:e + 1], mean="Constant", vol="GARCH", p=1, o=o, q=1, dist="t")
-                res = am.fit(last_obs=s, disp="off", starting_values=start.get(name))
-                start[name] = res.params.to_numpy()
-                var = res.forecast(horizon=horizon, start=s, reindex=False).variance.to_numpy().mean(axis=1)
-                out[name][sl] = np.log(var / 1e4)
-    frame = pd.DataFrame({"date": dates[first:last + 1], **out, "ewma": np.log(ew[first:last + 1] / 1e4),
-                          "fit_through": fit_through})
-    return frame
-
-
-# ---------------------------------------------------------------------------------------------- losses
-def qlike(var, forecast) -> np.ndarray:
-    """QLIKE (Patton 2011) of variance forecasts ``forecast`` for the proxy ``var`` (both on the level):
-    ``var / f - ln(var / f) - 1`` >= 0, zero when f = var."""
-    ratio = np.asarray(var, dtype=float) / np.asarray(forecast, dtype=float)
-    return ratio - np.log(ratio) - 1
-
-
 def _sq(y, f):
     return (np.asarray(y, dtype=float) - np.asarray(f, dtype=float)) ** 2
-
-
-def calibrate(y_val: np.ndarray, g_val: np.ndarray) -> dict:
-    """The log-vs-level rule of every forecaster, fitted on validation (module docstring): ``a`` (log
-    intercept) and ``b`` (level factor, QLIKE's in-sample optimum)."""
-    d = np.asarray(y_val, dtype=float) - np.asarray(g_val, dtype=float)
-    return {"a": float(np.mean(d)), "b": float(np.mean(np.exp(d)))}
 
 
 def _score(y, g, cal) -> dict:
@@ -258,7 +188,8 @@ def _losses(y, g, cal) -> dict[str, np.ndarray]:
 class VolatilityCase(SeriesCase):
     name = "volatility"
     config_cls = VolatilityConfig
-    metric = ("val_mse", False)
+    meta_cls = VolatilityMeta
+    builtin = load_builtin_stocks
     naive_name = "naive (last days' log variance proxy)"
     headline_metrics = ("mse_log", "qlike", "mse_log_raw", "qlike_raw")
     main_baseline = "har"
@@ -284,38 +215,18 @@ class VolatilityCase(SeriesCase):
         return rows["naive"].to_numpy(float)
 
     def read_source(self, cfg: VolatilityConfig) -> pd.DataFrame:
-        df = read_prices(cfg.data, name=self.name, builtin=load_builtin_stocks)
+        df = super().read_source(cfg)
         _require_ohlc(df, self.name)
         return df
 
-    # -- windows ---------------------------------------------------------------------------------
-    def build_windows(self, cfg: VolatilityConfig, df: pd.DataFrame, out_dir: Path, log: Log) -> VolatilityMeta:
-        w = cfg.window
+    # -- windows: the kind's, on this case's table ------------------------------------------------
+    def window_table(self, cfg: VolatilityConfig, df: pd.DataFrame, cuts: dict) -> tuple[pd.DataFrame, list[str]]:
         _require_ohlc(df, self.name)
-        cuts = calendar_cuts(df["date"], w)
-        table = volatility_table(df, lookback=w.lookback, horizon=w.horizon, floor=w.floor, cuts=cuts)
-        entities = list(dict.fromkeys(table["entity"]))
-        pretrain = w.pretrain_entity if w.pretrain_entity in entities else entities[0]
-        splits = split_summary(table, "entity", "date")
-        short = [s for s, v in splits[pretrain].items() if v["n"] == 0]
-        if short:
-            raise DataError(f"entity {pretrain!r} has no {'/'.join(short)} windows between the cut dates "
-                            f"{cuts['val_start']} and {cuts['test_start']} (data {cuts['start']} to {cuts['end']}) "
-                            f"with lookback {w.lookback} and horizon {w.horizon}; provide more rows or move "
-                            f"{self.name}.window.val_start/test_start.")
-        scaler, target_scaler = fit_scalers(table, FEATURES, cuts["val_start"])
-        write_parquet_atomic(table, out_dir / "features.parquet")
-        meta = VolatilityMeta(case=self.name, time="date", cuts=cuts, splits=splits, cut_rule=w.cuts,
-                              lookback=w.lookback, horizon=w.horizon, target="logvar", features=list(FEATURES),
-                              entities=entities, scaler=scaler, target_scaler=target_scaler, pretrain_entity=pretrain,
-                              finetune_entity=w.finetune_entity if w.finetune_entity in entities
-                              and w.finetune_entity != pretrain else None, floor=w.floor)
-        meta.save(out_dir / "meta.json")
-        return meta
+        w = cfg.window
+        return volatility_table(df, lookback=w.lookback, horizon=w.horizon, floor=w.floor, cuts=cuts), list(FEATURES)
 
-    def neural_baselines(self, cfg: VolatilityConfig) -> dict[str, ModelConfig]:
-        # the ablation toggles the relational module and nothing else (cell, size, pooling, budget unchanged)
-        return {"no_relational": replace(cfg.model, relational=False)}
+    def meta_fields(self, cfg: VolatilityConfig) -> dict:
+        return {"target": "logvar", "floor": cfg.window.floor}
 
     # -- evaluate --------------------------------------------------------------------------------
     def evaluate(self, cfg: VolatilityConfig, data, models: dict, paths, log: Log) -> dict:
@@ -360,8 +271,7 @@ class VolatilityCase(SeriesCase):
         forecasts: the input's h-th next trading day, business days past its end) and ``horizon_days``; a model
         with a distribution head adds its log-variance quantiles ``q<level>`` (before the report's conformal
         offsets)."""
-        prices = read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
-                             builtin=load_builtin_stocks)
+        prices = self.read_input(cfg, input_path)
         _require_ohlc(prices, self.name)
         frames = []
         for entity, part in prices.groupby("entity", sort=False):
@@ -412,7 +322,8 @@ def _role(cfg, data, role: str, neural: dict, log: Log) -> dict:
     first, last = int(idx["val"][0]), int(idx["test"][-1])
     log(f"{data.key(role)}: HAR / GARCH-t / GJR-t refits every {cfg.evaluate.refit_every} days, "
         f"{rows['date'].iloc[first].date()} .. {rows['date'].iloc[last].date()}")
-    econ = econometric_forecasts(rows, first, last, horizon=data.meta.horizon, refit_every=cfg.evaluate.refit_every)
+    econ = econometric_forecasts(rows, first, last, horizon=data.meta.horizon, refit_every=cfg.evaluate.refit_every,
+                                history=HISTORY)
     raw = {name: _neural(mdl, ck, rows, dates) for name, (mdl, ck) in neural.items()}
     raw["naive"] = {s: rows["naive"].to_numpy(float)[i] for s, i in idx.items()}
     for name in ("har", "garch_t", "gjr_garch_t", "ewma"):
@@ -504,19 +415,7 @@ def _compare(r: dict, a: str, others: list[str], horizon: int) -> list[dict]:
 
 
 def _mcs(losses: dict[str, dict[str, np.ndarray]], e) -> dict:
-    """The model confidence set (Hansen, Lunde & Nason 2011; ``arch.bootstrap.MCS``, range statistic, stationary
-    bootstrap) of every forecaster, per loss."""
-    from arch.bootstrap import MCS
-
-    out = {}
-    for metric in ("mse_log", "qlike"):
-        frame = pd.DataFrame({k: v[metric] for k, v in losses.items()})
-        mcs = MCS(frame, size=e.mcs_size, reps=e.bootstrap, method="R", seed=e.seed)
-        mcs.compute()
-        p = mcs.pvalues.iloc[:, 0]
-        out[metric] = {"size": e.mcs_size, "included": sorted(mcs.included), "excluded": list(mcs.excluded),
-                       "pvalues": {str(k): float(v) for k, v in p.items()}}
-    return out
+    return model_confidence_set(losses, ("mse_log", "qlike"), size=e.mcs_size, reps=e.bootstrap, seed=e.seed)
 
 
 def _seed_table(families: dict, r: dict, a: str, others: list[str]) -> tuple[dict, list]:

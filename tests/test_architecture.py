@@ -70,8 +70,10 @@ def test_stage_code_deps_cover_every_module_the_case_and_the_stage_table_run():
                 assert any(path == d or path.startswith(d + "/") for d in deps), (case.name, st.name, path)
     # the bug this replaced: the panel's stages did not list a module the panel imports
     panel = code_deps(STAGES[0], REGISTRY["panel"])
-    assert {"r2n2/cases/series.py", "r2n2/cases/crosssection.py"} <= set(panel)
+    assert {"r2n2/cases/prices.py", "r2n2/cases/crosssection.py"} <= set(panel)
     assert "r2n2/cases/stocks.py" not in panel and "r2n2/cases/text.py" not in panel
+    # nor does it rerun when the series kind's scoring changes: the price kinds share r2n2.cases.prices only
+    assert "r2n2/cases/series.py" not in panel and "r2n2/cases/forecast.py" not in panel
 
 
 def test_committed_dvc_yaml_lists_the_computed_code_deps():
@@ -108,13 +110,14 @@ def test_dvc_status_reruns_the_panel_after_an_edit_to_a_module_it_imports(tmp_pa
     run("dvc", "init", "-q")
     run("dvc", "repro", "-q")
     assert "up to date" in run("dvc", "status")
-    text = tmp_path / "r2n2" / "cases" / "text.py"  # the sentiment case's kind: not run by the panel
-    text.write_text(text.read_text() + "\n# an edit\n")
-    assert "up to date" in run("dvc", "status")
-    kind = tmp_path / "r2n2" / "cases" / "series.py"  # imported by the panel through its kind
+    for other in ("text.py", "series.py"):  # the sentiment case's kind, the series kind: not run by the panel
+        path = tmp_path / "r2n2" / "cases" / other
+        path.write_text(path.read_text() + "\n# an edit\n")
+        assert "up to date" in run("dvc", "status")
+    kind = tmp_path / "r2n2" / "cases" / "prices.py"  # imported by the panel through its kind
     kind.write_text(kind.read_text() + "\n# an edit\n")
     out = run("dvc", "status")
-    assert "probe-panel" in out and "r2n2/cases/series.py" in out
+    assert "probe-panel" in out and "r2n2/cases/prices.py" in out
 
 
 def _functions(node, prefix=""):

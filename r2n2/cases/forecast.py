@@ -1,4 +1,4 @@
-"""Scoring, reporting, prediction and monitoring of price-series cases (``stocks`` and its instances): forecasts of one
+"""Scoring, reporting and prediction of the series kind (``r2n2.cases.series.SeriesCase``): forecasts of one
 series at a time.
 Evaluation loads checkpoints and scores them; it never trains."""
 
@@ -101,17 +101,20 @@ def _compare(y, a_pred, b_pred, a: str, b: str, cfg, horizon: int, *, nested: bo
     return out
 
 
-def _trading(pred, y, cost_bps: float) -> tuple[dict, list[dict]]:
+def _trading(pred, y, cost_bps: float, ppy: int) -> tuple[dict, list[dict]]:
     """The sign strategy and buy-and-hold, net of ``cost_bps`` and gross, each with its Sharpe ratio's Lo (2002)
-    standard error; and the Ledoit–Wolf (2008) HAC test of their Sharpe ratios, net and gross."""
-    out = {"sign_strategy": sign_strategy(pred, y, cost_bps=cost_bps),
-           "buy_and_hold": buy_and_hold(y, cost_bps=cost_bps),
-           "gross": {"sign_strategy": sign_strategy(pred, y), "buy_and_hold": buy_and_hold(y)}, "cost_bps": cost_bps}
+    standard error; and the Ledoit–Wolf (2008) HAC test of their Sharpe ratios, net and gross; annualised with
+    ``ppy`` periods a year (the case's calendar)."""
+    out = {"sign_strategy": sign_strategy(pred, y, cost_bps=cost_bps, periods_per_year=ppy),
+           "buy_and_hold": buy_and_hold(y, cost_bps=cost_bps, periods_per_year=ppy),
+           "gross": {"sign_strategy": sign_strategy(pred, y, periods_per_year=ppy),
+                     "buy_and_hold": buy_and_hold(y, periods_per_year=ppy)}, "cost_bps": cost_bps}
     comps = []
     for label, c in (("net", cost_bps), ("gross", 0.0)):
         rs = net_returns(np.sign(pred), y, cost_bps=c)[0]
         rb = net_returns(np.ones(len(y)), y, cost_bps=c)[0]
-        comp = sharpe_difference(rs, rb, a="sign_strategy", b="buy_and_hold", metric=f"sharpe_{label}")
+        comp = sharpe_difference(rs, rb, a="sign_strategy", b="buy_and_hold", metric=f"sharpe_{label}",
+                                 periods_per_year=ppy)
         comp["verdict"] = verdict(comp, higher_is_better=True)
         comps.append(comp)
     return out, comps
@@ -188,7 +191,8 @@ def evaluate_forecasts(cfg, data, models: dict, paths, log) -> dict:
     metrics["tests"] = forecast_tests(y, pred, bench["random_walk"], horizon=h, directional=directional)
     metrics["power"] = {"oos_r2_vs_historical_mean": oos_r2_mde(y, pred, bench["historical_mean"], horizon=h)}
     if directional and meta.target == "return" and h == 1:
-        metrics["trading"], sharpe_comps = _trading(pred, y, cfg.evaluate.cost_bps)
+        metrics["trading"], sharpe_comps = _trading(pred, y, cfg.evaluate.cost_bps,
+                                                      cfg.evaluate.periods_per_year)
         comparisons += sharpe_comps
     dist_frames = {}
     if model.config.distribution != "none":  # quantiles, conformal on validation, scores and VaR backtests

@@ -65,7 +65,7 @@ from ..evaluate.stats import diebold_mariano, mde_block, verdict
 from ..evaluate.econometric import calibrate, econometric_forecasts, model_confidence_set, qlike
 from ..io import write_json_atomic, write_text_atomic
 from .base import Log, check_range, window_meta_of, write_predict_calibration
-from .series import (SeriesCase, SeriesConfig, SeriesMeta, SeriesWindowConfig, check_series_window,
+from .series import (SeriesCase, SeriesConfig, SeriesMeta, SeriesWindowConfig, check_calendar, check_series_window,
                      load_builtin_stocks, series_frame)
 
 __all__ = ["VolatilityCase", "VolatilityConfig", "garman_klass", "volatility_features"]
@@ -93,6 +93,7 @@ class VolatilityEvaluateConfig:
     mcs_size: float = 0.1                # model confidence set: holds the best forecaster with prob. 1 - size
     bootstrap: int = 2000                # MCS bootstrap resamples (stationary bootstrap)
     seed: int = 0                        # MCS bootstrap seed
+    periods_per_year: int = 252          # this calendar's trading days a year (annualised volatility in plots)
 
 
 @dataclass
@@ -209,6 +210,7 @@ class VolatilityCase(SeriesCase):
         if cfg.evaluate.refit_every < 1 or cfg.evaluate.bootstrap < 1:
             raise ConfigError(f"{prefix}.evaluate.refit_every and bootstrap must be >= 1.")
         check_range(prefix, "evaluate.mcs_size", cfg.evaluate.mcs_size, 0, 1, lo_open=True)
+        check_calendar(cfg.evaluate, prefix)
 
     def naive_forecast(self, rows: pd.DataFrame, meta=None) -> np.ndarray:
         """The log of the mean proxy of the last h days (h = 1: yesterday's log variance proxy), known at t."""
@@ -259,7 +261,7 @@ class VolatilityCase(SeriesCase):
         write_json_atomic(m, paths.reports / "metrics.json")
         write_predict_calibration(paths, None)  # point forecasts: predict applies nothing
         if e.plots:
-            _plots(main, data, models, paths)
+            _plots(main, data, models, paths, e.periods_per_year)
         write_text_atomic(_report(m, data), paths.reports / "report.md")
         return m
 
@@ -438,7 +440,7 @@ def _seed_table(families: dict, r: dict, a: str, others: list[str]) -> tuple[dic
     return seed_rows(per, ("mse_log", "qlike")), comps
 
 
-def _plots(r: dict, data, models: dict, paths) -> None:
+def _plots(r: dict, data, models: dict, paths, ppy: int) -> None:
     plots = paths.reports / "plots"
     cal, raw = r["cal"], r["raw"]
     d = pd.DatetimeIndex(r["dates"]["test"])
@@ -449,7 +451,7 @@ def _plots(r: dict, data, models: dict, paths) -> None:
     # annualised volatility in %, the variance forecast on its calibrated level (b exp(raw)): the kind's plot
     # draws a zero line, right for returns, a floor here (on the log variance scale it squashed the axis)
     def vol(var):
-        return 100 * np.sqrt(252 * var)
+        return 100 * np.sqrt(ppy * var)
 
     plot_forecast(d, vol(np.exp(r["y"]["test"])), vol(cal["model"]["b"] * np.exp(raw["model"]["test"])),
                   plots / "forecast.png", ylabel=f"annualised volatility, %, {data.meta.horizon} d ahead",

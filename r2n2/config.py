@@ -65,8 +65,8 @@ class ServeConfig:
     retrain_cron: str = "0 22 * * 1-5"   # scheduled retraining: weekdays 22:00 (after the US close)
     monitor_cron: str = "30 21 * * 1-5"  # monitoring shortly before it
     timezone: str = "UTC"
-    cases: list[str] = field(default_factory=lambda: ["stocks", "sentiment", "panel"])  # what retrain / monitor cover,
-    #                                                                      with every instance params define
+    cases: list[str] | None = None       # what retrain / monitor cover, with every instance params define (null:
+    #                                      every case and instance params define)
 
 
 @dataclass
@@ -316,6 +316,8 @@ def parse_params(raw: dict, cases: Mapping[str, Any]) -> Params:
         case.check_config(cfg, str(key))
         configs[str(key)] = cfg
     serve = _build(ServeConfig, raw.get("serve"), "serve")
+    if serve.cases is None:
+        serve.cases = list(configs)
     serve.cases = [*serve.cases, *(i for i in instances if i not in serve.cases)]  # and every instance
     allowed = [*cases, *instances]
     bad = [c for c in serve.cases if c not in allowed]

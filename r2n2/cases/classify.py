@@ -1,5 +1,5 @@
-"""Scoring, reporting and prediction of the ``sentiment`` case. Evaluation loads checkpoints and scores them;
-it never trains."""
+"""Scoring, reporting and prediction of the text kind's classifier (the ``sentiment`` case and its instances).
+Evaluation loads checkpoints and scores them; it never trains."""
 
 from __future__ import annotations
 
@@ -294,7 +294,7 @@ def _report(m: dict, data) -> str:
              "Paired comparisons (diff = a minus b; positive favours a):", "",
              comparison_table(m["comparisons"], ablations=m.get("ablations")), "", *ablation_lines(m),
              *families_lines(m)]
-    lines += seed_table("Across seeds (mean ± sd):", m.get("seeds", {}), _SEED_COLUMNS, "sentiment")
+    lines += seed_table("Across seeds (mean ± sd):", m.get("seeds", {}), _SEED_COLUMNS, data.meta.case)
     if "finetuned" in m:
         v = next((c for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
                   and c["metric"] == "macro_f1" and c["test"] not in SEED_TESTS), None)
@@ -306,7 +306,7 @@ def _report(m: dict, data) -> str:
                   "The target baselines' settings, chosen on the Apple validation split:", "",
                   *_settings_table(m.get("target_baseline_settings", {})), ""]
         lines += seed_table("Transfer across seeds (mean ± sd, Apple test set):", m.get("transfer_seeds", {}),
-                            _SEED_COLUMNS, "sentiment")
+                            _SEED_COLUMNS, data.meta.case)
         sv = next((c for c in m["comparisons"] if c["a"] == "finetuned" and c["b"] == "scratch"
                    and c["test"] == "two_way_bootstrap_seeds_items"), None)
         if sv:
@@ -379,6 +379,6 @@ def predict_file_texts(model, meta, checkpoint_meta: dict, input_path: str, cfg,
     d = cfg.data
     df = read_user_file(input_path, na_values=d.na_values, encoding=d.encoding)
     text_only = {k: v for k, v in d.columns.items() if k == "text"}  # labels are not needed here
-    df = map_columns(df, text_only, ("text",), ("text",), str(input_path), "sentiment")
+    df = map_columns(df, text_only, ("text",), ("text",), str(input_path), meta.case)
     return predict_texts(model, checkpoint_meta["tokenizer"], meta, df["text"].fillna("").astype(str).tolist(),
                          temperature=1.0 if calibration is None else calibration["temperature"], sets=chosen)

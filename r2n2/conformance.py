@@ -170,7 +170,7 @@ def _causal_features(ex: Example) -> None:
 
 def _replay(ex: Example) -> None:
     data = ex.case.load(ex.cfg, ex.paths.windows)
-    if ex.case.kind == "series":
+    if ex.case.kind in ("series", "crosssection"):  # trading dates
         dates = data.table["date"].drop_duplicates().sort_values()
         start, end, every, batch = str(dates.iloc[-120].date()), str(dates.iloc[-1].date()), 40, None
     else:
@@ -198,7 +198,7 @@ CHECKS = (
     ("promotion", lambda case: True, _promotion),
     ("rolling_retrain", lambda case: True, _rolling_retrain),
     ("causal_features", lambda case: case.kind == "series", _causal_features),
-    ("replay", lambda case: case.kind in ("series", "text"), _replay),
+    ("replay", lambda case: case.kind in ("series", "crosssection", "text"), _replay),
 )
 
 

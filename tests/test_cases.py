@@ -136,7 +136,7 @@ def test_the_checks_a_case_is_asked_follow_its_kind():
     for name, case in REGISTRY.items():
         checks = checks_for(case)
         assert {"predict", "monitor_signals", "promotion", "rolling_retrain"} <= set(checks)
-        assert ("replay" in checks) is (case.kind in ("series", "text"))
+        assert ("replay" in checks) is (case.kind in ("series", "crosssection", "text"))
         assert ("causal_features" in checks) is (case.kind == "series")
         assert "replay" not in checks_for(case, replay=False)
 

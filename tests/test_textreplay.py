@@ -169,7 +169,8 @@ def test_cli_replays_texts_end_to_end(project, prefect_server):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["replay", "panel", "--start", "2015-01-01", "--end", "2016-01-01"], "the panel case (crosssection kind) has no replay yet"),
+    (["replay", "panel", "--start", "2015-01-01", "--end", "2016-01-01", "--batch", "10"],
+     "a panel replay steps one trading date at a time"),
     (["replay", "stocks", "--start", "2015-01-01", "--end", "2016-01-01", "--batch", "10"],
      "--batch applies to texts only"),
     (["replay", "sentiment", "--start", "0", "--end", "9", "--batch", "0"], "--batch (texts per arrival batch)"),

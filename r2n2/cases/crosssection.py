@@ -7,13 +7,14 @@ signals, and its evaluation by the daily rank IC and a long-short portfolio (loa
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .base import CaseData, MonitorSignals, predict_batches, window_meta_of, write_predict_calibration
 from ..data.window import EntityWindows, StockBatches, StockWindows, load_entity_split, scale_features, window_splits
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal_scores
 from ..evaluate.distribution import student_t_quantiles
 from ..evaluate.engine import (
@@ -505,6 +506,7 @@ class CrossSectionCase(PriceCase):
     predict_warmup = 20  # ret_20d and vol_20d (panel_table) need 20 returns, 21 closes: rows 0 .. 19 have none
     predict_warmup_why = "the first 20 rows have no 20-day return and volatility yet"
     predict_rows = ("N dates (the dates every stock shares)", "dates of scores, one row per stock each")
+    naive_name: ClassVar[str] = "1-day reversal"  # the replay's naive line: evaluate's benchmark, reversal_1d
 
     def load(self, cfg, windows_dir) -> PanelData:
         return PanelData(self, cfg, windows_dir)
@@ -519,7 +521,19 @@ class CrossSectionCase(PriceCase):
         path = folder / f"example-{self.name}.csv"
         pd.concat(frames, ignore_index=True).to_csv(path, index=False)
         return {"data.source": str(path), "validate.min_rows": 100, "window.lookback": 10, "window.val_start": None,
-                "window.test_start": None, "model.hidden_size": 8, "train.epochs": 2, "evaluate.top_k": 2}
+                "window.test_start": None, "window.val_days": 60, "window.holdout_days": 30, "model.hidden_size": 8,
+                "train.epochs": 2, "evaluate.top_k": 2}
+
+    def naive_scores(self, close: pd.DataFrame) -> pd.DataFrame:
+        """The naive benchmark's scores (dates x stocks) from the closes: yesterday's losers first (evaluate's
+        ``reversal_1d``, the kind's ``benchmark``); nothing fitted, so the replay scores every day with it."""
+        return reversal_scores(close, days=1)
+
+    def replay_check(self, *, batch: int | None = None) -> None:
+        if batch is not None:  # a step is one trading date of the whole cross-section: a batch would mean nothing
+            raise ConfigError(f"--batch applies to texts only (a replay step of arrival batches); a {self.name} "
+                              f"replay steps one trading date at a time (every stock scored at that date), so leave "
+                              "--batch out.")
 
     def evaluate(self, cfg, data: PanelData, models: dict, paths, log) -> dict:
         return evaluate_panel(cfg, data, models, paths, log)

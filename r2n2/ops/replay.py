@@ -53,7 +53,7 @@ from ..stages import fit, train_stage
 from ..train import seed_everything
 from .workspace import replay_dir
 
-__all__ = ["ReplaySchedule", "SeriesReplay", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
+__all__ = ["ReplaySchedule", "SeriesReplay", "TradingDays", "promotion_gate_scores", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
 
 # Market breaks whose alarm delay the report states (first trading day of the month of the break).
 BREAKS = {"Lehman, Sep 2008": "2008-09-15", "US downgrade, Aug 2011": "2011-08-01",
@@ -391,7 +391,7 @@ class ReplaySchedule:
                                f"{chart.arl0:.0f} {self.unit}, calibrated on the champion's validation period)")
         if reasons:
             self.cusum_stat = {}  # restart every chart
-        d = charts["differential"]
+        d = next(iter(charts.values()))  # the first chart's statistic is the one the timeline records
         return {"alarm": bool(reasons), "reason": "; ".join(reasons) or None, "statistic": d["statistic"],
                 "h": d["h"], "charts": charts}
 
@@ -449,8 +449,37 @@ class ReplaySchedule:
         return [self._show(self.step_time(i)) for i in period_ends(list(range(self.n_steps)), self.retrain_every)]
 
 
+class TradingDays:
+    """The time axis of the price kinds' replays: a step is a trading date of ``self.calendar``; the data known at a
+    date's close is the validated rows (``self.source``) through it, what ingest keeps with ``data.until``."""
+
+    def step_time(self, i: int) -> pd.Timestamp:
+        return self.calendar[i]
+
+    def _parse(self, until) -> pd.Timestamp:
+        return pd.Timestamp(until)
+
+    def _show(self, t) -> str:
+        return str(pd.Timestamp(t).date())
+
+    def _known_source(self, t) -> pd.DataFrame:
+        return self.source[self.source["date"] <= pd.Timestamp(t)]  # = ingest with data.until=t (validated rows)
+
+
+def promotion_gate_scores(rp: ReplaySchedule, challenger: Deployed, champion: Deployed, window: dict) -> dict:
+    """What `r2n2 retrain` scores (``case.promotion_scores``) for both models on the challenger's windows
+    (``challenger.data``, released once decided): a kind's ``_gate_scores`` when its case scores the gate itself."""
+    cfg, data = rp._cfg_at(challenger.train_end), challenger.data
+    chal = rp.case.promotion_scores(cfg, data, challenger.model, challenger.ck, window)
+    champ = rp.case.promotion_scores(cfg, data, champion.model, champion.ck, window)
+    challenger.data = None  # decided: its windows are not needed any more
+    return {"actual": chal["actual"], "champion": champ["pred"], "challenger": chal["pred"],
+            "benchmark": chal["benchmark"], "benchmark_id": chal["benchmark_id"], "kind": chal["kind"],
+            "n_classes": chal["n_classes"], "horizon": chal["horizon"]}
+
+
 @dataclass
-class SeriesReplay(ReplaySchedule):
+class SeriesReplay(TradingDays, ReplaySchedule):
     """The simulated calendar of one series case: a step is a trading day ``d``; the data known at ``d``'s
     close is every row whose target was realised by then (what ingest gives with ``data.until = d``)."""
 
@@ -491,19 +520,7 @@ class SeriesReplay(ReplaySchedule):
         self.never = self.champion
         self.latest = self.champion
 
-    # -- the kind's answers ---------------------------------------------------------------------------------
-    def step_time(self, i: int) -> pd.Timestamp:
-        return self.calendar[i]
-
-    def _parse(self, until) -> pd.Timestamp:
-        return pd.Timestamp(until)
-
-    def _show(self, t) -> str:
-        return str(pd.Timestamp(t).date())
-
-    def _known_source(self, t) -> pd.DataFrame:
-        return self.source[self.source["date"] <= pd.Timestamp(t)]  # = ingest with data.until=t (validated rows)
-
+    # -- the kind's answers (its time axis: TradingDays) ------------------------------------------------------
     def _known(self, day: pd.Timestamp) -> pd.DataFrame:
         """Windows whose target was realised by ``day``'s close."""
         return self.table[self.table["target_date"] <= day].reset_index(drop=True)

@@ -45,7 +45,7 @@ from ..evaluate.metrics import classification_metrics
 from ..evaluate.report import fmt, md_table
 from ..io import write_parquet_atomic, write_text_atomic
 from .monitoring import check_window, fit_frame_monitor, signal_config
-from .replay import Deployed, ReplaySchedule, plot_live_error, report_counts, write_summary
+from .replay import Deployed, ReplaySchedule, plot_live_error, promotion_gate_scores, report_counts, write_summary
 from .sequential import _MAX_CELLS
 
 __all__ = ["TextReplay", "arrival_batches", "DEFAULT_BATCH"]
@@ -194,14 +194,7 @@ class TextReplay(ReplaySchedule):
         return np.asarray([m.preds[int(p)] for p in positions], dtype=np.int64)
 
     def _gate_scores(self, challenger: TextDeployed, champion: TextDeployed, window: dict) -> dict:
-        """What `r2n2 retrain` scores (``case.promotion_scores``), on the challenger's windows."""
-        cfg, data = self._cfg_at(challenger.train_end), challenger.data
-        chal = self.case.promotion_scores(cfg, data, challenger.model, challenger.ck, window)
-        champ = self.case.promotion_scores(cfg, data, champion.model, champion.ck, window)
-        challenger.data = None  # decided: its windows are not needed any more
-        return {"actual": chal["actual"], "champion": champ["pred"], "challenger": chal["pred"],
-                "benchmark": chal["benchmark"], "benchmark_id": chal["benchmark_id"], "kind": chal["kind"],
-                "n_classes": chal["n_classes"], "horizon": chal["horizon"]}
+        return promotion_gate_scores(self, challenger, champion, window)
 
     # -- monitoring -------------------------------------------------------------------------------
     def _monitor(self, i: int) -> dict:

@@ -21,8 +21,8 @@ Protocol (every number from the library's own pieces; nothing is tuned on the re
   close-to-close and intraday log return after it scaled by `vol`: a volatility break of the real series; 1.5, 2
   and 3). Delay: trading days from the break to the first check that alarms (at most 126 days; later counts as
   missed); false alarms before it, from the year's first day.
-- **Historical breaks** (Lehman 2008-09-15, US downgrade 2011-08-01, China 2015-08-11, Volmageddon 2018-02-02):
-  the model of that year; delay to the first alarm on or after the date.
+- **Historical breaks** (`stocks.monitor.events` in params.yaml: Lehman 2008-09-15, US downgrade 2011-08-01,
+  China 2015-08-11, Volmageddon 2018-02-02): the model of that year; delay to the first alarm on or after the date.
 
     OMP_NUM_THREADS=1 python benchmarks/monitor_tradeoff.py [--arl 250 500 1000 2000 4000] [--out docs/monitor_tradeoff.json]
 """
@@ -43,8 +43,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CALM_YEARS = (2003, 2004, 2005, 2006, 2007, 2009, 2010, 2012, 2013, 2014, 2016, 2017)
-BREAKS = {"Lehman, Sep 2008": "2008-09-15", "US downgrade, Aug 2011": "2011-08-01",
-          "China devaluation, Aug 2015": "2015-08-11", "Volmageddon, Feb 2018": "2018-02-02"}
 SEED, N_PLACEBO, HORIZON, EVERY = 20261207, 8, 126, 5
 
 
@@ -115,8 +113,9 @@ def main() -> None:
     entity = cfg.window.pretrain_entity
     dates = pd.DatetimeIndex(source[source["entity"] == entity]["date"].sort_values())
     placebos = draw_placebos(dates)
+    breaks = cfg.monitor.events  # the case's known breaks (params.yaml: stocks.monitor.events)
     print("placebo break dates (drawn before any model was trained):", ", ".join(str(p.date()) for p in placebos))
-    years = sorted({*CALM_YEARS, *(pd.Timestamp(d).year for d in BREAKS.values())})
+    years = sorted({*CALM_YEARS, *(pd.Timestamp(d).year for d in breaks.values())})
 
     def table_of(src: pd.DataFrame) -> pd.DataFrame:
         t = case.window_table(cfg, src, calendar_cuts(src["date"], cfg.window))[0]
@@ -161,7 +160,7 @@ def main() -> None:
         calm = [len(run(y, "real", base_table, arl, pd.Timestamp(f"{y}-12-31"))) for y in CALM_YEARS]
         row = {"arl0": arl, "target_per_year": 252 / arl, "calm_alarms": calm,
                "calm_per_year": float(np.mean(calm)), "historical": {}, "placebo": {}}
-        for name, d in BREAKS.items():
+        for name, d in breaks.items():
             at = pd.Timestamp(d)
             dl, before = delay(run(at.year, "real", base_table, arl, at + pd.Timedelta(days=200)), at)
             row["historical"][name] = {"delay": dl, "alarms_before": before}

@@ -106,6 +106,9 @@ def _args_replay(p, cases) -> None:
     p.add_argument("--retrain-every", type=int, default=21, help="steps (trading days, or arrival batches for texts) "
                    "between scheduled retrains")
     p.add_argument("--monitor-every", type=int, default=5, help="steps between monitor checks")
+    p.add_argument("--retrain-policy", choices=("both", "schedule", "alarm"), default="both",
+                   help="when a step retrains: every --retrain-every steps and after an alarm (both, default), on "
+                   "the schedule only, or only after an alarm")
     p.add_argument("--batch", type=int, default=None, help="texts only: texts per arrival batch, the step of a text "
                    "replay (default 500); an error for price cases, whose step is one trading day")
     p.add_argument("--warm-start", action="store_true", help="retrain from the champion's weights (and tokenizer)")
@@ -425,7 +428,7 @@ def _replay(args, params) -> str:
     return run_replay(args.case, args.params, args.overrides, start=args.start, end=args.end,
                       retrain_every=args.retrain_every, monitor_every=args.monitor_every,
                       warm_start=args.warm_start, batch=args.batch, workers=args.workers,
-                      dask_address=args.dask_address, threads=args.threads)
+                      dask_address=args.dask_address, threads=args.threads, retrain_policy=args.retrain_policy)
 
 
 def _serve(args, params) -> str:

@@ -39,13 +39,13 @@ def replay_period(key: str, case: str, until: str) -> dict:
 def replay_flow(case: str, start: str, end: str, retrain_every: int = 21, monitor_every: int = 5,
                 warm_start: bool = False, params_path: str = "params.yaml", overrides: list[str] | None = None,
                 batch: int | None = None, workers: int = 1, dask_address: str | None = None,
-                threads: int | None = None) -> dict:
+                threads: int | None = None, retrain_policy: str = "both") -> dict:
     t0 = time.perf_counter()
     cfg = load_params(params_path, overrides).case(case)
     rp = make_replay(get_case(case), cfg, Path("."), start=start, end=end, retrain_every=retrain_every,
                                monitor_every=monitor_every, warm_start=warm_start, batch=batch,
                                workers=workers, dask_address=dask_address, threads=threads,
-                               log=get_run_logger().info)
+                               retrain_policy=retrain_policy, log=get_run_logger().info)
     key = f"{case}-{start}-{id(rp)}"
     _RUNS[key] = rp
     try:
@@ -73,7 +73,7 @@ def _url(path: Path) -> str:
 
 def run_replay(case: str, params_path: str, overrides: list[str] | None, *, start: str, end: str,
                retrain_every: int, monitor_every: int, warm_start: bool, batch: int | None = None, workers: int = 1,
-               dask_address: str | None = None, threads: int | None = None) -> str:
+               dask_address: str | None = None, threads: int | None = None, retrain_policy: str = "both") -> str:
     """`r2n2 replay`: run the flow and return its one-line summary."""
     if retrain_every < 1 or monitor_every < 1:
         raise ConfigError("--retrain-every and --monitor-every must be >= 1.")
@@ -82,7 +82,7 @@ def run_replay(case: str, params_path: str, overrides: list[str] | None, *, star
     load_params(params_path, overrides).case(case)
     get_case(case).replay_check(batch=batch)  # a replay this case cannot run fails before a Prefect server starts
     s = run_flow_cli(replay_flow, case, start, end, retrain_every, monitor_every, warm_start, params_path, overrides,
-                     batch, workers, dask_address, threads)
+                     batch, workers, dask_address, threads, retrain_policy)
     return (f"replay {case} {s['start']} .. {s['end']}: {s['checks']} checks, {s['alarms']} alarms, "
             f"{s['n_retrains']} retrains, {s['promotions']} promotions; {s['headline']} -> "
             f"{replay_report_dir(case).as_posix()}/ ({s['seconds']['total']:.0f} s)")

@@ -91,6 +91,9 @@ class MonitorConfig:
     #                                      the null drawn from the model's own training history
     min_samples: int = 20                # never alarm on fewer post-cut-off samples than this
     retrain_on_alarm: bool = True        # `monitor` triggers a retrain of this case when it alarms
+    events: dict[str, str] = field(default_factory=dict)  # known breaks of this case's calendar (name -> ISO
+    #                                      date): a replay report states its first alarm after each, and counts
+    #                                      false alarms on the years without one (calm years)
 
 
 @dataclass
@@ -232,6 +235,12 @@ def _check_shared(name: str, case: Any) -> None:
                        ("train.ema_decay", case.train.ema_decay)):
         if not 0 <= value < 1:
             raise ConfigError(f"{name}.{key} must be in [0, 1), got {value}.")
+    for event, day in case.monitor.events.items():
+        try:
+            datetime.date.fromisoformat(str(day))
+        except ValueError:
+            raise ConfigError(f"{name}.monitor.events: {str(event)[:80]!r} must map to an ISO date such as "
+                              f"2008-09-15, got {str(day)[:80]!r}.") from None
     if not 0 < case.monitor.family_rate < 0.5:
         raise ConfigError(f"{name}.monitor.family_rate must be in (0, 0.5), got {case.monitor.family_rate}.")
     p = case.promotion

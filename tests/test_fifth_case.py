@@ -14,6 +14,7 @@ from r2n2.cases.series import ForecastWindowConfig, SeriesCase, SeriesConfig, Se
 from r2n2.conformance import checks_for, prepare, run_check
 from r2n2.errors import ConfigError
 from r2n2.evaluate.trading import buy_and_hold
+from r2n2.ops.loop import make_replay
 
 DEFINITION_START = "# -- the fifth case: everything it needs --"
 
@@ -49,12 +50,16 @@ def test_the_fifth_case_is_at_most_40_lines():
     assert len(body.splitlines()) <= 40
 
 
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    return prepare(FxCase(), tmp_path_factory.mktemp("fx"))
+
+
 @pytest.mark.slow
-def test_the_fifth_case_passes_every_check_and_the_replay(tmp_path):
-    case = FxCase()
+def test_the_fifth_case_passes_every_check_and_the_replay(fx):
+    case, ex = fx.case, fx
     checks = checks_for(case)
     assert {"predict", "monitor", "promotion", "rolling_retrain", "causal_features", "replay"} <= set(checks)
-    ex = prepare(case, tmp_path)
     assert {"stage ingest", "stage evaluate"} <= set(ex.steps)
     assert ex.cfg.window.lookback == 10 and ex.cfg.window.pretrain_entity == "eurusd"  # the example's settings
     for check in checks:
@@ -69,6 +74,41 @@ def test_the_fifth_case_passes_every_check_and_the_replay(tmp_path):
     meta = ex.paths.windows / "meta.json"
     assert '"case": "fx"' in meta.read_text() and '"pretrain_entity": "eurusd"' in meta.read_text()
     assert (ex.paths.operations().reports / "replay" / "summary.json").is_file()
+
+
+def _replay(ex, policy):
+    dates = ex.case.load(ex.cfg, ex.paths.windows).table["date"].drop_duplicates().sort_values()
+    rp = make_replay(ex.case, ex.cfg, ex.root, start=str(dates.iloc[-120].date()), end=str(dates.iloc[-1].date()),
+                     retrain_every=40, monitor_every=1, retrain_policy=policy, log=lambda m: None)
+    for until in rp.period_ends():
+        rp.run_until(until)
+    return rp, [e["step"] for e in rp.events]
+
+
+@pytest.mark.slow
+def test_the_retrain_policy_decides_which_steps_retrain(fx):
+    """Darts-style ``retrain``: the schedule alone, alarms alone, or a callable asked at every step."""
+    rp, steps = _replay(fx, "schedule")
+    assert steps == [39, 79, 119] and rp.counts["retrains"] == 3  # every 40th step, whatever the monitor said
+    assert "a retrain every 40 days (alarms do not retrain)" in rp.retrain_rule("days")
+    rp, steps = _replay(fx, "alarm")
+    alarms = [i for i, row in enumerate(rp.rows) if row.get("alarm")]
+    assert steps == alarms  # no scheduled retrain; one after each alarm
+
+    asked = []
+
+    def twice(step, time, alarm):
+        asked.append((step, alarm))
+        return step in (29, 89)
+
+    rp, steps = _replay(fx, twice)
+    assert steps == [29, 89] and [s for s, _ in asked] == list(range(120))
+    assert [a for _, a in asked] == [bool(row.get("alarm")) for row in rp.rows]  # it sees each step's alarm
+    summary = rp.write_report(fx.paths.operations().reports / "replay-twice", seconds=0.0)
+    assert summary["retrain_policy"] == "twice" and summary["look_ahead_rows"] == 0
+    with pytest.raises(ConfigError, match=r"^the retrain policy must be one of both, schedule, alarm or a callable "
+                                          r"\(step, time, alarm\) -> bool, got 'weekly'\.$"):
+        _replay(fx, "weekly")
 
 
 def test_a_calendar_out_of_range_is_refused():

@@ -178,7 +178,7 @@ def test_replay_coverage_chart_finds_a_volatility_break_with_a_distribution_head
     Bernoulli CUSUM of the 5 % VaR exceedances. Volatility x 4 from day 1,000: the coverage chart alarms within 30
     trading days, not before the break; adaptive conformal keeps the live coverage near 90 % where the raw
     intervals fall far short."""
-    from r2n2.ops.replay import _live_coverage
+    from r2n2.ops.reports import _live_coverage
 
     broken, dates = _series_with_break(break_at=1000, seed=3)
     prices = broken
@@ -265,3 +265,25 @@ def test_replay_on_two_dask_workers_writes_the_sequential_bytes(project, capsys)
     assert ("training the first model and 3 scheduled challengers on 2 local Dask workers x 1 torch thread(s) each, "
             "in calendar order, while the walk runs") in logs
     assert out[1] == out[2]
+
+
+def test_known_breaks_come_from_the_cases_params_not_a_constant():
+    """A replay report measures alarm delays against ``<case>.monitor.events`` (an FX or crypto case declares its
+    own; the built-in equity cases list four US breaks in params.yaml), and a bad date is refused there."""
+    from r2n2.errors import ConfigError
+    from r2n2.ops.reports import _break_delays
+
+    from .conftest import ROOT
+
+    dates = pd.bdate_range("2020-01-01", periods=300)
+    tl = pd.DataFrame({"date": dates, "alarm": False})
+    tl.loc[[90, 105, 107], "alarm"] = True
+    events = {"planted": str(dates[100].date()), "after the period": "2031-01-02"}
+    assert _break_delays(tl, events) == {"planted": {"first_alarm": str(dates[105].date()), "trading_days": 5}}
+    assert _break_delays(tl, {}) == {}
+    params = load_params(ROOT / "params.yaml")
+    assert params.case("stocks").monitor.events["Lehman, Sep 2008"] == "2008-09-15"
+    assert params.case("panel").monitor.events == {}
+    with pytest.raises(ConfigError, match=r"^stocks\.monitor\.events: 'Lehman' must map to an ISO date such as "
+                                          r"2008-09-15, got '2008-09-31'\.$"):
+        load_params(ROOT / "params.yaml", ['stocks.monitor.events={"Lehman": "2008-09-31"}'])

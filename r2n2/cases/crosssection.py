@@ -1,5 +1,5 @@
-"""The cross-section kind (``panel``): a panel of price series ranked against each other at each date. Its
-window table (cross-sectionally z-scored features, the forward return and its cross-sectional z-score), its
+"""The cross-section kind (the ``panel`` case is one): a panel of price series ranked against each other at each
+date. Its window table (cross-sectionally z-scored features, the forward return and its cross-sectional z-score), its
 data, its one scorer (``score_matrix``: dates x stocks, used by evaluate, monitor and promotion), its monitor
 signals, and its evaluation by the daily rank IC and a long-short portfolio (loads checkpoints, never trains).
 """
@@ -29,7 +29,7 @@ from ..evaluate.stats import mde_block, minimum_detectable_effect, rank_ic_diffe
 from ..evaluate.trading import long_short_portfolio, performance, sharpe_difference
 from ..io import write_json_atomic, write_text_atomic
 from ..models.config import ModelConfig
-from .series import PriceCase, SeriesMeta
+from .prices import PriceCase, SeriesMeta
 
 __all__ = ["CrossSectionCase", "PanelMeta", "PanelData", "PANEL_FEATURES", "panel_table", "pooled_windows",
            "evaluate_panel", "score_matrix", "predict_panel", "window_scores", "panel_monitor_frame"]
@@ -237,9 +237,10 @@ def _signal_metrics(scores: pd.DataFrame, fwd: pd.DataFrame, next_day: pd.DataFr
     ic = daily_rank_ic(scores, fwd)
     s = rank_ic_summary(ic, horizon=horizon, lags=cfg.evaluate.nw_lags)
     held = next_day.shift(-cfg.evaluate.execution_lag)  # (T, N) the return a portfolio formed from row t earns
+    ppy = cfg.evaluate.periods_per_year
     ls = long_short_portfolio(scores, held.reindex(scores.index), k=cfg.evaluate.top_k,
-                              cost_bps=cfg.evaluate.cost_bps)
-    gross = performance(ls["gross_returns"].to_numpy())
+                              cost_bps=cfg.evaluate.cost_bps, periods_per_year=ppy)
+    gross = performance(ls["gross_returns"].to_numpy(), periods_per_year=ppy)
     return ic, {"net": ls["returns"], "gross": ls["gross_returns"]}, {
         "rank_ic": s["mean"], "rank_ic_tstat": s["tstat"], "rank_ic_pvalue": s["p_value"],
         "rank_ic_pvalue_sided": s["sided"], "rank_ic_mde": s["mde"],
@@ -250,13 +251,15 @@ def _signal_metrics(scores: pd.DataFrame, fwd: pd.DataFrame, next_day: pd.DataFr
         "turnover": ls["turnover"], "n_days": s["n"]}
 
 
-def _sharpe_comparisons(rets: dict, a: str, others: list[str]) -> list[dict]:
-    """``a``'s long-short Sharpe ratio minus each of ``others``' (Ledoit–Wolf 2008 HAC test), net and gross."""
+def _sharpe_comparisons(rets: dict, a: str, others: list[str], ppy: int) -> list[dict]:
+    """``a``'s long-short Sharpe ratio minus each of ``others``' (Ledoit–Wolf 2008 HAC test), net and gross,
+    annualised with ``ppy`` periods a year."""
     out = []
     for b in others:
         for label in ("net", "gross"):
             c = sharpe_difference(rets[a][label].to_numpy(), rets[b][label].reindex(rets[a][label].index)
-                                  .fillna(0.0).to_numpy(), a=a, b=b, metric=f"long_short_sharpe_{label}")
+                                  .fillna(0.0).to_numpy(), a=a, b=b, metric=f"long_short_sharpe_{label}",
+                                  periods_per_year=ppy)
             c["verdict"] = verdict(c, higher_is_better=True)
             out.append(c)
     return out
@@ -276,16 +279,16 @@ def _power(rows: dict, comparisons: list[dict], n: int) -> dict:
     return out
 
 
-def _plots(cfg, rets: dict, dates, models: dict, plots) -> None:
+def _plots(cfg, rets: dict, dates, models: dict, plots, name: str) -> None:
     cum = pd.DataFrame({k: np.cumsum(np.log1p(rets[k]["net"].reindex(dates).fillna(0.0).to_numpy()))
                         for k in ("model", RIDGE, "reversal_1d", "momentum_12_1", "equal_weight")}, index=dates)
     write_csv(cum.reset_index().assign(date=lambda d: d["date"].dt.strftime("%Y-%m-%d")), plots / "cumulative.csv")
     plot_lines(dates, {k: cum[k].to_numpy() for k in cum}, plots / "cumulative.png",
-               title=f"panel: top-{cfg.evaluate.top_k} minus bottom-{cfg.evaluate.top_k}, net of "
+               title=f"{name}: top-{cfg.evaluate.top_k} minus bottom-{cfg.evaluate.top_k}, net of "
                      f"{cfg.evaluate.cost_bps:g} bp (test period; equal weight is long only)",
                ylabel="cumulative log return")
     histories = {"model": history(models["model"][1]), **{n: history(m[1]) for n, m in models.get("baselines", {}).items()}}
-    plot_learning_curves(histories, plots / "learning_curves.png", title="panel: learning curves (scaled MSE)")
+    plot_learning_curves(histories, plots / "learning_curves.png", title=f"{name}: learning curves (scaled MSE)")
 
 
 def _seeds(families: dict, data, fwd_t, next_day, cfg, dates, fixed: dict) -> tuple[dict, list[dict]]:
@@ -331,7 +334,7 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
     for name, scores in scorers.items():
         ics[name], rets[name], rows[name] = _signal_metrics(scores, fwd_t, next_day, cfg, meta.horizon)
     ew = equal_weight_returns(close.loc[close.index >= dates[0]]).reindex(dates).fillna(0.0)
-    p = performance(ew.to_numpy())
+    p = performance(ew.to_numpy(), periods_per_year=cfg.evaluate.periods_per_year)
     rows["equal_weight"] = {"rank_ic": None, "rank_ic_tstat": None, "rank_ic_pvalue": None, "rank_ic_hit_rate": None,
                             "long_short_annual_return": None, "long_short_sharpe": None,
                             "long_short_max_drawdown": None, "turnover": 0.0, "n_days": p["n_days"],
@@ -345,7 +348,8 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
     seed_table_, seed_comps = _seeds(models.get("seeds", {}), data, fwd_t, next_day, cfg, dates, {RIDGE: ics[RIDGE]})
     comparisons += seed_comps
     tests = {f"model_vs_{c['b']}": c for c in comparisons}  # the rank-IC tests (the across-seeds one last)
-    comparisons += _sharpe_comparisons(rets, "model", [b for b in scorers if b != "model"])
+    comparisons += _sharpe_comparisons(rets, "model", [b for b in scorers if b != "model"],
+                                       cfg.evaluate.periods_per_year)
     dist = None
     if model.config.distribution != "none":
         dist = _distribution(data, models, meta.horizon)
@@ -365,7 +369,7 @@ def evaluate_panel(cfg, data, models: dict, paths, log) -> dict:
     write_json_atomic(metrics, paths.reports / "metrics.json")
     write_predict_calibration(paths, None)  # point forecasts: predict applies nothing
     if cfg.evaluate.plots:
-        _plots(cfg, rets, dates, models, paths.reports / "plots")
+        _plots(cfg, rets, dates, models, paths.reports / "plots", data.meta.case)
     write_text_atomic(_report(metrics, data, cfg), paths.reports / "report.md")
     return metrics
 
@@ -400,7 +404,7 @@ def _report(m: dict, data, cfg) -> str:
                "HAC test, two-sided):"), "", comparison_table(sh), "", *ablation_lines(m), *families_lines(m)]
     if "crps" in m["model"]:
         lines += _distribution_report(m)
-    lines += seed_table("Across seeds (mean ± sd):", m.get("seeds", {}), _SEED_COLUMNS, "panel")
+    lines += seed_table("Across seeds (mean ± sd):", m.get("seeds", {}), _SEED_COLUMNS, data.meta.case)
     by = {c["b"]: c for c in ic if c["test"] == "newey_west"}
 
     def plain(c):

@@ -29,7 +29,7 @@ from ..io import write_parquet_atomic
 from ..models.config import ModelConfig
 from .base import Log, check_choice
 from .crosssection import PANEL_FEATURES, CrossSectionCase, PanelMeta, panel_table
-from .series import SeriesWindowConfig, calendar_cuts, check_series_window
+from .prices import SeriesWindowConfig, calendar_cuts, check_calendar, check_series_window
 
 _SKFOLIO_PANEL = ("datasets", "data", "sp500_dataset.csv.gz")
 
@@ -68,6 +68,7 @@ class PanelEvaluateConfig:
     cost_bps: float = 5.0                # cost per unit of turnover, basis points
     nw_lags: int | None = None           # Newey–West lags of the IC tests (null: automatic, >= horizon - 1)
     execution_lag: int = 1               # days between a signal and its trade: 1 (default) or 0 (its own close)
+    periods_per_year: int = 252          # this calendar's trading days a year (annualised Sharpe ratios)
 
 
 def _panel_model() -> ModelConfig:
@@ -105,6 +106,7 @@ class PanelCase(CrossSectionCase):
         if cfg.evaluate.cost_bps < 0:
             raise ConfigError(f"{prefix}.evaluate.cost_bps must be >= 0, got {cfg.evaluate.cost_bps}.")
         check_choice(prefix, "evaluate.execution_lag", cfg.evaluate.execution_lag, (0, 1))
+        check_calendar(cfg.evaluate, prefix)
         if cfg.model.pooling == "concat" and cfg.model.entities:
             raise ConfigError(f"{prefix}.model.pooling concat is not available with entities; use last.")
 

@@ -33,21 +33,12 @@ from ..cases.base import CaseData, window_meta_of
 from ..cases.crosssection import model_view, score_matrix
 from ..data.sources import read_parquet
 from ..errors import DataError
-from ..evaluate.engine import comparison_table
 from ..evaluate.metrics import daily_rank_ic
-from ..evaluate.report import fmt, md_table
-from ..evaluate.stats import rank_ic_difference, verdict
-from ..io import write_parquet_atomic, write_text_atomic
-from .replay import (Deployed, ReplaySchedule, TradingDays, plot_live_error, promotion_gate_scores, report_counts,
-                     write_summary)
+from .replay import Deployed, ReplaySchedule, TradingDays, promotion_gate_scores
+from .reports import write_panel_replay_report
 
-__all__ = ["PanelReplay", "write_panel_replay_report"]
-
-_ROLL = 63  # dates in the plot's rolling mean rank IC (a quarter)
+__all__ = ["PanelReplay"]
 _quiet = lambda msg: None  # noqa: E731
-# the timeline's score column of each line, and its name in the report (the naive line is named by the case)
-LINES = {"deployed champion": "prediction", "never retrained": "never_retrained",
-         "always retrain (no test)": "always_retrained"}
 
 
 @dataclass
@@ -177,69 +168,7 @@ class PanelReplay(TradingDays, ReplaySchedule):
         return write_panel_replay_report(self, Path(out_dir), seconds=seconds)
 
 
-def _line_ics(rp: PanelReplay, tl: pd.DataFrame) -> dict[str, pd.Series]:
-    """Each line's daily rank IC over the replay (the naive line under the case's name)."""
-    act = tl.pivot(index="date", columns="entity", values="actual")
-    cols = {**LINES, rp.case.naive_name: "naive"}
-    return {name: daily_rank_ic(tl.pivot(index="date", columns="entity", values=c), act) for name, c in cols.items()}
 
 
-def write_panel_replay_report(rp: PanelReplay, out_dir: Path, *, seconds: float) -> dict:
-    """The panel replay's outputs: each line's mean daily rank IC, the champion minus each other line
-    (Newey–West over dates; "tie" when the 95 % interval covers 0), the loop's counts and retrains."""
-    tl = rp.timeline()
-    if tl.empty:
-        raise DataError("the replay has not run a date yet; nothing to report.")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_parquet_atomic(tl, out_dir / "timeline.parquet")
-    ics = _line_ics(rp, tl)
-    h, lags = rp.cfg.window.horizon, getattr(rp.cfg.evaluate, "nw_lags", None)
-    comps = [rank_ic_difference(ics["deployed champion"], ic, a="deployed champion", b=name, horizon=h, lags=lags)
-             for name, ic in ics.items() if name != "deployed champion"]
-    for c in comps:
-        c["verdict"] = verdict(c, higher_is_better=True)
-    mean = {name: float(ic.mean()) for name, ic in ics.items()}
-    by_date = tl.groupby("date")[["alarm", "retrained", "promoted", "cusum_alarm"]].any()
-    summary = {"case": rp.case_name, "start": rp._show(by_date.index[0]), "end": rp._show(by_date.index[-1]),
-               "days": int(len(by_date)), "stocks": len(rp.entities), "retrain_every": rp.retrain_every,
-               "monitor_every": rp.monitor_every, "warm_start": rp.warm_start, "cusum_arl": rp.cusum_arl,
-               **rp.counts, "refusals": int(by_date["retrained"].sum() - by_date["promoted"].sum()),
-               "alarm_dates": [rp._show(d) for d in by_date.index[by_date["alarm"]]],
-               "mean_rank_ic": mean, "comparisons": comps, "events": rp.events,
-               "look_ahead_rows": int((tl["model_train_end"] >= tl["date"]).sum()),
-               "seconds": {"total": round(seconds, 1), **{n: round(v, 1) for n, v in rp.seconds.items()}},
-               "headline": "mean daily rank IC: " + ", ".join(f"{n} {v:.4f}" for n, v in mean.items())}
-    summary["n_retrains"] = summary.pop("retrains")
-    summary["retrains"] = rp.retrains[1:]  # the first model is trained before the period: not a retrain
-    summary["first_model"] = rp.retrains[0]
-    write_summary(rp, summary, out_dir)
-    roll = {n: ic.rolling(_ROLL, min_periods=20).mean().to_numpy() for n, ic in ics.items()}
-    plot_live_error(by_date.index, roll, out_dir / "live_error.png", alarms=by_date.index[by_date["alarm"]],
-                    promotions=by_date.index[by_date["promoted"]], ylabel="mean daily rank IC (higher is better)",
-                    title=f"{rp.case_name}: live daily cross-sectional rank IC of each line, rolling {_ROLL} dates "
-                          "(red: monitor alarms; ticks: promotions)")
-    write_text_atomic(_markdown(rp, summary), out_dir / "replay.md")
-    return summary
 
 
-def _markdown(rp: PanelReplay, summary: dict) -> str:
-    ev = ["| date | trigger | window | p | promoted |", "|---|---|---|---|---|"]
-    span = lambda w: "none" if w is None else f"{w['start']} .. {w['end']}"  # noqa: E731
-    ev += [f"| {e['date']} | {e['trigger']} | {span(e['window'])} | {fmt(e['p_value'])} | {e['promoted']} |"
-           for e in rp.events]
-    alarms = ", ".join(summary["alarm_dates"]) or "none"
-    return "\n".join([
-        f"# Replay: {rp.case_name} ({summary['stocks']} stocks), {summary['start']} to {summary['end']}", "",
-        f"{summary['days']} trading dates; a retrain every {rp.retrain_every} dates or after an alarm "
-        f"({'warm-started from the champion' if rp.warm_start else 'from scratch'}), the monitor every "
-        f"{rp.monitor_every} dates. Every score comes from a model trained only on data realised before its date "
-        f"({summary['look_ahead_rows']} rows violate this).", "", *report_counts(summary),
-        md_table({n: {"mean daily rank IC": v} for n, v in summary["mean_rank_ic"].items()}, ["mean daily rank IC"],
-                 first="line"), "",
-        "The deployed champion minus each line, mean daily rank IC (Newey–West over dates; \"tie\" when the 95 % "
-        "interval covers 0):", "", comparison_table(summary["comparisons"]), "",
-        f"Monitor: a CUSUM of the deployed scores' daily rank loss, calibrated on each champion's validation and "
-        f"holdout dates (in-control ARL {rp.cusum_arl:.0f} dates); {summary['alarms']} alarms in "
-        f"{summary['checks']} checks ({alarms}).", "",
-        "Retrains (the promotion window: the challenger's holdout dates after both models' cut-offs):", "", *ev, "",
-        "![live rank IC](live_error.png)", ""])

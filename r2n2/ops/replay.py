@@ -32,33 +32,26 @@ import numpy as np
 import pandas as pd
 
 from ..cases.base import UseCase, window_meta_of
-from ..cases.forecast import comparison_table
 from ..cases.series import series_frame
-from .champion import fresh_window, slice_power
+from .champion import fresh_window
 from ..checkpoint import load_checkpoint
 from ..config import with_values
 from ..data.sources import read_parquet
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..evaluate.distribution import adaptive_conformal
-from ..evaluate.plots import _figure, date_axis, save_figure
-from ..evaluate.report import md_table
-from ..evaluate.stats import diebold_mariano, verdict
-from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..models.core import build_model
 from .monitoring import check_window, fit_frame_monitor
 from ..paths import CasePaths
 from .promotion import decide_promotion
+from .reports import write_replay_report
 from .sequential import bernoulli_cusum, bernoulli_path, fit_cusum
 from ..stages import fit, train_stage
 from ..train import seed_everything
 from .workspace import replay_dir
 
-__all__ = ["ReplaySchedule", "SeriesReplay", "TradingDays", "promotion_gate_scores", "BREAKS", "write_replay_report", "period_ends", "plot_live_error", "report_counts"]
+__all__ = ["ReplaySchedule", "SeriesReplay", "TradingDays", "promotion_gate_scores", "period_ends"]
 
-# Market breaks whose alarm delay the report states (first trading day of the month of the break).
-BREAKS = {"Lehman, Sep 2008": "2008-09-15", "US downgrade, Aug 2011": "2011-08-01",
-          "China devaluation, Aug 2015": "2015-08-11", "Volmageddon, Feb 2018": "2018-02-02"}
-BREAK_HORIZON = 126  # trading days (half a year): a later alarm answers something else, not the break
+RETRAIN_POLICIES = ("both", "schedule", "alarm")
 _quiet = lambda msg: None  # noqa: E731
 
 
@@ -122,6 +115,10 @@ class ReplaySchedule:
     workers: int = 1                        # local Dask worker processes that pre-train the scheduled challengers
     dask_address: str | None = None         # or a running Dask scheduler (tcp://host:8786) that does
     threads: int | None = None              # torch threads per training (None: the cores / workers, at least 1)
+    # when a step's close retrains (Darts' ``retrain``): "both" every ``retrain_every`` steps and after an alarm,
+    # "schedule" every ``retrain_every`` steps only, "alarm" only after an alarm, or a callable
+    # ``policy(step=i, time=t, alarm=bool) -> bool`` (its retrains are trained when it asks: never ahead on Dask)
+    retrain_policy: object = "both"
     log: Callable[[str], None] = print
     warn: Callable[[str], None] | None = None  # where alarms go (a logger's warning); default: ``log``
     rows: list = field(default_factory=list)
@@ -133,6 +130,9 @@ class ReplaySchedule:
 
     def _begin(self) -> None:
         """Shared state; the subclass calls it in ``__post_init__`` before training the first model."""
+        if not callable(self.retrain_policy) and self.retrain_policy not in RETRAIN_POLICIES:
+            raise ConfigError(f"the retrain policy must be one of {', '.join(RETRAIN_POLICIES)} or a callable "
+                              f"(step, time, alarm) -> bool, got {str(self.retrain_policy)[:80]!r}.")
         self.paths = CasePaths(self.case_name, Path(self.root))  # read only: the research data it replays
         self.work = CasePaths(self.case_name, replay_dir(self.case_name, self.root))  # everything it writes
         self.step = 0
@@ -202,8 +202,31 @@ class ReplaySchedule:
 
     def _schedule(self) -> list[int]:
         """The steps whose close retrains by schedule: every ``retrain_every``-th step of the calendar (a cron, as
-        `r2n2 serve` deploys it; an alarm adds a retrain and leaves the schedule as it is)."""
+        `r2n2 serve` deploys it; an alarm adds a retrain and leaves the schedule as it is); none when the policy
+        is "alarm" or a callable (whose answers are not known ahead)."""
+        if callable(self.retrain_policy) or self.retrain_policy == "alarm":
+            return []
         return [i for i in range(self.n_steps) if (i + 1) % self.retrain_every == 0]
+
+    def _retrains_at(self, i: int, alarm: bool) -> bool:
+        """Whether step ``i``'s close trains a challenger, by the retrain policy."""
+        if callable(self.retrain_policy):
+            return bool(self.retrain_policy(step=i, time=self.step_time(i), alarm=alarm))
+        scheduled = (i + 1) % self.retrain_every == 0
+        return {"both": scheduled or alarm, "schedule": scheduled, "alarm": alarm}[self.retrain_policy]
+
+    @property
+    def policy_name(self) -> str:
+        p = self.retrain_policy
+        return getattr(p, "__name__", "callable") if callable(p) else str(p)
+
+    def retrain_rule(self, unit: str) -> str:
+        """The retrain policy as a report says it (``unit``: what a step is, plural)."""
+        if callable(self.retrain_policy):
+            return f"a retrain whenever {getattr(self.retrain_policy, '__name__', 'the retrain policy')} says so"
+        return {"both": f"a retrain every {self.retrain_every} {unit} or after an alarm",
+                "schedule": f"a retrain every {self.retrain_every} {unit} (alarms do not retrain)",
+                "alarm": "a retrain only after an alarm"}[self.retrain_policy]
 
     def _root_at(self, t) -> Path:
         """The scratch project of the retrain at ``t`` (absolute: a Dask worker may run elsewhere; with
@@ -423,7 +446,7 @@ class ReplaySchedule:
                 if alarm:
                     counts["alarms"] += 1
                     (self.warn or self.log)(f"step {i} (data through {self._show(self.step_time(i))}): {m['verdict']}")
-            if (i + 1) % self.retrain_every == 0 or alarm:
+            if self._retrains_at(i, alarm):
                 counts["retrains"] += 1
                 t = self.step_time(i)
                 challenger = self._train(t, self.champion if self.warm_start else None)
@@ -668,20 +691,6 @@ class SeriesReplay(TradingDays, ReplaySchedule):
         return write_replay_report(self, out_dir, seconds=seconds)
 
 
-def _gate_power(rp: SeriesReplay) -> dict | None:
-    """The gate's power on planted challengers built from the final champion's forecasts on the last decision's
-    window (``r2n2.ops.champion.slice_power``, as `r2n2 retrain` states it): the sentence the report states."""
-    windows = [e["window"] for e in rp.events if e.get("window")]
-    if not windows:
-        return None
-    w = windows[-1]
-    known = rp.table[(rp.table["date"] >= pd.Timestamp(w["start"])) & (rp.table["date"] <= pd.Timestamp(w["end"]))]
-    scores = {"actual": known["target"].to_numpy(), "benchmark": rp.bench.reindex(known["date"]).to_numpy(),
-              "kind": "forecast", "n_classes": None}
-    out = slice_power(scores, rp.champion.preds.reindex(known["date"]).to_numpy(), rp.cfg.promotion,
-                      seed=rp.cfg.train.seed)
-    return None if out is None else {"window": w, "sentence": out["sentence"], "worse": out["worse"],
-                                     "equal": out["equal"]}
 
 
 # -- pieces every replay shares (the stocks replay here, the text replay in r2n2.ops.textreplay) ---------------
@@ -691,146 +700,15 @@ def period_ends(steps: list, every: int) -> list:
     return ends if ends and ends[-1] == steps[-1] else [*ends, steps[-1]]
 
 
-def plot_live_error(x, errors: dict[str, np.ndarray], path: Path, *, alarms, promotions, title: str, ylabel: str,
-                    xlabel: str = "") -> Path:
-    """Rolling live error of each line over the replay (the first line, the deployed champion, drawn thicker);
-    monitor alarms as red verticals, promotions as ticks along the bottom edge. The y axis fits the lines (it is
-    not pulled to 0) and the legend sits below the axes, never over a line."""
-    fig, ax = _figure(11, 5)
-    colors = ["C1", "C0", "C2"]  # champion, never retrained, always retrain; the naive line grey
-    for i, (name, err) in enumerate(errors.items()):
-        ax.plot(x, err, lw=1.6 if i == 0 else 0.9, label=name, color=colors[i] if i < len(colors) else "0.4",
-                zorder=3 if i == 0 else 2)  # the deployed champion on top: it often equals another line
-    for k, a in enumerate(alarms):
-        ax.axvline(a, color="red", lw=0.6, alpha=0.5, label="monitor alarm" if k == 0 else None)
-    bottom = ax.get_xaxis_transform()  # x in data, y in axes fractions
-    for k, p in enumerate(promotions):
-        ax.plot([p], [0.0], marker="|", color="C1", ms=10, transform=bottom, clip_on=False,
-                label="promotion" if k == 0 else None, linestyle="none")
-    ax.set(title=title, ylabel=ylabel, xlabel=xlabel)
-    date_axis(ax, x)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 if not xlabel else -0.18), ncol=6, frameon=False)
-    return save_figure(fig, path)
 
 
-def _live_coverage(rp, tl: pd.DataFrame) -> dict | None:
-    """The deployed 90 % intervals' coverage over the live days: raw, and adapted as the coverage chart adapts
-    them (None without a distribution head)."""
-    keep = tl[["q_lo", "q_hi", "actual"]].notna().all(axis=1).to_numpy()
-    if not keep.any() or rp.coverage_calib is None or rp.cfg.window.horizon != 1:
-        return None
-    q, y = tl.loc[keep, ["q_lo", "q_hi"]].to_numpy(float), tl.loc[keep, "actual"].to_numpy(float)
-    adj, _ = adaptive_conformal(q, y, (0.05, 0.95), *rp.coverage_calib)
-    return {"raw": float(np.mean((y >= q[:, 0]) & (y <= q[:, 1]))),
-            "adaptive": float(np.mean((y >= adj[:, 0]) & (y <= adj[:, 1]))), "days": int(keep.sum())}
 
 
-def write_summary(rp: ReplaySchedule, summary: dict, out_dir: Path) -> None:
-    """summary.json: what the replay decided and measured, the same bytes whatever ran it (any number of
-    workers); timing.json: its run times and the workers."""
-    write_json_atomic({k: v for k, v in summary.items() if k != "seconds"}, Path(out_dir) / "summary.json")
-    write_json_atomic({"seconds": summary["seconds"], "workers": int(rp.workers), "dask_address": rp.dask_address,
-                       "threads": rp._threads()}, Path(out_dir) / "timing.json")
 
 
-def report_counts(summary: dict) -> list[str]:
-    """The replay report's lines on what the loop did and what it cost (Markdown)."""
-    s = summary["seconds"]
-    return [f"Checks: {summary['checks']}, alarms: {summary['alarms']}, retrains: {summary['n_retrains']}, "
-            f"promotions: {summary['promotions']}.", "",
-            f"Run time: {s['total']} s (training {s['train']} s, monitoring {s['monitor']} s, predicting "
-            f"{s['predict']} s).", ""]
 
 
-def write_replay_report(rp: SeriesReplay, out_dir: Path, *, seconds: float) -> dict:
-    """timeline.parquet, replay.md, live_error.png and summary.json under ``out_dir``."""
-    tl = rp.timeline()
-    write_parquet_atomic(tl, out_dir / "timeline.parquet")
-    y = tl["actual"].to_numpy()
-    lines = {"deployed champion": "prediction", "never retrained": "never_retrained",
-             "always retrain (no test)": "always_retrained", rp.case.naive_name: "random_walk"}
-    rmse = {k: float(np.sqrt(np.mean((tl[c].to_numpy() - y) ** 2))) for k, c in lines.items()}
-    comps = [diebold_mariano(y, tl["prediction"].to_numpy(), tl[c].to_numpy(), a="deployed champion", b=k,
-                             horizon=rp.cfg.window.horizon) for k, c in lines.items() if c != "prediction"]
-    for c in comps:
-        c["verdict"] = verdict(c, higher_is_better=False)
-    cal = list(tl["date"])
-    delays = _break_delays(tl)
-    ratio = {k: v / rmse[rp.case.naive_name] for k, v in rmse.items()}
-    years = tl.groupby(tl["date"].dt.year)["alarm"].agg(["sum", "size"])
-    calm = [y for y in years.index if not any(pd.Timestamp(b).year == y for b in BREAKS.values())]
-    power = _gate_power(rp)
-    summary = {"case": rp.case_name, "entity": rp.entity, "start": str(cal[0].date()), "end": str(cal[-1].date()),
-               "days": len(tl), "retrain_every": rp.retrain_every, "monitor_every": rp.monitor_every,
-               "warm_start": rp.warm_start, "checks": int(len(tl) // rp.monitor_every),
-               "alarms": int(tl["alarm"].sum()), "n_retrains": int(tl["retrained"].sum()),
-               "promotions": int(tl["promoted"].sum()), "rmse": rmse, "rmse_ratio_to_random_walk": ratio,
-               "comparisons": comps, "alarm_delays": delays, "cusum_alarms": int(tl["cusum_alarm"].sum()),
-               "coverage_alarms": int(tl["coverage_alarm"].sum()), "coverage": _live_coverage(rp, tl),
-               "alarms_per_calm_year": (float(years.loc[calm, "sum"].sum() / len(calm)) if calm else None),
-               "calm_years": [int(y) for y in calm], "gate_power": power,
-               "refusals": int(tl["retrained"].sum() - tl["promoted"].sum()),
-               "retrains": rp.retrains[1:],  # the first model is trained before the period: not a retrain
-               "first_model": rp.retrains[0], "look_ahead_rows": int((tl["model_train_end"] >= tl["date"]).sum()),
-               "seconds": {"total": round(seconds, 1), **{k: round(v, 1) for k, v in rp.seconds.items()}},
-               "headline": f"RMSE ratio to the random walk: champion {ratio['deployed champion']:.4f}, never "
-                           f"retrained {ratio['never retrained']:.4f}"}
-    write_summary(rp, summary, out_dir)
-
-    err = {k: (pd.Series((tl[c].to_numpy() - y) ** 2).rolling(63, min_periods=20).mean() ** 0.5).to_numpy()
-           for k, c in lines.items()}
-    plot_live_error(tl["date"], err, out_dir / "live_error.png", alarms=tl.loc[tl["alarm"], "date"],
-                    promotions=tl.loc[tl["promoted"], "date"], ylabel="RMSE of the log return",
-                    title=f"{rp.entity}: live error of next-day forecasts, rolling 63 days (red: monitor alarms; "
-                          "ticks: promotions)")
-    write_text_atomic(_replay_markdown(rp, summary, calm), out_dir / "replay.md")
-    return summary
 
 
-def _break_delays(tl: pd.DataFrame) -> dict:
-    """Per known break inside the timeline: its first alarm within BREAK_HORIZON trading days and the delay in
-    trading days, or None."""
-    cal = np.asarray(tl["date"])
-    delays = {}
-    for name, d in BREAKS.items():
-        b = pd.Timestamp(d)
-        if not (cal[0] <= b <= cal[-1]):
-            continue
-        days = np.searchsorted(cal, tl["date"].to_numpy()) - np.searchsorted(cal, b)
-        after = tl[(days >= 0) & (days <= BREAK_HORIZON) & tl["alarm"].to_numpy()]
-        delays[name] = (None if after.empty else
-                        {"first_alarm": str(after["date"].iloc[0].date()),
-                         "trading_days": int(np.searchsorted(cal, after["date"].iloc[0]) - np.searchsorted(cal, b))})
-    return delays
 
 
-def _replay_markdown(rp: SeriesReplay, summary: dict, calm: list) -> str:
-    rmse, ratio, delays, power = (summary["rmse"], summary["rmse_ratio_to_random_walk"], summary["alarm_delays"],
-                                  summary["gate_power"])
-    comps = summary["comparisons"]
-    table = md_table({k: {"RMSE": v, "ratio to random walk": ratio[k]} for k, v in rmse.items()},
-                     ["RMSE", "ratio to random walk"], first="line")
-    dl = [f"- {k}: " + (f"first alarm {v['first_alarm']}, {v['trading_days']} trading days after"
-                         if v else f"no alarm within {BREAK_HORIZON} trading days") for k, v in delays.items()] \
-        or ["- none of the known breaks lies in this period"]
-    per_year = (f"{summary['alarms_per_calm_year']:.2f} alarms per calm year (the years without a known break: "
-                f"{', '.join(map(str, calm))})" if calm else "no calm year in this period")
-    md = "\n".join([
-        f"# Replay: {rp.case_name} ({rp.entity}), {summary['start']} to {summary['end']}", "",
-        f"{summary['days']} trading days; a retrain every {rp.retrain_every} days or after an alarm "
-        f"({'warm-started from the champion' if rp.warm_start else 'from scratch'}), the monitor every "
-        f"{rp.monitor_every} days. Every prediction comes from a model trained only on data realised before its "
-        f"date ({summary['look_ahead_rows']} rows violate this).", "", *report_counts(summary), table, "",
-        "Diebold–Mariano, the deployed champion minus each line (mean squared-error difference):", "",
-        comparison_table(comps), "",
-        f"Monitor: {summary['alarms']} alarms in {summary['checks']} checks ({summary['cusum_alarms']} by the CUSUM "
-        f"charts of the deployed process); {per_year}.", "",
-        *([f"Coverage (distribution head): the deployed 90 % intervals, adapted online (adaptive conformal), covered "
-           f"{summary['coverage']['adaptive']:.3f} of the live days, unadapted {summary['coverage']['raw']:.3f}; "
-           f"{summary['coverage_alarms']} coverage alarms (Bernoulli CUSUM of the 5 % VaR exceedances).", ""]
-          if summary["coverage"] else []),
-        "Alarm delay after the known breaks:", "", *dl, "",
-        f"Gate: {summary['refusals']} of {summary['n_retrains']} challengers refused. "
-        + (power["sentence"] if power else "Its power was not estimated (no decision window)."), "",
-        "![live error](live_error.png)", ""])
-    return md

@@ -34,25 +34,21 @@ import numpy as np
 import pandas as pd
 
 from ..cases.base import CaseData, window_meta_of
-from ..cases.classify import compare_classifiers, predict_texts
-from ..cases.forecast import comparison_table
+from ..cases.classify import predict_texts
 from ..cases.text import TextData, encode_texts, label_ids, source_domain, text_frame, text_signals, text_vocab
 from ..data.sources import read_parquet
 from ..data.textkey import near_duplicate_keys
 from ..errors import ConfigError, DataError
 from ..evaluate.baselines import majority_baseline
-from ..evaluate.metrics import classification_metrics
-from ..evaluate.report import fmt, md_table
-from ..io import write_parquet_atomic, write_text_atomic
 from .monitoring import check_window, fit_frame_monitor, signal_config
-from .replay import Deployed, ReplaySchedule, plot_live_error, promotion_gate_scores, report_counts, write_summary
+from .replay import Deployed, ReplaySchedule, promotion_gate_scores
+from .reports import write_text_replay_report
 from .sequential import _MAX_CELLS
 
 __all__ = ["TextReplay", "arrival_batches", "DEFAULT_BATCH"]
 
 DEFAULT_BATCH = 500   # texts per arrival batch: ~1.5 % of the built-in corpus, enough for a stable error rate
 _MIN_KNOWN = 100      # texts before the start that a first model needs at the least
-_ROLL = 3             # batches in the plot's rolling error rate
 
 
 def arrival_batches(times: np.ndarray, size: int) -> list[tuple[int, int]]:
@@ -271,61 +267,3 @@ class TextReplay(ReplaySchedule):
         return write_text_replay_report(self, Path(out_dir), seconds=seconds)
 
 
-def write_text_replay_report(rp: TextReplay, out_dir: Path, *, seconds: float) -> dict:
-    """The text replay's outputs: accuracy and macro-F1 per line, paired comparisons of the champion with each
-    other line (paired bootstrap of macro-F1 and McNemar; "tie" when the 95 % interval covers 0)."""
-    tl = rp.timeline()
-    if tl.empty:
-        raise DataError("the replay has not run a batch yet; nothing to report.")
-    write_parquet_atomic(tl, out_dir / "timeline.parquet")
-    ids = {l: i for i, l in enumerate(rp.case.labels)}
-    k = len(rp.case.labels)
-    y = tl["actual"].map(ids).to_numpy()
-    lines = {"deployed champion": "prediction", "never retrained": "never_retrained",
-             "always retrain (no test)": "always_retrained", "majority class": "majority"}
-    preds = {name: tl[c].map(ids).to_numpy() for name, c in lines.items()}
-    scores = {name: {m: classification_metrics(y, p, list(rp.case.labels))[m] for m in ("accuracy", "macro_f1")}
-              for name, p in preds.items()}
-    comps = [c for name in list(lines)[1:]
-             for c in compare_classifiers(y, preds["deployed champion"], preds[name], "deployed champion", name, rp.cfg, k)]
-    by_batch = tl.groupby("batch")[["alarm", "promoted"]].any()
-    summary = {"case": rp.case_name, "time": "date" if rp.dates else "arrival",
-               "start": rp._json(tl["date"].iloc[0]), "end": rp._json(tl["date"].iloc[-1]),
-               "texts": len(tl), "batches": int(tl["batch"].nunique()), "batch": rp.batch,
-               "retrain_every": rp.retrain_every, "monitor_every": rp.monitor_every, "warm_start": rp.warm_start,
-               **rp.counts, "scores": scores, "comparisons": comps, "events": rp.events,
-               "look_ahead_rows": int((tl["model_train_end"] >= tl["date"]).sum()),
-               "seconds": {"total": round(seconds, 1), **{n: round(v, 1) for n, v in rp.seconds.items()}},
-               "headline": "macro-F1: " + ", ".join(f"{n} {scores[n]['macro_f1']:.4f}" for n in
-                                                    ("deployed champion", "never retrained", "majority class"))}
-    summary["n_retrains"] = summary.pop("retrains")
-    summary["retrains"] = rp.retrains[1:]  # the first model is trained before the period: not a retrain
-    summary["first_model"] = rp.retrains[0]
-    write_summary(rp, summary, out_dir)
-
-    wrong = pd.DataFrame({name: p != y for name, p in preds.items()}).groupby(tl["batch"].to_numpy()).mean()
-    plot_live_error(wrong.index.to_numpy(), {n: wrong[n].rolling(_ROLL, min_periods=1).mean().to_numpy()
-                                             for n in lines}, out_dir / "live_error.png",
-                    alarms=by_batch.index[by_batch["alarm"]], promotions=by_batch.index[by_batch["promoted"]],
-                    xlabel="arrival batch", ylabel="error rate",
-                    title=f"{rp.case_name}: live error rate per arrival batch of {rp.batch} texts, rolling {_ROLL} "
-                          "batches (red: monitor alarms; ticks: promotions)")
-    unit = "ISO times" if rp.dates else "arrival indices; the built-in corpus's order is simulated"
-    ev = ["| batch | trigger | window | p | promoted |", "|---|---|---|---|---|"]
-    span = lambda w: "none" if w is None else f"{w['start']} .. {w['end']}"  # noqa: E731
-    ev += [f"| {e['step']} | {e['trigger']} | {span(e['window'])} | {fmt(e['p_value'])} | {e['promoted']} |"
-           for e in rp.events]
-    md = "\n".join([
-        f"# Replay: {rp.case_name}, {summary['start']} to {summary['end']} ({unit})", "",
-        f"{summary['texts']} texts in {summary['batches']} arrival batches of {rp.batch}; a retrain every "
-        f"{rp.retrain_every} batches or after an alarm ({'warm-started from the champion' if rp.warm_start else 'from scratch, each with its own tokenizer'}), "
-        f"the monitor every {rp.monitor_every} batches. Every prediction comes from a model trained only on texts "
-        f"that arrived before it ({summary['look_ahead_rows']} rows violate this).", "",
-        *report_counts(summary),
-        md_table(scores, ["accuracy", "macro_f1"], first="line"), "",
-        "Paired comparisons, the deployed champion (a) vs each line (b); diff = a minus b, verdict \"tie\" when the "
-        "95 % interval covers 0:", "", comparison_table(comps), "",
-        "Retrains (the promotion window: the challenger's holdout texts after both models' cut-offs):", "",
-        *ev, "", "![live error](live_error.png)", ""])
-    write_text_atomic(md, out_dir / "replay.md")
-    return summary

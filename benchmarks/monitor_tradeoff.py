@@ -9,7 +9,8 @@ Protocol (every number from the library's own pieces; nothing is tuned on the re
   holdout, the 250 before them early stopping) on the validated rows through the last trading day of Y - 1. It
   is then deployed, frozen, for all of Y: the replay retrains monthly, this study does not (a fixed model makes
   the charts comparable across thresholds; the replay's own rate is quoted beside it).
-- **Charts.** The replay's two charts (`SeriesReplay.CHARTS`: the loss differential against the random walk and
+- **Charts.** Each check sees the rows realised by its day's close (a row's target is the next day's return), as
+  the replay's monitor does. The replay's two charts (`SeriesReplay.CHARTS`: the loss differential against the random walk and
   the random walk's squared error), calibrated as the replay calibrates them (`fit_cusum` on the model's
   validation and holdout rows, 200 bootstrap charts, seed 0) for each target ARL0 in the grid; Page's recursion
   daily, checked every 5 trading days as the deployed monitor checks; an alarm restarts every chart.
@@ -19,7 +20,8 @@ Protocol (every number from the library's own pieces; nothing is tuned on the re
   8 trading days of calm years between the year's 41st trading day and 1 August (so each has pre-break checks).
   From each date on, the real S&P 500's log prices move `vol` times as far from the previous close (every
   close-to-close and intraday log return after it scaled by `vol`: a volatility break of the real series; 1.5, 2
-  and 3). Delay: trading days from the break to the first check that alarms (at most 126 days; later counts as
+  and 3; 1 plants nothing: the chance of an alarm in the same 126 days, the control every "found" is read
+  against). Delay: trading days from the break to the first check that alarms (at most 126 days; later counts as
   missed); false alarms before it, from the year's first day.
 - **Historical breaks** (`stocks.monitor.events` in params.yaml: Lehman 2008-09-15, US downgrade 2011-08-01,
   China 2015-08-11, Volmageddon 2018-02-02): the model of that year; delay to the first alarm on or after the date.
@@ -42,7 +44,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CALM_YEARS = (2003, 2004, 2005, 2006, 2007, 2009, 2010, 2012, 2013, 2014, 2016, 2017)
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from monitor_calm import CALM_YEARS  # noqa: E402  the calm years fixed before this study (monitor_calm.py)
 SEED, N_PLACEBO, HORIZON, EVERY = 20261207, 8, 126, 5
 
 
@@ -71,13 +74,14 @@ def plant(source: pd.DataFrame, entity: str, at: pd.Timestamp, vol: float) -> pd
 
 def chart_walk(charts: dict, streams: dict, dates: pd.DatetimeIndex) -> list[pd.Timestamp]:
     """The dates of the checks (every ``EVERY`` days) at which any chart crossed its threshold since the last
-    check; every chart restarts after an alarm (as the replay's ``_check_cusum``)."""
+    check; every chart restarts after an alarm (as the replay's ``_check_cusum``). Row i's target is the next
+    day's return, so at day i's close the charts have consumed rows 0 .. i - 1 (the replay's ``_realised``)."""
     z = {n: charts[n].standardise(streams[n]) for n in charts}
     stat = {n: 0.0 for n in charts}
     crossed, alarms = False, []
-    for i in range(len(dates)):
+    for i in range(1, len(dates)):  # nothing is realised at the first day's close
         for n, c in charts.items():
-            stat[n] = max(0.0, stat[n] + float(z[n][i]) - c.k)
+            stat[n] = max(0.0, stat[n] + float(z[n][i - 1]) - c.k)
             crossed = crossed or stat[n] > c.h
         if (i + 1) % EVERY == 0:
             if crossed:
@@ -90,7 +94,8 @@ def chart_walk(charts: dict, streams: dict, dates: pd.DatetimeIndex) -> list[pd.
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arl", type=float, nargs="+", default=[250, 500, 1000, 2000, 4000])
-    ap.add_argument("--vol", type=float, nargs="+", default=[1.5, 2.0, 3.0])
+    ap.add_argument("--vol", type=float, nargs="+", default=[1.0, 1.5, 2.0, 3.0],
+                    help="volatility multipliers planted at the placebo dates; 1.0 plants nothing: the chance control")
     ap.add_argument("--out", default=str(ROOT / "docs" / "monitor_tradeoff.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "monitor_tradeoff.png"))
     args = ap.parse_args()
@@ -114,6 +119,7 @@ def main() -> None:
     dates = pd.DatetimeIndex(source[source["entity"] == entity]["date"].sort_values())
     placebos = draw_placebos(dates)
     breaks = cfg.monitor.events  # the case's known breaks (params.yaml: stocks.monitor.events)
+    ppy = cfg.evaluate.periods_per_year
     print("placebo break dates (drawn before any model was trained):", ", ".join(str(p.date()) for p in placebos))
     years = sorted({*CALM_YEARS, *(pd.Timestamp(d).year for d in breaks.values())})
 
@@ -122,7 +128,8 @@ def main() -> None:
         return t[t["entity"] == entity].sort_values("date").reset_index(drop=True)
 
     base_table = table_of(source)
-    models, work = {}, Path(tempfile.mkdtemp(prefix="tradeoff-"))
+    scratch = tempfile.TemporaryDirectory(prefix="tradeoff-")  # the yearly models' scratch projects
+    models, work = {}, Path(scratch.name)
     for y in years:  # the model deployed through year y: data through y - 1
         known = source[source["date"] < pd.Timestamp(f"{y}-01-01")]
         when = str(known["date"].max().date())
@@ -158,7 +165,7 @@ def main() -> None:
     planted_tables = {(p, v): table_of(plant(source, entity, p, v)) for p in placebos for v in args.vol}
     for arl in args.arl:
         calm = [len(run(y, "real", base_table, arl, pd.Timestamp(f"{y}-12-31"))) for y in CALM_YEARS]
-        row = {"arl0": arl, "target_per_year": 252 / arl, "calm_alarms": calm,
+        row = {"arl0": arl, "target_per_year": ppy / arl, "calm_alarms": calm,
                "calm_per_year": float(np.mean(calm)), "historical": {}, "placebo": {}}
         for name, d in breaks.items():
             at = pd.Timestamp(d)
@@ -173,10 +180,11 @@ def main() -> None:
             row["placebo"][str(v)] = {"breaks": out, "found": len(found), "n": len(out),
                                       "median_delay": float(np.median(found)) if found else None}
         result["rows"].append(row)
-        print(f"ARL0 {arl:g}: {row['calm_per_year']:.2f} alarms per calm year (target {252 / arl:.2f}); "
+        print(f"ARL0 {arl:g}: {row['calm_per_year']:.2f} alarms per calm year (target {ppy / arl:.2f}); "
               f"historical delays {[h['delay'] for h in row['historical'].values()]}; placebo median delays "
               f"{ {v: row['placebo'][v]['median_delay'] for v in row['placebo']} } "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    scratch.cleanup()
     result["seconds"] = round(time.perf_counter() - t0, 1)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     plot(result, Path(args.plot))
@@ -192,17 +200,19 @@ def plot(r: dict, path: Path) -> None:
     x = [row["calm_per_year"] for row in r["rows"]]
     for v in r["rows"][0]["placebo"]:
         y = [row["placebo"][v]["median_delay"] for row in r["rows"]]
-        ax.plot(x, y, marker="o", label=f"placebo: volatility x {v} from a random calm day (8 dates)")
+        label = ("control: the same 8 dates, nothing planted (chance finds)" if float(v) == 1.0 else
+                 f"placebo: volatility x {v} from a random calm day (8 dates)")
+        ax.plot(x, y, marker="o", linestyle=":" if float(v) == 1.0 else "-", label=label)
         for i, (row, xi, yi) in enumerate(zip(r["rows"], x, y)):
             p = row["placebo"][v]
             ax.annotate(f"ARL0 {row['arl0']:g}: {p['found']}/{p['n']}", (xi, yi), fontsize=7,
                         textcoords="offset points", xytext=(5, 3 if i % 2 else -9))  # equal rates: apart
     ax.scatter([row["target_per_year"] for row in r["rows"]], [0] * len(r["rows"]), marker="|", s=200, color="k",
-               label="the false-alarm rate each ARL0 promises (252 / ARL0)")
+               label="the false-alarm rate each ARL0 promises (periods a year / ARL0)")
     ax.set_xlabel("realised false alarms per calm year (frozen yearly models, 12 calm S&P 500 years)")
     ax.set_ylabel("median delay of the breaks found (trading days)")
     ax.set_title("The deployed CUSUM's trade-off on the real S&P 500: fewer false alarms cost slower detection,\n"
-                 "and no ARL0 brings the realised rate to its promise (found = detected within 126 days)")
+                 "and only ARL0 250 comes within 1.5 x of its promise (found = detected within 126 days)")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     ax.grid(alpha=0.3)
     save_figure(fig, path)
@@ -211,7 +221,8 @@ def plot(r: dict, path: Path) -> None:
 def markdown(r: dict) -> str:
     vols = list(r["rows"][0]["placebo"])
     head = ("| ARL0 (days) | target alarms / calm year | realised (12 calm years) | Lehman | Aug 2011 | Aug 2015 | "
-            "Feb 2018 | " + " | ".join(f"placebo vol × {v}: found, median delay" for v in vols) + " |")
+            "Feb 2018 | " + " | ".join("control, nothing planted: found, median delay" if float(v) == 1.0 else
+                                     f"placebo vol × {v}: found, median delay" for v in vols) + " |")
     lines = [head, "|---" * (7 + len(vols)) + "|"]
     for row in r["rows"]:
         hist = [("missed" if h["delay"] is None else str(h["delay"])) for h in row["historical"].values()]

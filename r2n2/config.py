@@ -92,8 +92,8 @@ class MonitorConfig:
     min_samples: int = 20                # never alarm on fewer post-cut-off samples than this
     retrain_on_alarm: bool = True        # `monitor` triggers a retrain of this case when it alarms
     events: dict[str, str] = field(default_factory=dict)  # known breaks of this case's calendar (name -> ISO
-    #                                      date): a replay report states its first alarm after each, and counts
-    #                                      false alarms on the years without one (calm years)
+    #                                      date): a price series' replay report states its first alarm after each
+    #                                      and counts false alarms on the years without one (calm years)
 
 
 @dataclass

@@ -76,10 +76,15 @@ def test_the_fifth_case_passes_every_check_and_the_replay(fx):
     assert (ex.paths.operations().reports / "replay" / "summary.json").is_file()
 
 
-def _replay(ex, policy):
+ALARMS = (10, 50)  # the steps at which the scripted monitor alarms
+
+
+def _replay(ex, policy, *, scripted: bool = True):
     dates = ex.case.load(ex.cfg, ex.paths.windows).table["date"].drop_duplicates().sort_values()
     rp = make_replay(ex.case, ex.cfg, ex.root, start=str(dates.iloc[-120].date()), end=str(dates.iloc[-1].date()),
                      retrain_every=40, monitor_every=1, retrain_policy=policy, log=lambda m: None)
+    if scripted:  # a monitor that alarms at known steps, so every policy's answer to an alarm is seen
+        rp._monitor = lambda i: {"alarm": i in ALARMS, "signals": {}, "verdict": "scripted"}
     for until in rp.period_ends():
         rp.run_until(until)
     return rp, [e["step"] for e in rp.events]
@@ -90,10 +95,10 @@ def test_the_retrain_policy_decides_which_steps_retrain(fx):
     """Darts-style ``retrain``: the schedule alone, alarms alone, or a callable asked at every step."""
     rp, steps = _replay(fx, "schedule")
     assert steps == [39, 79, 119] and rp.counts["retrains"] == 3  # every 40th step, whatever the monitor said
+    assert [i for i, row in enumerate(rp.rows) if row.get("alarm")] == list(ALARMS) and rp.counts["alarms"] == 2
     assert "a retrain every 40 days (alarms do not retrain)" in rp.retrain_rule("days")
-    rp, steps = _replay(fx, "alarm")
-    alarms = [i for i, row in enumerate(rp.rows) if row.get("alarm")]
-    assert steps == alarms  # no scheduled retrain; one after each alarm
+    assert _replay(fx, "alarm")[1] == list(ALARMS)  # no scheduled retrain; one after each alarm
+    assert _replay(fx, "both")[1] == [10, 39, 50, 79, 119]
 
     asked = []
 
@@ -103,7 +108,8 @@ def test_the_retrain_policy_decides_which_steps_retrain(fx):
 
     rp, steps = _replay(fx, twice)
     assert steps == [29, 89] and [s for s, _ in asked] == list(range(120))
-    assert [a for _, a in asked] == [bool(row.get("alarm")) for row in rp.rows]  # it sees each step's alarm
+    assert [s for s, a in asked if a] == list(ALARMS)  # it is told each step's alarm
+    assert [e["trigger"] for e in rp.events] == ["policy", "policy"]
     summary = rp.write_report(fx.paths.operations().reports / "replay-twice", seconds=0.0)
     assert summary["retrain_policy"] == "twice" and summary["look_ahead_rows"] == 0
     with pytest.raises(ConfigError, match=r"^the retrain policy must be one of both, schedule, alarm or a callable "

@@ -287,3 +287,20 @@ def test_known_breaks_come_from_the_cases_params_not_a_constant():
     with pytest.raises(ConfigError, match=r"^stocks\.monitor\.events: 'Lehman' must map to an ISO date such as "
                                           r"2008-09-15, got '2008-09-31'\.$"):
         load_params(ROOT / "params.yaml", ['stocks.monitor.events={"Lehman": "2008-09-31"}'])
+
+
+def test_serve_covers_every_case_params_define_unless_it_lists_them():
+    import yaml
+
+    from r2n2.registry import INSTANCES, parse_params
+
+    from .conftest import ROOT
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert parse_params(raw).serve.cases == ["stocks", "sentiment", "panel"]  # as params.yaml lists them
+    del raw["serve"]
+    raw["brent"] = {"case": "stocks"}
+    try:
+        assert parse_params(raw).serve.cases == ["stocks", "sentiment", "panel", "volatility", "brent"]
+    finally:
+        INSTANCES.pop("brent", None)  # the instance is registered in this process: not for the next test

@@ -212,10 +212,11 @@ class UseCase:
 
     def replay_check(self, *, batch: int | None = None) -> None:
         """Refuse a replay this case cannot run, before anything slow starts (the CLI calls it first).
-        Default: the case has no replay (``r2n2.ops.replay.make_replay`` covers the series and text kinds)."""
+        Default: the case has no replay (``r2n2.ops.loop.make_replay`` covers the series, cross-section and text
+        kinds)."""
         raise DataError(f"`r2n2 replay {self.name}` is not available: the {self.name} case ({self.kind or 'no'} "
-                        f"kind) has no replay yet (replays cover series and text cases). Use `r2n2 monitor "
-                        f"{self.name}` and `r2n2 retrain {self.name}` for its operations.")
+                        f"kind) has no replay yet (replays cover series, cross-section and text cases). Use "
+                        f"`r2n2 monitor {self.name}` and `r2n2 retrain {self.name}` for its operations.")
 
     def promotion_scores(self, cfg: Any, data: "CaseData", model, ck: dict, window: dict) -> dict:
         """``{"actual", "pred", "kind", "n_classes", "horizon"}`` of ``model`` (scaled / tokenised with its own

@@ -200,25 +200,25 @@ def evaluate_classifier(cfg, data, models: dict, paths, log) -> dict:
 
     plots = paths.reports / "plots"
     if cfg.evaluate.plots:
-        _plots(metrics, histories, reliability, y, pred, labels, plots)
+        _plots(metrics, histories, reliability, y, pred, labels, plots, data.meta.case)
         if model.has_focus:
             _plot_focus(model, data, plots)
     write_text_atomic(_report(metrics, data), paths.reports / "report.md")
     return metrics
 
 
-def _plots(metrics: dict, histories: dict, reliability: dict, y, pred, labels, plots) -> None:
+def _plots(metrics: dict, histories: dict, reliability: dict, y, pred, labels, plots, name: str) -> None:
     plot_confusion(metrics["model"]["confusion_matrix"], labels, plots / "confusion.png",
-                   title="sentiment: model confusion matrix (test)")
+                   title=f"{name}: model confusion matrix (test)")
     write_csv(pd.DataFrame({"actual": [labels[i] for i in y], "predicted": [labels[i] for i in pred]}),
               plots / "confusion.csv")
     write_json_atomic([{"model": k_, **r} for k_, h in histories.items() for r in h], plots / "learning_curves.json")
-    plot_learning_curves(histories, plots / "learning_curves.png", title="sentiment: learning curves (CE loss)")
+    plot_learning_curves(histories, plots / "learning_curves.png", title=f"{name}: learning curves (CE loss)")
     c = metrics["calibration"]
     curves = {f"raw (ECE {fmt(c['ece']['raw'], 3)})": reliability["raw"],
               f"temperature scaled, T = {fmt(c['temperature'], 3)} (ECE {fmt(c['ece']['temperature'], 3)})":
                   reliability["temperature"]}
-    plot_reliability(curves, plots / "reliability.png", title="sentiment: reliability of the model (test)")
+    plot_reliability(curves, plots / "reliability.png", title=f"{name}: reliability of the model (test)")
     write_csv(pd.DataFrame([{"probabilities": k_, **r} for k_, rows in reliability.items() for r in rows]),
               plots / "reliability.csv")
 
@@ -249,7 +249,7 @@ def _plot_focus(model, data, plots, *, n: int = 8, max_tokens: int = 16) -> None
     rows = [f"{labels[int(y[r])]} -> {labels[int(pred[r])]}" for r in range(len(x))]
     sums = torch.stack([w[r, :int(lengths[r])].sum() for r in range(len(x))])
     total = " (each row sums to 1)" if bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-3)) else ""
-    visualize_attention(x, w, plots / "attention.png", title=f"sentiment: {kind}, {n} test tweets",
+    visualize_attention(x, w, plots / "attention.png", title=f"{data.meta.case}: {kind}, {n} test tweets",
                         tokens=tokens, row_labels=rows,
                         caption=f"Colour: the model's {kind} on each token{total}; brighter = more. Rows: test "
                                 f"tweets of {max_tokens} tokens or fewer, named true label -> the model's prediction.")

@@ -510,7 +510,8 @@ class CrossSectionCase(PriceCase):
     predict_warmup = 20  # ret_20d and vol_20d (panel_table) need 20 returns, 21 closes: rows 0 .. 19 have none
     predict_warmup_why = "the first 20 rows have no 20-day return and volatility yet"
     predict_rows = ("N dates (the dates every stock shares)", "dates of scores, one row per stock each")
-    naive_name: ClassVar[str] = "1-day reversal"  # the replay's naive line: evaluate's benchmark, reversal_1d
+    naive_name: ClassVar[str] = "zero score"  # the benchmark of monitor and gate: no view on any stock
+    replay_naive_name: ClassVar[str] = "1-day reversal"  # the replay's naive line (``naive_scores``): reversal_1d
 
     def load(self, cfg, windows_dir) -> PanelData:
         return PanelData(self, cfg, windows_dir)

@@ -62,7 +62,7 @@ def qlike(var, forecast) -> np.ndarray:
 
 
 def calibrate(y_val: np.ndarray, g_val: np.ndarray) -> dict:
-    """The log-vs-level rule of every forecaster, fitted on validation (module docstring): ``a`` (log
+    """The log-vs-level rule of every forecaster, fitted on validation (``r2n2.cases.volatility``'s docstring): ``a`` (log
     intercept) and ``b`` (level factor, QLIKE's in-sample optimum)."""
     d = np.asarray(y_val, dtype=float) - np.asarray(g_val, dtype=float)
     return {"a": float(np.mean(d)), "b": float(np.mean(np.exp(d)))}

@@ -10,9 +10,9 @@ A step is one trading date ``d``; the data known at ``d``'s close is every row w
    daily rank loss (minus its rank IC) over the dates realised since the last check, calibrated by ``fit_cusum``
    on the champion's validation and holdout dates (in-control ARL ``cusum_arl`` dates, the series convention): it
    alarms on a drop of the rank IC;
-3. every ``retrain_every`` dates, or right after an alarm, a challenger is trained by the case's window and train
-   stages with rolling cut dates on the data known at ``d`` (the shared ``_train`` / ``fit_retrain`` path, so each
-   retrain's ``set`` rebuilds its ``model.pt`` bytes);
+3. by the retrain policy (default: every ``retrain_every`` dates, or right after an alarm), a challenger is
+   trained by the case's window and train stages with rolling cut dates on the data known at ``d`` (the shared
+   ``_train`` / ``fit_retrain`` path, so each retrain's ``set`` rebuilds its ``model.pt`` bytes);
 4. the deployed gate (``fresh_window`` + ``decide_promotion`` on ``case.promotion_scores``, as `r2n2 retrain`):
    champion, challenger and the case's naive benchmark on the challenger's holdout dates after both cut-offs.
 
@@ -166,9 +166,3 @@ class PanelReplay(TradingDays, ReplaySchedule):
     def write_report(self, out_dir: Path, *, seconds: float) -> dict:
         """timeline.parquet, summary.json, replay.md and live_error.png under ``out_dir``."""
         return write_panel_replay_report(self, Path(out_dir), seconds=seconds)
-
-
-
-
-
-

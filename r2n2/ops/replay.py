@@ -8,9 +8,10 @@ was realised by then. In that order, each day:
 2. every ``monitor_every`` days the deployed monitor checks: the calibrated drift tests (``r2n2.ops.monitoring``)
    on the champion's rows since its cut-off, and a CUSUM (``r2n2.ops.sequential``) of the live loss differential
    of whichever model was deployed each day against the random walk;
-3. every ``retrain_every`` days, or right after an alarm, a challenger is trained on the data known at ``d`` by
-   the case's own window and train stages with rolling cut dates (``window.cuts = rolling``), from scratch (the
-   default; reproducible with the stage commands) or warm-started from the champion's weights;
+3. by the retrain policy (default: every ``retrain_every`` days, or right after an alarm), a challenger is trained
+   on the data known at ``d`` by the case's own window and train stages with rolling cut dates (``window.cuts =
+   rolling``), from scratch (the default; reproducible with the stage commands) or warm-started from the
+   champion's weights;
 4. the deployed gate (``r2n2.ops.champion.fresh_window`` + ``decide_promotion``): champion, challenger and the
    random walk on the challenger's holdout days after the champion's cut-off; the challenger is refused if it is
    significantly worse than the champion or than the random walk (``promotion`` params).
@@ -422,8 +423,8 @@ class ReplaySchedule:
     def run_until(self, until=None) -> dict:
         """Advance step by step through the step that closes at ``until`` (a value of ``period_ends()``; default:
         the end). Each step: the deployed champion predicts it (out of sample), the monitor checks every
-        ``monitor_every`` steps, a challenger is trained every ``retrain_every`` steps or right after an alarm and
-        the gate decides. Returns this period's counts."""
+        ``monitor_every`` steps, a challenger is trained when the retrain policy says so (default: every
+        ``retrain_every`` steps or right after an alarm) and the gate decides. Returns this period's counts."""
         stop = None if until is None else self._parse(until)
         counts = {"steps": 0, "rows": 0, "alarms": 0, "retrains": 0, "promotions": 0}
         while self.step < self.n_steps and (stop is None or self.step_time(self.step) <= stop):
@@ -453,7 +454,8 @@ class ReplaySchedule:
                 decision = self._decide(challenger)
                 rec["retrained"], rec["promoted"] = True, decision["promoted"]
                 counts["promotions"] += int(decision["promoted"])
-                self.events.append({"date": self._json(t), "step": i, "trigger": "alarm" if alarm else "schedule",
+                self.events.append({"date": self._json(t), "step": i, "trigger": "alarm" if alarm else
+                                    ("policy" if callable(self.retrain_policy) else "schedule"),
                                     "promoted": decision["promoted"], "reason": decision["reason"],
                                     "window": decision["window"], "p_value": decision["test"]["p_value"],
                                     "champion_train_end": self._json(self.champion.train_end),
@@ -691,24 +693,8 @@ class SeriesReplay(TradingDays, ReplaySchedule):
         return write_replay_report(self, out_dir, seconds=seconds)
 
 
-
-
-# -- pieces every replay shares (the stocks replay here, the text replay in r2n2.ops.textreplay) ---------------
+# -- the calendar of sub-runs every replay shares (the reports are in r2n2.ops.reports) -------------------------
 def period_ends(steps: list, every: int) -> list:
     """The steps that close each scheduled retrain period of ``every`` steps, the last step always included."""
     ends = list(steps[every - 1::every])
     return ends if ends and ends[-1] == steps[-1] else [*ends, steps[-1]]
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -257,17 +257,15 @@ def write_text_replay_report(rp, out_dir: Path, *, seconds: float) -> dict:
     return summary
 
 
-# the timeline's score column of each line, and its name in the report (the naive line is named by the case)
-
-
+# the panel timeline's score column of each line, by its name in the report (the naive line is named by the case)
 PANEL_LINES = {"deployed champion": "prediction", "never retrained": "never_retrained",
-         "always retrain (no test)": "always_retrained"}
+               "always retrain (no test)": "always_retrained"}
 
 
 def _line_ics(rp, tl: pd.DataFrame) -> dict[str, pd.Series]:
     """Each line's daily rank IC over the replay (the naive line under the case's name)."""
     act = tl.pivot(index="date", columns="entity", values="actual")
-    cols = {**PANEL_LINES, rp.case.naive_name: "naive"}
+    cols = {**PANEL_LINES, rp.case.replay_naive_name: "naive"}
     return {name: daily_rank_ic(tl.pivot(index="date", columns="entity", values=c), act) for name, c in cols.items()}
 
 

@@ -13,10 +13,10 @@ time column; ISO dates for a file with one. At each batch, in this order:
 2. the batch's labels arrive; every ``monitor_every`` batches the calibrated monitor checks the champion's newest
    post-cut-off texts with the deployed monitor's signals (``r2n2.cases.text.text_frame``: text length, share of
    unseen words, predicted classes, error rate), skipping texts whose near-duplicate group it saw;
-3. every ``retrain_every`` batches, or right after an alarm, a challenger is trained by the case's window and
-   train stages with rolling cuts on every text known so far (the newest ``window.holdout_texts`` are its
-   promotion slice, the ``window.val_texts`` before them early stopping; its own BPE tokenizer), or warm-started
-   (the champion's tokenizer and weights, ``warm_epochs`` epochs);
+3. by the retrain policy (default: every ``retrain_every`` batches, or right after an alarm), a challenger is
+   trained by the case's window and train stages with rolling cuts on every text known so far (the newest
+   ``window.holdout_texts`` are its promotion slice, the ``window.val_texts`` before them early stopping; its own
+   BPE tokenizer), or warm-started (the champion's tokenizer and weights, ``warm_epochs`` epochs);
 4. the deployed gate (``case.promotion_scores`` + ``decide_promotion(kind="classifier")``, as `r2n2 retrain`):
    champion, challenger and the majority class on the challenger's holdout texts after both cut-offs.
 
@@ -265,5 +265,3 @@ class TextReplay(ReplaySchedule):
     def write_report(self, out_dir: Path, *, seconds: float) -> dict:
         """timeline.parquet, summary.json, replay.md and live_error.png under ``out_dir``."""
         return write_text_replay_report(self, Path(out_dir), seconds=seconds)
-
-

@@ -1,19 +1,26 @@
-"""The cross-section kind (the ``panel`` case is one): a panel of price series ranked against each other at each
-date. Its window table (cross-sectionally z-scored features, the forward return and its cross-sectional z-score), its
+"""The cross-section kind, complete (the ``panel`` case is its name, built-in data and defaults): a panel of price
+series ranked against each other at each date. Its config (``CrossSectionConfig``), its windows (``build_windows``
+on ``panel_table``: cross-sectionally z-scored features, the forward return and its cross-sectional z-score), its
 data, its one scorer (``score_matrix``: dates x stocks, used by evaluate, monitor and promotion), its monitor
 signals, and its evaluation by the daily rank IC and a long-short portfolio (loads checkpoints, never trains).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from .base import CaseData, MonitorSignals, predict_batches, window_meta_of, write_predict_calibration
-from ..data.window import EntityWindows, StockBatches, StockWindows, load_entity_split, scale_features, window_splits
+from .base import (CaseData, Log, MonitorSignals, check_choice, predict_batches, window_meta_of,
+                   write_predict_calibration)
+from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
+from ..data.sources import DataConfig
+from ..data.validate import PriceChecks
+from ..data.window import (EntityWindows, StockBatches, StockWindows, fit_scalers, load_entity_split, scale_features,
+                           split_summary, window_splits)
 from ..errors import ConfigError, DataError
 from ..evaluate.baselines import equal_weight_returns, momentum_scores, reversal_scores
 from ..evaluate.distribution import student_t_quantiles
@@ -27,12 +34,12 @@ from ..evaluate.plots import plot_learning_curves, plot_lines, write_csv
 from ..evaluate.report import fmt, history, md_table
 from ..evaluate.stats import mde_block, minimum_detectable_effect, rank_ic_difference, verdict
 from ..evaluate.trading import long_short_portfolio, performance, sharpe_difference
-from ..io import write_json_atomic, write_text_atomic
+from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from ..models.config import ModelConfig
-from .prices import PriceCase, SeriesMeta
+from .prices import PriceCase, SeriesMeta, SeriesWindowConfig, calendar_cuts, check_calendar, check_series_window
 
-__all__ = ["CrossSectionCase", "PanelMeta", "PanelData", "PANEL_FEATURES", "panel_table", "pooled_windows",
-           "evaluate_panel", "score_matrix", "predict_panel", "window_scores", "panel_monitor_frame"]
+__all__ = ["CrossSectionCase", "CrossSectionConfig", "CrossSectionWindowConfig", "CrossSectionEvaluateConfig",
+           "PanelMeta", "PanelData", "PANEL_FEATURES", "panel_table", "pooled_windows", "evaluate_panel", "score_matrix", "predict_panel", "window_scores", "panel_monitor_frame"]
 
 PANEL_FEATURES = ("ret_1d", "ret_5d", "ret_20d", "vol_20d")
 RIDGE = "ridge_cross_stock"  # the linear competitor: each stock's ridge on every stock's lagged features
@@ -498,9 +505,50 @@ def panel_monitor_frame(data, model, mmeta) -> tuple[pd.DataFrame, MonitorSignal
     return daily, MonitorSignals(inputs=("mkt_vol_20d", "mkt_ret_20d"), prediction_history=True)
 
 
+@dataclass
+class CrossSectionWindowConfig(SeriesWindowConfig):
+    lookback: int = 20                   # trading days of features per stock and window
+    horizon: int = 1                     # rank by the return over the next 1 (or 5, ...) days
+
+
+@dataclass
+class CrossSectionEvaluateConfig:
+    seeds: int = 1                       # models and neural baselines per seed (train.seed, +1, ...)
+    plots: bool = True
+    top_k: int = 4                       # stocks per leg of the long-short portfolio
+    cost_bps: float = 5.0                # cost per unit of turnover, basis points
+    nw_lags: int | None = None           # Newey–West lags of the IC tests (null: automatic, >= horizon - 1)
+    execution_lag: int = 1               # days between a signal and its trade: 1 (default) or 0 (its own close)
+    periods_per_year: int = 252          # this calendar's trading days a year (annualised Sharpe ratios)
+
+
+def _kind_model() -> ModelConfig:
+    return ModelConfig(cell="gru", hidden_size=32, num_layers=1, relational=True, pooling="last", entities=True,
+                       identity=True, input_size=len(PANEL_FEATURES))
+
+
+def _kind_train() -> TrainConfig:
+    return TrainConfig(epochs=8, batch_size=32, lr=1e-3, patience=3)
+
+
+@dataclass
+class CrossSectionConfig:
+    """The params sections every cross-section case shares; a case subclasses it to change defaults."""
+    data: DataConfig = field(default_factory=DataConfig)
+    validate: PriceChecks = field(default_factory=PriceChecks)
+    window: CrossSectionWindowConfig = field(default_factory=CrossSectionWindowConfig)
+    model: ModelConfig = field(default_factory=_kind_model)
+    train: TrainConfig = field(default_factory=_kind_train)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: CrossSectionEvaluateConfig = field(default_factory=CrossSectionEvaluateConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
+
+
 class CrossSectionCase(PriceCase):
-    """A panel of price series ranked at each date; subclasses set ``name``, ``config_cls``, the windows and
-    their baselines. Inherits evaluation, monitor and promotion from this kind."""
+    """A panel of price series ranked at each date, complete: a case on this kind is its name, its built-in data
+    (``builtin``) and its defaults (``config_cls``, a ``CrossSectionConfig``); windows, baselines, evaluation,
+    predict, monitor and promotion are this kind's."""
 
     kind = "crosssection"
     headline_metrics = ("rank_ic", "rank_ic_tstat", "long_short_sharpe", "turnover")
@@ -510,8 +558,54 @@ class CrossSectionCase(PriceCase):
     predict_warmup = 20  # ret_20d and vol_20d (panel_table) need 20 returns, 21 closes: rows 0 .. 19 have none
     predict_warmup_why = "the first 20 rows have no 20-day return and volatility yet"
     predict_rows = ("N dates (the dates every stock shares)", "dates of scores, one row per stock each")
+    config_cls: ClassVar[type] = CrossSectionConfig
+    plots = (("cumulative.csv", "linear", "date", ["model", "reversal_1d", "momentum_12_1", "equal_weight"]),)
     naive_name: ClassVar[str] = "zero score"  # the benchmark of monitor and gate: no view on any stock
     replay_naive_name: ClassVar[str] = "1-day reversal"  # the replay's naive line (``naive_scores``): reversal_1d
+
+    def check_config(self, cfg, prefix: str) -> None:
+        check_series_window(cfg.window, prefix)
+        if cfg.evaluate.top_k < 1:
+            raise ConfigError(f"{prefix}.evaluate.top_k must be >= 1, got {cfg.evaluate.top_k}.")
+        if cfg.evaluate.cost_bps < 0:
+            raise ConfigError(f"{prefix}.evaluate.cost_bps must be >= 0, got {cfg.evaluate.cost_bps}.")
+        check_choice(prefix, "evaluate.execution_lag", cfg.evaluate.execution_lag, (0, 1))
+        check_calendar(cfg.evaluate, prefix)
+        if cfg.model.pooling == "concat" and cfg.model.entities:
+            raise ConfigError(f"{prefix}.model.pooling concat is not available with entities; use last.")
+
+    def build_windows(self, cfg, df: pd.DataFrame, out_dir: Path, log: Log) -> PanelMeta:
+        w = cfg.window
+        entities = sorted(df["entity"].astype(str).unique())
+        if len(entities) < 2 * cfg.evaluate.top_k:
+            raise DataError(f"the panel has {len(entities)} entities; a top-{cfg.evaluate.top_k} minus bottom-"
+                            f"{cfg.evaluate.top_k} portfolio needs at least {2 * cfg.evaluate.top_k} (lower "
+                            f"{self.name}.evaluate.top_k or add stocks).")
+        cuts = calendar_cuts(df["date"], w)
+        table = panel_table(df, lookback=w.lookback, horizon=w.horizon, cuts=cuts)
+        splits = split_summary(table, "entity", "date")
+        empty = [s for s in ("train", "val", "test") if not any(v[s]["n"] for v in splits.values())]
+        if empty:
+            raise DataError(f"the panel has no {'/'.join(empty)} windows between the cut dates {cuts['val_start']} "
+                            f"and {cuts['test_start']} (data {cuts['start']} to {cuts['end']}); move "
+                            f"{self.name}.window.val_start/test_start or lower {self.name}.window.lookback.")
+        scaler, target_scaler = fit_scalers(table, list(PANEL_FEATURES), cuts["val_start"])
+        write_parquet_atomic(table, out_dir / "features.parquet")
+        meta = PanelMeta(case=self.name, time="date", cuts=cuts, splits=splits, cut_rule=w.cuts, lookback=w.lookback,
+                         horizon=w.horizon, target="cs_zscore_forward_return", features=list(PANEL_FEATURES),
+                         entities=entities, scaler=scaler, target_scaler=target_scaler, pretrain_entity="all",
+                         finetune_entity=None)
+        meta.save(out_dir / "meta.json")
+        log(f"{len(entities)} entities, {len(table)} rows; splits per calendar cut dates {cuts}")
+        return meta
+
+    def neural_baselines(self, cfg) -> dict[str, ModelConfig]:
+        alone = {"entities": False, "identity": False, "entity_mixing": False}
+        return {"no_cross_entity": replace(cfg.model, **alone),  # the same encoder, each stock alone
+                "gru_no_relational": replace(cfg.model, cell="gru", relational=False, **alone)}
+
+    def predict(self, model, meta: PanelMeta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
+        return self.predict_prices(model, meta, self.read_input(cfg, input_path))
 
     def load(self, cfg, windows_dir) -> PanelData:
         return PanelData(self, cfg, windows_dir)

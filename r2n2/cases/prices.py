@@ -6,14 +6,15 @@ no kind's scoring, so a kind's stages do not depend on another kind's code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass, field, replace
+from typing import Callable, ClassVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from .base import UseCase, WindowMeta, check_choice, check_range, fraction_cuts, iso
+from ..data.sources import read_prices
 from ..data.validate import price_suite
 from ..errors import ConfigError, DataError
 
@@ -109,7 +110,11 @@ def price_schema(df: pd.DataFrame) -> pa.Schema:
 
 
 class PriceCase(UseCase):
-    """A long price table ``entity, date, open?, high?, low?, close, volume?``."""
+    """A long price table ``entity, date, open?, high?, low?, close, volume?``: read from the case's source or its
+    built-in data (``builtin``), and predict's ``--input`` read the same way."""
+
+    # the built-in data (``data.source: builtin``) as a long price table; None: the case has none
+    builtin: ClassVar[Callable[[], pd.DataFrame] | None] = None
 
     predict_keys = ("data.columns", "data.na_values", "data.missing", "data.encoding", "data.entity", "data.query",
                     "data.timezone", "data.layout")  # how predict reads --input (read_prices: source and until fixed)
@@ -132,6 +137,21 @@ class PriceCase(UseCase):
 
     def raw_schema(self, df: pd.DataFrame) -> pa.Schema:
         return price_schema(df)
+
+    def _builtin(self) -> pd.DataFrame:
+        load = type(self).builtin
+        if load is None:
+            raise ConfigError(f"the {self.name} case ships no built-in data: set {self.name}.data.source to a CSV, "
+                              "Parquet, folder or database of prices.")
+        return load()
+
+    def read_source(self, cfg) -> pd.DataFrame:
+        return read_prices(cfg.data, name=self.name, builtin=self._builtin)
+
+    def read_input(self, cfg, input_path: str) -> pd.DataFrame:
+        """The prices of predict's ``--input``, read as the case's source is (its column mapping, layout...)."""
+        return read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
+                           builtin=self._builtin)
 
     def time_column(self) -> str:
         return "date"

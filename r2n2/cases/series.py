@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from .base import CaseData, Log, MonitorSignals, check_choice, predict_batches, window_meta_of
 from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
-from ..data.sources import DataConfig, read_prices
+from ..data.sources import DataConfig
 from ..data.validate import PriceChecks
 from ..data.window import (FEATURE_NAMES, StockBatches, StockWindows, fit_scalers, load_entity_split,
                            load_stock_split, scale_features, series_table, split_summary)
@@ -141,23 +141,11 @@ class SeriesCase(PriceCase):
     benchmark = ("random_walk", "rel_rmse_random_walk", False)  # no change in price
     naive_name: ClassVar[str] = "random walk"  # the benchmark of monitor, gate and replay
     meta_cls: ClassVar[type] = SeriesMeta      # the window metadata ``build_windows`` writes
-    # the built-in data (``data.source: builtin``) as a long price table; None: the case has none
-    builtin: ClassVar[Callable[[], pd.DataFrame] | None] = None
 
     def check_config(self, cfg, prefix: str) -> None:
         check_series_window(cfg.window, prefix)
         check_choice(prefix, "window.target", cfg.window.target, ("return", "close", "volatility"))
         check_calendar(cfg.evaluate, prefix)
-
-    def _builtin(self) -> pd.DataFrame:
-        load = type(self).builtin
-        if load is None:
-            raise ConfigError(f"the {self.name} case ships no built-in data: set {self.name}.data.source to a CSV, "
-                              "Parquet, folder or database of prices.")
-        return load()
-
-    def read_source(self, cfg) -> pd.DataFrame:
-        return read_prices(cfg.data, name=self.name, builtin=self._builtin)
 
     # -- windows ---------------------------------------------------------------------------------
     def window_table(self, cfg, df: pd.DataFrame, cuts: dict) -> tuple[pd.DataFrame, list[str]]:
@@ -212,11 +200,6 @@ class SeriesCase(PriceCase):
     # -- evaluate / serve ------------------------------------------------------------------------
     def evaluate(self, cfg, data, models: dict, paths, log: Log) -> dict:
         return evaluate_forecasts(cfg, data, models, paths, log)
-
-    def read_input(self, cfg, input_path: str) -> pd.DataFrame:
-        """The prices of predict's ``--input``, read as the case's source is (its column mapping, layout...)."""
-        return read_prices(replace(cfg.data, source=str(input_path), until=None), name=self.name,
-                           builtin=self._builtin)
 
     def predict(self, model, meta: SeriesMeta, checkpoint_meta: dict, input_path: str, cfg) -> pd.DataFrame:
         return predict_prices(model, meta, self.read_input(cfg, input_path))

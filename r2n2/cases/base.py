@@ -15,7 +15,8 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import pandas as pd
 
-from ..data.sources import read_parquet
+from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
+from ..data.sources import DataConfig, read_parquet
 from ..errors import ConfigError, DataError
 from ..io import write_json_atomic
 from ..models.config import ModelConfig
@@ -36,6 +37,22 @@ def predict_batches(model, batches, **kw) -> np.ndarray:
 
     return predict(model, batches, **kw)
 
+
+
+@dataclass
+class CaseConfig:
+    """The params sections every case has, in this order. A kind's config subclasses it and gives ``validate``,
+    ``window`` and ``evaluate`` their types (and ``model`` / ``train`` their defaults); a case's config
+    subclasses the kind's to change a section's defaults."""
+    data: DataConfig = field(default_factory=DataConfig)
+    validate: Any = None                 # the kind's data checks
+    window: Any = None                   # the kind's windows and cut dates
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    evaluate: Any = None                 # the kind's scoring
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 @dataclass
 class WindowMeta:

@@ -14,10 +14,9 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from .base import (CaseData, Log, MonitorSignals, check_choice, predict_batches, window_meta_of,
+from .base import (CaseConfig, CaseData, Log, MonitorSignals, check_choice, predict_batches, window_meta_of,
                    write_predict_calibration)
-from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
-from ..data.sources import DataConfig
+from ..config import TrainConfig
 from ..data.validate import PriceChecks
 from ..data.window import (EntityWindows, StockBatches, StockWindows, fit_scalers, load_entity_split, scale_features,
                            split_summary, window_splits)
@@ -532,17 +531,14 @@ def _kind_train() -> TrainConfig:
 
 
 @dataclass
-class CrossSectionConfig:
-    """The params sections every cross-section case shares; a case subclasses it to change defaults."""
-    data: DataConfig = field(default_factory=DataConfig)
+class CrossSectionConfig(CaseConfig):
+    """The cross-section kind's sections (``CaseConfig``'s, with its types); a case subclasses it to change
+    defaults."""
     validate: PriceChecks = field(default_factory=PriceChecks)
     window: CrossSectionWindowConfig = field(default_factory=CrossSectionWindowConfig)
     model: ModelConfig = field(default_factory=_kind_model)
     train: TrainConfig = field(default_factory=_kind_train)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: CrossSectionEvaluateConfig = field(default_factory=CrossSectionEvaluateConfig)
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 class CrossSectionCase(PriceCase):

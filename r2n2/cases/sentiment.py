@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
-from ..data.sources import DataConfig
 from ..data.validate import TextChecks
 from ..models.config import ModelConfig
 from ..errors import DataError
+from .base import CaseConfig
 from .text import TextCase, TextWindowConfig
 
 BUILTIN_ARRIVAL_SEED = 20_240_611  # seeds the simulated arrival order of the built-in tweets (see below)
@@ -72,16 +71,11 @@ def _model_defaults() -> ModelConfig:
 
 
 @dataclass
-class SentimentConfig:
-    data: DataConfig = field(default_factory=DataConfig)
+class SentimentConfig(CaseConfig):
     validate: TextChecks = field(default_factory=TextChecks)
     window: TextWindowConfig = field(default_factory=TextWindowConfig)
     model: ModelConfig = field(default_factory=_model_defaults)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: SentimentEvaluateConfig = field(default_factory=SentimentEvaluateConfig)
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 class SentimentCase(TextCase):

@@ -15,9 +15,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from .base import CaseData, Log, MonitorSignals, check_choice, predict_batches, window_meta_of
-from ..config import FinetuneConfig, MonitorConfig, PromotionConfig, TrainConfig
-from ..data.sources import DataConfig
+from .base import CaseConfig, CaseData, Log, MonitorSignals, check_choice, predict_batches, window_meta_of
 from ..data.validate import PriceChecks
 from ..data.window import (FEATURE_NAMES, StockBatches, StockWindows, fit_scalers, load_entity_split,
                            load_stock_split, scale_features, series_table, split_summary)
@@ -54,17 +52,12 @@ class SeriesEvaluateConfig:
 
 
 @dataclass
-class SeriesConfig:
-    """The params sections every series case shares; a case subclasses it to change a section's defaults."""
-    data: DataConfig = field(default_factory=DataConfig)
+class SeriesConfig(CaseConfig):
+    """The series kind's sections (``CaseConfig``'s, with its types); a case subclasses it to change defaults."""
     validate: PriceChecks = field(default_factory=PriceChecks)
     window: ForecastWindowConfig = field(default_factory=ForecastWindowConfig)
     model: ModelConfig = field(default_factory=lambda: ModelConfig(cell="rnn", num_layers=2))
-    train: TrainConfig = field(default_factory=TrainConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     evaluate: SeriesEvaluateConfig = field(default_factory=SeriesEvaluateConfig)
-    monitor: MonitorConfig = field(default_factory=MonitorConfig)
-    promotion: PromotionConfig = field(default_factory=PromotionConfig)
 
 
 class SeriesData(CaseData):

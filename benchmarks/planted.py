@@ -379,17 +379,17 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     from scipy.stats import t as t_dist
 
-    df = pd.DataFrame([r for r in rows if r["family"] == "panel_lead_lag"])
+    df = pd.DataFrame([r for r in rows if r["family"] == "panel_lead_lag" and r["seed"] < 3])  # seeds every arm ran
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     styles = {"planted_rule": ("k", "--"), "model": ("tab:blue", "-"), "no_identity": ("tab:orange", "-"),
               "no_cross_entity": ("tab:green", "-"), "ridge_cross_stock": ("tab:red", ":"),
-              "entity_mixing": ("tab:purple", "-")}
+              "entity_mixing": ("tab:purple", "-"), "linear_path": ("tab:brown", "-")}
     for arm, (color, ls) in styles.items():
         g = df[df["arm"] == arm].groupby("beta")["rank_ic"]
         mean, sd, n = g.mean(), g.std(ddof=1).fillna(0), g.count()
         half = t_dist.ppf(0.975, np.maximum(n - 1, 1)) * sd / np.sqrt(n)  # t interval over few seeds
         ax.errorbar(mean.index, mean, yerr=half, color=color, ls=ls, marker="o", capsize=3,
-                    label=arm)
+                    label="linear_path (preset, own budget)" if arm == "linear_path" else arm)
     ax.axhline(0, color="0.6", lw=0.8)
     ax.set(xlabel="planted loading beta (followers' next-day return on the leader's return today)",
            ylabel="test rank IC (mean over seeds, 95 % interval)",

@@ -197,12 +197,13 @@ def test_the_linear_path_preset_is_what_the_cli_applies():
 @pytest.mark.slow
 def test_the_linear_path_finds_a_weak_one_to_many_lead_and_nothing_on_a_market_placebo(tmp_path):
     """At its own budget (each stock alone trained at the same one) the linear path finds two leaders' lead at
-    2.9 % of their followers' variance, on shuffled names (the default model does not: docs/planted.md), and
-    claims nothing on a panel whose stocks share only a market factor."""
+    2.9 % of their followers' variance, on shuffled names, where the default model does not on this seed (rank IC
+    -0.013, t < 2: docs/planted.json), and claims nothing on a panel whose stocks share only a market factor."""
     lp = _linear_path()
     (tmp_path / "weak").mkdir()
     (tmp_path / "placebo").mkdir()
-    weak = _panel_run(tmp_path / "weak", 0.2, panel=one_to_many_panel(beta=0.2, seed=0), train=lp["train"], **lp["model"])
-    assert weak["t"] > 2 and weak["alone"]["ci_low"] > 0, weak
+    weak = _panel_run(tmp_path / "weak", 0.2, panel=one_to_many_panel(beta=0.2, seed=1), train={**lp["train"], "seed": 1},
+                      **lp["model"])  # data and training seed 1, as the benchmark runs it
+    assert weak["ic"] > 0.04 and weak["t"] > 2 and weak["alone"]["ci_low"] > 0, weak  # measured: 0.064, t 4.1
     placebo = _panel_run(tmp_path / "placebo", 0.0, panel=market_noise_panel(seed=0), train=lp["train"], **lp["model"])
     assert placebo["t"] < 2 and placebo["alone"]["ci_low"] <= 0, placebo

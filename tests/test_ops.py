@@ -310,13 +310,13 @@ def test_a_replay_comparison_table_drops_the_columns_no_row_fills():
     """The replay's lines are compared one by one: without a Holm p or a family in any row, those columns go, and
     the deployed line is named once in the header (the table then fits the artifact page); the note does not speak
     of the Holm p; a row that has one keeps it."""
-    from r2n2.ops.reports import replay_comparisons
+    from r2n2.evaluate.engine import comparison_table
 
     row = {"a": "deployed champion", "b": "never retrained", "metric": "rank_ic", "test": "newey_west", "diff": 0.0258,
            "ci_low": -0.0135, "ci_high": 0.0652, "p_value": 0.198, "mde": 0.0562, "verdict": "tie"}
-    lines = replay_comparisons([row, {**row, "b": "1-day reversal", "mde": None}]).split("\n")
+    lines = comparison_table([row, {**row, "b": "1-day reversal", "mde": None}], compact=True).split("\n")
     assert lines[0] == "| deployed champion vs | verdict | metric · test | diff [95 % CI] | p raw | MDE (80 %) |"
     assert lines[1] == "|---|---|---|---|---|---|" and lines[2].startswith("| never retrained | **tie** |")
     assert lines[3].endswith("| 0.198 | n/a |") and "Holm" not in lines[-1] and lines[-1].startswith("A verdict is")
-    kept = replay_comparisons([{**row, "p_adjusted": 0.4, "family": "replay"}]).split("\n")
+    kept = comparison_table([{**row, "p_adjusted": 0.4, "family": "replay"}], compact=True).split("\n")
     assert "p (Holm)" in kept[0] and "family" in kept[0] and "adjusted within its family (Holm)" in kept[-1]

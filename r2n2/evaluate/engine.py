@@ -264,23 +264,38 @@ def comparison_text(c: dict | None, digits: int = 3) -> str:
 
 
 def comparison_table(comps: list[dict], *, names: dict[str, str] | None = None, ablations: dict | None = None,
-                     note: bool = True) -> str:
+                     note: bool = True, compact: bool = False) -> str:
     """The comparisons as one Markdown table narrow enough for a report page: a vs b (``†`` where b is an
     ablation worse than the naive benchmark), the verdict (on the adjusted p), metric and test (one-sided ones
     marked), the difference with its 95 % interval, the family's Holm-adjusted p, the raw p, the family and the
-    MDE; then how to read them."""
+    MDE; then how to read them. ``compact`` (a replay's few lines, compared one by one): the columns no row fills
+    are left out and an ``a`` shared by every row is named once in the header, so the table fits a Prefect
+    artifact page; the note then speaks only of what the table holds."""
     names, worse = names or {}, {k for k, v in (ablations or {}).items() if v.get("worse_than_benchmark")}
-    lines = ["| a vs b | verdict | metric · test | diff [95 % CI] | p (Holm) | p raw | family | MDE (80 %) |",
-             "|---" * 8 + "|"]
+    head = ["a vs b", "verdict", "metric · test", "diff [95 % CI]", "p (Holm)", "p raw", "family", "MDE (80 %)"]
+    rows = []
     for c in comps:
         mark = " †" if c["a"] == "model" and c["b"] in worse else ""
-        lines.append(f"| {names.get(c['a'], c['a'])} vs {names.get(c['b'], c['b'])}{mark} | **{c.get('verdict', '')}** | "
+        rows.append([f"{names.get(c['a'], c['a'])} vs {names.get(c['b'], c['b'])}{mark}", f"**{c.get('verdict', '')}**",
                      f"{c['metric']} · {TEST_NAMES.get(c['test'], c['test'])}"
-                     f"{', one-sided' if c.get('sided') == 'one-sided' else ''} | {fmt(c['diff'], 3)} "
-                     f"{interval_text(c, 3)} | {fmt(c.get('p_adjusted'), 3)} | {fmt(c['p_value'], 3)} | "
-                     f"{c.get('family', '')} | {fmt(c.get('mde'), 3)} |")
+                     f"{', one-sided' if c.get('sided') == 'one-sided' else ''}",
+                     f"{fmt(c['diff'], 3)} {interval_text(c, 3)}", fmt(c.get("p_adjusted"), 3), fmt(c["p_value"], 3),
+                     c.get("family", ""), fmt(c.get("mde"), 3)])
+    keep = list(range(len(head)))
+    if compact and rows:
+        keep = [j for j in keep if any(r[j] not in ("n/a", "") for r in rows)]
+        if len({names.get(c["a"], c["a"]) for c in comps}) == 1 and not any(r[0].endswith(" †") for r in rows):
+            head[0] = f"{names.get(comps[0]['a'], comps[0]['a'])} vs"
+            rows = [[names.get(c["b"], c["b"]), *r[1:]] for c, r in zip(comps, rows)]
+    lines = ["| " + " | ".join(r[j] for j in keep) + " |" for r in (head, *rows)]
+    lines.insert(1, "|---" * len(keep) + "|")
     if not note:
         return "\n".join(lines)
+    if compact:
+        holm = 4 in keep
+        return "\n".join(lines + ["", "A verdict is better / worse only when the 95 % interval excludes 0"
+                                   + (" and the p adjusted within its family (Holm) is at most 0.05" if holm else "")
+                                   + "; the raw p is the test's own." + (" " + MDE_NOTE if 7 in keep else "")])
     return "\n".join(lines + ["", "DM: Diebold–Mariano (HAC); Ledoit–Wolf: their HAC test of two Sharpe ratios; 2-way "
                               "bootstrap: seeds and test items resampled together. A verdict is better / worse only "
                               "when the interval excludes 0 and the p adjusted within its family (Holm) is at most "

@@ -17,7 +17,7 @@ from ..evaluate.distribution import adaptive_conformal
 from ..evaluate.engine import comparison_table
 from ..evaluate.metrics import classification_metrics, daily_rank_ic
 from ..evaluate.plots import _figure, date_axis, save_figure
-from ..evaluate.report import MDE_NOTE, fmt, md_table
+from ..evaluate.report import fmt, md_table
 from ..evaluate.stats import diebold_mariano, rank_ic_difference, verdict
 from ..io import write_json_atomic, write_parquet_atomic, write_text_atomic
 from .champion import slice_power
@@ -88,27 +88,6 @@ def write_summary(rp, summary: dict, out_dir: Path) -> None:
     write_json_atomic({k: v for k, v in summary.items() if k != "seconds"}, Path(out_dir) / "summary.json")
     write_json_atomic({"seconds": summary["seconds"], "workers": int(rp.workers), "dask_address": rp.dask_address,
                        "threads": rp._threads()}, Path(out_dir) / "timing.json")
-
-
-def replay_comparisons(comps: list[dict]) -> str:
-    """The engine's comparison table without the columns no row of a replay fills (the Holm-adjusted p and the
-    family: a replay's few lines are compared one by one, not as a family) and with the deployed line named once
-    in the header, so the table fits the Prefect artifact page instead of scrolling off its right edge; then how
-    to read it."""
-    rows = [[cell.strip() for cell in line[1:-1].split("|")] for line in comparison_table(comps, note=False).split("\n")]
-    head, body = rows[0], rows[2:]
-    keep = [j for j in range(len(head)) if not body or any(r[j] not in ("n/a", "") for r in body)]
-    firsts = {r[0].split(" vs ", 1)[0] for r in body}
-    if len(firsts) == 1 and all(" vs " in r[0] for r in body):  # one deployed line against each other: name it once
-        head = [f"{firsts.pop()} vs", *head[1:]]
-        body = [[r[0].split(" vs ", 1)[1], *r[1:]] for r in body]
-    lines = ["| " + " | ".join(r[j] for j in keep) + " |" for r in [head, *body]]
-    lines.insert(1, "|---" * len(keep) + "|")
-    holm = "p (Holm)" in (head[j] for j in keep)
-    note = ("A verdict is better / worse only when the 95 % interval excludes 0"
-            + (" and the p adjusted within its family (Holm) is at most 0.05" if holm else "") + "; the raw p is the "
-            "test's own." + (" " + MDE_NOTE if any(head[j].startswith("MDE") for j in keep) else ""))
-    return "\n".join(lines + ["", note])
 
 
 def report_counts(summary: dict) -> list[str]:
@@ -203,7 +182,7 @@ def _replay_markdown(rp, summary: dict, calm: list) -> str:
         f"{rp.monitor_every} days. Every prediction comes from a model trained only on data realised before its "
         f"date ({summary['look_ahead_rows']} rows violate this).", "", *report_counts(summary), table, "",
         "Diebold–Mariano, the deployed champion minus each line (mean squared-error difference):", "",
-        replay_comparisons(comps), "",
+        comparison_table(comps, compact=True), "",
         f"Monitor: {summary['alarms']} alarms in {summary['checks']} checks ({summary['cusum_alarms']} by the CUSUM "
         f"charts of the deployed process); {per_year}.", "",
         *([f"Coverage (distribution head): the deployed 90 % intervals, adapted online (adaptive conformal), covered "
@@ -271,7 +250,7 @@ def write_text_replay_report(rp, out_dir: Path, *, seconds: float) -> dict:
         *report_counts(summary),
         md_table(scores, ["accuracy", "macro_f1"], first="line"), "",
         "Paired comparisons, the deployed champion (a) vs each line (b); diff = a minus b, verdict \"tie\" when the "
-        "95 % interval covers 0:", "", replay_comparisons(comps), "",
+        "95 % interval covers 0:", "", comparison_table(comps, compact=True), "",
         "Retrains (the promotion window: the challenger's holdout texts after both models' cut-offs):", "",
         *ev, "", "![live error](live_error.png)", ""])
     write_text_atomic(md, out_dir / "replay.md")
@@ -344,7 +323,7 @@ def _panel_markdown(rp, summary: dict) -> str:
         md_table({n: {"mean daily rank IC": v} for n, v in summary["mean_rank_ic"].items()}, ["mean daily rank IC"],
                  first="line"), "",
         "The deployed champion minus each line, mean daily rank IC (Newey–West over dates; \"tie\" when the 95 % "
-        "interval covers 0):", "", replay_comparisons(summary["comparisons"]), "",
+        "interval covers 0):", "", comparison_table(summary["comparisons"], compact=True), "",
         f"Monitor: a CUSUM of the deployed scores' daily rank loss, calibrated on each champion's validation and "
         f"holdout dates (in-control ARL {rp.cusum_arl:.0f} dates); {summary['alarms']} alarms in "
         f"{summary['checks']} checks ({alarms}).", "",

@@ -5,6 +5,7 @@ data baseline) is its own. Ratios are computed from the same run, so machine noi
 
     python benchmarks/relational.py            # full table (takes a few minutes on 2 cores)
     python benchmarks/relational.py --quick    # small shapes, seconds
+    python benchmarks/relational.py --parts    # where the relational step's extra time goes (one process, ~20 s)
 """
 
 from __future__ import annotations
@@ -67,6 +68,48 @@ def worker(impl: str, mode: str, B: int, T: int, H: int, reps: int) -> dict:
             "out": out.flatten()[:4].tolist() if not training else None}
 
 
+def parts(B: int, T: int, H: int, reps: int = 40) -> None:
+    """The pieces of the relational step at (B, T, H), timed interleaved in this process (medians): the plain RNN's
+    forward and backward, the relation of the last step on fixed states (forward and backward), its key projection
+    alone, one (B·T, H) x (H, H) GEMM, and fc2's max over the keys with and without the winners' indices."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from r2n2.models.relational import RelationalModule
+
+    torch.manual_seed(0)
+    rnn, rel = torch.nn.RNN(5, H, batch_first=True), RelationalModule(H)
+    x, last = torch.randn(B, T, 5), torch.full((B,), T - 1)
+    with torch.no_grad():
+        h = rnn(x)[0].requires_grad_(True)  # (B, T, H), the RNN's own (strided) layout
+    w_b = rel.fc1.weight[:, H:]
+    flat, w = h.detach().reshape(B * T, H), w_b.detach().contiguous()
+    pairs = torch.randn(B, T, H)
+
+    def rnn_step():
+        rnn(x)[0][:, -1].sum().backward()
+
+    pieces = {
+        "plain RNN, forward + backward": rnn_step,
+        "RNN + relation of the last step": lambda: rel(rnn(x)[0], None, query=last).sum().backward(),
+        "relation alone (fixed states)": lambda: rel(h, None, query=last).sum().backward(),
+        "  its key projection (3 GEMMs)": lambda: torch.nn.functional.linear(h, w_b).sum().backward(),
+        "  one (B*T, H) x (H, H) GEMM": lambda: flat @ w.t(),
+        "  max over keys, with indices": lambda: pairs.max(dim=1),
+        "  max over keys, values only": lambda: pairs.amax(dim=1),
+    }
+    times = {k: [] for k in pieces}
+    for i in range(reps + 3):
+        for k, f in pieces.items():
+            t0 = time.perf_counter()
+            f()
+            if i >= 3:
+                times[k].append(time.perf_counter() - t0)
+    print(f"B={B} T={T} H={H}, {torch.get_num_threads()} threads, medians of {reps} interleaved runs:")
+    for k, ts in times.items():
+        print(f"  {k:36s} {statistics.median(ts) * 1e3:7.2f} ms")
+
+
 def _worker_run(impl: str, mode: str, B: int, T: int, H: int, reps: int, env: dict | None = None) -> dict:
     cmd = [sys.executable, __file__, "--worker", impl, mode, str(B), str(T), str(H), str(reps)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -99,8 +142,12 @@ def fmt(r: dict) -> tuple[str, str]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small shapes for a smoke run")
+    ap.add_argument("--parts", action="store_true", help="time the pieces of the relational step (64 x 120 x 128)")
     ap.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.parts:
+        parts(64, 120, 128)
+        return
     if args.worker:
         impl, mode, B, T, H, reps = args.worker
         print(json.dumps(worker(impl, mode, int(B), int(T), int(H), int(reps))))

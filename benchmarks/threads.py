@@ -12,10 +12,13 @@ Settings (torch's OpenMP runtime is GNU libgomp; each is set in the stage's envi
 - ``libgomp default``: ``OMP_WAIT_POLICY`` empty, which the `r2n2` command reads as "leave libgomp's default"
   (a thread that finds no work spins up to 300,000 times before it sleeps).
 - ``PASSIVE``: ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep at once).
-- ``spin 10k``: ``GOMP_SPINCOUNT=10000`` (spin briefly, then sleep).
+- ``spin 10k``, ``spin 1k``, ``spin 100``: ``GOMP_SPINCOUNT`` 10000, 1000 or 100 (spin briefly, then sleep).
 - ``r2n2 (auto)``: nothing set, the `r2n2` command decides as it starts: PASSIVE when a 0.1 s sample finds half a
   core or more busy, else libgomp's default (``flows/cli.py``, the default since 2026-12-07).
 - ``1 thread``: ``train.threads=1``, the old remedy; float sums split differently, so its bytes differ.
+- ``pinned PASSIVE``: ``OMP_WAIT_POLICY=PASSIVE``, and the stage's process (both its threads) held to CPU 0
+  (``sched_setaffinity``), so the busy loop has the other core to itself: the two threads take turns on one core,
+  with the same split of the work (same bytes).
 
 Torch's inter-op pool is not a lever here: eager training never uses it (it serves ``torch.jit`` fork/wait).
 
@@ -54,9 +57,14 @@ SETTINGS: dict[str, tuple[dict[str, str], int]] = {
     "libgomp default": ({"OMP_WAIT_POLICY": ""}, 2),
     "PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 2),
     "spin 10k": ({"GOMP_SPINCOUNT": "10000"}, 2),
+    "spin 1k": ({"GOMP_SPINCOUNT": "1000"}, 2),
+    "spin 100": ({"GOMP_SPINCOUNT": "100"}, 2),
     "r2n2 (auto)": ({}, 2),
     "1 thread": ({"OMP_WAIT_POLICY": ""}, 1),
+    "pinned PASSIVE": ({"OMP_WAIT_POLICY": "PASSIVE"}, 2),
 }
+PINNED = {"pinned PASSIVE"}  # settings whose stage runs on CPU 0 only
+DEFAULT_SETTINGS = ["libgomp default", "PASSIVE", "spin 10k", "r2n2 (auto)", "1 thread"]
 OMP_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "PREFECT_API_URL")
 
 
@@ -81,7 +89,8 @@ def run_stage(root: Path, case: str, setting: str, batches: int) -> dict:
     cmd = [sys.executable, "-m", "flows.cli", "train", case, "--set", f"{case}.train.threads={threads}",
            "--set", f"{case}.train.epochs=1", "--set", f"{case}.train.max_batches_per_epoch={batches}"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
+    pin = (lambda: os.sched_setaffinity(0, {0})) if setting in PINNED else None
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, preexec_fn=pin)
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[3:])} failed:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -108,7 +117,7 @@ def measure(root: Path, case: str, setting: str, beside: bool, batches: int) -> 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=["stocks", "sentiment"])
-    ap.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    ap.add_argument("--settings", nargs="+", default=DEFAULT_SETTINGS, choices=list(SETTINGS))
     ap.add_argument("--batches", type=int, default=40, help="training batches per row (one epoch, cut)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path, help="also write every run here")

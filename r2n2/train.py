@@ -172,8 +172,6 @@ def _metric_name(model: RelationalRNN) -> str:
 def _val_metric(model, val, device, task) -> tuple[float, float]:
     """(validation loss, selection metric): regression MSE / MSE; classification CE / macro-F1; a distribution
     head its own loss (pinball / Student-t NLL) twice."""
-    from sklearn.metrics import f1_score
-
     if model.config.distribution != "none":
         dist = torch.from_numpy(predict_batches(model, val, device, distribution=True))
         loss = distribution_loss(dist, torch.from_numpy(val.targets()).float(), model.config).item()
@@ -182,6 +180,8 @@ def _val_metric(model, val, device, task) -> tuple[float, float]:
     out = predict_batches(model, val, device)
     y = val.targets()
     if task == "classification":
+        from sklearn.metrics import f1_score  # 1.2 s to import: only the classifying stages pay it
+
         logits = torch.from_numpy(out)
         loss = nn.functional.cross_entropy(logits, torch.from_numpy(y).long()).item()
         return loss, float(f1_score(y, out.argmax(1), average="macro"))

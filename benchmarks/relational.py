@@ -71,7 +71,9 @@ def worker(impl: str, mode: str, B: int, T: int, H: int, reps: int) -> dict:
 def parts(B: int, T: int, H: int, reps: int = 40) -> None:
     """The pieces of the relational step at (B, T, H), timed interleaved in this process (medians): the plain RNN's
     forward and backward, the relation of the last step on fixed states (forward and backward), its key projection
-    alone, one (B·T, H) x (H, H) GEMM, and fc2's max over the keys with and without the winners' indices."""
+    alone, one (B·T, H) x (H, H) GEMM, and fc2's max over the keys with and without the winners' indices. The
+    pieces have no head, loss or optimizer step (the whole-step rows of the main table do), and every gradient is
+    dropped after each call, as a training step's ``zero_grad(set_to_none=True)`` does."""
     import torch
 
     sys.path.insert(0, str(ROOT))
@@ -105,6 +107,9 @@ def parts(B: int, T: int, H: int, reps: int = 40) -> None:
             f()
             if i >= 3:
                 times[k].append(time.perf_counter() - t0)
+            h.grad = None  # no gradient accumulates across calls (that would add a (B, T, H) sum to each)
+            rnn.zero_grad(set_to_none=True)
+            rel.zero_grad(set_to_none=True)
     print(f"B={B} T={T} H={H}, {torch.get_num_threads()} threads, medians of {reps} interleaved runs:")
     for k, ts in times.items():
         print(f"  {k:36s} {statistics.median(ts) * 1e3:7.2f} ms")

@@ -8,7 +8,8 @@ worth it (issue 40, `make run` <= 6 minutes):
 - ``padded GRU``: the bidirectional GRU on the padded batch, two one-direction passes with each text reversed
   within its length for the backward direction, instead of a packed sequence. Torch's packed GRU slices its
   precomputed input gates step by step, and each slice's backward writes a zero tensor of the whole batch's size.
-- ``uniform dropout``: the embedding dropout's mask from ``uniform_() >= p`` instead of ``bernoulli_``.
+- ``uniform dropout``: the model's dropout (on the embeddings and before the head) with its mask from
+  ``uniform_() >= p`` instead of ``bernoulli_``.
 
 Reads the batches of ``data/windows/sentiment`` (``dvc repro window-sentiment`` or ``make run``), the sampler's
 own length-bucketed order, and builds the model from params.yaml.
@@ -35,6 +36,8 @@ def padded_encode(self, x, mask=None):
     (B, T) ids -> (B, T, 2H) states, zero at padded steps (equal to the packed path up to float rounding)."""
     import torch
 
+    if mask is None:
+        raise ValueError("padded_encode needs the batch's (B, T) mask.")
     x = self.dropout(self.embedding(x))  # (B, T) -> (B, T, E)
     gru, (B, T) = self.encoder, mask.shape
     H = gru.hidden_size
@@ -73,14 +76,16 @@ def main() -> None:
 
     from r2n2.models import build_model
     from r2n2.registry import get_case, load_params
+    from r2n2.train import _loss  # the trainer's own loss (class weights, label smoothing)
 
     cfg = load_params(ROOT / "params.yaml").cases["sentiment"]
     data = get_case("sentiment").load(cfg, ROOT / "data" / "windows" / "sentiment")
     mcfg = data.model_config(cfg.model)
-    if mcfg.cell != "gru" or not mcfg.bidirectional or mcfg.num_layers != 1:
+    if mcfg.cell != "gru" or not mcfg.bidirectional or mcfg.num_layers != 1:  # (each direction: w_ih, w_hh, b_ih, b_hh)
         raise SystemExit("the padded GRU variant is written for params.yaml's one-layer bidirectional GRU.")
     sampler = data.batches("pretrain", "train", batch_size=cfg.train.batch_size, shuffle=True)
     batches = list(itertools.islice(sampler.iter_epoch(0), args.steps + 5))
+    loss_fn = _loss(build_model(mcfg), sampler, cfg.train, torch.device("cpu"))
     steps = {}
     for name, parts in VARIANTS.items():
         torch.manual_seed(0)
@@ -91,11 +96,12 @@ def main() -> None:
             model.encode = types.MethodType(padded_encode, model)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=True)
 
-        def step(batch, model=model, opt=opt):
+        def step(batch, model=model, opt=opt):  # the trainer's step: weighted loss, clipped gradients, AdamW
             x, lengths, y = batch  # (B, T) ids, (B,) lengths, (B,) labels
             mask = torch.arange(x.size(1)).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
             opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x, mask=mask), y).backward()
+            loss_fn(model(x, mask=mask), y).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
             opt.step()
 
         steps[name] = step
@@ -117,10 +123,11 @@ def main() -> None:
             if i >= 5:
                 times[name].append(time.perf_counter() - t0)
     base = times["built-in"]
-    print(f"{'variant':18s} {'median step':>12s} {'ratio to built-in (median of pairs)':>36s}")
+    print(f"{'variant':18s} {'median step':>12s} {'median of pair ratios':>22s} {'ratio of medians':>17s}")
     for name, ts in times.items():
         ratio = statistics.median(a / b for a, b in zip(ts, base))
-        print(f"{name:18s} {statistics.median(ts) * 1e3:9.1f} ms {ratio:36.3f}")
+        print(f"{name:18s} {statistics.median(ts) * 1e3:9.1f} ms {ratio:22.3f} "
+              f"{statistics.median(ts) / statistics.median(base):17.3f}")
     print(f"\npadded GRU vs packed, same weights, eval mode, the most ragged batch: "
           f"max |logit difference| {diff:.1e}")
     print(f"{len(base)} steps each, batch {cfg.train.batch_size}, {torch.get_num_threads()} torch threads.")
